@@ -1,0 +1,204 @@
+"""The `nfca` command. It only parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from nfca.errors import NfcaError
+
+app = typer.Typer(
+    help="Guaranteed-capacity operating envelopes for non-firm connection agreements on LV feeders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+DEBUG = {"on": False}
+
+
+class MethodName(str, Enum):
+    optimal = "optimal"
+    fair = "fair"
+    proportional = "proportional"
+    propfair = "propfair"
+    maxmin = "maxmin"
+
+
+class DirectionName(str, Enum):
+    import_ = "import"
+    export = "export"
+
+
+class Format(str, Enum):
+    csv = "csv"
+    json = "json"
+    gpkg = "gpkg"
+    png = "png"
+
+
+def handled(fn):
+    """Turn library errors into a one-line message and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NfcaError as exc:
+            if DEBUG["on"]:
+                raise
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug: say so in one line; --debug shows the traceback
+            if DEBUG["on"]:
+                raise
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for details)",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
+    DEBUG["on"] = debug
+
+
+FeederArg = Annotated[Path, typer.Argument(help="OpenDSS feeder file (Master.dss).", show_default=False)]
+
+
+def _options(vmin: float, vmax: float, power_factor: float, source_pu: Optional[float], reduce: bool):
+    from nfca.envelopes import EnvelopeOptions
+
+    return EnvelopeOptions(vmin_pu=vmin, vmax_pu=vmax, power_factor=power_factor, source_pu=source_pu, reduce=reduce)
+
+
+@app.command()
+@handled
+def envelopes(
+    feeder: FeederArg,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-results"),
+    method: Annotated[list[MethodName], typer.Option(help="Method(s); repeat for several.")] = [MethodName.optimal, MethodName.fair],
+    direction: Annotated[list[DirectionName], typer.Option(help="Direction(s); repeat for several.")] = [DirectionName.import_, DirectionName.export],
+    participants: Annotated[str, typer.Option(help="'all', a fraction (seeded random subset) or a CSV of end_user names.")] = "all",
+    seed: Annotated[int, typer.Option(help="Seed for a random subset of participants.")] = 0,
+    capacities: Annotated[Optional[Path], typer.Option(help="CSV end_user,capacity_kva overriding connection capacities.")] = None,
+    default_capacity: Annotated[float, typer.Option(help="Capacity (kVA) of loads whose XfkVA is not set.")] = 9.2,
+    power_factor: Annotated[float, typer.Option(help="Power factor of every participant.")] = 1.0,
+    vmin: Annotated[float, typer.Option(help="Lower voltage limit (pu of nominal, EN 50160).")] = 0.90,
+    vmax: Annotated[float, typer.Option(help="Upper voltage limit (pu of nominal, EN 50160).")] = 1.10,
+    source_pu: Annotated[Optional[float], typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None,
+    fmt: Annotated[list[Format], typer.Option("--format", help="Output format(s).")] = list(Format),
+    reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = True,
+) -> None:
+    """Guaranteed import/export per end-user, each envelope set verified by OpenDSS."""
+    from nfca.dss import read_feeder
+    from nfca.outputs import prepare_dir, write_study
+    from nfca.study import run_envelopes, select_participants, with_capacities
+
+    opts = _options(vmin, vmax, power_factor, source_pu, reduce)
+    prepare_dir(out)
+    with err.status("reading feeder") as status:
+        f = read_feeder(feeder, default_capacity_kva=default_capacity)
+        if capacities is not None:
+            f = with_capacities(f, capacities)
+        chosen = select_participants(f, participants, seed)
+        study = run_envelopes(f, [m.value for m in method], [d.value for d in direction], opts, chosen,
+                              progress=lambda s: status.update(f"solving {s}"))
+        status.update("writing outputs")
+        files = write_study(study, out, tuple(x.value for x in fmt))
+    _print_summary(study.summary())
+    err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA")
+    for c in ("method", "direction", "total kW", "min kW", "max kW", "Jain", "V min/max pu", "max loading %", "verified", "s"):
+        t.add_column(c)
+    for m, per in summary["methods"].items():
+        for d, s in per.items():
+            t.add_row(m, d, f"{s['total_kw']:.1f}", f"{s['min_kw']:.2f}", f"{s['max_kw']:.2f}", f"{s['jain_index']:.3f}",
+                      f"{s['v_min_pu']:.3f}/{s['v_max_pu']:.3f}", f"{s['max_loading_pct']:.1f}",
+                      "yes" if s["verified"] else "NO", f"{s['seconds']:.2f}")
+    err.print(t)
+
+
+@app.command()
+@handled
+def powerflow(
+    feeder: FeederArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")] = False,
+    load_kw: Annotated[Optional[float], typer.Option(help="Put every end-user at this power (kW, pf 1) instead of the file's.")] = None,
+) -> None:
+    """Three-phase power flow with the UTOPF model, compared with OpenDSS."""
+    from nfca.verify import compare_powerflow
+
+    report = compare_powerflow(feeder, load_kw)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        for k, v in report.items():
+            err.print(f"{k:>16}: {v}", highlight=False)
+
+
+@app.command("sweep-participation")
+@handled
+def sweep_participation(
+    feeder: FeederArg,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-sweep"),
+    step: Annotated[int, typer.Option(help="Step in the number of participants.")] = 5,
+    method: Annotated[list[MethodName], typer.Option(help="Method(s).")] = [MethodName.optimal, MethodName.fair],
+    direction: Annotated[list[DirectionName], typer.Option(help="Direction(s).")] = [DirectionName.import_, DirectionName.export],
+    seed: Annotated[int, typer.Option(help="Seed of the order in which end-users join.")] = 0,
+    vmin: float = 0.90, vmax: float = 1.10, power_factor: float = 1.0,
+) -> None:
+    """Guaranteed power against the number of NFCA end-users (seed Fig 5-4)."""
+    from nfca import plots
+    from nfca.dss import read_feeder
+    from nfca.outputs import prepare_dir, write_csv
+    from nfca.study import sweep_participation as sweep
+
+    prepare_dir(out)
+    f = read_feeder(feeder)
+    n = len(f.end_users)
+    counts = sorted({n, *range(step, n + 1, step)})
+    with err.status("sweeping") as status:
+        df = sweep(f, counts, [m.value for m in method], [d.value for d in direction],
+                   _options(vmin, vmax, power_factor, None, True), seed, progress=lambda s: status.update(s))
+    write_csv(out / "participation.csv", df)
+    plots.participation_sweep(df, out / "participation.png")
+    err.print(df.to_string(index=False), highlight=False)
+
+
+def _mount() -> None:
+    """Sub-applications of other packages."""
+    try:
+        from feeders.cli import app as feeders_app
+
+        app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")
+    except ImportError:
+        pass
+    try:
+        from market_bridge.cli import app as market_app
+
+        app.add_typer(market_app, name="market", help="TSO-DSO flexibility market clearings.")
+    except ImportError:
+        pass
+
+
+_mount()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Test feeders as OpenDSS models, with the scripts that build them."""

@@ -1,0 +1,345 @@
+"""Guaranteed-capacity operating envelopes under non-firm connection agreements.
+
+Every participant's guaranteed power g_u lies in [0, capacity_u * pf]; all participants use
+their envelope at the same time, non-participants keep firm connections at full capacity in
+the same direction. Methods:
+
+- optimal: maximise sum g - 1e-5/2 * sum g^2 (g in pu of 10 kVA). The small strictly concave
+  tie-break makes the optimum unique (it picks the most even split among equal totals) and
+  costs at most a few watts of total.
+- fair: equal guaranteed power for all, capped by each one's capacity: g_u = min(t, cap_u),
+  t maximal (solved by raising t and fixing users as they reach their capacity).
+- proportional: g_u = alpha * cap_u, alpha maximal.
+- propfair: maximise sum cap_u * log(g_u) (weighted proportional fairness).
+- maxmin: lexicographic max-min (progressive filling; a user is frozen when the multiplier of
+  its floor constraint shows it blocks a higher floor).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import pyomo.environ as pyo
+
+from nfca.errors import InfeasibleError, InputError, SolverError
+from nfca.network import Feeder
+from nfca.reduction import reduce_feeder
+from nfca.utopf import (
+    PuNetwork, SolveResult, add_thermal_limits, add_voltage_limits, build_model,
+    fixed_point_voltages, init_leg_currents, leg_voltages_pu, per_unit, set_voltages, solve, voltages,
+)
+
+TIE_BREAK = 1e-5
+
+
+class Method(str, Enum):
+    optimal = "optimal"
+    fair = "fair"
+    proportional = "proportional"
+    propfair = "propfair"
+    maxmin = "maxmin"
+
+
+class Direction(str, Enum):
+    import_ = "import"
+    export = "export"
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self is Direction.import_ else -1.0
+
+
+@dataclass(frozen=True)
+class EnvelopeOptions:
+    """Physical assumptions of an envelope study, with their defaults."""
+
+    vmin_pu: float = 0.90  # EN 50160 lower limit of the supply voltage
+    vmax_pu: float = 1.10  # EN 50160 upper limit
+    power_factor: float = 1.0  # of every participant, both directions (vars absorbed/consumed)
+    source_pu: float | None = None  # None: the feeder file's source voltage
+    reduce: bool = True  # exact network reduction before optimising
+
+    def __post_init__(self) -> None:
+        if not 0 < self.vmin_pu < 1 < self.vmax_pu:
+            raise InputError(f"voltage limits must satisfy 0 < vmin < 1 < vmax, got {self.vmin_pu}, {self.vmax_pu}")
+        if not 0 < self.power_factor <= 1:
+            raise InputError(f"power factor must be in (0, 1], got {self.power_factor}")
+        if self.source_pu is not None and not 0.8 <= self.source_pu <= 1.2:
+            raise InputError(f"source voltage must be within 0.8-1.2 pu, got {self.source_pu}")
+
+
+@dataclass(frozen=True)
+class EnvelopeSet:
+    """Guaranteed power of every end-user for one method and direction (kW, non-negative)."""
+
+    method: Method
+    direction: Direction
+    guaranteed_kw: dict[str, float]
+    participant: dict[str, bool]
+    binding: dict[str, str]
+    result: SolveResult
+    seconds: float
+    iterations: int
+    solves: int
+    v_min_pu: float  # of the model's solution, over limited customer voltages
+    v_max_pu: float
+
+    @property
+    def total_kw(self) -> float:
+        return float(sum(v for k, v in self.guaranteed_kw.items() if self.participant[k]))
+
+
+@dataclass
+class EnvelopeProblem:
+    """One UTOPF model per feeder, re-solved for each method and direction."""
+
+    feeder: Feeder
+    options: EnvelopeOptions = field(default_factory=EnvelopeOptions)
+    participants: frozenset[str] | None = None  # None: every end-user takes an NFCA
+
+    def __post_init__(self) -> None:
+        names = {u.name for u in self.feeder.end_users}
+        if self.participants is None:
+            self.participants = frozenset(names)
+        unknown = sorted(set(self.participants) - names)
+        if unknown:
+            raise InputError(f"participant {unknown[0]} is not an end-user of feeder {self.feeder.name}")
+        self.model_feeder = reduce_feeder(self.feeder) if self.options.reduce else self.feeder
+        self.net = per_unit(self.model_feeder, source_pu=self.options.source_pu)
+        o = self.options
+        self.tan_phi = math.tan(math.acos(o.power_factor))
+        self.cap = self.net.user_cap * o.power_factor  # pu of active power
+        self.part = np.array([n in self.participants for n in self.net.users])
+        self.m = self._build()
+        self.paths = {b: {line.name for line in p} for b, p in self.model_feeder.path_lines.items()}
+
+    # ------------------------------------------------------------------ model
+    def _build(self) -> pyo.ConcreteModel:
+        net = self.net
+        m = build_model(net)
+        add_voltage_limits(m, net, self.options.vmin_pu, self.options.vmax_pu)
+        add_thermal_limits(m, net)
+        m.sign = pyo.Param(mutable=True, initialize=1.0)
+        m.g = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(self.cap[u])), initialize=0.0)
+        m.link_p = pyo.Constraint(m.U, rule=lambda m, u: m.p[u] == m.sign * m.g[u])
+        m.link_q = pyo.Constraint(m.U, rule=lambda m, u: m.q[u] == self.tan_phi * m.g[u])
+        m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+        m.method = pyo.Block()
+        return m
+
+    def _reset(self, direction: Direction) -> None:
+        m = self.m
+        m.del_component(m.method)
+        m.method = pyo.Block()
+        m.sign.set_value(direction.sign)
+        for u in m.U:
+            m.g[u].unfix()
+            if not self.part[u]:
+                m.g[u].fix(float(self.cap[u]))
+        # Warm start: the power flow with participants at a quarter of their capacity.
+        g0 = np.where(self.part, 0.25 * self.cap, self.cap)
+        s = direction.sign * g0 + 1j * self.tan_phi * g0
+        v = fixed_point_voltages(self.net, s)
+        if np.all(np.isfinite(v)):
+            set_voltages(m, v)
+            init_leg_currents(m, self.net, v, s)
+        for u in m.U:
+            if not m.g[u].fixed:
+                m.g[u].set_value(float(g0[u]))
+
+    def _solve(self) -> SolveResult:
+        res = solve(self.m)
+        if not res.ok and res.status != "infeasible":
+            # Retry once with a monotone barrier and gradient-based scaling.
+            res2 = solve(self.m, {"mu_strategy": "monotone", "nlp_scaling_method": "gradient-based", "max_iter": 3000})
+            res = SolveResult(res2.status, res2.message, res.iterations + res2.iterations, res.seconds + res2.seconds)
+        return res
+
+    # ------------------------------------------------------------------ methods
+    def solve(self, method: Method | str, direction: Direction | str) -> EnvelopeSet:
+        """Compute one envelope set; raise InfeasibleError or SolverError when there is none."""
+        method, direction = Method(method), Direction(direction)
+        t0 = time.perf_counter()
+        self._reset(direction)
+        runs = getattr(self, f"_{method.value}")()
+        res = runs[-1]
+        if res.status == "infeasible":
+            raise InfeasibleError(self._infeasible_message(direction))
+        if not res.ok:
+            raise SolverError(
+                f"Ipopt failed for the {method.value} {direction.value} envelopes: {res.status} "
+                f"({res.message}); tried the default start and a monotone, rescaled retry"
+            )
+        m = self.m
+        g = np.array([max(0.0, pyo.value(m.g[u])) for u in m.U])
+        # Publish whole watts, rounded down (never more than the model proved feasible; the
+        # 1 mW allowance absorbs Ipopt's last digits at a capacity bound).
+        watts = np.minimum(np.floor(g * self.net.s_base_va + 1e-3), np.round(self.cap * self.net.s_base_va, 6))
+        kw = np.round(watts / 1e3, 6)
+        v = voltages(m, self.net)
+        vl = leg_voltages_pu(self.net, v)
+        return EnvelopeSet(
+            method=method,
+            direction=direction,
+            guaranteed_kw=dict(zip(self.net.users, kw.tolist())),
+            participant=dict(zip(self.net.users, self.part.tolist())),
+            binding=self._binding(g, v),
+            result=res,
+            seconds=time.perf_counter() - t0,
+            iterations=sum(r.iterations for r in runs),
+            solves=len(runs),
+            v_min_pu=float(vl.min()),
+            v_max_pu=float(vl.max()),
+        )
+
+    def _optimal(self) -> list[SolveResult]:
+        m, b = self.m, self.m.method
+        free = [u for u in m.U if self.part[u]]
+        b.obj = pyo.Objective(
+            expr=sum(m.g[u] for u in free) - TIE_BREAK / 2 * sum(m.g[u] ** 2 for u in free), sense=pyo.maximize
+        )
+        return [self._solve()]
+
+    def _fair(self) -> list[SolveResult]:
+        m, b = self.m, self.m.method
+        free = [u for u in m.U if self.part[u]]
+        b.t = pyo.Var(bounds=(0, None), initialize=0.0)
+        b.obj = pyo.Objective(expr=b.t, sense=pyo.maximize)
+        runs = []
+        while free:
+            cap_min = min(self.cap[u] for u in free)
+            b.t.setub(float(cap_min))
+            b.del_component("equal")
+            b.equal = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.t)
+            runs.append(self._solve())
+            if not runs[-1].ok or pyo.value(b.t) < cap_min - 1e-7:
+                break
+            for u in [u for u in free if self.cap[u] <= cap_min + 1e-12]:
+                m.g[u].fix(float(self.cap[u]))
+                free.remove(u)
+        if not runs:  # nobody participates: check the firm operating point
+            b.t.fix(0.0)
+            runs.append(self._solve())
+        return runs
+
+    def _proportional(self) -> list[SolveResult]:
+        m, b = self.m, self.m.method
+        free = [u for u in m.U if self.part[u]]
+        b.alpha = pyo.Var(bounds=(0, 1), initialize=0.25)
+        b.obj = pyo.Objective(expr=b.alpha, sense=pyo.maximize)
+        b.prop = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.alpha * float(self.cap[u]))
+        return [self._solve()]
+
+    def _propfair(self) -> list[SolveResult]:
+        m, b = self.m, self.m.method
+        free = [u for u in m.U if self.part[u]]
+        for u in free:
+            m.g[u].setlb(1e-6)
+        b.obj = pyo.Objective(expr=sum(float(self.cap[u]) * pyo.log(m.g[u]) for u in free), sense=pyo.maximize)
+        try:
+            return [self._solve()]
+        finally:
+            for u in free:
+                m.g[u].setlb(0.0)
+
+    def _maxmin(self) -> list[SolveResult]:
+        m, b = self.m, self.m.method
+        free = [u for u in m.U if self.part[u]]
+        level: dict[int, float] = {}  # frozen users and the floor they were frozen at
+        b.t = pyo.Var(bounds=(0, None), initialize=0.0)
+        runs = []
+        while free:
+            for name in ("floor", "kept", "obj"):
+                b.del_component(name)
+            b.floor = pyo.Constraint(free, rule=lambda b, u: m.g[u] >= b.t)
+            # Frozen users keep their floor (less 0.01 W, so the feasible set keeps an interior);
+            # the small penalty holds them at it, which keeps the optimum unique.
+            b.kept = pyo.Constraint(list(level), rule=lambda b, u: m.g[u] >= level[u] - 1e-6)
+            b.obj = pyo.Objective(
+                expr=b.t - TIE_BREAK / 2 * sum((m.g[u] - level[u]) ** 2 for u in level), sense=pyo.maximize
+            )
+            runs.append(self._solve())
+            if not runs[-1].ok:
+                break
+            t = pyo.value(b.t)
+            duals = {u: abs(m.dual.get(b.floor[u], 0.0)) for u in free}
+            scale = max(duals.values()) if duals else 0.0
+            frozen = [u for u in free if pyo.value(m.g[u]) >= self.cap[u] - 1e-7
+                      or (scale > 0 and duals[u] > 1e-4 * scale)]
+            if not frozen:
+                frozen = [u for u in free if pyo.value(m.g[u]) <= t + 1e-6]
+            for u in frozen:
+                level[u] = min(float(self.cap[u]), t)
+                free.remove(u)
+        if not runs:  # nobody participates: check the firm operating point
+            b.t.fix(0.0)
+            b.obj = pyo.Objective(expr=b.t, sense=pyo.maximize)
+            runs.append(self._solve())
+        return runs
+
+    # ------------------------------------------------------------------ reporting
+    def _binding(self, g: np.ndarray, v: np.ndarray) -> dict[str, str]:
+        """Name the limit that stops each end-user short of its capacity."""
+        m, net = self.m, self.net
+        active: list[tuple[float, str, str, set | None]] = []  # (dual, label, kind, lines on path)
+        vl = leg_voltages_pu(net, v)
+        vmin, vmax = self.options.vmin_pu, self.options.vmax_pu
+        for k, (p, q, nom, label) in enumerate(net.vlegs):
+            bus = label.split()[1]
+            if vl[k] <= vmin + 1e-5:
+                active.append((abs(m.dual.get(m.v_lower[k], 0.0)), f"voltage {label} {vmin:.2f} pu", "v", bus))
+            elif vl[k] >= vmax - 1e-5:
+                active.append((abs(m.dual.get(m.v_upper[k], 0.0)), f"voltage {label} {vmax:.2f} pu", "v", bus))
+        lines = {line.name: line for line in self.model_feeder.lines}
+        for c in m.C:
+            i2 = pyo.value(m.ir[c]) ** 2 + pyo.value(m.ii[c]) ** 2
+            if i2 >= net.c_imax[c] ** 2 * (1 - 1e-5):
+                line = lines[net.c_line[c]]
+                active.append((abs(m.dual.get(m.i_line[c], 0.0)), f"ampacity line {line.rating_name}", "l", line.name))
+        for k, (e, r, re, im, lim) in enumerate(m.element_terms):
+            if pyo.value(re) ** 2 + pyo.value(im) ** 2 >= lim**2 * (1 - 1e-5):
+                name = self.model_feeder.elements[e].name
+                active.append((abs(m.dual.get(m.i_element[k], 0.0)), f"rating {name}", "e", None))
+        out = {}
+        for u, name in enumerate(net.users):
+            if g[u] >= self.cap[u] - 1e-6:
+                out[name] = "capacity"
+                continue
+            if not self.part[u]:
+                out[name] = "firm"
+                continue
+            bus = self.model_feeder.end_user[name].bus
+            mine = self.paths[bus]
+            relevant = [a for a in active if a[2] == "e"
+                        or (a[2] == "l" and a[3] in mine)
+                        or (a[2] == "v" and mine & self.paths[a[3]])]
+            pool = relevant or active
+            out[name] = max(pool, key=lambda a: a[0])[1] if pool else "none (fairness rule)"
+        return out
+
+    def _infeasible_message(self, direction: Direction) -> str:
+        """Say which limits the firm connections alone violate, if they do."""
+        net = self.net
+        g0 = np.where(self.part, 0.0, self.cap)
+        s = direction.sign * g0 + 1j * self.tan_phi * g0
+        v = fixed_point_voltages(net, s)
+        vl = leg_voltages_pu(net, v)
+        bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl)
+               if x < self.options.vmin_pu or x > self.options.vmax_pu]
+        lines = {line.name: line for line in self.model_feeder.lines}
+        for sl, z in zip(net.line_slices, net.line_z):
+            vf = np.array([v[i] if i >= 0 else 0 for i in net.c_from[sl]])
+            vt = np.array([v[i] if i >= 0 else 0 for i in net.c_to[sl]])
+            i = np.abs(np.linalg.solve(z, vf - vt))
+            if np.any(i > net.c_imax[sl]):
+                line = lines[net.c_line[sl.start]]
+                bad.append(f"ampacity line {line.rating_name} at {100 * np.max(i / net.c_imax[sl]):.0f} %")
+        if bad:
+            return (f"no {direction.value} envelope exists: with NFCA users at zero the firm connections alone "
+                    f"violate {len(bad)} limit(s), first {bad[0]} (voltage limits "
+                    f"{self.options.vmin_pu}-{self.options.vmax_pu} pu)")
+        return f"no {direction.value} envelope exists: Ipopt found the limits infeasible"

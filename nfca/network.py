@@ -1,0 +1,242 @@
+"""The feeder as immutable data: buses, lines, linear elements, the source and end-users.
+
+This is the *engineering* model: names from the feeder file, SI units. Conductors are the
+feeder file's node numbers: 1, 2, 3 are phases, 0 is earth (never a variable) and 4 and above
+are neutral conductors. Everything the optimiser needs is derived from here, in per unit, by
+`nfca.utopf`; results are mapped back to these names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from nfca.errors import FeederError
+
+EARTH = 0
+PHASES = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class Bus:
+    """A bus with its conductors and its phase-to-neutral voltage base."""
+
+    name: str
+    nodes: tuple[int, ...]
+    kv_base_ln: float
+    x: float | None = None
+    y: float | None = None
+
+    @property
+    def is_lv(self) -> bool:
+        return self.kv_base_ln * math.sqrt(3) <= 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class Line:
+    """A series element with an n x n impedance: V_from - V_to = Z I, plus optional shunt."""
+
+    name: str
+    bus_from: str
+    bus_to: str
+    nodes_from: tuple[int, ...]
+    nodes_to: tuple[int, ...]
+    z_ohm: np.ndarray
+    y_shunt_s: np.ndarray  # total shunt admittance, half at each end
+    length_m: float
+    ampacity_a: float  # per conductor
+    is_switch: bool = False
+    # After exact reduction: the original lines merged into this one, and the one with the
+    # lowest ampacity (the one a planner must upgrade).
+    merged: tuple[str, ...] = ()
+    limiting_line: str = ""
+
+    @property
+    def has_shunt(self) -> bool:
+        return bool(np.any(self.y_shunt_s != 0))
+
+    @property
+    def rating_name(self) -> str:
+        return self.limiting_line or self.name
+
+
+@dataclass(frozen=True, eq=False)
+class LinearElement:
+    """An element modelled by its primitive admittance (transformer, shunt capacitor, reactor).
+
+    Current leaving conductor `terminals[i]` into the element is sum_j Y[i, j] V(terminals[j]).
+    `rating_a` limits the current at the terminals listed in `rated_terminals`.
+    """
+
+    name: str
+    kind: str
+    terminals: tuple[tuple[str, int], ...]  # (bus, node) per row of y_s; node 0 is earth
+    y_s: np.ndarray
+    rating_a: float = 0.0
+    rated_terminals: tuple[int, ...] = ()
+    description: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """The upstream grid as a Norton equivalent: injection = Y (E - V) at the source bus."""
+
+    name: str
+    bus: str
+    nodes: tuple[int, ...]
+    e_v: np.ndarray  # open-circuit phase-to-earth voltages, complex, volts
+    y_s: np.ndarray
+    kv_base_ll: float
+    pu: float
+
+
+@dataclass(frozen=True)
+class EndUser:
+    """One connection contract. Its power is shared equally by its legs.
+
+    A leg is a pair of conductors (plus, minus) the user is connected between: (1, 0) is a
+    single-phase wye user, (1, 2) a phase-to-phase user on a 3x230 V grid, three legs a
+    three-phase user. Import (consumption) is positive.
+    """
+
+    name: str
+    bus: str
+    legs: tuple[tuple[int, int], ...]
+    connection: str  # "wye" or "delta"
+    capacity_kva: float
+    p_kw: float = 0.0
+    q_kvar: float = 0.0
+
+    @property
+    def phases(self) -> str:
+        nodes = sorted({n for leg in self.legs for n in leg if n in PHASES})
+        return "".join("abc"[n - 1] for n in nodes)
+
+    @property
+    def n_phases(self) -> int:
+        return 3 if len(self.legs) == 3 else 1
+
+
+def leg_nominal_pu(leg: tuple[int, int]) -> float:
+    """Nominal magnitude of a leg's voltage in per unit of the phase-to-neutral base."""
+    plus, minus = leg
+    return math.sqrt(3) if (plus in PHASES and minus in PHASES) else 1.0
+
+
+def leg_label(leg: tuple[int, int]) -> str:
+    name = {0: "", 1: "a", 2: "b", 3: "c"}
+    plus, minus = leg
+    if minus == EARTH:
+        return name[plus]
+    return name.get(plus, str(plus)) + name.get(minus, "n" if minus >= 4 else str(minus))
+
+
+@dataclass(frozen=True)
+class ConnectionPoint:
+    """The bus where one or more end-users connect (a building can hold many contracts)."""
+
+    name: str
+    bus: str
+    end_users: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Feeder:
+    """An LV feeder: the network the envelopes are computed on."""
+
+    name: str
+    path: str
+    buses: dict[str, Bus]
+    lines: tuple[Line, ...]
+    elements: tuple[LinearElement, ...]
+    source: Source
+    end_users: tuple[EndUser, ...]
+
+    @cached_property
+    def connection_points(self) -> tuple[ConnectionPoint, ...]:
+        by_bus: dict[str, list[str]] = {}
+        for u in self.end_users:
+            by_bus.setdefault(u.bus, []).append(u.name)
+        return tuple(ConnectionPoint(bus, bus, tuple(users)) for bus, users in by_bus.items())
+
+    @cached_property
+    def end_user(self) -> dict[str, EndUser]:
+        return {u.name: u for u in self.end_users}
+
+    @property
+    def length_m(self) -> float:
+        return float(sum(line.length_m for line in self.lines))
+
+    @cached_property
+    def parent(self) -> dict[str, tuple[str, Line | LinearElement | None]]:
+        """Radial tree: each bus's upstream bus and the element between them."""
+        return _tree(self)
+
+    @cached_property
+    def path_lines(self) -> dict[str, tuple[Line, ...]]:
+        """The lines on each bus's path from the source."""
+        out: dict[str, tuple[Line, ...]] = {}
+
+        def walk(bus: str) -> tuple[Line, ...]:
+            if bus not in out:
+                up, elem = self.parent[bus]
+                above = () if up is None else walk(up)
+                out[bus] = above + (elem,) if isinstance(elem, Line) else above
+            return out[bus]
+
+        for b in self.buses:
+            walk(b)
+        return out
+
+    def distance_m(self) -> dict[str, float]:
+        """Cable length from the source to every bus."""
+        return {b: float(sum(line.length_m for line in p)) for b, p in self.path_lines.items()}
+
+
+def _tree(feeder: Feeder) -> dict[str, tuple[str | None, Line | LinearElement | None]]:
+    adj: dict[str, list[tuple[str, Line | LinearElement]]] = {b: [] for b in feeder.buses}
+    for line in feeder.lines:
+        adj[line.bus_from].append((line.bus_to, line))
+        adj[line.bus_to].append((line.bus_from, line))
+    for el in feeder.elements:
+        buses = list(dict.fromkeys(b for b, _ in el.terminals))
+        for a in buses:
+            for b in buses:
+                if a != b:
+                    adj[a].append((b, el))
+    parent: dict[str, tuple[str | None, Line | LinearElement | None]] = {feeder.source.bus: (None, None)}
+    order = [feeder.source.bus]
+    for bus in order:
+        for nxt, elem in adj[bus]:
+            if nxt not in parent:
+                parent[nxt] = (bus, elem)
+                order.append(nxt)
+    return parent
+
+
+def check_topology(feeder: Feeder) -> None:
+    """Raise FeederError naming the element if the feeder is not one radial tree from the source."""
+    parent = _tree(feeder)
+    missing = [b for b in feeder.buses if b not in parent]
+    if missing:
+        users = [u.name for u in feeder.end_users if u.bus in missing]
+        extra = f" (end-users {', '.join(users[:3])} are cut off)" if users else ""
+        raise FeederError(
+            f"bus {missing[0]} is not connected to the source{extra}; "
+            f"{len(missing)} bus(es) disconnected in all"
+        )
+    n_series = len(feeder.lines) + sum(
+        len(set(b for b, _ in el.terminals)) - 1 for el in feeder.elements if len({b for b, _ in el.terminals}) > 1
+    )
+    if n_series > len(feeder.buses) - 1:
+        # Name a line that closes a loop: one whose both ends were reached through other elements.
+        for line in feeder.lines:
+            a, b = line.bus_from, line.bus_to
+            if parent[a][1] is not line and parent[b][1] is not line:
+                raise FeederError(
+                    f"Line.{line.name} closes a loop between buses {a} and {b}: meshed feeders are not supported"
+                )
+        raise FeederError("the feeder is meshed: meshed feeders are not supported")

@@ -1,0 +1,82 @@
+"""Small feeders built in code, and the IEEE European LV feeder as the reference case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IEEE_EULV = ROOT / "feeders" / "ieee_eulv" / "Master.dss"
+
+HEADER = """Clear
+Set DefaultBaseFrequency=50
+New Circuit.{name} basekv=11 pu={pu} phases=3 bus1=mv MVAsc3=150 MVAsc1=120 basefreq=50
+New Transformer.tr phases=3 windings=2 buses=[mv lv] conns=[delta wye] kVs=[11 {kv}] kVAs=[{kva} {kva}] XHL=4 %Rs=[0.5 0.5] basefreq=50
+"""
+
+
+def four_wire_kron_text(n_segments: int = 8, seg_m: float = 40.0, kw: float = 4.0) -> str:
+    """A 416 V feeder (Kron-reduced, 3 conductors) with single-phase wye and three-phase wye users."""
+    lines = [HEADER.format(name="kron", pu=1.03, kv=0.416, kva=250)]
+    lines.append("New LineCode.main nphases=3 R1=0.32 X1=0.075 R0=1.3 X0=0.09 C1=0 C0=0 units=km normamps=180 basefreq=50")
+    lines.append("New LineCode.svc nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km normamps=80 basefreq=50")
+    prev = "lv"
+    for k in range(1, n_segments + 1):
+        lines.append(f"New Line.m{k} bus1={prev} bus2=n{k} linecode=main length={seg_m} units=m")
+        # a dead-end stub with nobody on it, and an intermediate joint (exercise the reduction)
+        lines.append(f"New Line.j{k} bus1=n{k} bus2=j{k} linecode=svc length=4 units=m")
+        lines.append(f"New Line.s{k} bus1=j{k} bus2=cp{k} linecode=svc length=6 units=m")
+        if k % 3 == 0:
+            lines.append(f"New Line.stub{k} bus1=n{k} bus2=stub{k} linecode=svc length=5 units=m")
+        phase = (k - 1) % 3 + 1
+        lines.append(f"New Load.u{k} bus1=cp{k}.{phase} phases=1 kV=0.24 XfkVA=9.2 kW={kw} kvar=0 model=1")
+        if k % 4 == 0:
+            lines.append(f"New Load.t{k} bus1=cp{k}.1.2.3 phases=3 kV=0.416 XfkVA=27.7 kW={3 * kw} kvar=1 model=1")
+        prev = f"n{k}"
+    lines.append("Set VoltageBases=[11 0.416]\nCalcVoltageBases")
+    lines += [f"// coordinates"]
+    return "\n".join(lines) + "\n"
+
+
+def three_wire_text(n_segments: int = 8, seg_m: float = 25.0, kw: float = 3.0) -> str:
+    """A 3x230 V (IT-like, three-wire) feeder: phase-to-phase single-phase and delta three-phase users,
+    one connection point holding several end-users."""
+    lines = [HEADER.format(name="it230", pu=1.0, kv=0.23, kva=250)]
+    lines.append("New LineCode.c95 nphases=3 R1=0.32 X1=0.08 R0=1.28 X0=0.1 C1=0 C0=0 units=km normamps=200 basefreq=50")
+    lines.append("New LineCode.c16 nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km normamps=90 basefreq=50")
+    prev = "lv"
+    pairs = ["1.2", "2.3", "3.1"]
+    for k in range(1, n_segments + 1):
+        lines.append(f"New Line.m{k} bus1={prev} bus2=n{k} linecode=c95 length={seg_m} units=m")
+        lines.append(f"New Line.s{k} bus1=n{k} bus2=cp{k} linecode=c16 length=8 units=m")
+        lines.append(f"New Load.a{k} bus1=cp{k}.{pairs[k % 3]} phases=1 conn=delta kV=0.23 XfkVA=9.2 kW={kw} kvar=0.5 model=1")
+        if k % 3 == 0:
+            lines.append(f"New Load.d{k} bus1=cp{k}.1.2.3 phases=3 conn=delta kV=0.23 XfkVA=25.1 kW={2 * kw} kvar=0 model=1")
+        if k == n_segments // 2:  # a small building: four more contracts on the same point
+            for j in range(4):
+                lines.append(f"New Load.b{j} bus1=cp{k}.{pairs[j % 3]} phases=1 conn=delta kV=0.23 XfkVA=5.8 kW=1 model=1")
+        prev = f"n{k}"
+    lines.append("Set VoltageBases=[11 0.23]\nCalcVoltageBases")
+    return "\n".join(lines) + "\n"
+
+
+def write_dss(folder: Path, text: str, name: str = "Master.dss") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def kron_feeder(tmp_path: Path) -> Path:
+    return write_dss(tmp_path, four_wire_kron_text())
+
+
+@pytest.fixture
+def it_feeder(tmp_path: Path) -> Path:
+    return write_dss(tmp_path, three_wire_text())
+
+
+@pytest.fixture
+def ieee_eulv() -> Path:
+    return IEEE_EULV

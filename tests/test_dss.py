@@ -1,0 +1,63 @@
+"""The reader: any radial OpenDSS feeder in, clear errors for what is not supported."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import three_wire_text, four_wire_kron_text, write_dss
+from nfca.dss import read_feeder
+from nfca.errors import FeederError
+
+
+def test_three_wire_feeder_end_users(it_feeder):
+    f = read_feeder(it_feeder)
+    users = f.end_user
+    assert users["a1"].legs == ((2, 3),) and users["a1"].connection == "delta"
+    assert users["d3"].legs == ((1, 2), (2, 3), (3, 1)) and users["d3"].capacity_kva == 25.1
+    # several end-users on one connection point
+    cp = next(c for c in f.connection_points if c.bus == "cp4")
+    assert set(cp.end_users) == {"a4", "b0", "b1", "b2", "b3"}
+    assert f.elements[0].description["vector_group"] == "Dyn"
+    assert f.elements[0].rating_a == pytest.approx(250 / (3**0.5 * 0.23))
+
+
+def test_kron_feeder_lines_have_impedance_and_ampacity(kron_feeder):
+    f = read_feeder(kron_feeder)
+    m1 = next(line for line in f.lines if line.name == "m1")
+    # 40 m of R1 = 0.32, R0 = 1.3 ohm/km: self R = (2 R1 + R0) / 3 * length
+    assert m1.z_ohm[0, 0].real == pytest.approx((2 * 0.32 + 1.3) / 3 * 0.04)
+    assert m1.ampacity_a == 180 and m1.length_m == pytest.approx(40)
+    assert f.end_user["u1"].legs == ((1, 0),)
+    assert f.end_user["t4"].legs == ((1, 0), (2, 0), (3, 0))
+
+
+BAD = {
+    "mesh": ("New Line.loop bus1=n2 bus2=n5 linecode=main length=30 units=m", "closes a loop"),
+    "regulator": ("New RegControl.reg1 transformer=tr winding=2 vreg=120", "RegControl.reg1: voltage regulators"),
+    "no ampacity": ("New LineCode.bad nphases=3 R1=0.3 X1=0.07 R0=1 X0=0.1 units=km normamps=0\n"
+                    "New Line.x1 bus1=n8 bus2=x1 linecode=bad length=10 units=m", "Line.x1: no ampacity"),
+    "missing phase": ("New LineCode.two nphases=2 R1=0.3 X1=0.07 R0=1 X0=0.1 units=km normamps=100\n"
+                      "New Line.x2 bus1=n8.1.2 bus2=x2.1.2 phases=2 linecode=two length=10 units=m\n"
+                      "New Load.bad bus1=x2.3 phases=1 kV=0.24 kW=1", "Load.bad is connected to node 3 of bus x2"),
+    "unknown linecode": ("New Line.x3 bus1=n8 bus2=x3 linecode=nothere length=10 units=m", "nothere"),
+    "disconnected": ("New Line.x4 bus1=island1 bus2=island2 linecode=main length=10 units=m\n"
+                     "New Load.lost bus1=island2.1 phases=1 kV=0.24 kW=1", "not connected to the source"),
+    "generator": ("New Generator.g1 bus1=n3 kV=0.416 kW=10", "Generator.g1"),
+    "negative length": ("New Line.x5 bus1=n8 bus2=x5 linecode=main length=-3 units=m", "Line.x5: length must be positive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_unsupported_or_malformed_feeders_name_the_element(tmp_path, case):
+    extra, message = BAD[case]
+    text = four_wire_kron_text().replace("Set VoltageBases", extra + "\nSet VoltageBases")
+    with pytest.raises(FeederError, match=message):
+        read_feeder(write_dss(tmp_path, text))
+
+
+def test_missing_file_and_empty_feeder(tmp_path):
+    with pytest.raises(FeederError, match="no such feeder file"):
+        read_feeder(tmp_path / "nothere.dss")
+    text = "\n".join(l for l in three_wire_text().splitlines() if not l.startswith("New Load"))
+    with pytest.raises(FeederError, match="no loads"):
+        read_feeder(write_dss(tmp_path, text))

@@ -1,0 +1,105 @@
+"""Envelopes: every published set verified, fair <= optimal <= capacity, deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import three_wire_text, write_dss
+from nfca.dss import read_feeder
+from nfca.envelopes import EnvelopeOptions, EnvelopeProblem
+from nfca.errors import InfeasibleError
+from nfca.study import jain_index, run_envelopes, select_participants
+
+METHODS = ["optimal", "fair", "proportional", "propfair", "maxmin"]
+
+
+@pytest.fixture(scope="module")
+def it_study(tmp_path_factory):
+    path = write_dss(tmp_path_factory.mktemp("it"), three_wire_text())
+    return run_envelopes(read_feeder(path), METHODS, ["import", "export"])
+
+
+def test_every_envelope_is_verified_by_opendss(it_study):
+    assert it_study.verified
+    for ver in it_study.verifications:
+        assert ver.v_min_pu >= 0.9 - 1e-6 and ver.v_max_pu <= 1.1 + 1e-6
+        assert ver.max_loading_pct <= 100 + 1e-4
+
+
+def test_fair_le_optimal_le_capacity(it_study):
+    cap = sum(u.capacity_kva for u in it_study.feeder.end_users)
+    for d in ("import", "export"):
+        total = {e.method.value: e.total_kw for e in it_study.envelopes if e.direction.value == d}
+        assert total["optimal"] <= cap + 1e-9
+        for m in METHODS:
+            # the optimum maximises the total: no other rule can beat it (tie-break costs < 10 W)
+            assert total[m] <= total["optimal"] + 0.01
+        assert total["fair"] < total["optimal"]  # this feeder is congested: fairness costs power
+
+
+def test_envelopes_within_capacity_and_fair_is_equal(it_study):
+    for e in it_study.envelopes:
+        for u in it_study.feeder.end_users:
+            assert 0 <= e.guaranteed_kw[u.name] <= u.capacity_kva + 1e-9
+        if e.method.value == "fair":
+            g = np.array(list(e.guaranteed_kw.values()))
+            cap = np.array([u.capacity_kva for u in it_study.feeder.end_users])
+            t = g.max()
+            # equal power t, capped by each one's capacity
+            assert np.allclose(g, np.minimum(t, cap), atol=1e-3)
+
+
+def test_maxmin_floor_is_the_fair_level(it_study):
+    for d in ("import", "export"):
+        env = {e.method.value: e for e in it_study.envelopes if e.direction.value == d}
+        assert min(env["maxmin"].guaranteed_kw.values()) >= min(env["fair"].guaranteed_kw.values()) - 2e-3
+        g = np.array(list(env["fair"].guaranteed_kw.values()))
+        assert jain_index(g) >= jain_index(np.array(list(env["optimal"].guaranteed_kw.values())))
+
+
+def test_binding_names_a_limit(it_study):
+    for e in it_study.envelopes:
+        for name, why in e.binding.items():
+            if e.guaranteed_kw[name] < it_study.feeder.end_user[name].capacity_kva - 1e-3:
+                assert why.startswith(("voltage bus", "ampacity line", "rating Transformer"))
+
+
+def test_same_input_same_output(it_feeder):
+    f = read_feeder(it_feeder)
+    a = EnvelopeProblem(f).solve("optimal", "export").guaranteed_kw
+    b = EnvelopeProblem(read_feeder(it_feeder)).solve("optimal", "export").guaranteed_kw
+    assert a == b
+
+
+def test_reduction_gives_the_same_envelopes(kron_feeder):
+    f = read_feeder(kron_feeder)
+    for method in ("optimal", "fair"):
+        full = EnvelopeProblem(f, EnvelopeOptions(reduce=False)).solve(method, "import").guaranteed_kw
+        red = EnvelopeProblem(f, EnvelopeOptions(reduce=True)).solve(method, "import").guaranteed_kw
+        for k in full:
+            assert red[k] == pytest.approx(full[k], abs=2e-3)
+
+
+def test_fewer_participants_get_less(tmp_path):
+    # thick cables, so firm connections at full capacity fit and only the participants adapt
+    text = three_wire_text().replace("normamps=200", "normamps=600").replace("normamps=90", "normamps=300")
+    f = read_feeder(write_dss(tmp_path, text))
+    all_users = EnvelopeProblem(f).solve("fair", "import")
+    half = select_participants(f, "0.5", seed=3)
+    some = EnvelopeProblem(f, participants=half).solve("fair", "import")
+    level = lambda e: max(v for k, v in e.guaranteed_kw.items() if e.participant[k])
+    assert level(some) < level(all_users)
+    for name in f.end_user:
+        if name not in half:
+            assert some.guaranteed_kw[name] == f.end_user[name].capacity_kva  # firm, at full capacity
+
+
+def test_infeasible_firm_case_names_the_limit(tmp_path):
+    # long thin feeder: firm users alone (nobody participating) break the lower voltage limit
+    text = three_wire_text(n_segments=10, seg_m=120, kw=3).replace("normamps=200", "normamps=2000").replace(
+        "normamps=90", "normamps=900")
+    f = read_feeder(write_dss(tmp_path, text))
+    few = frozenset(list(f.end_user)[:1])
+    with pytest.raises(InfeasibleError, match=r"firm connections alone violate .* voltage bus"):
+        EnvelopeProblem(f, participants=few).solve("optimal", "import")
