@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from nfca.classify import CAPACITY_TOL, FAIR_TOL
 from nfca.errors import NfcaError
 
 app = typer.Typer(
@@ -100,6 +101,7 @@ def envelopes(
     source_pu: Annotated[Optional[float], typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None,
     fmt: Annotated[list[Format], typer.Option("--format", help="Output format(s).")] = list(Format),
     reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = True,
+    crs: Annotated[Optional[str], typer.Option(help="Coordinate reference system of the bus coordinates, e.g. EPSG:31370.")] = None,
 ) -> None:
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS."""
     from nfca.dss import read_feeder
@@ -116,7 +118,7 @@ def envelopes(
         study = run_envelopes(f, [m.value for m in method], [d.value for d in direction], opts, chosen,
                               progress=lambda s: status.update(f"solving {s}"))
         status.update("writing outputs")
-        files = write_study(study, out, tuple(x.value for x in fmt))
+        files = write_study(study, out, tuple(x.value for x in fmt), crs)
     _print_summary(study.summary())
     err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
 
@@ -180,6 +182,77 @@ def sweep_participation(
     write_csv(out / "participation.csv", df)
     plots.participation_sweep(df, out / "participation.png")
     err.print(df.to_string(index=False), highlight=False)
+
+
+@app.command()
+@handled
+def batch(
+    feeders: Annotated[list[Path], typer.Argument(help="Feeder files, folders or manifest CSVs.", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Results folder (resumable).")] = Path("nfca-batch"),
+    workers: Annotated[Optional[int], typer.Option(help="Local worker processes (default: one per core).")] = None,
+    dask: Annotated[Optional[str], typer.Option(help="Address of a Dask scheduler to run on instead.")] = None,
+    crs: Annotated[Optional[str], typer.Option(help="CRS of the bus coordinates, e.g. EPSG:31370.")] = None,
+    vmin: float = 0.90, vmax: float = 1.10, power_factor: float = 1.0,
+) -> None:
+    """Optimal and fair envelopes (import and export) for many feeders, then the feeder types."""
+    from rich.progress import Progress
+
+    from nfca.batch import discover, run_batch
+    from nfca.classify import classify as classify_results
+    from nfca.outputs import write_csv
+
+    jobs = discover(feeders)
+    opts = _options(vmin, vmax, power_factor, None, True)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("feeders", total=len(jobs))
+        report = run_batch(jobs, out, opts, workers, dask, crs, progress=lambda name, status: bar.advance(task))
+    types = classify_results(out)
+    write_csv(out / "feeder_types.csv", types)
+    _classification_figures(out, types)
+    err.print(f"{len(report.done)} computed, {len(report.skipped)} already done, {len(report.failed)} failed; "
+              f"results in {out}", highlight=False)
+    for name, msg in report.failed.items():
+        err.print(f"[red]failed[/] {name}: {msg}", highlight=False, soft_wrap=True)
+    if report.failed:
+        raise typer.Exit(7)
+
+
+@app.command()
+@handled
+def classify(
+    results: Annotated[Path, typer.Argument(help="Results folder of `nfca batch`.", show_default=False)],
+    capacity_tol: Annotated[float, typer.Option(help="Type 1 when optimal and fair are within this fraction of capacity.")] = CAPACITY_TOL,
+    fair_tol: Annotated[float, typer.Option(help="Type 2 when fair is within this fraction of optimal.")] = FAIR_TOL,
+) -> None:
+    """Recompute RESULTS/feeder_types.csv and its figures."""
+    from nfca.classify import classify as classify_results
+    from nfca.errors import InputError
+    from nfca.outputs import write_csv
+
+    types = classify_results(results, capacity_tol, fair_tol)
+    if types.empty:
+        raise InputError(f"{results}: no feeder results (feeders/*/summary.json) found")
+    write_csv(results / "feeder_types.csv", types)
+    _classification_figures(results, types)
+    err.print(types["type"].value_counts().sort_index().rename("feeders").to_string(), highlight=False)
+
+
+def _classification_figures(results: Path, types) -> None:
+    import pandas as pd
+
+    from nfca import plots
+
+    if types.empty:
+        return
+    for d in ("import", "export"):
+        plots.feeder_bars(types, results / f"feeder_types_{d}.png", d)
+    plots.grid_map(results, types, results / "grid_map.png")
+    for t in (2, 3):  # a representative feeder of each type: the one with most end-users
+        of_type = types[types["type"] == t].sort_values("end_users", ascending=False)
+        if len(of_type):
+            name = of_type["feeder"].iloc[0]
+            env = pd.read_csv(results / "feeders" / name / "envelopes.csv")
+            plots.envelope_bars(env[env["direction"] == "import"], results / f"type{t}_{name}_import.png", "import")
 
 
 def _mount() -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Build test feeders: the Sibelga-style synthetic grid and the IEEE European LV feeder.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Build test feeders: the Sibelga-style synthetic grid and the IEEE European LV feeder.",
+    no_args_is_help=True,
+)
 
 
 @app.command()

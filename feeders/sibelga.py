@@ -67,10 +67,12 @@ cu4x10      4x10 Cu service cable          1.83    0.09    75     R: IEC 60228; 
   "rounded" are given to about 5 A because tables differ by a few amperes.
 * [M] Small round-conductor four-core cables: about 0.09 ohm/km in manufacturers' datasheets.
 
-Other modelling choices (documented where they are written): MV/LV transformers 400/630/1000 kVA
-11/0.23 kV Dyn (uk 4 % up to 630 kVA, 6 % above, as in EN 50464-1; load losses about 1 % as in
-EN 50588-1), MV short-circuit level falling from 250 MVA at the first substation of an MV feeder
-to 100 MVA at the last, default demand about 1 kW per household (after-diversity peak), pf 0.95.
+Other modelling choices (documented where they are written): MV/LV transformers 11/0.23 kV Dyn
+chosen by the customers served (<= 120: 400, <= 300: 630, else 1000 kVA; uk 4 % up to 630 kVA,
+6 % above, as in EN 50464-1; load losses of the order of 1 %, as in EN 50588-1); MV short-circuit
+level falling from 250 MVA at the first substation of an MV feeder to 100 MVA at the last; default
+demand about 1 kW per household (after-diversity peak: 0.3-1.2 kW single-phase, 0.6-2.0 kW
+three-phase), pf 0.95.
 Each LV feeder is its own OpenDSS circuit with its substation's transformer (the substation's
 other feeders are not modelled in that file).
 """
@@ -337,18 +339,19 @@ def _estimate(f: Feeder, full: bool = True) -> tuple[float, float]:
     return vmin, loading
 
 
-def _size_services(f: Feeder, diversity: bool) -> None:
+def _size_services(f: Feeder, diversity: bool, margin: float = 1.0) -> None:
     """Smallest service cable carrying the CP's design current.
 
     Design current = g(n) x the CP's largest phase current at full connection capacity, with the
     diversity factor g(n) = min(1, 0.2 + 0.8/sqrt(n)) for n end-users (1 for a house, ~0.38 for 20
-    flats): DSOs size shared connections for diversified demand, not for the sum of fuses.
+    flats): DSOs size shared connections for diversified demand, not for the sum of fuses. Short
+    (type-1) feeders use g = 1 and keep ``margin`` (loading <= margin at full capacity).
     """
     for cp in f.cps:
         n = len(cp.users)
         g = min(1.0, 0.2 + 0.8 / math.sqrt(n)) if diversity else 1.0
         need = g * float(np.abs(_cp_currents(cp.users)).max())
-        code = next((c for c in SERVICES if CABLES[c].amps >= need), SERVICES[-1])
+        code = next((c for c in SERVICES if CABLES[c].amps * margin >= need), SERVICES[-1])
         ln = next(ln for ln in f.lines if ln.bus2 == cp.bus)
         ln.cable = code
 
@@ -361,16 +364,31 @@ def _old_building_service(f: Feeder) -> None:
 
 
 def _fit_short(f: Feeder) -> None:
-    """Short feeders are type 1: shrink the largest fuses until full capacity fits everywhere."""
+    """Short feeders are type 1 ("oversized"): every end-user at full capacity must fit.
+
+    Remedies in turn until the linear estimate keeps >= 0.92 pu and <= 85 % loading: services
+    sized for full capacity, the feeder cable upgraded to 4x240 Al, the largest fuses reduced one
+    rating at a time, the single-phase users spread round-robin over the phase pairs.
+    """
+    balanced = False
     while True:
-        _size_services(f, diversity=False)
+        _size_services(f, diversity=False, margin=0.85)
         vmin, loading = _estimate(f)
         if vmin >= 0.92 and loading <= 0.85:
             return
+        mains = [ln for ln in f.lines if not ln.name.startswith("s")]
         big = max((u for u in f.users if u.amps > FUSES_A[0]), key=lambda u: u.kva, default=None)
-        if big is None:
-            return
-        big.amps = FUSES_A[FUSES_A.index(big.amps) - 1]
+        if any(ln.cable != "al4x240" for ln in mains):
+            for ln in mains:
+                ln.cable = "al4x240"
+        elif big is not None:
+            big.amps = FUSES_A[FUSES_A.index(big.amps) - 1]
+        elif not balanced:
+            for k, u in enumerate(u for u in f.users if u.phases == 1):
+                u.pair = PAIRS[k % 3]
+            balanced = True
+        else:
+            raise RuntimeError(f"{f.name}: full capacity does not fit a short feeder")
 
 
 # ----------------------------------------------------------------------------- layout
@@ -469,7 +487,7 @@ def _build(seed: int) -> list[Feeder]:
             frac = k / (len(chain) - 1) if len(chain) > 1 else 0.0
             mvasc = round(MVASC_RANGE[0] + (MVASC_RANGE[1] - MVASC_RANGE[0]) * frac)
             users = sum(sum(eus[i]) for i in groups[g])
-            kva = 400 if users <= 120 else 630 if users <= 300 else 1000
+            kva = 400 if users <= 120 else 630 if users <= 300 else 1000  # by customers served
             theta0 = rng.uniform(0.0, 2 * math.pi)
             for j, i in enumerate(groups[g]):
                 f = feeders[i]
@@ -641,6 +659,7 @@ def grid_stats(manifest: Path) -> dict:
     pairs: Counter[str] = Counter()
     phases: Counter[int] = Counter()
     kvas: list[float] = []
+    worst_pair: list[float] = []  # per feeder: share of its single-phase users on its busiest pair
     for row in rows:
         el = read_master(manifest.parent / row["master"])
         loads = el.get("load", [])
@@ -659,6 +678,9 @@ def grid_stats(manifest: Path) -> dict:
             hist[f"{ph}ph {_fuse(ph, kva)} A ({kva:.1f} kVA)"] += 1
             if ph == 1:
                 pairs[ld["bus1"].split(".", 1)[1]] += 1
+        own = Counter(ld["bus1"].split(".", 1)[1] for ld in loads if ld["phases"] == "1")
+        if sum(own.values()) >= 6:
+            worst_pair.append(max(own.values()) / sum(own.values()))
     n1 = sum(pairs.values())
     return {
         "mv_feeders": len({r["mv_feeder"] for r in rows}),
@@ -679,6 +701,8 @@ def grid_stats(manifest: Path) -> dict:
         "short_feeders": sum(1 for ln, n in zip(lengths, per_feeder) if ln < 230 and n <= 24),
         "cp_spacing_mean_m": round(statistics.mean(spacings), 2),
         "phase_pair_share": {p: round(pairs[p] / n1, 3) if n1 else 0.0 for p in PAIRS},
+        "busiest_pair_share_per_feeder": {"median": round(statistics.median(worst_pair), 3),
+                                          "max": round(max(worst_pair), 3)},
     }
 
 

@@ -35,12 +35,9 @@ from market_bridge.clearing import (
     add_line_limits,
     clear_layer,
     constraint_distribution,
-    distribution_injection,
     grid_limits,
-    net_activation,
     transmission_injection,
 )
-from market_bridge.networks import lindistflow
 from market_bridge.prequalification import prequalify
 from market_bridge.solver import SolveResult, Solver
 

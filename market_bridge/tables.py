@@ -111,7 +111,11 @@ def table_48(rows: pd.DataFrame) -> pd.DataFrame:
                 else:
                     val = float(r[key].iloc[0]) if len(r) else np.nan
                     seed = SEED_T48[method][key][j]
-                row[method] = f"{_fmt(val)} ({_fmt(seed)})"
+                shown = _fmt(val)
+                if len(r) and r["status"].iloc[0] != "ok" and key not in ("time_s", "unqualified_up_pct",
+                                                                           "unqualified_down_pct"):
+                    shown = str(r["status"].iloc[0])  # e.g. the TSO layer cannot balance with what qualified
+                row[method] = f"{shown} ({_fmt(seed)})"
             out.append(row)
     return pd.DataFrame(out)
 

@@ -29,7 +29,7 @@ from nfca.errors import InfeasibleError, InputError, SolverError
 from nfca.network import Feeder
 from nfca.reduction import reduce_feeder
 from nfca.utopf import (
-    PuNetwork, SolveResult, add_thermal_limits, add_voltage_limits, build_model,
+    I_MARGIN, V_MARGIN_PU, PuNetwork, SolveResult, add_thermal_limits, add_voltage_limits, build_model,
     fixed_point_voltages, init_leg_currents, leg_voltages_pu, per_unit, set_voltages, solve, voltages,
 )
 
@@ -290,18 +290,18 @@ class EnvelopeProblem:
         vmin, vmax = self.options.vmin_pu, self.options.vmax_pu
         for k, (p, q, nom, label) in enumerate(net.vlegs):
             bus = label.split()[1]
-            if vl[k] <= vmin + 1e-5:
+            if vl[k] <= vmin + V_MARGIN_PU + 1e-5:
                 active.append((abs(m.dual.get(m.v_lower[k], 0.0)), f"voltage {label} {vmin:.2f} pu", "v", bus))
-            elif vl[k] >= vmax - 1e-5:
+            elif vl[k] >= vmax - V_MARGIN_PU - 1e-5:
                 active.append((abs(m.dual.get(m.v_upper[k], 0.0)), f"voltage {label} {vmax:.2f} pu", "v", bus))
         lines = {line.name: line for line in self.model_feeder.lines}
         for c in m.C:
             i2 = pyo.value(m.ir[c]) ** 2 + pyo.value(m.ii[c]) ** 2
-            if i2 >= net.c_imax[c] ** 2 * (1 - 1e-5):
+            if i2 >= (net.c_imax[c] * (1 - I_MARGIN)) ** 2 * (1 - 1e-5):
                 line = lines[net.c_line[c]]
                 active.append((abs(m.dual.get(m.i_line[c], 0.0)), f"ampacity line {line.rating_name}", "l", line.name))
         for k, (e, r, re, im, lim) in enumerate(m.element_terms):
-            if pyo.value(re) ** 2 + pyo.value(im) ** 2 >= lim**2 * (1 - 1e-5):
+            if pyo.value(re) ** 2 + pyo.value(im) ** 2 >= lim**2 * (1 - 1e-5):  # lim has the margin
                 name = self.model_feeder.elements[e].name
                 active.append((abs(m.dual.get(m.i_element[k], 0.0)), f"rating {name}", "e", None))
         out = {}

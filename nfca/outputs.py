@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -70,7 +71,7 @@ def _jsonable(x):
     return str(x)
 
 
-def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str | None = None) -> list[Path]:
     """Write an envelope study's outputs; returns the files written."""
     out = prepare_dir(out)
     table = study.table()
@@ -80,7 +81,7 @@ def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS) -> list[Pa
     if "json" in formats:
         written.append(write_json(out / "summary.json", study.summary()))
     if "gpkg" in formats and has_coordinates(study.feeder):
-        written.append(write_geopackage(study, table, out / "envelopes.gpkg"))
+        written.append(write_geopackage(study, table, out / "envelopes.gpkg", crs))
     if "png" in formats:
         from nfca import plots
 
@@ -119,7 +120,9 @@ def write_geopackage(study, table: pd.DataFrame, target: Path, crs: str | None =
             row[f"{env.direction.value}_{env.method.value}_loading_pct"] = round(ver.line_loading_pct[line.name], 3)
         row["geometry"] = LineString([(a.x, a.y), (b.x, b.y)])
         rows.append(row)
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, warnings.catch_warnings():
+        # without --crs the coordinates are written as they are in the feeder file (no CRS)
+        warnings.filterwarnings("ignore", message=".*crs.*was not provided", category=UserWarning)
         gpd.GeoDataFrame(users, geometry="geometry", crs=crs).to_file(tmp, layer="end_users", driver="GPKG")
         if rows:
             gpd.GeoDataFrame(rows, geometry="geometry", crs=crs).to_file(tmp, layer="lines", driver="GPKG", mode="a")

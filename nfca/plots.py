@@ -19,7 +19,7 @@ METHOD_COLOURS = {"optimal": "#8fd18f", "fair": "#1f7a3a", "proportional": "#5aa
 
 def _save(fig, target: Path) -> Path:
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return Path(target)
 
@@ -31,7 +31,7 @@ def envelope_bars(df: pd.DataFrame, target: Path, direction: str) -> Path:
     methods = list(dict.fromkeys(df["method"]))
     x = np.arange(len(order))
     width = 0.8 / max(1, len(methods))
-    fig, ax = plt.subplots(figsize=(max(8, 0.22 * len(order) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 0.22 * len(order) + 2), 4.5), layout="constrained")
     ax.bar(x, users["capacity_kva"], width=0.9, color="#fff3b0", edgecolor="#e0c060", label="connection capacity")
     for k, m in enumerate(methods):
         g = df[df["method"] == m].set_index("end_user").loc[order, "guaranteed_kw"]
@@ -47,8 +47,9 @@ def envelope_bars(df: pd.DataFrame, target: Path, direction: str) -> Path:
 def fair_vs_optimal(df: pd.DataFrame, target: Path) -> Path:
     """Box plots of optimal and fair envelopes per direction, with totals (seed Fig 5-3)."""
     part = df[df["participant"] & df["method"].isin(["optimal", "fair"])]
-    directions = sorted(part["direction"].unique())
-    fig, axes = plt.subplots(1, len(directions), figsize=(4.5 * len(directions), 4.2), squeeze=False)
+    directions = [d for d in ("import", "export") if d in set(part["direction"])]
+    fig, axes = plt.subplots(1, len(directions), figsize=(4.5 * len(directions), 4.2), squeeze=False,
+                             layout="constrained")
     for ax, d in zip(axes[0], directions):
         data = [part[(part["direction"] == d) & (part["method"] == m)]["guaranteed_kw"] for m in ("optimal", "fair")]
         ax.boxplot(data, tick_labels=["optimal", "fair"])
@@ -61,7 +62,7 @@ def fair_vs_optimal(df: pd.DataFrame, target: Path) -> Path:
 
 def participation_sweep(df: pd.DataFrame, target: Path) -> Path:
     """Guaranteed power per participant against the number of NFCA end-users (seed Fig 5-4)."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     for (d, m), g in df.groupby(["direction", "method"]):
         g = g.sort_values("participants")
         ax.plot(g["participants"], g["mean_kw"], marker="o", label=f"{m} {d}",
@@ -70,4 +71,40 @@ def participation_sweep(df: pd.DataFrame, target: Path) -> Path:
     ax.set_ylabel("mean guaranteed power per participant (kW)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, target)
+
+
+def feeder_bars(types: pd.DataFrame, target: Path, direction: str = "import") -> Path:
+    """Aggregated capacity, optimal and fair guaranteed power per feeder (seed Fig 5-6)."""
+    df = types.sort_values(["type", "feeder"])
+    x = np.arange(len(df))
+    fig, ax = plt.subplots(figsize=(max(8, 0.25 * len(df) + 2), 4.5), layout="constrained")
+    ax.bar(x, df["capacity_kw"], color="#fdd9a0", label="connection capacity")
+    ax.bar(x, df[f"optimal_{direction}_kw"], color=METHOD_COLOURS["optimal"], label="optimal")
+    ax.bar(x, df[f"fair_{direction}_kw"], color=METHOD_COLOURS["fair"], label="fair")
+    ax.set_xticks(x, [f"{f} (T{t})" for f, t in zip(df["feeder"], df["type"])], rotation=90, fontsize=6)
+    ax.set_ylabel(f"aggregated {direction} (kW)")
+    ax.set_title(f"Guaranteed {direction} per feeder: fair <= optimal <= capacity")
+    ax.legend(fontsize=8)
+    return _save(fig, target)
+
+
+def grid_map(results: Path, types: pd.DataFrame, target: Path, column: str = "import_fair_kw") -> Path:
+    """Every feeder's lines and end-users, coloured by guaranteed power."""
+    import geopandas as gpd
+
+    fig, ax = plt.subplots(figsize=(9, 9), layout="constrained")
+    points = []
+    for name in types["feeder"]:
+        gpkg = Path(results) / "feeders" / name / "envelopes.gpkg"
+        if not gpkg.exists():
+            continue
+        gpd.read_file(gpkg, layer="lines").plot(ax=ax, color="#999999", linewidth=0.6)
+        points.append(gpd.read_file(gpkg, layer="end_users"))
+    if points:
+        pts = pd.concat(points)
+        pts.plot(ax=ax, column=column, cmap="RdYlGn", markersize=12, legend=True,
+                 legend_kwds={"label": column.replace("_", " ")})
+    ax.set_axis_off()
+    ax.set_title(f"Guaranteed power per end-user ({column})")
     return _save(fig, target)

@@ -63,6 +63,7 @@ class Study:
             "connection_points": len(self.feeder.connection_points),
             "participants": int(sum(next(iter(self.envelopes)).participant.values())) if self.envelopes else 0,
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
+            "length_m": round(self.feeder.length_m, 3),
             "options": {k: getattr(self.options, k) for k in ("vmin_pu", "vmax_pu", "power_factor", "source_pu", "reduce")},
             "verified": self.verified, "seconds": round(self.seconds, 3), "methods": {},
         }

@@ -307,11 +307,18 @@ def constraint_kcl(m: pyo.ConcreteModel, net: PuNetwork) -> None:
     m.kcl_im = pyo.Constraint(m.N, rule=lambda m, i: pyo.quicksum(out_im[i]) == float(inj[i].imag))
 
 
+# Publication margins: the model's limits are this much tighter than the real ones, so that the
+# published envelopes (rounded down to whole watts) verify in OpenDSS even where rounding one
+# user down moves a phasor the wrong way (delta users share conductors).
+V_MARGIN_PU = 1e-4
+I_MARGIN = 1e-3
+
+
 def add_voltage_limits(m: pyo.ConcreteModel, net: PuNetwork, vmin_pu: float, vmax_pu: float) -> None:
     """vmin^2 <= |V+ - V-|^2 / nominal^2 <= vmax^2 on every voltage an end-user sees."""
     m.VL = pyo.RangeSet(0, len(net.vlegs) - 1)
-    m.vmin = pyo.Param(mutable=True, initialize=vmin_pu)
-    m.vmax = pyo.Param(mutable=True, initialize=vmax_pu)
+    m.vmin = pyo.Param(mutable=True, initialize=vmin_pu + V_MARGIN_PU)
+    m.vmax = pyo.Param(mutable=True, initialize=vmax_pu - V_MARGIN_PU)
 
     def mag2(m, k):
         p, q, nom, _ = net.vlegs[k]
@@ -324,13 +331,14 @@ def add_voltage_limits(m: pyo.ConcreteModel, net: PuNetwork, vmin_pu: float, vma
 
 def add_thermal_limits(m: pyo.ConcreteModel, net: PuNetwork) -> None:
     """|I|^2 <= Imax^2 on every line conductor and every rated transformer terminal."""
-    m.i_line = pyo.Constraint(m.C, rule=lambda m, c: m.ir[c] ** 2 + m.ii[c] ** 2 <= float(net.c_imax[c]) ** 2)
+    imax = net.c_imax * (1 - I_MARGIN)
+    m.i_line = pyo.Constraint(m.C, rule=lambda m, c: m.ir[c] ** 2 + m.ii[c] ** 2 <= float(imax[c]) ** 2)
     terms = []
     for e, (ix, y, rated, imax) in enumerate(zip(net.el_idx, net.el_y, net.el_rated, net.el_imax)):
         for r, lim in zip(rated, imax):
             re = sum(y[r, b].real * m.vr[j] - y[r, b].imag * m.vi[j] for b, j in enumerate(ix) if j >= 0)
             im = sum(y[r, b].real * m.vi[j] + y[r, b].imag * m.vr[j] for b, j in enumerate(ix) if j >= 0)
-            terms.append((e, r, re, im, float(lim)))
+            terms.append((e, r, re, im, float(lim) * (1 - I_MARGIN)))
     m.ET = pyo.RangeSet(0, len(terms) - 1)
     m.element_terms = terms
     m.i_element = pyo.Constraint(m.ET, rule=lambda m, k: terms[k][2] ** 2 + terms[k][3] ** 2 <= terms[k][4] ** 2)

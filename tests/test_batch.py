@@ -1,0 +1,64 @@
+"""Batch envelopes: parallel, resumable, one bad feeder does not stop the others; classification."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import four_wire_kron_text, three_wire_text, write_dss
+from nfca.batch import discover, run_batch
+from nfca.classify import classify, feeder_type
+
+
+@pytest.fixture
+def grid(tmp_path):
+    root = tmp_path / "grid"
+    for name, text in {
+        # oversized cables: type 1
+        "short": three_wire_text(n_segments=3, seg_m=15).replace("normamps=90", "normamps=400")
+        .replace("normamps=200", "normamps=600"),
+        "long": three_wire_text(n_segments=8, seg_m=40),
+        "broken": four_wire_kron_text().replace("linecode=main", "linecode=nope", 1),
+    }.items():
+        (root / name).mkdir(parents=True)
+        write_dss(root / name, text)
+    return root
+
+
+def test_batch_resumes_and_reports_failures(grid, tmp_path):
+    out = tmp_path / "results"
+    jobs = discover([grid])
+    assert sorted(j.name for j in jobs) == ["broken", "long", "short"]
+    report = run_batch(jobs, out, workers=2)
+    assert sorted(report.done) == ["long", "short"]
+    assert "nope" in report.failed["broken"]
+    failures = pd.read_csv(out / "failures.csv")
+    assert failures["feeder"].tolist() == ["broken"]
+    for name in ("long", "short"):
+        summary = json.loads((out / "feeders" / name / "summary.json").read_text())
+        assert summary["verified"]
+    # a second run recomputes nothing that finished
+    again = run_batch(jobs, out, workers=2)
+    assert sorted(again.skipped) == ["long", "short"] and not again.done
+    types = classify(out).set_index("feeder")
+    assert types.loc["short", "type"] == 1
+    for _, r in types.iterrows():
+        for d in ("import", "export"):
+            assert r[f"fair_{d}_kw"] <= r[f"optimal_{d}_kw"] + 0.01 <= r["capacity_kw"] + 0.02
+
+
+def test_feeder_type_rules():
+    assert feeder_type(100, 100, 100) == 1
+    assert feeder_type(80, 79, 100) == 2
+    assert feeder_type(80, 60, 100) == 3
+
+
+@pytest.mark.slow
+def test_batch_on_a_local_dask_cluster(grid, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    jobs = [j for j in discover([grid]) if j.name != "broken"]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        report = run_batch(jobs, tmp_path / "dask", dask_address=cluster.scheduler_address)
+    assert sorted(report.done) == ["long", "short"]
