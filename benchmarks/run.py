@@ -63,7 +63,40 @@ def bench_powerflow() -> None:
           f"max |dV| vs OpenDSS {r['max_abs_dv_pu']:.2e} pu")
 
 
-GROUPS = {"envelopes": bench_envelopes, "reduction": bench_reduction, "powerflow": bench_powerflow}
+def bench_batch() -> None:
+    """Issue 4 target: the 49-feeder Sibelga-style batch (4 envelopes each) < 120 s wall; Dask vs pool."""
+    import pandas as pd
+
+    from feeders.sibelga import generate
+    from nfca.batch import discover, run_batch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = generate(1, Path(tmp) / "grid")
+        jobs = discover([manifest])
+        t0 = time.perf_counter()
+        report = run_batch(jobs, Path(tmp) / "pool")
+        pool = time.perf_counter() - t0
+        print(f"batch, 49 feeders x 4 envelopes, local process pool ({os.cpu_count()} workers): "
+              f"{pool:.1f} s wall (target < 120 s), {len(report.done)} done, {len(report.failed)} failed")
+        sizes = pd.read_csv(manifest).set_index("feeder")["end_users"]
+        per = pd.DataFrame({"end_users": sizes, "seconds": pd.Series(report.seconds)}).dropna()
+        per["bin"] = pd.cut(per["end_users"], [0, 10, 25, 50, 75, 120])
+        print("  seconds per feeder against end-users (median, max):")
+        for b, g in per.groupby("bin", observed=True):
+            print(f"    {str(b):>10s}: {len(g):2d} feeders, {g['seconds'].median():5.2f} s, {g['seconds'].max():5.2f} s")
+        from distributed import LocalCluster
+
+        with LocalCluster(n_workers=os.cpu_count(), threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            t0 = time.perf_counter()
+            run_batch(jobs, Path(tmp) / "dask", dask_address=cluster.scheduler_address)
+            dask = time.perf_counter() - t0
+        print(f"  same batch on a local Dask cluster ({os.cpu_count()} workers): {dask:.1f} s wall, "
+              f"{dask / pool:.2f}x the process pool")
+
+
+GROUPS = {"envelopes": bench_envelopes, "reduction": bench_reduction, "powerflow": bench_powerflow,
+          "batch": bench_batch}
 
 if __name__ == "__main__":
     print(machine())

@@ -80,3 +80,55 @@ def it_feeder(tmp_path: Path) -> Path:
 @pytest.fixture
 def ieee_eulv() -> Path:
     return IEEE_EULV
+
+
+# A four-wire 400 V feeder: explicit neutral on node 4, 4x4 line impedances, phase-to-neutral users.
+# Cable data (ohm/km, 50 Hz, no earth return: the neutral is a conductor of the model): 4x95 Al
+# main cable (R 0.320 per core, X1 = X_self - X_mutual ~ 0.08) and 4x16 Cu services.
+FOUR_WIRE_CODES = """New LineCode.4x95al nphases=4 units=km normamps=200 basefreq=50
+~ rmatrix=[0.320 | 0 0.320 | 0 0 0.320 | 0 0 0 0.320]
+~ xmatrix=[0.700 | 0.620 0.700 | 0.600 0.620 0.700 | 0.620 0.600 0.620 0.700]
+New LineCode.4x16cu nphases=4 units=km normamps=90 basefreq=50
+~ rmatrix=[1.150 | 0 1.150 | 0 0 1.150 | 0 0 0 1.150]
+~ xmatrix=[0.750 | 0.660 0.750 | 0.640 0.660 0.750 | 0.660 0.640 0.660 0.750]
+"""
+
+
+def four_wire_text(n_segments: int = 8, seg_m: float = 50.0, kw: float = 4.0, earthing: str = "transformer",
+                   r_earth: float = 2.0, r_customer: float = 20.0) -> str:
+    """A 416 V four-wire feeder (lines on .1.2.3.4, 4x4 matrices) with unbalanced single-phase users
+    between a phase and the neutral (most on phase a) and three-phase users on .1.2.3.4.
+
+    earthing: "transformer" (the star point, node 4 of the LV busbar, earthed by a Reactor of
+    `r_earth` ohm), "rneut" (the same through the transformer's own Rneut/Xneut) or "multi" (the
+    transformer's Reactor plus `r_customer` ohm earth electrodes at every other customer).
+    """
+    rneut = f" wdg=2 Rneut={r_earth} Xneut=0.05" if earthing == "rneut" else ""
+    lines = [
+        "Clear\nSet DefaultBaseFrequency=50",
+        "New Circuit.fourwire basekv=11 pu=1.03 phases=3 bus1=mv MVAsc3=150 MVAsc1=120 basefreq=50",
+        "New Transformer.tr phases=3 windings=2 buses=[mv lv.1.2.3.4] conns=[delta wye] kVs=[11 0.416] "
+        f"kVAs=[250 250] XHL=4 %Rs=[0.5 0.5] basefreq=50{rneut}",
+        FOUR_WIRE_CODES,
+    ]
+    if earthing in ("transformer", "multi"):
+        lines.append(f"New Reactor.earth phases=1 bus1=lv.4 bus2=lv.0 R={r_earth} X=0.05 basefreq=50")
+    prev = "lv"
+    phases = [1, 1, 2, 1, 3, 1, 2, 1, 1, 3, 1, 2]  # two thirds of single-phase users on phase a
+    for k in range(1, n_segments + 1):
+        lines.append(f"New Line.m{k} bus1={prev}.1.2.3.4 bus2=n{k}.1.2.3.4 linecode=4x95al length={seg_m} units=m")
+        lines.append(f"New Line.s{k} bus1=n{k}.1.2.3.4 bus2=cp{k}.1.2.3.4 linecode=4x16cu length=12 units=m")
+        ph = phases[(k - 1) % len(phases)]
+        lines.append(f"New Load.u{k} bus1=cp{k}.{ph}.4 phases=1 kV=0.24 XfkVA=9.2 kW={kw} kvar=0.5 model=1")
+        if k % 4 == 0:
+            lines.append(f"New Load.t{k} bus1=cp{k}.1.2.3.4 phases=3 kV=0.416 XfkVA=27.7 kW={2 * kw} kvar=1 model=1")
+        if earthing == "multi" and k % 2 == 0:
+            lines.append(f"New Reactor.earth_cp{k} phases=1 bus1=cp{k}.4 bus2=cp{k}.0 R={r_customer} X=0.01 basefreq=50")
+        prev = f"n{k}"
+    lines.append("Set VoltageBases=[11 0.416]\nCalcVoltageBases")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def four_wire_feeder(tmp_path: Path) -> Path:
+    return write_dss(tmp_path, four_wire_text())
