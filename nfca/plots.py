@@ -90,7 +90,7 @@ def feeder_bars(types: pd.DataFrame, target: Path, direction: str = "import") ->
 
 
 def grid_map(results: Path, types: pd.DataFrame, target: Path, column: str = "import_fair_kw") -> Path:
-    """Every feeder's lines and end-users, coloured by guaranteed power."""
+    """Every feeder's lines and end-users, coloured by the share of capacity guaranteed."""
     import geopandas as gpd
 
     fig, ax = plt.subplots(figsize=(9, 9), layout="constrained")
@@ -101,10 +101,12 @@ def grid_map(results: Path, types: pd.DataFrame, target: Path, column: str = "im
             continue
         gpd.read_file(gpkg, layer="lines").plot(ax=ax, color="#999999", linewidth=0.6)
         points.append(gpd.read_file(gpkg, layer="end_users"))
+    label = f"{column.removesuffix('_kw').replace('_', ' ')} / connection capacity"
     if points:
         pts = pd.concat(points)
-        pts.plot(ax=ax, column=column, cmap="RdYlGn", markersize=12, legend=True,
-                 legend_kwds={"label": column.replace("_", " ")})
+        pts["share"] = (pts[column] / pts["capacity_kva"]).clip(0, 1)
+        pts.plot(ax=ax, column="share", cmap="RdYlGn", vmin=0, vmax=1, markersize=10, legend=True,
+                 legend_kwds={"label": label, "shrink": 0.6})
     ax.set_axis_off()
-    ax.set_title(f"Guaranteed power per end-user ({column})")
+    ax.set_title("Guaranteed power per end-user")
     return _save(fig, target)
