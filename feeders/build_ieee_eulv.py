@@ -15,11 +15,12 @@ import copy
 import functools
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import opendssdirect as dss
+
+from nfca.dss import compile_feeder
 import pandapower as pp
 import pandas as pd
 import pandapower.networks as pn
@@ -286,12 +287,7 @@ def _solve_opendss(master: Path, loads: dict[str, tuple[float, float]], align: t
     Returns node name ('bus.phase') -> voltage (V), and the magnitudes (A) of the zero-,
     positive- and negative-sequence currents in the transformer's LV terminal.
     """
-    cwd = os.getcwd()
-    try:
-        dss.Text.Command("Clear")
-        dss.Text.Command(f'Redirect "{master.resolve()}"')
-    finally:
-        os.chdir(cwd)
+    compile_feeder(master)
     if "source" in align:
         dss.Text.Command("Edit Vsource.source MVAsc3=1e12 MVAsc1=1e12")
     for name, (kw, kvar) in loads.items():

@@ -17,7 +17,7 @@ import numpy as np
 
 from nfca.errors import FeederError, SolverError
 from nfca.network import (
-    EARTH, PHASES, Bus, EndUser, Feeder, Line, LinearElement, Source, check_topology,
+    EARTH, PHASES, Bus, EndUser, Feeder, Line, LinearElement, Source, check_earthing, check_topology,
 )
 
 # OpenDSS length units -> metres (Lines.Units codes). 0 ("none") is taken as metres.
@@ -34,9 +34,12 @@ def _dss():
     return dss
 
 
-@contextlib.contextmanager
-def _compiled(path: Path):
-    """Compile a feeder file in a fresh OpenDSS circuit; restore the working directory after."""
+def compile_feeder(path: Path | str):
+    """Compile a feeder file into a fresh OpenDSS circuit and return the opendssdirect module.
+
+    OpenDSS's defaults are restored first (its base frequency survives `Clear`), the working
+    directory is kept, and a file OpenDSS cannot read raises FeederError.
+    """
     dss = _dss()
     path = Path(path)
     if not path.is_file():
@@ -49,9 +52,19 @@ def _compiled(path: Path):
             dss.Text.Command(f'Redirect "{path.resolve()}"')
         except Exception as exc:  # opendssdirect raises DSSException with OpenDSS's message
             raise FeederError(f"{path}: OpenDSS cannot read the feeder: {_clean(exc)}") from None
-        if dss.Circuit.Name() == "" or dss.Circuit.NumBuses() == 0:
-            raise FeederError(f"{path}: the file defines no circuit (no 'New Circuit' line)")
-        yield dss
+    finally:
+        os.chdir(cwd)
+    if dss.Circuit.Name() == "" or dss.Circuit.NumBuses() == 0:
+        raise FeederError(f"{path}: the file defines no circuit (no 'New Circuit' line)")
+    return dss
+
+
+@contextlib.contextmanager
+def _compiled(path: Path):
+    """`compile_feeder` for a block; the working directory is restored after it too."""
+    cwd = os.getcwd()
+    try:
+        yield compile_feeder(path)
     finally:
         os.chdir(cwd)
 
@@ -80,11 +93,12 @@ def read_feeder(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY
         _check_supported(dss, names)
         buses = _read_buses(dss)
         source = _read_source(dss, names)
-        lines = tuple(_read_line(dss, n) for n in names if n.lower().startswith("line."))
+        earthing = {n for n in names if n.lower().startswith("line.") and _is_earthing_line(dss, n)}
+        lines = tuple(_read_line(dss, n) for n in names if n.lower().startswith("line.") and n not in earthing)
         elements = tuple(
             _read_element(dss, n)
             for n in names
-            if n.split(".")[0].lower() in ("transformer", "capacitor", "reactor")
+            if n.split(".")[0].lower() in ("transformer", "capacitor", "reactor") or n in earthing
         )
         end_users = tuple(
             _read_load(dss, n, default_capacity_kva) for n in names if n.lower().startswith("load.")
@@ -193,6 +207,17 @@ def _read_line(dss, full: str) -> Line:
     )
 
 
+def _is_earthing_line(dss, full: str) -> bool:
+    """A line with every conductor of one end on node 0: an earth electrode or earthing resistance.
+
+    It is not a branch of the feeder's tree; it is read like a reactor, by its primitive admittance.
+    """
+    dss.Circuit.SetActiveElement(full)
+    order = list(dss.CktElement.NodeOrder())
+    n = dss.CktElement.NumConductors()
+    return all(x == EARTH for x in order[n:]) or all(x == EARTH for x in order[:n])
+
+
 def _read_element(dss, full: str) -> LinearElement:
     dss.Circuit.SetActiveElement(full)
     bus_names = [_split_bus(b) for b in dss.CktElement.BusNames()]
@@ -274,6 +299,7 @@ def _check_feeder(feeder: Feeder) -> None:
                     f"Load.{u.name} is connected to node {node} of bus {u.bus}, which no line or transformer feeds"
                 )
     check_topology(feeder)
+    check_earthing(feeder)
 
 
 # ----------------------------------------------------------------------------- power flow

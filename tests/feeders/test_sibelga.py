@@ -12,6 +12,7 @@ import opendssdirect as dss
 import pytest
 
 from feeders import sibelga
+from nfca.dss import compile_feeder
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +36,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _redirect(master: Path) -> None:
-    """Load a Master.dss; OpenDSS may move its working directory, so put ours back."""
-    cwd = os.getcwd()
-    try:
-        dss.Text.Command("Clear")
-        dss.Text.Command(f'Redirect "{master}"')
-    finally:
-        os.chdir(cwd)
+    compile_feeder(master)
 
 
 def _ll_voltages_pu() -> np.ndarray:
