@@ -78,10 +78,12 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of
 FeederArg = Annotated[Path, typer.Argument(help="OpenDSS feeder file (Master.dss).", show_default=False)]
 
 
-def _options(vmin: float, vmax: float, power_factor: float, source_pu: Optional[float], reduce: bool):
+def _options(vmin: float, vmax: float, power_factor: float, source_pu: Optional[float], reduce: bool,
+             kron: bool = False, v_neutral_max: Optional[float] = None):
     from nfca.envelopes import EnvelopeOptions
 
-    return EnvelopeOptions(vmin_pu=vmin, vmax_pu=vmax, power_factor=power_factor, source_pu=source_pu, reduce=reduce)
+    return EnvelopeOptions(vmin_pu=vmin, vmax_pu=vmax, power_factor=power_factor, source_pu=source_pu, reduce=reduce,
+                           kron=kron, v_neutral_max_v=v_neutral_max)
 
 
 @app.command()
@@ -102,13 +104,15 @@ def envelopes(
     fmt: Annotated[list[Format], typer.Option("--format", help="Output format(s).")] = list(Format),
     reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = True,
     crs: Annotated[Optional[str], typer.Option(help="Coordinate reference system of the bus coordinates, e.g. EPSG:31370.")] = None,
+    kron: Annotated[bool, typer.Option("--kron", help="Optimise on the Kron-reduced model (neutrals taken as perfectly earthed); verification still runs on the four-wire file.")] = False,
+    v_neutral_max: Annotated[Optional[float], typer.Option(help="Limit (volts) on the neutral-to-earth voltage at end-users' neutral conductors; default: none.")] = None,
 ) -> None:
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS."""
     from nfca.dss import read_feeder
     from nfca.outputs import prepare_dir, write_study
     from nfca.study import run_envelopes, select_participants, with_capacities
 
-    opts = _options(vmin, vmax, power_factor, source_pu, reduce)
+    opts = _options(vmin, vmax, power_factor, source_pu, reduce, kron, v_neutral_max)
     prepare_dir(out)
     with err.status("reading feeder") as status:
         f = read_feeder(feeder, default_capacity_kva=default_capacity)

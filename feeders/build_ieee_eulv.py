@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import opendssdirect as dss
+import pandapower as pp
+import pandapower.networks as pn
+import pandas as pd
 
 from nfca.dss import compile_feeder
-import pandapower as pp
-import pandas as pd
-import pandapower.networks as pn
 
 SCENARIOS = ("on_peak_566", "off_peak_1", "off_peak_1440")
 """pandapower's load snapshots (minute 566, 1 and 1440 of the IEEE daily load profiles)."""

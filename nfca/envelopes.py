@@ -27,10 +27,11 @@ import pyomo.environ as pyo
 
 from nfca.errors import InfeasibleError, InputError, SolverError
 from nfca.network import Feeder
-from nfca.reduction import reduce_feeder
+from nfca.reduction import kron_reduce, reduce_feeder
 from nfca.utopf import (
-    I_MARGIN, V_MARGIN_PU, PuNetwork, SolveResult, add_thermal_limits, add_voltage_limits, build_model,
-    fixed_point_voltages, init_leg_currents, leg_voltages_pu, per_unit, set_voltages, solve, voltages,
+    I_MARGIN, V_MARGIN_PU, PuNetwork, SolveResult, add_neutral_voltage_limits, add_thermal_limits,
+    add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, leg_voltages_pu,
+    neutral_voltages_v, per_unit, set_voltages, solve, voltages,
 )
 
 TIE_BREAK = 1e-5
@@ -62,6 +63,8 @@ class EnvelopeOptions:
     power_factor: float = 1.0  # of every participant, both directions (vars absorbed/consumed)
     source_pu: float | None = None  # None: the feeder file's source voltage
     reduce: bool = True  # exact network reduction before optimising
+    kron: bool = False  # optimise on the Kron-reduced model (neutrals taken as perfectly earthed)
+    v_neutral_max_v: float | None = None  # neutral-to-earth limit (V) at end-users; None: off
 
     def __post_init__(self) -> None:
         if not 0 < self.vmin_pu < 1 < self.vmax_pu:
@@ -70,6 +73,10 @@ class EnvelopeOptions:
             raise InputError(f"power factor must be in (0, 1], got {self.power_factor}")
         if self.source_pu is not None and not 0.8 <= self.source_pu <= 1.2:
             raise InputError(f"source voltage must be within 0.8-1.2 pu, got {self.source_pu}")
+        if self.v_neutral_max_v is not None and not self.v_neutral_max_v > 0:
+            raise InputError(f"the neutral voltage limit must be positive (V), got {self.v_neutral_max_v}")
+        if self.v_neutral_max_v is not None and self.kron:
+            raise InputError("a neutral voltage limit needs the explicit neutral: the Kron-reduced model has none")
 
 
 @dataclass(frozen=True)
@@ -108,7 +115,8 @@ class EnvelopeProblem:
         unknown = sorted(set(self.participants) - names)
         if unknown:
             raise InputError(f"participant {unknown[0]} is not an end-user of feeder {self.feeder.name}")
-        self.model_feeder = reduce_feeder(self.feeder) if self.options.reduce else self.feeder
+        base = kron_reduce(self.feeder) if self.options.kron else self.feeder
+        self.model_feeder = reduce_feeder(base) if self.options.reduce else base
         self.net = per_unit(self.model_feeder, source_pu=self.options.source_pu)
         o = self.options
         self.tan_phi = math.tan(math.acos(o.power_factor))
@@ -123,6 +131,8 @@ class EnvelopeProblem:
         m = build_model(net)
         add_voltage_limits(m, net, self.options.vmin_pu, self.options.vmax_pu)
         add_thermal_limits(m, net)
+        if self.options.v_neutral_max_v is not None:
+            add_neutral_voltage_limits(m, net, self.options.v_neutral_max_v)
         m.sign = pyo.Param(mutable=True, initialize=1.0)
         m.g = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(self.cap[u])), initialize=0.0)
         m.link_p = pyo.Constraint(m.U, rule=lambda m, u: m.p[u] == m.sign * m.g[u])
@@ -294,6 +304,12 @@ class EnvelopeProblem:
                 active.append((abs(m.dual.get(m.v_lower[k], 0.0)), f"voltage {label} {vmin:.2f} pu", "v", bus))
             elif vl[k] >= vmax - V_MARGIN_PU - 1e-5:
                 active.append((abs(m.dual.get(m.v_upper[k], 0.0)), f"voltage {label} {vmax:.2f} pu", "v", bus))
+        vn_max = self.options.v_neutral_max_v
+        if vn_max is not None:
+            for k, ((i, label), vn) in enumerate(zip(net.vneutral, neutral_voltages_v(net, v))):
+                if vn >= vn_max - (V_MARGIN_PU + 1e-5) * net.v_base[i]:
+                    active.append((abs(m.dual.get(m.v_neutral[k], 0.0)), f"neutral voltage {label} {vn_max:g} V",
+                                   "v", label.split()[1]))
         lines = {line.name: line for line in self.model_feeder.lines}
         for c in m.C:
             i2 = pyo.value(m.ir[c]) ** 2 + pyo.value(m.ii[c]) ** 2
@@ -330,6 +346,9 @@ class EnvelopeProblem:
         vl = leg_voltages_pu(net, v)
         bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl)
                if x < self.options.vmin_pu or x > self.options.vmax_pu]
+        if self.options.v_neutral_max_v is not None:
+            bad += [f"neutral voltage {net.vneutral[k][1]} at {x:.1f} V"
+                    for k, x in enumerate(neutral_voltages_v(net, v)) if x > self.options.v_neutral_max_v]
         lines = {line.name: line for line in self.model_feeder.lines}
         for sl, z in zip(net.line_slices, net.line_z):
             vf = np.array([v[i] if i >= 0 else 0 for i in net.c_from[sl]])

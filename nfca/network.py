@@ -240,3 +240,84 @@ def check_topology(feeder: Feeder) -> None:
                     f"Line.{line.name} closes a loop between buses {a} and {b}: meshed feeders are not supported"
                 )
         raise FeederError("the feeder is meshed: meshed feeders are not supported")
+
+
+def check_earthing(feeder: Feeder, rel_tol: float = 1e-6) -> None:
+    """Raise FeederError naming a neutral conductor that has no path to earth (a floating neutral).
+
+    Conductors joined by lines or by one winding of a transformer form galvanic groups. A group
+    is earthed when raising all its voltages together drives current to earth (through an
+    earthing reactor or resistance, a transformer's Rneut, a line to node 0, the source...).
+    OpenDSS only holds a floating group with its 1 ppm anti-float shunts, which leaves the
+    neutral-to-earth voltage undetermined, so a floating group with a neutral conductor (node
+    >= 4) is rejected. A floating three-wire group (an IT grid on a delta winding) is accepted:
+    its customers see phase-to-phase voltages only.
+    """
+    nodes = sorted({(b, n) for b, bus in feeder.buses.items() for n in bus.nodes if n != EARTH})
+    ix = {bn: i for i, bn in enumerate(nodes)}
+    root = list(range(len(nodes)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    def union(group: list[tuple[str, int]]) -> None:
+        ids = [find(ix[t]) for t in group if t[1] != EARTH and t in ix]
+        for i in ids[1:]:
+            root[find(i)] = ids[0]
+
+    branches: list[tuple[list[tuple[str, int]], np.ndarray]] = []  # (terminals, admittance)
+    for line in feeder.lines:
+        terms = [(line.bus_from, n) for n in line.nodes_from] + [(line.bus_to, n) for n in line.nodes_to]
+        ys, yh = np.linalg.inv(line.z_ohm), line.y_shunt_s / 2
+        branches.append((terms, np.block([[ys + yh, -ys], [-ys, ys + yh]])))
+        for a, b in zip(line.nodes_from, line.nodes_to):
+            union([(line.bus_from, a), (line.bus_to, b)])
+    for el in feeder.elements:
+        branches.append((list(el.terminals), el.y_s))
+        per_bus: dict[str, list[tuple[str, int]]] = {}
+        for t in el.terminals:  # a transformer's windings are on different buses and not galvanic
+            per_bus.setdefault(t[0] if el.kind == "transformer" else "", []).append(t)
+        for group in per_bus.values():
+            union(group)
+    src = feeder.source
+    branches.append(([(src.bus, n) for n in src.nodes], src.y_s))
+    union([(src.bus, n) for n in src.nodes])
+
+    group_of = np.array([find(i) for i in range(len(nodes))])
+    residual = np.zeros((len(nodes),), dtype=complex)
+    scale = np.zeros(len(nodes))
+    floating = []
+    for g in np.unique(group_of):
+        residual[:] = 0
+        touched = False
+        for terms, y in branches:
+            x = np.array([1.0 if (t in ix and group_of[ix[t]] == g) else 0.0 for t in terms])
+            if not x.any():
+                continue
+            touched = True
+            c = y @ x
+            for t, ci in zip(terms, c):
+                if t in ix:
+                    residual[ix[t]] += ci
+                    if group_of[ix[t]] == g:
+                        scale[ix[t]] = max(scale[ix[t]], abs(ci), float(np.max(np.abs(y))))
+        members = np.flatnonzero(group_of == g)
+        if touched and np.max(np.abs(residual)) <= rel_tol * np.max(scale[members]):
+            floating.append(members)
+    for members in floating:
+        neutrals = [nodes[i] for i in members if nodes[i][1] >= 4]
+        if not neutrals:
+            continue
+        star = [(el.name, t) for el in feeder.elements if el.kind == "transformer" for t in el.terminals
+                if t in neutrals]
+        bus, node = star[0][1] if star else neutrals[0]
+        where = f" (the star point of {star[0][0]})" if star else ""
+        raise FeederError(
+            f"the neutral conductor {bus}.{node}{where} is not earthed: nothing connects it, or "
+            f"the {len(members)} conductors galvanically joined to it, to earth, so the neutral-to-earth voltage is undetermined; earth "
+            f"it, e.g. 'New Reactor.earth phases=1 bus1={bus}.{node} bus2={bus}.0 R=1 X=0' "
+            f"(floating neutrals are not supported)"
+        )

@@ -12,7 +12,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from nfca.network import Feeder, Line
+from nfca.errors import FeederError
+from nfca.network import EARTH, PHASES, Feeder, Line
 
 
 def reduce_feeder(feeder: Feeder) -> Feeder:
@@ -85,3 +86,62 @@ def _series(a: Line, b: Line) -> Line:
         merged=(a.merged or (a.name,)) + (b.merged or (b.name,)),
         limiting_line=weakest.rating_name,
     )
+
+
+def kron_reduce(feeder: Feeder) -> Feeder:
+    """The three-wire model of a four-wire feeder: every neutral conductor (node >= 4) eliminated
+    as if it were perfectly earthed everywhere (its voltage 0).
+
+    This is the approximation behind Kron-reduced (3 x 3) feeder models, and what `--kron`
+    computes envelopes on; it hides the neutral-point shift. Per line, with p the phase and n the
+    neutral conductors, Z_abc = Z_pp - Z_pn Z_nn^-1 Z_np and the shunt admittance keeps Y_pp. A
+    linear element (transformer, earthing reactor) loses the rows and columns of its neutral
+    terminals: earthing a node sets its voltage to 0, so its column no longer drives current and
+    its row is current into earth. End-user legs (a, n) become phase-to-earth legs (a, 0).
+    Feeders without neutral conductors come back unchanged.
+    """
+    def neutral(n: int) -> bool:
+        return n != EARTH and n not in PHASES
+
+    lines = []
+    for line in feeder.lines:
+        pairs = list(zip(line.nodes_from, line.nodes_to))
+        keep = [k for k, (a, b) in enumerate(pairs) if a in PHASES]
+        gone = [k for k in range(len(pairs)) if k not in keep]
+        if any(pairs[k][1] not in PHASES for k in keep) or any(pairs[k][1] in PHASES for k in gone):
+            raise FeederError(f"Line.{line.name} joins a phase to a neutral or earth conductor: cannot Kron-reduce it")
+        if not gone:
+            lines.append(line)
+            continue
+        if not keep:  # a neutral-only line carries nothing once the neutral is earth
+            continue
+        z = line.z_ohm
+        zk = z[np.ix_(keep, keep)] - z[np.ix_(keep, gone)] @ np.linalg.solve(z[np.ix_(gone, gone)], z[np.ix_(gone, keep)])
+        lines.append(replace(
+            line, nodes_from=tuple(line.nodes_from[k] for k in keep), nodes_to=tuple(line.nodes_to[k] for k in keep),
+            z_ohm=zk, y_shunt_s=line.y_shunt_s[np.ix_(keep, keep)],
+        ))
+
+    elements = []
+    for el in feeder.elements:
+        keep = [i for i, (_, n) in enumerate(el.terminals) if not neutral(n)]
+        if not any(el.terminals[i][1] != EARTH for i in keep):
+            continue  # an earthing element: it joins earth to earth now
+        if len(keep) == len(el.terminals):
+            elements.append(el)
+            continue
+        pos = {i: k for k, i in enumerate(keep)}
+        elements.append(replace(
+            el, terminals=tuple(el.terminals[i] for i in keep), y_s=el.y_s[np.ix_(keep, keep)],
+            rated_terminals=tuple(pos[i] for i in el.rated_terminals if i in pos),
+        ))
+
+    used = {b for line in lines for b in (line.bus_from, line.bus_to)} | {feeder.source.bus}
+    used |= {b for el in elements for b, n in el.terminals if n != EARTH}
+    buses = {name: replace(bus, nodes=tuple(n for n in bus.nodes if not neutral(n)))
+             for name, bus in feeder.buses.items() if name in used}
+    users = tuple(
+        replace(u, legs=tuple((EARTH if neutral(a) else a, EARTH if neutral(b) else b) for a, b in u.legs))
+        for u in feeder.end_users
+    )
+    return replace(feeder, buses=buses, lines=tuple(lines), elements=tuple(elements), end_users=users)

@@ -64,7 +64,8 @@ class Study:
             "participants": int(sum(next(iter(self.envelopes)).participant.values())) if self.envelopes else 0,
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
             "length_m": round(self.feeder.length_m, 3),
-            "options": {k: getattr(self.options, k) for k in ("vmin_pu", "vmax_pu", "power_factor", "source_pu", "reduce")},
+            "options": {k: getattr(self.options, k) for k in ("vmin_pu", "vmax_pu", "power_factor", "source_pu", "reduce",
+                                                                "kron", "v_neutral_max_v")},
             "verified": self.verified, "seconds": round(self.seconds, 3), "methods": {},
         }
         for env, ver in zip(self.envelopes, self.verifications):
@@ -81,6 +82,7 @@ class Study:
                 "v_min_pu": round(ver.v_min_pu, 6),
                 "v_max_pu": round(ver.v_max_pu, 6),
                 "max_loading_pct": round(ver.max_loading_pct, 4),
+                "v_neutral_max_v": round(ver.v_neutral_max_v, 4),
                 "verified": ver.verified,
                 "violations": list(ver.violations),
             }

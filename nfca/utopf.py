@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.network import EARTH, Feeder, leg_label, leg_nominal_pu
+from nfca.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
 
 S_BASE_KVA = 10.0  # per-phase power base; end-user powers are then O(1)
 
@@ -58,6 +58,8 @@ class PuNetwork:
     user_cap: np.ndarray  # pu of s_base
     # customer voltages limited: unique (plus, minus, nominal_pu, label)
     vlegs: tuple[tuple[int, int, float, str], ...]
+    # neutral conductors (node >= 4) end-users are connected to: (node index, label)
+    vneutral: tuple[tuple[int, str], ...] = ()
 
     @property
     def n(self) -> int:
@@ -106,6 +108,7 @@ def per_unit(feeder: Feeder, s_base_kva: float = S_BASE_KVA, source_pu: float | 
 
     users, legs, caps = [], [], []
     vlegs: dict[tuple[int, int], tuple[int, int, float, str]] = {}
+    vneutral: dict[int, tuple[int, str]] = {}
     for u in feeder.end_users:
         users.append(u.name)
         ulegs = tuple((idx(u.bus, p), idx(u.bus, q)) for p, q in u.legs)
@@ -114,6 +117,9 @@ def per_unit(feeder: Feeder, s_base_kva: float = S_BASE_KVA, source_pu: float | 
         for (p, q), leg in zip(ulegs, u.legs):
             key = (min(p, q), max(p, q))
             vlegs.setdefault(key, (p, q, leg_nominal_pu(leg), f"bus {u.bus} {_leg_word(leg)} {leg_label(leg)}"))
+            for i, node in zip((p, q), leg):
+                if node not in PHASES and node != EARTH:
+                    vneutral.setdefault(i, (i, f"bus {u.bus} node {node}"))
 
     return PuNetwork(
         feeder=feeder, s_base_va=s_base, nodes=nodes, v_base=v_base,
@@ -122,11 +128,12 @@ def per_unit(feeder: Feeder, s_base_kva: float = S_BASE_KVA, source_pu: float | 
         el_idx=tuple(el_idx), el_y=tuple(el_y), el_rated=tuple(el_rated), el_imax=tuple(el_imax),
         src_idx=src_idx, src_y=src.y_s * vb_src**2 / s_base, src_e=src.e_v / vb_src * (1.0 if source_pu is None else source_pu / src.pu),
         users=tuple(users), user_legs=tuple(legs), user_cap=np.array(caps), vlegs=tuple(vlegs.values()),
+        vneutral=tuple(vneutral.values()),
     )
 
 
 def _leg_word(leg: tuple[int, int]) -> str:
-    return "phase" if leg[1] == EARTH else "phases"
+    return "phase" if leg[1] not in PHASES else "phases"  # to earth or to a neutral conductor
 
 
 # ----------------------------------------------------------------------------- linear algebra
@@ -327,6 +334,22 @@ def add_voltage_limits(m: pyo.ConcreteModel, net: PuNetwork, vmin_pu: float, vma
 
     m.v_lower = pyo.Constraint(m.VL, rule=lambda m, k: mag2(m, k) >= m.vmin**2)
     m.v_upper = pyo.Constraint(m.VL, rule=lambda m, k: mag2(m, k) <= m.vmax**2)
+
+
+def add_neutral_voltage_limits(m: pyo.ConcreteModel, net: PuNetwork, v_max_v: float) -> None:
+    """|V_n| <= v_max_v (volts, to earth) on every neutral conductor an end-user is connected to."""
+    m.NL = pyo.RangeSet(0, len(net.vneutral) - 1)
+    lim = [v_max_v / net.v_base[i] - V_MARGIN_PU for i, _ in net.vneutral]
+    if min(lim, default=1.0) <= 0:
+        raise InputError(f"the neutral voltage limit {v_max_v} V is too small to be held (margin {V_MARGIN_PU} pu)")
+    m.v_neutral = pyo.Constraint(
+        m.NL, rule=lambda m, k: m.vr[net.vneutral[k][0]] ** 2 + m.vi[net.vneutral[k][0]] ** 2 <= lim[k] ** 2
+    )
+
+
+def neutral_voltages_v(net: PuNetwork, v: np.ndarray) -> np.ndarray:
+    """Neutral-to-earth voltage (V) of every neutral conductor an end-user is connected to."""
+    return np.array([abs(v[i]) * net.v_base[i] for i, _ in net.vneutral])
 
 
 def add_thermal_limits(m: pyo.ConcreteModel, net: PuNetwork) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from nfca.dss import PowerFlow, powerflows
 from nfca.envelopes import EnvelopeOptions, EnvelopeSet
-from nfca.network import EARTH, Feeder, leg_label, leg_nominal_pu
+from nfca.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
 
 V_TOL_PU = 1e-6  # the model agrees with OpenDSS to ~1e-9 pu
 LOADING_TOL_PCT = 1e-4
@@ -31,6 +31,7 @@ class Verification:
     user_v_min_pu: dict[str, float]
     user_v_max_pu: dict[str, float]
     line_loading_pct: dict[str, float]
+    v_neutral_max_v: float = 0.0  # highest neutral-to-earth voltage at an end-user's neutral conductor
 
 
 def envelope_loads(feeder: Feeder, env: EnvelopeSet, options: EnvelopeOptions) -> dict[str, tuple[float, float]]:
@@ -53,6 +54,7 @@ def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verificati
     """Compare one OpenDSS solution with the limits."""
     violations = []
     vmin_u, vmax_u = {}, {}
+    vn_max, vn_lim = 0.0, options.v_neutral_max_v
     for u in feeder.end_users:
         base = feeder.buses[u.bus].kv_base_ln * 1e3
         mags = []
@@ -64,6 +66,11 @@ def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verificati
             if mag < options.vmin_pu - V_TOL_PU or mag > options.vmax_pu + V_TOL_PU:
                 violations.append(f"voltage at {u.name} (bus {u.bus} {leg_label(leg)}) {mag:.4f} pu")
         vmin_u[u.name], vmax_u[u.name] = min(mags), max(mags)
+        for node in sorted({n for leg in u.legs for n in leg if n != EARTH and n not in PHASES}):
+            vn = abs(pf.voltages.get((u.bus, node), 0))
+            vn_max = max(vn_max, vn)
+            if vn_lim is not None and vn > vn_lim + V_TOL_PU * base:
+                violations.append(f"neutral voltage at {u.name} (bus {u.bus} node {node}) {vn:.3f} V")
     loading = {}
     for line in feeder.lines:
         pct = 100 * pf.line_amps[line.name] / line.ampacity_a
@@ -88,6 +95,7 @@ def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verificati
         user_v_min_pu=vmin_u,
         user_v_max_pu=vmax_u,
         line_loading_pct=loading,
+        v_neutral_max_v=float(vn_max),
     )
 
 
@@ -111,13 +119,17 @@ def compare_powerflow(path, load_kw: float | None = None, reduce: bool = False) 
     ours = solve_powerflow(net, loads)
     t2 = time.perf_counter()
     ref = powerflows(path, [loads])[0]
-    dv = max(abs(v - ref.voltages[bn]) / (feeder.buses[bn[0]].kv_base_ln * 1e3) for bn, v in ours.voltages_v.items())
+    err = {bn: abs(v - ref.voltages[bn]) / (feeder.buses[bn[0]].kv_base_ln * 1e3) for bn, v in ours.voltages_v.items()}
+    dv = max(err.values())
+    dv_neutral = [e for (_, node), e in err.items() if node != EARTH and node not in PHASES]
     from nfca.utopf import leg_voltages_pu
 
     vl = leg_voltages_pu(net, ours.v_pu)
     return {
         "feeder": feeder.name,
-        "max_abs_dv_pu": float(dv),
+        "max_abs_dv_pu": float(dv),  # over every conductor, neutrals included (to earth)
+        "neutral_conductors": len(dv_neutral),
+        "max_abs_dv_neutral_pu": float(max(dv_neutral, default=0.0)),
         "buses": len(feeder.buses),
         "model_buses": len(model_feeder.buses),
         "lines": len(feeder.lines),
