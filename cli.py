@@ -13,6 +13,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from feeders.cli import app as feeders_app
+from market_bridge.cli import app as market_app
 from nfca.classify import CAPACITY_TOL, FAIR_TOL
 from nfca.errors import NfcaError
 
@@ -259,23 +261,8 @@ def _classification_figures(results: Path, types) -> None:
             plots.envelope_bars(env[env["direction"] == "import"], results / f"type{t}_{name}_import.png", "import")
 
 
-def _mount() -> None:
-    """Sub-applications of other packages."""
-    try:
-        from feeders.cli import app as feeders_app
-
-        app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")
-    except ImportError:
-        pass
-    try:
-        from market_bridge.cli import app as market_app
-
-        app.add_typer(market_app, name="market", help="TSO-DSO flexibility market clearings.")
-    except ImportError:
-        pass
-
-
-_mount()
+app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")
+app.add_typer(market_app, name="market", help="TSO-DSO flexibility market clearings (seed chapter 4).")
 
 if __name__ == "__main__":
     app()
