@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -12,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
@@ -58,14 +60,14 @@ def handled(fn):
         except NfcaError as exc:
             if DEBUG["on"]:
                 raise
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:  # a bug: say so in one line; --debug shows the traceback
             if DEBUG["on"]:
                 raise
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for details)",
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for details)",
                       highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -108,6 +110,10 @@ def envelopes(
     crs: Annotated[Optional[str], typer.Option(help="Coordinate reference system of the bus coordinates, e.g. EPSG:31370.")] = None,
     kron: Annotated[bool, typer.Option("--kron", help="Optimise on the Kron-reduced model (neutrals taken as perfectly earthed); verification still runs on the four-wire file.")] = False,
     v_neutral_max: Annotated[Optional[float], typer.Option(help="Limit (volts) on the neutral-to-earth voltage at end-users' neutral conductors; default: none.")] = None,
+    ipopt_option: Annotated[list[str], typer.Option("--ipopt-option", help="Ipopt option NAME=VALUE for every solve attempt (repeat for several), e.g. max_iter=50.")] = [],
+    profiles: Annotated[Optional[str], typer.Option(help="End-user profiles (CSV: end_user,timestamp,p_kw or timestamp + one column per end-user; kW, consumption +) or 'loadshapes' (the feeder's OpenDSS load shapes): dynamic envelopes per interval, and static ones for the horizon.")] = None,
+    resolution: Annotated[Optional[str], typer.Option(help="With --profiles: interval length, e.g. 15min or 1h (mean power per interval); default: the profiles'.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="With --profiles: processes (default: one per core, at most one per method x direction).")] = None,
 ) -> None:
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS."""
     from nfca.dss import read_feeder
@@ -115,18 +121,125 @@ def envelopes(
     from nfca.study import run_envelopes, select_participants, with_capacities
 
     opts = _options(vmin, vmax, power_factor, source_pu, reduce, kron, v_neutral_max)
+    if ipopt_option:
+        opts = dataclasses.replace(opts, ipopt_options=_ipopt_options(ipopt_option))
     prepare_dir(out)
     with err.status("reading feeder") as status:
         f = read_feeder(feeder, default_capacity_kva=default_capacity)
         if capacities is not None:
             f = with_capacities(f, capacities)
         chosen = select_participants(f, participants, seed)
+        if profiles is not None:  # dynamic envelopes over the profiles' horizon
+            return _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status)
         study = run_envelopes(f, [m.value for m in method], [d.value for d in direction], opts, chosen,
                               progress=lambda s: status.update(f"solving {s}"))
         status.update("writing outputs")
         files = write_study(study, out, tuple(x.value for x in fmt), crs)
     _print_summary(study.summary())
     err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
+
+
+def _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status) -> None:
+    from nfca.dynamic import run_dynamic, write_dynamic
+    from nfca.profiles import load_profiles
+
+    status.update("reading profiles")
+    prof = load_profiles(profiles, f, resolution)
+    study = run_dynamic(f, prof, [m.value for m in method], [d.value for d in direction], opts, chosen, workers,
+                        progress=lambda s: status.update(f"solving {s}"))
+    status.update("writing outputs")
+    files = write_dynamic(study, out, tuple(x.value for x in fmt))
+    status.stop()
+    _print_dynamic_summary(study.summary())
+    err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
+
+
+def _print_dynamic_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA, "
+                    f"{summary['intervals']} x {summary['resolution_min']:g} min")
+    for c in ("method", "direction", "static kW", "dynamic kW min/mean/max", "Ipopt solves", "verified", "s"):
+        t.add_column(c)
+    for m, per in summary["dynamic"].items():
+        for d, s in per.items():
+            st, tot = summary["static"][m][d], s["total_kw"]
+            t.add_row(m, d, f"{st['total_kw']:.1f}", f"{min(tot):.1f} / {sum(tot) / len(tot):.1f} / {max(tot):.1f}",
+                      str(s["solves"]), "yes" if s["verified"] and st["verified"] else "NO", f"{s['seconds']:.1f}")
+    err.print(t)
+    err.print(f"{summary['seconds']:.1f} s in {summary['workers']} process(es)", highlight=False)
+
+
+@app.command()
+@handled
+def activations(
+    feeder: FeederArg,
+    profiles: Annotated[str, typer.Option(help="End-user profiles: a CSV (kW, consumption +) or 'loadshapes' (the feeder's).", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-activations"),
+    resolution: Annotated[Optional[str], typer.Option(help="Interval length, e.g. 15min (mean power per interval); default: the profiles'.")] = None,
+    method: Annotated[list[MethodName], typer.Option(help="Method(s) of the envelopes; repeat for several.")] = [MethodName.optimal, MethodName.fair],
+    participants: Annotated[str, typer.Option(help="'all', a fraction (seeded random subset) or a CSV of end_user names.")] = "all",
+    seed: Annotated[int, typer.Option(help="Seed for a random subset of participants.")] = 0,
+    max_activations: Annotated[Optional[int], typer.Option(help="Policy: activations allowed over the horizon (seed: ten a year); negative: no cap.")] = 10,
+    max_duration: Annotated[Optional[str], typer.Option(help="Policy: longest activation, e.g. 1h (seed: one hour); 'none': no cap.")] = "1h",
+    capacities: Annotated[Optional[Path], typer.Option(help="CSV end_user,capacity_kva overriding connection capacities.")] = None,
+    power_factor: Annotated[float, typer.Option(help="Power factor of every end-user.")] = 1.0,
+    vmin: Annotated[float, typer.Option(help="Lower voltage limit (pu).")] = 0.90,
+    vmax: Annotated[float, typer.Option(help="Upper voltage limit (pu).")] = 1.10,
+    source_pu: Annotated[Optional[float], typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Processes for the envelopes (default: one per core).")] = None,
+) -> None:
+    """When NFCAs must be activated over the profiles, how often and how long, and the energy curtailed
+    under static and dynamic limits; checks a temporary-activation policy (count and duration caps)."""
+    from nfca.activations import ActivationPolicy, analyse, write_activations
+    from nfca.dss import read_feeder
+    from nfca.dynamic import run_dynamic
+    from nfca.outputs import prepare_dir
+    from nfca.profiles import load_profiles, parse_resolution
+    from nfca.study import select_participants, with_capacities
+
+    cap_duration = None if max_duration is None or max_duration.strip().lower() == "none" else parse_resolution(max_duration)
+    policy = ActivationPolicy(None if max_activations is None or max_activations < 0 else max_activations, cap_duration)
+    opts = _options(vmin, vmax, power_factor, source_pu, True)
+    prepare_dir(out)
+    with err.status("reading feeder") as status:
+        f = read_feeder(feeder)
+        if capacities is not None:
+            f = with_capacities(f, capacities)
+        chosen = select_participants(f, participants, seed)
+        prof = load_profiles(profiles, f, resolution)
+        study = run_dynamic(f, prof, [m.value for m in method], ["import", "export"], opts, chosen, workers,
+                            progress=lambda s: status.update(f"envelopes: {s}"))
+        status.update("power flows of the firm and the activated operation")
+        result = analyse(study, policy)
+        status.update("writing outputs")
+        files = write_activations(result, out)
+    s = result.summary()
+    pol = s["policy"]
+    err.print(f"{s['intervals_needing_activation']} of {s['intervals']} intervals need an activation: "
+              f"{pol['activations']} activation(s), longest {pol['longest_min']:g} min; policy "
+              f"{'satisfied' if pol['satisfied'] else 'NOT satisfied'}", highlight=False)
+    for m, per in s["curtailed_kwh"].items():
+        err.print(f"  {m}: curtailed " + ", ".join(f"{k} {v:.1f} kWh" for k, v in per.items()), highlight=False)
+    err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
+
+
+def _ipopt_options(pairs: list[str]) -> dict:
+    """NAME=VALUE pairs to Ipopt options (integers, then numbers, else strings)."""
+    from nfca.errors import InputError
+
+    out: dict = {}
+    for pair in pairs:
+        name, sep, value = (x.strip() for x in pair.partition("="))
+        if not (sep and name and value):
+            raise InputError(f"--ipopt-option must be NAME=VALUE, got '{pair}'")
+        for cast in (int, float, str):
+            try:
+                out[name] = cast(value)
+                break
+            except ValueError:
+                continue
+    return out
 
 
 def _print_summary(summary: dict) -> None:
@@ -218,7 +331,7 @@ def batch(
     err.print(f"{len(report.done)} computed, {len(report.skipped)} already done, {len(report.failed)} failed; "
               f"results in {out}", highlight=False)
     for name, msg in report.failed.items():
-        err.print(f"[red]failed[/] {name}: {msg}", highlight=False, soft_wrap=True)
+        err.print(f"[red]failed[/] {escape(name)}: {escape(msg)}", highlight=False, soft_wrap=True)
     if report.failed:
         raise typer.Exit(7)
 

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from nfca.errors import InputError
+from nfca.errors import InputError, OutputError
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")
@@ -100,11 +100,20 @@ def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) 
     feeder = read_feeder(job.path)
     study = run_envelopes(feeder, METHODS, DIRECTIONS, options or EnvelopeOptions())
     final = result_dir(out, job.name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{job.name}-"))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{job.name}-"))
+    except OSError as exc:
+        raise OutputError(f"{final.parent}: results folder cannot be written ({exc.strerror or exc})") from None
     try:
         write_study(study, tmp, ("csv", "json", "gpkg"), crs)
-        os.rename(tmp, final)  # atomic: the feeder's results appear whole or not at all
+        try:
+            os.rename(tmp, final)  # atomic: the feeder's results appear whole or not at all
+        except OSError as exc:
+            # Another run finished this feeder first (say a worker of a killed batch that went on):
+            # its results are complete, so keep them and drop ours rather than have two.
+            if not is_done(out, job.name):
+                raise OutputError(f"{final}: cannot be written ({exc.strerror or exc})") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -172,7 +181,10 @@ def run_batch(
                     try:
                         record(*fut.result())
                     except BrokenProcessPool:  # a worker was killed: the rest resumes next run
-                        record(names[fut], None, "worker process died; rerun the batch to resume")
+                        if is_done(out, names[fut]):  # it finished before the pool broke
+                            record(names[fut], 0.0, "")
+                        else:
+                            record(names[fut], None, "worker process died; rerun the batch to resume")
     failures = pd.DataFrame(sorted(report.failed.items()), columns=["feeder", "error"])
     write_csv(out / "failures.csv", failures)
     return report

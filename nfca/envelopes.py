@@ -29,12 +29,20 @@ from nfca.errors import InfeasibleError, InputError, SolverError
 from nfca.network import Feeder
 from nfca.reduction import kron_reduce, reduce_feeder
 from nfca.utopf import (
-    I_MARGIN, V_MARGIN_PU, PuNetwork, SolveResult, add_neutral_voltage_limits, add_thermal_limits,
+    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, PuNetwork, SolveResult, add_neutral_voltage_limits, add_thermal_limits,
     add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, leg_voltages_pu,
     neutral_voltages_v, per_unit, set_voltages, solve, voltages,
 )
 
 TIE_BREAK = 1e-5
+# The Ipopt options of `EnvelopeProblem._solve`'s retry (over utopf.IPOPT_OPTIONS).
+RETRY_OPTIONS = {"mu_strategy": "monotone", "nlp_scaling_method": "gradient-based", "max_iter": 3000}
+
+
+def _attempt(start: str, options: dict) -> str:
+    o = {**IPOPT_OPTIONS, **options}
+    return (f"{start}, {o['mu_strategy']} barrier, {o.get('nlp_scaling_method', 'gradient-based')} scaling, "
+            f"max_iter {o['max_iter']}")
 
 
 class Method(str, Enum):
@@ -65,8 +73,12 @@ class EnvelopeOptions:
     reduce: bool = True  # exact network reduction before optimising
     kron: bool = False  # optimise on the Kron-reduced model (neutrals taken as perfectly earthed)
     v_neutral_max_v: float | None = None  # neutral-to-earth limit (V) at end-users; None: off
+    # Ipopt options for every attempt, over nfca's (utopf.IPOPT_OPTIONS) and the retry's, as
+    # (name, value) pairs or a dict, e.g. {"max_iter": 50}; `nfca envelopes --ipopt-option max_iter=50`.
+    ipopt_options: tuple[tuple[str, float | int | str], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ipopt_options", tuple(sorted(dict(self.ipopt_options).items())))
         if not 0 < self.vmin_pu < 1 < self.vmax_pu:
             raise InputError(f"voltage limits must satisfy 0 < vmin < 1 < vmax, got {self.vmin_pu}, {self.vmax_pu}")
         if not 0 < self.power_factor <= 1:
@@ -94,6 +106,9 @@ class EnvelopeSet:
     solves: int
     v_min_pu: float  # of the model's solution, over limited customer voltages
     v_max_pu: float
+    # Net power (kW, consumption +) the non-participants were held at, e.g. their forecast in one
+    # interval of a dynamic study; None: their firm capacity in the envelope's direction.
+    firm_kw: dict[str, float] | None = None
 
     @property
     def total_kw(self) -> float:
@@ -141,18 +156,46 @@ class EnvelopeProblem:
         m.method = pyo.Block()
         return m
 
-    def _reset(self, direction: Direction) -> None:
+    def _firm_pu(self, firm_kw: dict[str, float] | None) -> np.ndarray | None:
+        """Non-participants' net power (pu, consumption +) from `firm_kw`; None when not given."""
+        if firm_kw is None:
+            return None
+        missing = [n for n, part in zip(self.net.users, self.part) if not part and n not in firm_kw]
+        if missing:
+            raise InputError(f"no fixed power given for non-participant {missing[0]}")
+        return np.array([0.0 if part else firm_kw[n] * 1e3 / self.net.s_base_va
+                         for n, part in zip(self.net.users, self.part)])
+
+    def _user_s(self, direction: Direction, g: np.ndarray, firm: np.ndarray | None) -> np.ndarray:
+        """Complex power (pu, consumption +) of every end-user: participants at `g` in `direction`,
+        non-participants at `firm` (vars at the same power factor) or at their capacity."""
+        s = direction.sign * g + 1j * self.tan_phi * g
+        if firm is not None:
+            s = np.where(self.part, s, firm + 1j * self.tan_phi * np.abs(firm))
+        return s
+
+    def _reset(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> None:
         m = self.m
         m.del_component(m.method)
         m.method = pyo.Block()
         m.sign.set_value(direction.sign)
+        firm = self._firm_pu(firm_kw)
         for u in m.U:
             m.g[u].unfix()
+            m.p[u].unfix()
+            m.q[u].unfix()
+            m.link_p[u].activate()
+            m.link_q[u].activate()
             if not self.part[u]:
-                m.g[u].fix(float(self.cap[u]))
+                m.g[u].fix(float(self.cap[u]))  # a firm connection: its capacity is guaranteed
+                if firm is not None:  # ... but it draws the given power, e.g. its forecast
+                    m.link_p[u].deactivate()
+                    m.link_q[u].deactivate()
+                    m.p[u].fix(float(firm[u]))
+                    m.q[u].fix(float(self.tan_phi * abs(firm[u])))
         # Warm start: the power flow with participants at a quarter of their capacity.
         g0 = np.where(self.part, 0.25 * self.cap, self.cap)
-        s = direction.sign * g0 + 1j * self.tan_phi * g0
+        s = self._user_s(direction, g0, firm)
         v = fixed_point_voltages(self.net, s)
         if np.all(np.isfinite(v)):
             set_voltages(m, v)
@@ -162,28 +205,58 @@ class EnvelopeProblem:
                 m.g[u].set_value(float(g0[u]))
 
     def _solve(self) -> SolveResult:
-        res = solve(self.m)
-        if not res.ok and res.status != "infeasible":
-            # Retry once with a monotone barrier and gradient-based scaling.
-            res2 = solve(self.m, {"mu_strategy": "monotone", "nlp_scaling_method": "gradient-based", "max_iter": 3000})
+        """Solve; when Ipopt fails, retry once from the same start (the power flow of the warm start,
+        or the previous step's solution) with a monotone barrier and gradient-based scaling.
+
+        An infeasible verdict is retried too, unless the firm connections alone already violate a
+        limit (then no envelope exists). `self.attempts` records what was tried, for the messages.
+        """
+        user = dict(self.options.ipopt_options)
+        start = [(v, v.value) for v in self.m.component_data_objects(pyo.Var, descend_into=True)]
+        res = solve(self.m, user or None)
+        self.attempts = [(_attempt("warm start", user), res)]
+        context = getattr(self, "_context", None)
+        proved = res.status == "infeasible" and context is not None and bool(self._firm_violations(*context))
+        if not res.ok and not proved:
+            for var, value in start:
+                var.set_value(value, skip_validation=True)
+            res2 = solve(self.m, {**RETRY_OPTIONS, **user})
+            self.attempts.append((_attempt("the same warm start again", {**RETRY_OPTIONS, **user}), res2))
             res = SolveResult(res2.status, res2.message, res.iterations + res2.iterations, res.seconds + res2.seconds)
         return res
 
+    def _failure_message(self, method: Method, direction: Direction) -> str:
+        tried = "; ".join(f"{k}) {what}: {r.status} ({r.message.split(':')[0]}) after {r.iterations} iterations"
+                          for k, (what, r) in enumerate(self.attempts, 1))
+        return (f"Ipopt could not solve the {method.value} {direction.value} envelopes after {len(self.attempts)} "
+                f"attempt(s): {tried}; nothing was written")
+
     # ------------------------------------------------------------------ methods
-    def solve(self, method: Method | str, direction: Direction | str) -> EnvelopeSet:
-        """Compute one envelope set; raise InfeasibleError or SolverError when there is none."""
+    def solve(self, method: Method | str, direction: Direction | str,
+              firm_kw: dict[str, float] | None = None) -> EnvelopeSet:
+        """Compute one envelope set; raise InfeasibleError or SolverError when there is none.
+
+        `firm_kw` holds non-participants at that net power (kW, consumption positive, vars at the
+        options' power factor) instead of at their capacity, e.g. at their forecast (dynamic
+        envelopes, `nfca.dynamic`).
+        """
         method, direction = Method(method), Direction(direction)
         t0 = time.perf_counter()
-        self._reset(direction)
+        self._context = (direction, firm_kw)  # for _solve: is an infeasible verdict proved?
+        self._reset(direction, firm_kw)
         runs = getattr(self, f"_{method.value}")()
         res = runs[-1]
-        if res.status == "infeasible":
-            raise InfeasibleError(self._infeasible_message(direction))
-        if not res.ok:
-            raise SolverError(
-                f"Ipopt failed for the {method.value} {direction.value} envelopes: {res.status} "
-                f"({res.message}); tried the default start and a monotone, rescaled retry"
-            )
+        if res.status == "infeasible" and self._firm_violations(direction, firm_kw):
+            raise InfeasibleError(f"{self._infeasible_message(direction, firm_kw)}; Ipopt: {res.message.split(':')[0]}, "
+                                  "not retried as the limit is violated with every envelope at zero")
+        if not res.ok:  # including an infeasible verdict that the zero envelope contradicts
+            raise SolverError(self._failure_message(method, direction))
+        return self._envelope_set(method, direction, runs, t0, firm_kw)
+
+    def _envelope_set(self, method: Method, direction: Direction, runs: list[SolveResult], t0: float,
+                      firm_kw: dict[str, float] | None = None) -> EnvelopeSet:
+        """The published envelope set of the model's current (solved) state."""
+        res = runs[-1]
         m = self.m
         g = np.array([max(0.0, pyo.value(m.g[u])) for u in m.U])
         # Publish whole watts, rounded down (never more than the model proved feasible; the
@@ -204,6 +277,7 @@ class EnvelopeProblem:
             solves=len(runs),
             v_min_pu=float(vl.min()),
             v_max_pu=float(vl.max()),
+            firm_kw=None if firm_kw is None else dict(firm_kw),
         )
 
     def _optimal(self) -> list[SolveResult]:
@@ -337,15 +411,28 @@ class EnvelopeProblem:
             out[name] = max(pool, key=lambda a: a[0])[1] if pool else "none (fairness rule)"
         return out
 
-    def _infeasible_message(self, direction: Direction) -> str:
+    def _infeasible_message(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> str:
         """Say which limits the firm connections alone violate, if they do."""
+        bad = self._firm_violations(direction, firm_kw)
+        if bad:
+            return (f"no {direction.value} envelope exists: with NFCA users at zero the firm connections alone "
+                    f"violate {len(bad)} limit(s), first {bad[0]} (voltage limits "
+                    f"{self.options.vmin_pu}-{self.options.vmax_pu} pu)")
+        return f"no {direction.value} envelope exists: Ipopt found the limits infeasible"
+
+    def _firm_violations(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> list[str]:
+        """The limits the firm connections alone violate, with every participant at zero (the
+        model's publication margins included: then the model has no feasible point)."""
         net = self.net
         g0 = np.where(self.part, 0.0, self.cap)
-        s = direction.sign * g0 + 1j * self.tan_phi * g0
-        v = fixed_point_voltages(net, s)
+        s = self._user_s(direction, g0, self._firm_pu(firm_kw))
+        with np.errstate(all="ignore"):
+            v = fixed_point_voltages(net, s)
+        if not np.all(np.isfinite(v)):
+            return ["the power flow of the firm connections alone does not converge (voltage collapse)"]
         vl = leg_voltages_pu(net, v)
         bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl)
-               if x < self.options.vmin_pu or x > self.options.vmax_pu]
+               if x < self.options.vmin_pu + V_MARGIN_PU or x > self.options.vmax_pu - V_MARGIN_PU]
         if self.options.v_neutral_max_v is not None:
             bad += [f"neutral voltage {net.vneutral[k][1]} at {x:.1f} V"
                     for k, x in enumerate(neutral_voltages_v(net, v)) if x > self.options.v_neutral_max_v]
@@ -354,11 +441,12 @@ class EnvelopeProblem:
             vf = np.array([v[i] if i >= 0 else 0 for i in net.c_from[sl]])
             vt = np.array([v[i] if i >= 0 else 0 for i in net.c_to[sl]])
             i = np.abs(np.linalg.solve(z, vf - vt))
-            if np.any(i > net.c_imax[sl]):
+            if np.any(i > net.c_imax[sl] * (1 - I_MARGIN)):
                 line = lines[net.c_line[sl.start]]
                 bad.append(f"ampacity line {line.rating_name} at {100 * np.max(i / net.c_imax[sl]):.0f} %")
-        if bad:
-            return (f"no {direction.value} envelope exists: with NFCA users at zero the firm connections alone "
-                    f"violate {len(bad)} limit(s), first {bad[0]} (voltage limits "
-                    f"{self.options.vmin_pu}-{self.options.vmax_pu} pu)")
-        return f"no {direction.value} envelope exists: Ipopt found the limits infeasible"
+        for e, (ix, y, rated, imax) in enumerate(zip(net.el_idx, net.el_y, net.el_rated, net.el_imax)):
+            ve = np.array([v[j] if j >= 0 else 0 for j in ix])
+            for r, lim in zip(rated, imax):
+                if abs(y[r] @ ve) > lim * (1 - I_MARGIN):
+                    bad.append(f"rating {self.model_feeder.elements[e].name} at {100 * abs(y[r] @ ve) / lim:.0f} %")
+        return bad

@@ -224,8 +224,11 @@ def check_topology(feeder: Feeder) -> None:
     if missing:
         users = [u.name for u in feeder.end_users if u.bus in missing]
         extra = f" (end-users {', '.join(users[:3])} are cut off)" if users else ""
+        lost = set(missing)
+        cut = next((f"Line.{line.name}" for line in feeder.lines if {line.bus_from, line.bus_to} & lost),
+                    f"Load.{users[0]}" if users else "")
         raise FeederError(
-            f"bus {missing[0]} is not connected to the source{extra}; "
+            f"{cut + ': ' if cut else ''}bus {missing[0]} is not connected to the source{extra}; "
             f"{len(missing)} bus(es) disconnected in all"
         )
     n_series = len(feeder.lines) + sum(
@@ -236,10 +239,30 @@ def check_topology(feeder: Feeder) -> None:
         for line in feeder.lines:
             a, b = line.bus_from, line.bus_to
             if parent[a][1] is not line and parent[b][1] is not line:
+                loop = [f"Line.{line.name}"] + [_label(e) for e in _tree_path(parent, a, b)]
+                shown = ", ".join(loop[:8]) + (", ..." if len(loop) > 8 else "")
                 raise FeederError(
-                    f"Line.{line.name} closes a loop between buses {a} and {b}: meshed feeders are not supported"
+                    f"Line.{line.name} closes a loop between buses {a} and {b} ({shown}): "
+                    "meshed feeders are not supported"
                 )
         raise FeederError("the feeder is meshed: meshed feeders are not supported")
+
+
+def _tree_path(parent: dict, a: str, b: str) -> list:
+    """The elements on the tree path between buses a and b."""
+    def up(x: str) -> list[str]:
+        out = [x]
+        while parent[out[-1]][0] is not None:
+            out.append(parent[out[-1]][0])
+        return out
+
+    ua, ub = up(a), up(b)
+    common = next(x for x in ua if x in set(ub))
+    return [parent[x][1] for x in ua[: ua.index(common)]] + [parent[x][1] for x in ub[: ub.index(common)]]
+
+
+def _label(element) -> str:
+    return f"Line.{element.name}" if isinstance(element, Line) else element.name
 
 
 def check_earthing(feeder: Feeder, rel_tol: float = 1e-6) -> None:

@@ -34,7 +34,10 @@ def prepare_dir(out: Path) -> Path:
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; move it onto `target` only if the block succeeds."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=target.suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=target.suffix)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot be written ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(tmp)  # some writers (GeoPackage) refuse to open an existing empty file
     try:

@@ -172,11 +172,16 @@ def with_capacities(feeder: Feeder, csv: Path) -> Feeder:
     if not {"end_user", "capacity_kva"} <= set(df.columns):
         raise InputError(f"{csv}: needs columns end_user and capacity_kva")
     caps = {}
-    for name, cap in zip(df["end_user"].astype(str).str.strip().str.lower(), df["capacity_kva"]):
+    values = pd.to_numeric(df["capacity_kva"], errors="coerce")
+    for row, (name, cap, raw) in enumerate(zip(df["end_user"].astype(str).str.strip().str.lower(), values,
+                                               df["capacity_kva"]), start=2):
         if name not in feeder.end_user:
-            raise InputError(f"{csv}: end-user {name} is not in feeder {feeder.name}")
+            raise InputError(f"{csv} line {row}: end-user {name} is not in feeder {feeder.name}")
         if not np.isfinite(cap) or cap <= 0:
-            raise InputError(f"{csv}: capacity of {name} must be a positive number of kVA, got {cap}")
+            got = "nothing" if pd.isna(raw) else repr(raw)
+            raise InputError(f"{csv} line {row}: capacity of {name} must be a positive number of kVA, got {got}")
+        if name in caps and caps[name] != float(cap):
+            raise InputError(f"{csv} line {row}: end-user {name} is given two capacities, {caps[name]:g} and {cap:g} kVA")
         caps[name] = float(cap)
     users = tuple(replace(u, capacity_kva=caps.get(u.name, u.capacity_kva)) for u in feeder.end_users)
     return replace(feeder, end_users=users)

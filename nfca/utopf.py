@@ -13,6 +13,8 @@ the guaranteed-power variables and objectives.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -374,8 +376,9 @@ def add_thermal_limits(m: pyo.ConcreteModel, net: PuNetwork) -> None:
 class SolveResult:
     """A normalised solver outcome (same fields whatever the solver)."""
 
-    status: str  # "optimal", "acceptable", "infeasible", "iteration_limit", "time_limit", "error"
-    message: str
+    # "optimal", "acceptable", "infeasible", "iteration_limit", "time_limit", "numerical_failure", "error"
+    status: str
+    message: str  # Ipopt's status name and message, e.g. "Maximum_Iterations_Exceeded: Maximum number ..."
     iterations: int
     seconds: float
 
@@ -396,6 +399,37 @@ IPOPT_OPTIONS = {
 }
 
 
+# Ipopt's ApplicationReturnStatus by return code, and how `solve` normalises them.
+IPOPT_STATUS = {
+    0: "Solve_Succeeded", 1: "Solved_To_Acceptable_Level", 2: "Infeasible_Problem_Detected",
+    3: "Search_Direction_Becomes_Too_Small", 4: "Diverging_Iterates", 5: "User_Requested_Stop",
+    6: "Feasible_Point_Found", -1: "Maximum_Iterations_Exceeded", -2: "Restoration_Failed",
+    -3: "Error_In_Step_Computation", -4: "Maximum_CpuTime_Exceeded", -10: "Not_Enough_Degrees_Of_Freedom",
+    -11: "Invalid_Problem_Definition", -12: "Invalid_Option", -13: "Invalid_Number_Detected",
+    -100: "Unrecoverable_Exception", -101: "NonIpopt_Exception_Thrown", -102: "Insufficient_Memory",
+    -199: "Internal_Error",
+}
+_NORMALISED = {
+    "Solve_Succeeded": "optimal", "Solved_To_Acceptable_Level": "acceptable",
+    "Infeasible_Problem_Detected": "infeasible", "Maximum_Iterations_Exceeded": "iteration_limit",
+    "Maximum_CpuTime_Exceeded": "time_limit", "Search_Direction_Becomes_Too_Small": "numerical_failure",
+    "Diverging_Iterates": "numerical_failure", "Restoration_Failed": "numerical_failure",
+    "Error_In_Step_Computation": "numerical_failure", "Invalid_Number_Detected": "numerical_failure",
+}
+
+
+@contextlib.contextmanager
+def _quiet_pyomo():
+    """Pyomo logs (with tracebacks) what `solve` reports as a status: keep stderr to nfca's one line."""
+    log = logging.getLogger("pyomo")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def solve(m: pyo.ConcreteModel, options: dict | None = None) -> SolveResult:
     """Solve with Ipopt through Pyomo's cyipopt interface; never raises for solver outcomes."""
     iters = [0]
@@ -409,20 +443,21 @@ def solve(m: pyo.ConcreteModel, options: dict | None = None) -> SolveResult:
     solver.config.intermediate_callback = count
     t0 = time.perf_counter()
     try:
-        res = solver.solve(m, tee=False)
+        with _quiet_pyomo():
+            res = solver.solve(m, tee=False)
     except Exception as exc:  # evaluation errors inside Ipopt
-        return SolveResult("error", " ".join(str(exc).split())[:200], iters[0], time.perf_counter() - t0)
+        msg = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return SolveResult("error", msg, iters[0], time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     msg = res.solver.message.decode() if isinstance(res.solver.message, bytes) else str(res.solver.message)
-    tc = str(res.solver.termination_condition)
-    status = {
-        "optimal": "optimal",
-        "infeasible": "infeasible",
-        "maxIterations": "iteration_limit",
-        "maxTimeLimit": "time_limit",
-    }.get(tc, "error")
-    if status == "error" and "acceptable" in msg.lower():
-        status = "acceptable"
+    name = IPOPT_STATUS.get(getattr(res.solver, "return_code", None), "")
+    if name:
+        status = _NORMALISED.get(name, "error")
+        msg = f"{name}: {msg}"
+    else:  # not from cyipopt's return code: go by Pyomo's termination condition
+        tc = str(res.solver.termination_condition)
+        status = {"optimal": "optimal", "infeasible": "infeasible", "maxIterations": "iteration_limit",
+                  "maxTimeLimit": "time_limit"}.get(tc, "acceptable" if "acceptable" in msg.lower() else "error")
     return SolveResult(status, msg, iters[0], seconds)
 
 

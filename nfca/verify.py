@@ -1,7 +1,8 @@
 """Independent verification of envelopes by an OpenDSS power flow of the full (unreduced) feeder.
 
 Every participant draws (import) or injects (export) exactly its published envelope, all at
-the same time, and every non-participant its firm capacity in the same direction. The check
+the same time, and every non-participant its firm capacity in the same direction (or the net
+power the envelope set was computed for, `EnvelopeSet.firm_kw`, e.g. its forecast). The check
 passes when every voltage an end-user sees is within limits and no line or transformer is
 loaded above its rating.
 """
@@ -39,6 +40,10 @@ def envelope_loads(feeder: Feeder, env: EnvelopeSet, options: EnvelopeOptions) -
     tan_phi = np.tan(np.arccos(options.power_factor))
     loads = {}
     for u in feeder.end_users:
+        if not env.participant[u.name] and env.firm_kw is not None:  # held at a given power (forecast)
+            p = env.firm_kw[u.name]
+            loads[u.name] = (p, tan_phi * abs(p))
+            continue
         g = env.guaranteed_kw[u.name] if env.participant[u.name] else u.capacity_kva * options.power_factor
         loads[u.name] = (env.direction.sign * g, tan_phi * g)
     return loads

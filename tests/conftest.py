@@ -85,7 +85,7 @@ def ieee_eulv() -> Path:
 # A four-wire 400 V feeder: explicit neutral on node 4, 4x4 line impedances, phase-to-neutral users.
 # Cable data (ohm/km, 50 Hz, no earth return: the neutral is a conductor of the model): 4x95 Al
 # main cable (R 0.320 per core, X1 = X_self - X_mutual ~ 0.08) and 4x16 Cu services.
-FOUR_WIRE_CODES = """New LineCode.4x95al nphases=4 units=km normamps=200 basefreq=50
+FOUR_WIRE_CODES = """New LineCode.4x95al nphases=4 units=km normamps=240 basefreq=50
 ~ rmatrix=[0.320 | 0 0.320 | 0 0 0.320 | 0 0 0 0.320]
 ~ xmatrix=[0.700 | 0.620 0.700 | 0.600 0.620 0.700 | 0.620 0.600 0.620 0.700]
 New LineCode.4x16cu nphases=4 units=km normamps=90 basefreq=50
@@ -94,14 +94,15 @@ New LineCode.4x16cu nphases=4 units=km normamps=90 basefreq=50
 """
 
 
-def four_wire_text(n_segments: int = 8, seg_m: float = 50.0, kw: float = 4.0, earthing: str = "transformer",
+def four_wire_text(n_segments: int = 8, seg_m: float = 60.0, kw: float = 4.0, earthing: str = "transformer",
                    r_earth: float = 2.0, r_customer: float = 20.0) -> str:
     """A 416 V four-wire feeder (lines on .1.2.3.4, 4x4 matrices) with unbalanced single-phase users
     between a phase and the neutral (most on phase a) and three-phase users on .1.2.3.4.
 
     earthing: "transformer" (the star point, node 4 of the LV busbar, earthed by a Reactor of
-    `r_earth` ohm), "rneut" (the same through the transformer's own Rneut/Xneut) or "multi" (the
-    transformer's Reactor plus `r_customer` ohm earth electrodes at every other customer).
+    `r_earth` ohm), "rneut" (the same through the transformer's own Rneut/Xneut), "line" (the same
+    through a one-conductor Line to node 0), "multi" (the transformer's Reactor plus `r_customer`
+    ohm earth electrodes at every other customer) or "none" (a floating neutral: not supported).
     """
     rneut = f" wdg=2 Rneut={r_earth} Xneut=0.05" if earthing == "rneut" else ""
     lines = [
@@ -113,6 +114,9 @@ def four_wire_text(n_segments: int = 8, seg_m: float = 50.0, kw: float = 4.0, ea
     ]
     if earthing in ("transformer", "multi"):
         lines.append(f"New Reactor.earth phases=1 bus1=lv.4 bus2=lv.0 R={r_earth} X=0.05 basefreq=50")
+    elif earthing == "line":
+        lines.append(f"New Line.earth phases=1 bus1=lv.4 bus2=lv.0 r1={r_earth} x1=0.05 r0={r_earth} x0=0.05 "
+                     "c1=0 c0=0 length=1 units=km normamps=400 basefreq=50")
     prev = "lv"
     phases = [1, 1, 2, 1, 3, 1, 2, 1, 1, 3, 1, 2]  # two thirds of single-phase users on phase a
     for k in range(1, n_segments + 1):

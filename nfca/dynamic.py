@@ -1,0 +1,821 @@
+"""Dynamic envelopes over a horizon of intervals, and the static envelopes valid for all of them
+(seed section 3.5.1, Fig 3-11).
+
+Semantics (profiles in kW, consumption positive, generation negative; `nfca.profiles`):
+
+* dynamic, interval t: every participant's guaranteed import (export) with all participants at
+  their envelope at once and every non-participant at its forecast net power p_u(t) (vars at the
+  options' power factor, q = tan(phi) |p|), in both directions: a non-participant's PV lowers the
+  import it adds and its consumption offsets the export of the others;
+* static: one envelope set for the whole horizon, computed with every non-participant at its
+  worst forecast over the horizon, the highest net consumption for import and the lowest (the
+  highest generation) for export. It is verified in every interval with the non-participants at
+  that interval's forecast.
+
+What holds: a fair envelope is an equal level per interval, so the dynamic fair level is at least
+the static one whenever the network responds monotonically to the non-participants' power (it
+does on radial feeders, up to the small phase couplings that OpenDSS verification covers). The
+optimal method maximises the total per interval, so the dynamic total is at least the static
+total, but one user's dynamic envelope can be below its static one (the optimum shifts power
+between users). With every end-user a participant nothing varies over time: dynamic = static.
+
+Speed: one Pyomo model and one PyNumero NLP per method x direction ("chain"); the
+non-participants' power enters as bounds of fixed-by-bounds variables, so an interval costs an
+Ipopt call warm-started (primal and dual) from the previous interval, not an NL file. Intervals
+with the same non-participant powers are solved once; an interval where every participant at
+capacity is within limits (a power flow of the model, the model's margins) gets capacity without
+optimising. A failed warm start is retried cold, then by `EnvelopeProblem.solve` (with its
+retries). Chains run in parallel processes. Every interval's envelopes, dynamic and static, are
+verified by OpenDSS on the full feeder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from nfca.envelopes import TIE_BREAK, Direction, EnvelopeOptions, EnvelopeProblem, EnvelopeSet, Method
+from nfca.errors import InfeasibleError, SolverError, VerificationError
+from nfca.network import Feeder
+from nfca.profiles import Profiles
+from nfca.utopf import (
+    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, SolveResult, add_neutral_voltage_limits, add_thermal_limits,
+    add_voltage_limits, admittance_matrix,
+    build_model, fixed_point_voltages, init_leg_currents, set_voltages, voltages,
+)
+from nfca.verify import Verification, verify
+
+METHODS = (Method.optimal, Method.fair)
+DIRECTIONS = (Direction.import_, Direction.export)
+STATIC = "static"  # the timestamp of static rows in envelopes.csv
+
+# Warm start from the previous interval's primal-dual point: push it only marginally into the
+# interior and start the barrier small.
+WARM_OPTIONS = {
+    "warm_start_init_point": "yes",
+    "warm_start_bound_push": 1e-9,
+    "warm_start_bound_frac": 1e-9,
+    "warm_start_slack_bound_push": 1e-9,
+    "warm_start_slack_bound_frac": 1e-9,
+    "warm_start_mult_bound_push": 1e-9,
+    "mu_init": 1e-6,
+}
+_IPOPT_STATUS = {0: "optimal", 1: "acceptable", 2: "infeasible", -1: "iteration_limit", -4: "time_limit",
+                 -5: "time_limit"}
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """One method x direction over the horizon."""
+
+    method: Method
+    direction: Direction
+    static: EnvelopeSet
+    static_verifications: tuple[Verification, ...]  # the static set in every interval
+    dynamic: tuple[EnvelopeSet, ...]  # per interval
+    verifications: tuple[Verification, ...]  # per interval
+    unique: int  # distinct non-participant situations (intervals solved or skipped)
+    solves: int  # of them, optimised with Ipopt
+    skipped: int  # of them, every participant at capacity (power flow), not optimised
+    fallbacks: int  # intervals that needed the cold generic path (EnvelopeProblem.solve)
+    iterations: int
+    seconds: float
+    timing: dict  # seconds of the dynamic solves, the static solves and the verification; static rounds
+
+    @property
+    def verified(self) -> bool:
+        return all(v.verified for v in self.verifications) and all(v.verified for v in self.static_verifications)
+
+
+@dataclass(frozen=True)
+class DynamicStudy:
+    feeder: Feeder
+    options: EnvelopeOptions
+    profiles: Profiles
+    participants: frozenset[str]
+    chains: tuple[ChainResult, ...]
+    workers: int
+    seconds: float
+
+    @property
+    def verified(self) -> bool:
+        return all(c.verified for c in self.chains)
+
+    def chain(self, method: Method | str, direction: Direction | str) -> ChainResult:
+        method, direction = Method(method), Direction(direction)
+        return next(c for c in self.chains if c.method is method and c.direction is direction)
+
+    def worst_case_kw(self, direction: Direction | str) -> dict[str, float]:
+        return worst_case(self.profiles, Direction(direction))
+
+    def table(self) -> pd.DataFrame:
+        """envelopes.csv: a `timestamp` column (`static` for the static rows) before the
+        columns of `nfca envelopes`, and each end-user's `forecast_kw` (net, consumption +) in
+        that interval; static rows carry the worst case the static set was computed with and
+        the lowest / highest voltage verified over all intervals."""
+        from nfca.study import COLUMNS
+
+        dist = self.feeder.distance_m()
+        users = self.feeder.end_users
+        stamps = [str(t) for t in self.profiles.timestamps]
+        kw = self.profiles.kw.to_numpy()
+        blocks = []
+        for c in self.chains:
+            worst = self.worst_case_kw(c.direction)
+            sets = [(STATIC, c.static, c.static_verifications, [worst[u.name] for u in users])]
+            sets += [(stamps[k], env, (c.verifications[k],), kw[k].tolist()) for k, env in enumerate(c.dynamic)]
+            for stamp, env, vers, forecast in sets:
+                vmin = {u.name: min(v.user_v_min_pu[u.name] for v in vers) for u in users}
+                vmax = {u.name: max(v.user_v_max_pu[u.name] for v in vers) for u in users}
+                blocks.append(pd.DataFrame({
+                    "timestamp": stamp, "end_user": [u.name for u in users], "connection_point": [u.bus for u in users],
+                    "bus": [u.bus for u in users], "phases": [u.phases for u in users],
+                    "connection": [u.connection for u in users], "capacity_kva": [u.capacity_kva for u in users],
+                    "direction": c.direction.value, "method": c.method.value,
+                    "participant": [env.participant[u.name] for u in users],
+                    "guaranteed_kw": [env.guaranteed_kw[u.name] for u in users],
+                    "binding": [env.binding[u.name] for u in users],
+                    "v_min_verified_pu": [round(vmin[u.name], 6) for u in users],
+                    "v_max_verified_pu": [round(vmax[u.name], 6) for u in users],
+                    "distance_m": [round(dist[u.bus], 3) for u in users],
+                    "forecast_kw": [round(float(x), 6) for x in forecast],
+                }))
+        return pd.concat(blocks, ignore_index=True)[["timestamp", *COLUMNS, "forecast_kw"]]
+
+    def summary(self) -> dict:
+        """Compact: the static sets as in `nfca envelopes`, the dynamic ones as lists per interval."""
+        from nfca.study import jain_index
+
+        part = sorted(self.participants)
+        p = self.profiles
+        out: dict = {
+            "feeder": self.feeder.name, "path": str(self.feeder.path),
+            "end_users": len(self.feeder.end_users), "participants": len(part),
+            "profiles": p.source, "intervals": len(p), "resolution_min": round(p.interval / pd.Timedelta(minutes=1), 6),
+            "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
+            "options": {k: getattr(self.options, k) for k in ("vmin_pu", "vmax_pu", "power_factor", "source_pu", "reduce")},
+            "verified": self.verified, "seconds": round(self.seconds, 3), "workers": self.workers,
+            "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
+        }
+        for c in self.chains:
+            g = np.array([c.static.guaranteed_kw[n] for n in part])
+            sv = c.static_verifications
+            out["static"].setdefault(c.method.value, {})[c.direction.value] = {
+                "total_kw": round(float(g.sum()), 3), "min_kw": round(float(g.min()), 3) if g.size else 0.0,
+                "max_kw": round(float(g.max()), 3) if g.size else 0.0, "jain_index": round(jain_index(g), 6),
+                "solver_status": c.static.result.status, "iterations": c.static.iterations,
+                "v_min_pu": round(min(v.v_min_pu for v in sv), 6), "v_max_pu": round(max(v.v_max_pu for v in sv), 6),
+                "max_loading_pct": round(max(v.max_loading_pct for v in sv), 4),
+                "verified": all(v.verified for v in sv),
+                "violations": [x for v in sv for x in v.violations][:5],
+            }
+            totals = [round(sum(e.guaranteed_kw[n] for n in part), 3) for e in c.dynamic]
+            mins = [round(min((e.guaranteed_kw[n] for n in part), default=0.0), 3) for e in c.dynamic]
+            out["dynamic"].setdefault(c.method.value, {})[c.direction.value] = {
+                "total_kw": totals, "min_kw": mins,
+                "v_min_pu": [round(v.v_min_pu, 6) for v in c.verifications],
+                "v_max_pu": [round(v.v_max_pu, 6) for v in c.verifications],
+                "max_loading_pct": [round(v.max_loading_pct, 3) for v in c.verifications],
+                "verified": all(v.verified for v in c.verifications),
+                "violations": [x for v in c.verifications for x in v.violations][:5],
+                "unique": c.unique, "solves": c.solves, "skipped": c.skipped, "fallbacks": c.fallbacks,
+                "iterations": c.iterations, "seconds": round(c.seconds, 3),
+            }
+        return out
+
+
+def worst_case(profiles: Profiles, direction: Direction) -> dict[str, float]:
+    """Per end-user, the net power over the horizon that leaves the others least room: the
+    highest consumption for import, the lowest net power (most generation) for export."""
+    kw = profiles.kw.max() if direction is Direction.import_ else profiles.kw.min()
+    return {k: float(v) for k, v in kw.items()}
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def run_dynamic(
+    feeder: Feeder,
+    profiles: Profiles,
+    methods: Iterable[Method | str] = METHODS,
+    directions: Iterable[Direction | str] = DIRECTIONS,
+    options: EnvelopeOptions = EnvelopeOptions(),
+    participants: frozenset[str] | None = None,
+    workers: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    require_verified: bool = True,
+) -> DynamicStudy:
+    """Dynamic and static envelopes of every method x direction over the profiles' horizon, every
+    interval verified by OpenDSS; raise VerificationError if any fails (nothing is returned)."""
+    t0 = time.perf_counter()
+    profiles = profiles.for_feeder(feeder)
+    names = frozenset(u.name for u in feeder.end_users)
+    chosen = names if participants is None else frozenset(participants)
+    jobs = [(Method(m), Direction(d)) for d in directions for m in methods]
+    if workers is None:
+        workers = min(len(jobs), os.cpu_count() or 1)
+    workers = max(1, min(int(workers), len(jobs)))
+    # the longest first (export and optimal take more Ipopt iterations), so the processes finish together
+    order = sorted(jobs, key=lambda j: (j[1] is not Direction.export, j[0] is not Method.optimal))
+    args = [(feeder, options, chosen, m, d, profiles) for m, d in order]
+    if progress:
+        progress(f"{len(jobs)} envelope series x {len(profiles)} intervals in {workers} process(es)")
+    if workers == 1:
+        chains = [_run_chain(*a) for a in args]
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            chains = list(pool.map(_run_chain_packed, args))
+    chains = sorted(chains, key=lambda c: jobs.index((c.method, c.direction)))
+    study = DynamicStudy(feeder, options, profiles, chosen, tuple(chains), workers, time.perf_counter() - t0)
+    if require_verified and not study.verified:
+        for c in study.chains:
+            for label, vers in (("dynamic", c.verifications), ("static", c.static_verifications)):
+                for k, v in enumerate(vers):
+                    if not v.verified:
+                        raise VerificationError(
+                            f"the {label} {c.method.value} {c.direction.value} envelopes failed OpenDSS verification "
+                            f"at {profiles.timestamps[k]}: {v.violations[0]}; nothing was written")
+    return study
+
+
+def _run_chain_packed(a: tuple) -> ChainResult:
+    return _run_chain(*a)
+
+
+def _run_chain(feeder: Feeder, options: EnvelopeOptions, participants: frozenset[str], method: Method,
+               direction: Direction, profiles: Profiles) -> ChainResult:
+    t0 = time.perf_counter()
+    chain = _Chain(feeder, options, participants, method, direction)
+    names = list(profiles.kw.columns)
+    kw = profiles.kw.to_numpy(dtype=float)
+    non = [k for k, n in enumerate(names) if n not in participants]
+    by_key: dict[tuple, int] = {}  # non-participant powers -> index into unique
+    unique_envs: list[EnvelopeSet] = []
+    unique_firm: list[dict[str, float]] = []
+    index = []
+    skipped = 0
+    t_dyn = time.perf_counter()
+    for k, ts in enumerate(profiles.timestamps):
+        key = tuple(np.round(kw[k, non], 9).tolist())
+        if key not in by_key:
+            firm = dict(zip(names, kw[k].tolist()))
+            env, at_capacity = chain.envelope(firm, f"at {ts}")
+            skipped += at_capacity
+            by_key[key] = len(unique_envs)
+            unique_envs.append(env)
+            unique_firm.append(firm)
+        index.append(by_key[key])
+    t_static = time.perf_counter()
+    static = chain.static(unique_envs, unique_firm, [str(profiles.timestamps[index.index(i)]) for i in range(len(unique_envs))])
+    statics = [replace(static, firm_kw=f) for f in unique_firm]
+    t_verify = time.perf_counter()
+    vers = [_compact(v) for v in verify(feeder, unique_envs + statics, options)]
+    timing = {"dynamic_s": round(t_static - t_dyn, 3), "static_s": round(t_verify - t_static, 3),
+              "verify_s": round(time.perf_counter() - t_verify, 3), "static_rounds": chain.static_rounds,
+              "static_intervals": chain.static_intervals}
+    n = len(unique_envs)
+    dynamic = tuple(unique_envs[i] for i in index)
+    return ChainResult(
+        method=method, direction=direction, static=static,
+        static_verifications=tuple(vers[n + i] for i in index),
+        dynamic=dynamic, verifications=tuple(vers[i] for i in index),
+        unique=n, solves=chain.solves, skipped=skipped, fallbacks=chain.fallbacks,
+        iterations=sum(e.iterations for e in unique_envs) + static.iterations,
+        seconds=time.perf_counter() - t0, timing=timing,
+    )
+
+
+def _compact(v: Verification) -> Verification:
+    """Drop the per-line loadings (hundreds per interval); keep the maximum."""
+    return replace(v, line_loading_pct={})
+
+
+# ----------------------------------------------------------------------------- one chain
+
+
+_PROBLEM: list = []
+
+
+def _ipopt(nlp, x0: np.ndarray, options: dict, lb: np.ndarray | None = None, ub: np.ndarray | None = None,
+           warm: tuple | None = None) -> tuple[SolveResult, tuple | None]:
+    """One Ipopt run on a PyNumero NLP, with variable bounds `lb`, `ub` (default: the NLP's) and,
+    for a warm start, the multipliers `warm` = (constraints, lower bounds, upper bounds).
+    Returns the normalised result and (x, multipliers...) when Ipopt returned a point."""
+    if not _PROBLEM:
+        from pyomo.contrib.pynumero.interfaces.cyipopt_interface import CyIpoptNLP
+
+        class Problem(CyIpoptNLP):
+            def __init__(self, nlp, lb, ub, callback):
+                self._lb, self._ub = lb, ub
+                super().__init__(nlp, intermediate_callback=callback)
+
+            def x_lb(self):
+                return self._lb
+
+            def x_ub(self):
+                return self._ub
+
+        _PROBLEM.append(Problem)
+    iters = [0]
+
+    def count(nlp, alg_mod, iter_count, *args):
+        iters[0] = iter_count
+        return True
+
+    prob = _PROBLEM[0](nlp, nlp.primals_lb() if lb is None else lb, nlp.primals_ub() if ub is None else ub, count)
+    for k, v in {**IPOPT_OPTIONS, **options}.items():
+        prob.add_option(k, v)
+    t0 = time.perf_counter()
+    try:
+        lam, zl, zu = warm if warm is not None else (None, None, None)
+        x, info = prob.solve(x0, lagrange=lam, zl=zl, zu=zu)
+    except Exception as exc:  # evaluation errors inside Ipopt
+        return SolveResult("error", " ".join(str(exc).split())[:200], iters[0], time.perf_counter() - t0), None
+    finally:
+        prob.close()
+    msg = info["status_msg"]
+    msg = msg.decode() if isinstance(msg, bytes) else str(msg)
+    res = SolveResult(_IPOPT_STATUS.get(info["status"], "error"), msg, iters[0], time.perf_counter() - t0)
+    return res, (x, info["mult_g"], info["mult_x_L"], info["mult_x_U"])
+
+
+class _Chain:
+    """One method x direction: a model whose non-participants' power is set by bounds."""
+
+    def __init__(self, feeder: Feeder, options: EnvelopeOptions, participants: frozenset[str],
+                 method: Method, direction: Direction):
+        self.feeder, self.options, self.participants = feeder, options, participants
+        self.method, self.direction = Method(method), Direction(direction)
+        self.problem = EnvelopeProblem(feeder, options, participants)
+        P, m = self.problem, self.problem.m
+        self.free = [u for u in m.U if P.part[u]]
+        self.non = [u for u in m.U if not P.part[u]]
+        self.screen = _CapacityScreen(P)
+        self.generic: EnvelopeProblem | None = None
+        self.solves = self.fallbacks = self.static_rounds = self.static_intervals = 0
+        self.warm = None
+        self.solutions: dict[int, np.ndarray] = {}  # id(EnvelopeSet) -> the model's voltages (pu)
+        self.nlp = None
+        if self.free and self.method is not Method.maxmin:  # maxmin is iterative: generic path
+            self._build()
+
+    # -- the persistent NLP
+    def _build(self) -> None:
+        from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
+
+        P, m = self.problem, self.problem.m
+        P._reset(self.direction)  # non-participants' g fixed at capacity (firm); their p, q follow
+        for u in self.non:
+            m.link_p[u].deactivate()
+            m.link_q[u].deactivate()
+            for v in (m.p[u], m.q[u]):  # free in Pyomo; each solve fixes them by the NLP's bounds
+                v.setlb(None)
+                v.setub(None)
+        b, free, cap = m.method, self.free, P.cap
+        self.cap_min = float(min(cap[u] for u in free))
+        if self.method is Method.optimal:
+            b.obj = pyo.Objective(expr=sum(m.g[u] for u in free) - TIE_BREAK / 2 * sum(m.g[u] ** 2 for u in free),
+                                  sense=pyo.maximize)
+        elif self.method is Method.fair:
+            b.t = pyo.Var(bounds=(0, self.cap_min), initialize=0.25 * self.cap_min)
+            b.equal = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.t)
+            b.obj = pyo.Objective(expr=b.t, sense=pyo.maximize)
+        elif self.method is Method.proportional:
+            b.alpha = pyo.Var(bounds=(0, 1), initialize=0.25)
+            b.prop = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.alpha * float(cap[u]))
+            b.obj = pyo.Objective(expr=b.alpha, sense=pyo.maximize)
+        elif self.method is Method.propfair:
+            for u in free:
+                m.g[u].setlb(1e-6)
+            b.obj = pyo.Objective(expr=sum(float(cap[u]) * pyo.log(m.g[u]) for u in free), sense=pyo.maximize)
+        nlp = self.nlp = PyomoNLP(m)
+        self.ip = np.array(nlp.get_primal_indices([m.p[u] for u in self.non]), dtype=int)
+        self.iq = np.array(nlp.get_primal_indices([m.q[u] for u in self.non]), dtype=int)
+        self.lb0, self.ub0 = nlp.primals_lb().copy(), nlp.primals_ub().copy()
+        self.vars = nlp.get_pyomo_variables()
+        idx = lambda comp: np.array(nlp.get_primal_indices(list(comp.values())), dtype=int)  # noqa: E731
+        self.ix = {name: idx(m.component(name)) for name in ("vr", "vi", "ir", "ii", "lr", "li")}
+        self.ix["g"] = np.array(nlp.get_primal_indices([m.g[u] for u in self.free]), dtype=int)
+
+    def _ipopt(self, lb, ub, x0, extra: dict, warm=None) -> tuple[SolveResult, tuple | None]:
+        self.solves += 1
+        user = dict(getattr(self.options, "ipopt_options", ()))  # the user's Ipopt options win
+        return _ipopt(self.nlp, x0, {**extra, **user}, lb, ub, warm)
+
+    def _cold_start(self, firm: np.ndarray) -> np.ndarray:
+        """Power flow with participants at a quarter of capacity, non-participants at `firm`."""
+        P, m = self.problem, self.problem.m
+        g0 = np.where(P.part, 0.25 * P.cap, 0.0)
+        s = P._user_s(self.direction, g0, firm)
+        v = fixed_point_voltages(P.net, s)
+        if np.all(np.isfinite(v)):
+            set_voltages(m, v)
+            init_leg_currents(m, P.net, v, s)
+        for u in m.U:
+            m.p[u].set_value(float(s[u].real))
+            m.q[u].set_value(float(s[u].imag))
+            if P.part[u]:
+                m.g[u].set_value(float(g0[u]))
+        b = m.method
+        if hasattr(b, "t"):
+            b.t.set_value(0.25 * self.cap_min)
+        if hasattr(b, "alpha"):
+            b.alpha.set_value(0.25)
+        return np.array([v.value if v.value is not None else 0.0 for v in self.vars], dtype=float)
+
+    def envelope(self, firm_kw: dict[str, float], label: str) -> tuple[EnvelopeSet, bool]:
+        """The envelope set with non-participants at `firm_kw`, and whether it is at capacity
+        without optimising."""
+        env = self.capacity_set(firm_kw)
+        return (env, True) if env is not None else (self.solve(firm_kw, label), False)
+
+    def _predict(self, x0: np.ndarray, firm: np.ndarray) -> np.ndarray:
+        """The previous solution with its network state re-solved (power flow) for the
+        non-participants' new power: a start that only the limits may not fit."""
+        P, ix = self.problem, self.ix
+        g = np.zeros(len(P.net.users))
+        g[self.free] = x0[ix["g"]]
+        s = P._user_s(self.direction, g, firm)
+        v = self.screen.voltages(s)
+        if v is None:
+            return x0
+        x0[ix["vr"]], x0[ix["vi"]] = v.real, v.imag
+        i = self.screen.line @ v
+        x0[ix["ir"]], x0[ix["ii"]] = i.real, i.imag
+        i = self.screen.leg_currents(v, s)
+        x0[ix["lr"]], x0[ix["li"]] = i.real, i.imag
+        return x0
+
+    def solve(self, firm_kw: dict[str, float], label: str) -> EnvelopeSet:
+        """The envelope set with non-participants at `firm_kw`; `label` names the interval in errors."""
+        if self.nlp is None:
+            return self._generic(firm_kw, label)
+        P, m = self.problem, self.problem.m
+        t0 = time.perf_counter()
+        firm = P._firm_pu(firm_kw)
+        pn = firm[self.non]
+        qn = P.tan_phi * np.abs(pn)
+        lb, ub = self.lb0.copy(), self.ub0.copy()
+        lb[self.ip] = ub[self.ip] = pn
+        lb[self.iq] = ub[self.iq] = qn
+        runs, out = [], None
+        if self.warm is not None:
+            x0, lam, zl, zu = self.warm
+            x0 = x0.copy()
+            x0[self.ip], x0[self.iq] = pn, qn
+            res, out = self._ipopt(lb, ub, x0, WARM_OPTIONS, (lam, zl, zu))
+            runs.append(res)
+        if not runs or not runs[-1].ok:
+            res, out = self._ipopt(lb, ub, self._cold_start(firm), {})
+            runs.append(res)
+        if not runs[-1].ok:
+            self.warm = None
+            return self._generic(firm_kw, label)
+        x, lam, zl, zu = out
+        nlp = self.nlp
+        nlp.set_primals(x)
+        nlp.set_duals(lam)
+        nlp.load_state_into_pyomo(bound_multipliers=(zl, zu))
+        if self.method is Method.fair and pyo.value(m.method.t) >= self.cap_min - 1e-7 and any(
+                P.cap[u] > self.cap_min + 1e-12 for u in self.free):
+            return self._generic(firm_kw, label)  # some reach capacity, others can rise further
+        self.warm = out
+        env = P._envelope_set(self.method, self.direction, runs, t0, firm_kw)
+        self.solutions[id(env)] = voltages(m, P.net)
+        return env
+
+    def _generic(self, firm_kw: dict[str, float], label: str) -> EnvelopeSet:
+        """EnvelopeProblem.solve on a model of its own (cold start, retries, every method)."""
+        self.fallbacks += 1
+        if self.generic is None:
+            self.generic = EnvelopeProblem(self.feeder, self.options, self.participants)
+        try:
+            env = self.generic.solve(self.method, self.direction, firm_kw)
+        except (InfeasibleError, SolverError) as exc:
+            raise type(exc)(f"{label}: {exc}") from None
+        self.solves += env.solves
+        return env
+
+    def static(self, envs: list[EnvelopeSet], firms: list[dict[str, float]], labels: list[str],
+               max_rounds: int = 10, per_round: int = 6) -> EnvelopeSet:
+        """The envelope set feasible in every interval, by constraint generation: solve on a few
+        intervals at once, check every interval with the model's power flow, add the intervals
+        where the set breaks a limit (the `per_round` worst), until it breaks none. The first
+        intervals: the one with the least dynamic total and those where its dynamic envelope
+        breaks a limit. Each interval's network copy starts from its dynamic solution."""
+        P = self.problem
+        if not self.free or all(e.solves == 0 for e in envs):  # nobody to limit, or capacity fits always
+            return replace(envs[0], firm_kw=dict(firms[0]))
+        hp = _HorizonProblem(P, self.direction)
+        first = int(np.argmin([e.total_kw for e in envs]))
+        chosen: list[int] = []
+        new = [first, *self._violated(envs[first], firms, {first}, per_round)]
+        for _ in range(max_rounds):
+            for k in new:
+                e = envs[k]
+                g0 = np.array([e.guaranteed_kw[n] * 1e3 / P.net.s_base_va for n in P.net.users])
+                hp.add(P._firm_pu(firms[k]), labels[k], firms[k], self.solutions.get(id(e)), np.where(P.part, g0, 0.0))
+            chosen += new
+            self.static_rounds += 1
+            self.static_intervals = len(chosen)
+            try:
+                env = hp.solve(self.method, self.direction)
+            except (InfeasibleError, SolverError) as exc:
+                raise type(exc)(f"static {self.method.value} {self.direction.value} envelopes: {exc}") from None
+            self.solves += env.solves
+            new = self._violated(env, firms, set(chosen), per_round)
+            if not new:
+                return env
+        raise SolverError(f"static {self.method.value} {self.direction.value} envelopes: no set feasible in every "
+                          f"interval after {max_rounds} rounds ({len(chosen)} intervals)")
+
+    def _violated(self, env: EnvelopeSet, firms: list[dict[str, float]], skip: set[int], n: int) -> list[int]:
+        """The (at most n) intervals, worst first, where `env`'s participants break a limit."""
+        P = self.problem
+        g = np.array([env.guaranteed_kw[x] * 1e3 / P.net.s_base_va for x in P.net.users])
+        g = np.where(P.part, g, 0.0)
+        excess = [(self.screen.worst(P._user_s(self.direction, g, P._firm_pu(f)))[0], k)
+                  for k, f in enumerate(firms) if k not in skip]
+        return [k for e, k in sorted(excess, reverse=True)[:n] if e > 0]
+
+    def capacity_set(self, firm_kw: dict[str, float]) -> EnvelopeSet | None:
+        """Every participant at capacity if a power flow shows that within limits, else None."""
+        P = self.problem
+        if not self.free:
+            return None
+        t0 = time.perf_counter()
+        firm = P._firm_pu(firm_kw)
+        s = P._user_s(self.direction, np.where(P.part, P.cap, 0.0), firm)
+        excess, vmin, vmax = self.screen.excess(s)
+        if excess > 0:
+            return None
+        cap_w = np.minimum(np.floor(P.cap * P.net.s_base_va + 1e-3), np.round(P.cap * P.net.s_base_va, 6))
+        kw = np.round(cap_w / 1e3, 6)
+        return EnvelopeSet(
+            method=self.method, direction=self.direction,
+            guaranteed_kw=dict(zip(P.net.users, kw.tolist())),
+            participant=dict(zip(P.net.users, P.part.tolist())),
+            binding={n: "capacity" for n in P.net.users},
+            result=SolveResult("optimal", "every participant at capacity is within limits (power flow): "
+                                          "not optimised", 0, time.perf_counter() - t0),
+            seconds=time.perf_counter() - t0, iterations=0, solves=0, v_min_pu=vmin, v_max_pu=vmax,
+            firm_kw=dict(firm_kw),
+        )
+
+
+class _CapacityScreen:
+    """The model's power flow (Z-bus iteration on one factorised admittance matrix) and its
+    limits with the model's margins: a quick, exact test of a fixed operating point."""
+
+    def __init__(self, problem: EnvelopeProblem):
+        net, o = problem.net, problem.options
+        self.net = net
+        self.lu = spla.splu(admittance_matrix(net))
+        i_src = np.zeros(net.n, dtype=complex)
+        np.add.at(i_src, net.src_idx, net.src_y @ net.src_e)
+        self.i_src = i_src
+        legs = [(u, p, q, len(ls)) for u, ls in enumerate(net.user_legs) for p, q in ls]
+        self.leg_u, self.leg_p, self.leg_q, self.leg_n = (np.array(x) for x in zip(*legs))
+        self.vp = np.array([p for p, _, _, _ in net.vlegs])
+        self.vq = np.array([q for _, q, _, _ in net.vlegs])
+        self.vnom = np.array([nom for _, _, nom, _ in net.vlegs])
+        self.vmin, self.vmax = o.vmin_pu + V_MARGIN_PU, o.vmax_pu - V_MARGIN_PU
+        # line conductor currents I = Z^-1 (V_from - V_to) and rated element terminal currents
+        rows, cols, vals = [], [], []
+        for sl, z in zip(net.line_slices, net.line_z):
+            zi = np.linalg.inv(z)
+            cs = range(sl.start, sl.stop)
+            for a, c in enumerate(cs):
+                for b, c2 in enumerate(cs):
+                    for node, sign in ((net.c_from[c2], 1.0), (net.c_to[c2], -1.0)):
+                        if node >= 0:
+                            rows.append(c), cols.append(node), vals.append(sign * zi[a, b])
+        self.line = sp.csr_matrix((vals, (rows, cols)), shape=(len(net.c_from), net.n), dtype=complex)
+        self.imax = net.c_imax * (1 - I_MARGIN)
+        rows, cols, vals, lims = [], [], [], []
+        for ix, y, rated, imax in zip(net.el_idx, net.el_y, net.el_rated, net.el_imax):
+            for r, lim in zip(rated, imax):
+                for b, j in enumerate(ix):
+                    if j >= 0:
+                        rows.append(len(lims)), cols.append(j), vals.append(y[r, b])
+                lims.append(lim * (1 - I_MARGIN))
+        self.elem = sp.csr_matrix((vals, (rows, cols)), shape=(len(lims), net.n), dtype=complex)
+        self.emax = np.array(lims)
+        vn = getattr(o, "v_neutral_max_v", None)  # neutral-to-earth limit at end-users (four-wire)
+        self.vn_idx = np.array([i for i, _ in net.vneutral], dtype=int) if vn is not None else np.zeros(0, dtype=int)
+        self.vn_max = np.array([vn / net.v_base[i] - V_MARGIN_PU for i in self.vn_idx])
+
+    def excess(self, s_user: np.ndarray) -> tuple[float, float, float]:
+        """How far (pu of the limit) the worst limit is exceeded at end-user powers `s_user` (pu,
+        consumption +): <= 0 within limits, inf if the iteration fails; and the lowest and highest
+        end-user voltage."""
+        v = self.voltages(s_user)
+        if v is None:
+            return np.inf, 0.0, 0.0
+        e = self._excesses(v)
+        vl = e[0]
+        return float(max(x.max(initial=-1.0) for x in e[1:])), float(vl.min()), float(vl.max())
+
+    def worst(self, s_user: np.ndarray) -> tuple[float, int]:
+        """The largest excess over a limit and which limit it is (-1 if the iteration fails)."""
+        v = self.voltages(s_user)
+        if v is None:
+            return np.inf, -1
+        x = np.concatenate(self._excesses(v)[1:])
+        k = int(np.argmax(x))
+        return float(x[k]), k
+
+    def _excesses(self, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        ve = np.append(v, 0.0)
+        vl = np.abs(ve[self.vp] - ve[self.vq]) / self.vnom
+        return (vl, self.vmin - vl, vl - self.vmax, np.abs(self.line @ v) / self.imax - 1,
+                np.abs(self.elem @ v) / self.emax - 1, np.abs(v[self.vn_idx]) - self.vn_max)
+
+    def leg_currents(self, v: np.ndarray, s_user: np.ndarray) -> np.ndarray:
+        """Current of every end-user leg (plus -> minus node, pu), in the model's leg order."""
+        ve = np.append(v, 0.0)
+        return np.conj(s_user[self.leg_u] / self.leg_n / (ve[self.leg_p] - ve[self.leg_q]))
+
+    def voltages(self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200) -> np.ndarray | None:
+        """Node voltages (pu) at end-user powers `s_user`; None if the iteration fails."""
+        v = self.lu.solve(self.i_src)
+        s_leg = s_user[self.leg_u] / self.leg_n
+        for _ in range(max_iter):
+            ve = np.append(v, 0.0)  # index -1 (earth) reads 0
+            dv = ve[self.leg_p] - ve[self.leg_q]
+            if np.any(np.abs(dv) < 1e-3):
+                return None
+            i = np.conj(s_leg / dv)
+            i_load = np.zeros(self.net.n + 1, dtype=complex)
+            np.add.at(i_load, self.leg_p, i)
+            np.add.at(i_load, self.leg_q, -i)
+            v_new = self.lu.solve(self.i_src - i_load[:-1])
+            done = np.max(np.abs(v_new - v)) < tol
+            v = v_new
+            if done:
+                break
+        else:
+            return None
+        return v
+
+
+class _HorizonProblem(EnvelopeProblem):
+    """One envelope set feasible in several intervals at once (the static envelope): one copy of
+    the network model per interval (`add`), all sharing the participants' guaranteed power. The
+    methods of EnvelopeProblem run on it unchanged."""
+
+    def __init__(self, base: EnvelopeProblem, direction: Direction):
+        for k in ("feeder", "options", "participants", "model_feeder", "net", "tan_phi", "cap", "part", "paths"):
+            setattr(self, k, getattr(base, k))
+        self.direction = direction
+        self.blocks, self.labels, self.firm_kw = [], [], []
+        M = self.m = pyo.ConcreteModel(name=f"{self.net.feeder.name} static")
+        M.U = pyo.RangeSet(0, len(self.net.users) - 1)
+        M.g = pyo.Var(M.U, bounds=lambda M, u: (0.0, float(self.cap[u])), initialize=0.0)
+        M.sign = pyo.Param(mutable=True, initialize=direction.sign)
+        M.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+        M.ipopt_zL_out = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+        M.ipopt_zU_out = pyo.Suffix(direction=pyo.Suffix.IMPORT)
+        M.method = pyo.Block()
+        self.warm_ready = False  # the model holds a solution and its multipliers
+
+    def _solve(self) -> SolveResult:
+        """Warm-started from the last solution (and its multipliers) when there is one."""
+        if self.warm_ready:
+            res = self._warm_solve()
+            if res.ok:
+                return res
+        res = super()._solve()
+        self.warm_ready = res.ok
+        return res
+
+    def _warm_solve(self) -> SolveResult:
+        from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
+
+        M = self.m
+        nlp = PyomoNLP(M)
+        xs, cons = nlp.get_pyomo_variables(), nlp.get_pyomo_constraints()
+        x0 = np.array([v.value if v.value is not None else 0.0 for v in xs], dtype=float)
+        warm = (np.array([M.dual.get(c, 0.0) for c in cons], dtype=float),
+                np.array([M.ipopt_zL_out.get(v, 0.0) for v in xs], dtype=float),
+                np.array([M.ipopt_zU_out.get(v, 0.0) for v in xs], dtype=float))
+        res, out = _ipopt(nlp, x0, {**WARM_OPTIONS, **dict(getattr(self.options, "ipopt_options", ()))}, warm=warm)
+        if res.ok:
+            x, lam, zl, zu = out
+            nlp.set_primals(x)
+            nlp.set_duals(lam)
+            nlp.load_state_into_pyomo(bound_multipliers=(zl, zu))
+        return res
+
+    def add(self, firm: np.ndarray, label: str, firm_kw: dict[str, float], v0: np.ndarray | None,
+            g0: np.ndarray) -> None:
+        """A copy of the network with the non-participants at `firm` (pu), started at voltages
+        `v0` (pu; a power flow if None) and participants at `g0` (pu)."""
+        net, o, M = self.net, self.options, self.m
+        part = [u for u in M.U if self.part[u]]
+        b = build_model(net)
+        add_voltage_limits(b, net, o.vmin_pu, o.vmax_pu)
+        add_thermal_limits(b, net)
+        if getattr(o, "v_neutral_max_v", None) is not None:
+            add_neutral_voltage_limits(b, net, o.v_neutral_max_v)
+        M.add_component(f"interval{len(self.blocks)}", b)
+        b.link_p = pyo.Constraint(part, rule=lambda b, u: b.p[u] == M.sign * M.g[u])
+        b.link_q = pyo.Constraint(part, rule=lambda b, u: b.q[u] == self.tan_phi * M.g[u])
+        s = self._user_s(self.direction, g0, firm)
+        v = fixed_point_voltages(net, s) if v0 is None else v0
+        if np.all(np.isfinite(v)):
+            set_voltages(b, v)
+            init_leg_currents(b, net, v, s)
+        for u in M.U:
+            b.p[u].set_value(float(s[u].real))
+            b.q[u].set_value(float(s[u].imag))
+            if not self.part[u]:
+                b.p[u].fix()
+                b.q[u].fix()
+        if not self.blocks:
+            for u in part:
+                M.g[u].set_value(float(g0[u]))
+        else:  # no more than any interval allows
+            for u in part:
+                M.g[u].set_value(min(float(M.g[u].value), float(g0[u])))
+        self.blocks.append(b)
+        self.labels.append(label)
+        self.firm_kw.append(firm_kw)
+
+    def _reset(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> None:
+        M = self.m
+        M.del_component(M.method)
+        M.method = pyo.Block()
+        M.sign.set_value(direction.sign)
+        for u in M.U:
+            M.g[u].unfix()
+            if not self.part[u]:
+                M.g[u].fix(float(self.cap[u]))
+
+    def _firm_violations(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> list[str]:
+        """The limits the non-participants alone violate in any of the intervals."""
+        return [x for fk in self.firm_kw for x in super()._firm_violations(direction, fk)]
+
+    def _envelope_set(self, method, direction, runs, t0, firm_kw=None) -> EnvelopeSet:
+        """Reported on the most constraining interval (largest multipliers on its limits)."""
+        M = self.m
+
+        def weight(b) -> float:
+            cons = [*b.v_lower.values(), *b.v_upper.values(), *b.i_line.values(), *b.i_element.values()]
+            if b.component("v_neutral") is not None:
+                cons += list(b.v_neutral.values())
+            return sum(abs(M.dual.get(c, 0.0)) for c in cons)
+
+        k = max(range(len(self.blocks)), key=lambda j: weight(self.blocks[j]))
+        b = self.blocks[k]
+        if b.component("dual") is None:
+            b.dual = pyo.Suffix(direction=pyo.Suffix.LOCAL)
+            b.g = pyo.Reference(M.g)
+        b.dual.clear()
+        b.dual.update((c, M.dual[c]) for c in b.component_data_objects(pyo.Constraint) if c in M.dual)
+        saved, self.m = self.m, b
+        try:
+            env = super()._envelope_set(method, direction, runs, t0, self.firm_kw[k])
+        finally:
+            self.m = saved
+        binding = {n: (x if x in ("capacity", "firm") else f"{x} at {self.labels[k]}") for n, x in env.binding.items()}
+        return replace(env, binding=binding)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png")) -> list[Path]:
+    """envelopes.csv (with `timestamp`), summary.json, and per direction the per-user time plot
+    envelopes_time_<direction>.png (seed Fig 3-11). Returns the files written."""
+    from nfca.outputs import prepare_dir, write_csv, write_json
+
+    out = prepare_dir(out)
+    table = study.table()
+    written = []
+    if "csv" in formats:
+        written.append(write_csv(out / "envelopes.csv", table))
+    if "json" in formats:
+        written.append(write_json(out / "summary.json", study.summary()))
+    if "png" in formats:
+        from nfca import plots
+
+        for d in dict.fromkeys(c.direction.value for c in study.chains):
+            written.append(plots.envelope_timeseries(table[table["direction"] == d], out / f"envelopes_time_{d}.png", d))
+    return written
+
+

@@ -1,0 +1,268 @@
+"""Dynamic and static envelopes over a horizon, profiles, and the NFCA activation analysis."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from conftest import IEEE_EULV, four_wire_kron_text, write_dss
+from nfca.activations import ActivationPolicy, analyse
+from nfca.dss import read_feeder
+from nfca.dynamic import STATIC, _Chain, run_dynamic, write_dynamic
+from nfca.envelopes import Direction, EnvelopeOptions, EnvelopeProblem, Method
+from nfca.errors import InputError
+from nfca.profiles import Profiles, load_profiles, read_csv
+
+NON = ("u2", "u6", "t4")  # non-participants: held at their forecast
+LEVELS = [0.3, 1.5, -6.0, -6.0, 1.5, 8.5]  # kW per single-phase user (x3 for three-phase ones)
+START = pd.Timestamp("2024-01-01 00:00")
+
+
+def _profile(feeder, levels=LEVELS) -> pd.DataFrame:
+    """Wide table: every end-user at the interval's level (three-phase users at three times it)."""
+    stamps = pd.date_range(START, periods=len(levels), freq="15min")
+    return pd.DataFrame({u.name: [x * (3 if u.n_phases == 3 else 1) for x in levels] for u in feeder.end_users},
+                        index=stamps)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dyn")
+    path = write_dss(folder, four_wire_kron_text(seg_m=70))
+    feeder = read_feeder(path)
+    wide = _profile(feeder)
+    csv = folder / "profiles.csv"
+    wide.rename_axis("timestamp").reset_index().to_csv(csv, index=False)
+    profiles = load_profiles(csv, feeder)
+    part = frozenset(u.name for u in feeder.end_users if u.name not in NON)
+    study = run_dynamic(feeder, profiles, options=EnvelopeOptions(), participants=part, workers=1)
+    return {"path": path, "feeder": feeder, "csv": csv, "profiles": profiles, "part": part, "study": study}
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+def test_long_and_wide_csv_agree_and_resample_to_mean(case, tmp_path):
+    wide = case["profiles"].kw
+    long = wide.rename_axis("timestamp").reset_index().melt(id_vars="timestamp", var_name="end_user",
+                                                            value_name="p_kw")
+    path = tmp_path / "long.csv"
+    long.sample(frac=1, random_state=1).to_csv(path, index=False)  # any row order
+    again = load_profiles(path, case["feeder"])
+    pd.testing.assert_frame_equal(again.kw, wide, check_names=False, check_freq=False)
+    assert again.interval == pd.Timedelta(minutes=15) and len(again) == 6
+    half_hour = case["profiles"].resample("30min")
+    assert len(half_hour) == 3 and half_hour.interval == pd.Timedelta(minutes=30)
+    np.testing.assert_allclose(half_hour.kw["u1"], [(0.3 + 1.5) / 2, -6.0, (1.5 + 8.5) / 2])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda df: df.drop(columns=["u3"]), "no profile for end-user u3"),
+    (lambda df: df.assign(nobody=1.0), "nobody is not in feeder"),
+    (lambda df: df.drop(index=df.index[2]), "evenly spaced"),
+    (lambda df: df.assign(u1=["x", 1, 1, 1, 1, 1]), "numbers"),
+])
+def test_bad_profiles_name_the_problem(case, tmp_path, edit, message):
+    df = edit(case["profiles"].kw.rename_axis("timestamp").reset_index())
+    path = tmp_path / "bad.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(InputError, match=message):
+        load_profiles(path, case["feeder"])
+
+
+def test_resolution_must_be_a_multiple(case):
+    with pytest.raises(InputError, match="whole multiple"):
+        case["profiles"].resample("5min")
+    with pytest.raises(InputError, match="not a duration"):
+        case["profiles"].resample("soon")
+
+
+def test_opendss_load_shapes(tmp_path):
+    text = four_wire_kron_text() + "\n".join([
+        "New LoadShape.res npts=4 minterval=15 mult=(0.5 1 1.5 -0.5)",
+        "New LoadShape.pv npts=2 interval=0.5 mult=(-2 -3) useactual=yes",
+        "Edit Load.u1 daily=res",
+        "Edit Load.u2 yearly=pv",
+    ]) + "\n"
+    feeder = read_feeder(write_dss(tmp_path, text))
+    prof = load_profiles("loadshapes", feeder)
+    assert prof.interval == pd.Timedelta(minutes=15) and len(prof) == 4
+    np.testing.assert_allclose(prof.kw["u1"], [2.0, 4.0, 6.0, -2.0])  # multiplier x kW=4
+    np.testing.assert_allclose(prof.kw["u2"], [-2.0, -2.0, -3.0, -3.0])  # kW as given (UseActual)
+    np.testing.assert_allclose(prof.kw["u3"], 4.0)  # no shape: constant at its kW
+
+
+# ----------------------------------------------------------------------------- envelopes
+
+
+def test_every_interval_verified_dynamic_and_static(case):
+    study = case["study"]
+    assert study.verified
+    for c in study.chains:
+        assert len(c.dynamic) == len(c.verifications) == len(c.static_verifications) == 6
+        assert all(v.verified for v in c.verifications + c.static_verifications)
+        for env, level in zip(c.dynamic, LEVELS):  # non-participants held at their forecast
+            assert env.firm_kw["u2"] == level and env.firm_kw["t4"] == 3 * level
+
+
+def test_dynamic_never_below_static_where_it_must_not_be(case):
+    study, part = case["study"], case["part"]
+    for d in ("import", "export"):
+        fair, opt = study.chain("fair", d), study.chain("optimal", d)
+        for env in fair.dynamic:  # a common level: the static one is feasible in every interval
+            for u in part:
+                assert env.guaranteed_kw[u] >= fair.static.guaranteed_kw[u] - 2e-3
+        for env in opt.dynamic:  # the optimum of each interval is at least the static total
+            assert env.total_kw >= opt.static.total_kw - 0.01
+        # the static set is the worst case: no better than the least dynamic interval
+        assert fair.static.total_kw <= min(e.total_kw for e in fair.dynamic) + 2e-3
+        assert opt.static.total_kw <= min(e.total_kw for e in opt.dynamic) + 0.01
+
+
+def test_dynamic_envelopes_follow_the_forecast(case):
+    # export: non-participants' generation (intervals 2, 3) leaves the others less room
+    fair = case["study"].chain("fair", "export")
+    totals = [e.total_kw for e in fair.dynamic]
+    assert totals[2] < totals[0] - 1 and totals[2] == pytest.approx(totals[3], abs=1e-6)
+    assert fair.unique == 4  # intervals 1 and 4, and 2 and 3, have the same forecast: solved once each
+
+
+def test_fast_path_matches_envelope_problem(case):
+    """The persistent, warm-started chain gives EnvelopeProblem.solve(firm_kw=...)'s envelopes."""
+    feeder, part, prof = case["feeder"], case["part"], case["profiles"]
+    for method in ("optimal", "fair"):
+        chain = _Chain(feeder, EnvelopeOptions(), part, Method(method), Direction.export)
+        generic = EnvelopeProblem(feeder, EnvelopeOptions(), part)
+        for k in range(len(prof)):
+            fast = chain.solve(prof.at(k), f"interval {k}")
+            ref = generic.solve(method, "export", prof.at(k))
+            for u in part:
+                assert fast.guaranteed_kw[u] == pytest.approx(ref.guaranteed_kw[u], abs=3e-3)
+
+
+def test_everyone_participating_means_dynamic_equals_static(case):
+    study = run_dynamic(case["feeder"], case["profiles"], ["fair"], ["export"], participants=None, workers=1)
+    c = study.chain("fair", "export")
+    assert c.unique == 1 and study.verified
+    assert all(e.guaranteed_kw == c.static.guaranteed_kw for e in c.dynamic)
+
+
+def test_intervals_at_capacity_are_not_optimised(case):
+    few = frozenset({"u1"})  # one participant next to the transformer: capacity fits in every interval
+    mild = Profiles(_profile(case["feeder"], [0.3, 1.5, 2.5]), pd.Timedelta("15min"), "mild")
+    study = run_dynamic(case["feeder"], mild, ["optimal"], ["import"], participants=few, workers=1)
+    c = study.chain("optimal", "import")
+    assert c.skipped == c.unique and c.solves == 0 and study.verified
+    assert all(e.guaranteed_kw["u1"] == 9.2 for e in c.dynamic) and c.static.guaranteed_kw["u1"] == 9.2
+
+
+def test_table_has_timestamps_and_static_rows(case, tmp_path):
+    study = case["study"]
+    table = study.table()
+    n_users = len(case["feeder"].end_users)
+    assert list(table.columns[:2]) == ["timestamp", "end_user"] and "forecast_kw" in table.columns
+    assert len(table) == n_users * 4 * 7
+    assert (table["timestamp"] == STATIC).sum() == n_users * 4
+    files = write_dynamic(study, tmp_path)
+    assert {p.name for p in files} == {"envelopes.csv", "summary.json", "envelopes_time_import.png",
+                                       "envelopes_time_export.png"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["dynamic"]["fair"]["export"]["total_kw"]) == 6 and summary["verified"]
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+def test_activations_counted_and_policy_checked(case):
+    result = analyse(case["study"], ActivationPolicy(max_count=1, max_duration=pd.Timedelta("1h")))
+    # firm operation: overvoltage at noon (intervals 2, 3), an overloaded cable in the evening (5)
+    assert result.needed.tolist() == [False, False, True, True, False, True]
+    assert result.events == [(2, 4), (5, 6)]
+    check = result.policy_check()
+    assert check["activations"] == 2 and check["longest_min"] == 30 and not check["satisfied"]
+    assert not check["count_ok"] and check["duration_ok"]
+    ok = analyse(case["study"], ActivationPolicy(max_count=2, max_duration=pd.Timedelta("30min")))
+    assert ok.policy_check()["satisfied"]
+    short = analyse(case["study"], ActivationPolicy(max_count=2, max_duration=pd.Timedelta("15min")))
+    assert short.policy_check()["too_long"] == 1 and not short.policy_check()["satisfied"]
+
+
+def test_curtailment_is_the_excess_over_the_envelope_when_activated(case):
+    study, part = case["study"], case["part"]
+    result = analyse(study)
+    names = list(study.profiles.kw.columns)
+    kw = study.profiles.kw.to_numpy()
+    for lim in ("static", "dynamic"):
+        for m in ("optimal", "fair"):
+            c = result.curtailed_kw[(lim, m)]
+            assert np.all(c[~result.needed] == 0)  # temporary activation: nothing outside activations
+            imp, exp = study.chain(m, "import"), study.chain(m, "export")
+            for k in np.flatnonzero(result.needed):
+                for j, u in enumerate(names):
+                    gi = (imp.static if lim == "static" else imp.dynamic[k]).guaranteed_kw[u]
+                    ge = (exp.static if lim == "static" else exp.dynamic[k]).guaranteed_kw[u]
+                    expected = max(0.0, kw[k, j] - gi) + max(0.0, -kw[k, j] - ge) if u in part else 0.0
+                    assert c[k, j] == pytest.approx(expected, abs=1e-9)
+    s = result.summary()
+    # dynamic limits curtail no more than static ones here (fair: a common level, higher when dynamic)
+    assert s["curtailed_kwh"]["fair"]["dynamic"] <= s["curtailed_kwh"]["fair"]["static"] + 1e-6
+    assert s["curtailed_kwh"]["fair"]["permanent_static"] >= s["curtailed_kwh"]["fair"]["static"]
+    events = result.events_table()
+    assert len(events) == 2 and events["duration_min"].tolist() == [30.0, 15.0]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_cli_dynamic_envelopes_and_activations(case, tmp_path):
+    runner = CliRunner()
+    args = ["--profiles", str(case["csv"]), "--participants", _participants_csv(case, tmp_path)]
+    out = tmp_path / "env"
+    res = runner.invoke(app, ["envelopes", str(case["path"]), *args, "--resolution", "30min", "--workers", "1",
+                              "--method", "fair", "--direction", "export", "--out", str(out), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out / "envelopes.csv")
+    assert set(df["timestamp"]) == {STATIC, "2024-01-01 00:00:00", "2024-01-01 00:30:00", "2024-01-01 01:00:00"}
+    out = tmp_path / "act"
+    res = runner.invoke(app, ["activations", str(case["path"]), *args, "--workers", "1", "--max-activations", "1",
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "policy NOT satisfied" in " ".join(res.output.split())
+    events = pd.read_csv(out / "activations.csv")
+    assert len(events) == 2
+    for name in ("curtailment.csv", "intervals.csv", "activations.json", "activations.png"):
+        assert (out / name).stat().st_size > 0
+    res = runner.invoke(app, ["envelopes", str(case["path"]), *args, "--resolution", "7min", "--out", str(out)])
+    assert res.exit_code == 2 and "whole multiple" in res.output
+
+
+def _participants_csv(case, tmp_path) -> str:
+    path = tmp_path / "participants.csv"
+    pd.DataFrame({"end_user": sorted(case["part"])}).to_csv(path, index=False)
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- the IEEE day
+
+
+@pytest.mark.slow
+def test_ieee_eulv_day(tmp_path):
+    from feeders.ieee_eulv_profiles import OUT, generate
+
+    feeder = read_feeder(IEEE_EULV)
+    committed = read_csv(OUT)
+    regenerated = generate().set_index("timestamp")
+    np.testing.assert_allclose(committed.kw.to_numpy(), regenerated.to_numpy(), atol=1e-4)
+    profiles = load_profiles(OUT, feeder, "15min")
+    assert len(profiles) == 96
+    from nfca.study import select_participants
+
+    study = run_dynamic(feeder, profiles, participants=select_participants(feeder, "0.5", 0))
+    assert study.verified and all(len(c.dynamic) == 96 for c in study.chains)
+    result = analyse(study)
+    assert result.needed.sum() > 0 and result.policy_check()["activations"] >= 1
