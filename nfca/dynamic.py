@@ -7,17 +7,18 @@ Semantics (profiles in kW, consumption positive, generation negative; `nfca.prof
   their envelope at once and every non-participant at its forecast net power p_u(t) (vars at the
   options' power factor, q = tan(phi) |p|), in both directions: a non-participant's PV lowers the
   import it adds and its consumption offsets the export of the others;
-* static: one envelope set for the whole horizon, computed with every non-participant at its
-  worst forecast over the horizon, the highest net consumption for import and the lowest (the
-  highest generation) for export. It is verified in every interval with the non-participants at
-  that interval's forecast.
+* static: one envelope set for the whole horizon, feasible in every interval with the
+  non-participants at that interval's forecast. Not simply the envelope at each non-participant's
+  worst forecast: the phases are coupled (through the neutral, or the mutual impedance of a
+  Kron-reduced cable), so less generation on one phase can raise another phase's voltage. It is
+  solved on the intervals that bind, by constraint generation (`_Chain.static`), and verified by
+  OpenDSS in every interval.
 
-What holds: a fair envelope is an equal level per interval, so the dynamic fair level is at least
-the static one whenever the network responds monotonically to the non-participants' power (it
-does on radial feeders, up to the small phase couplings that OpenDSS verification covers). The
-optimal method maximises the total per interval, so the dynamic total is at least the static
-total, but one user's dynamic envelope can be below its static one (the optimum shifts power
-between users). With every end-user a participant nothing varies over time: dynamic = static.
+What holds: the static set is feasible in every interval, so the dynamic fair level (the largest
+common level of the interval) is at least the static one and the dynamic optimal total is at
+least the static total; one user's dynamic optimal envelope can still be below its static one
+(the optimum moves power between users). With every end-user a participant nothing varies over
+time: dynamic = static.
 
 Speed: one Pyomo model and one PyNumero NLP per method x direction ("chain"); the
 non-participants' power enters as bounds of fixed-by-bounds variables, so an interval costs an
@@ -125,8 +126,9 @@ class DynamicStudy:
     def table(self) -> pd.DataFrame:
         """envelopes.csv: a `timestamp` column (`static` for the static rows) before the
         columns of `nfca envelopes`, and each end-user's `forecast_kw` (net, consumption +) in
-        that interval; static rows carry the worst case the static set was computed with and
-        the lowest / highest voltage verified over all intervals."""
+        that interval; static rows carry each end-user's extreme forecast over the horizon in
+        their direction (`worst_case`) and the lowest / highest voltage verified over all
+        intervals."""
         from nfca.study import COLUMNS
 
         dist = self.feeder.distance_m()
@@ -407,9 +409,6 @@ class _Chain:
         self.iq = np.array(nlp.get_primal_indices([m.q[u] for u in self.non]), dtype=int)
         self.lb0, self.ub0 = nlp.primals_lb().copy(), nlp.primals_ub().copy()
         self.vars = nlp.get_pyomo_variables()
-        idx = lambda comp: np.array(nlp.get_primal_indices(list(comp.values())), dtype=int)  # noqa: E731
-        self.ix = {name: idx(m.component(name)) for name in ("vr", "vi", "ir", "ii", "lr", "li")}
-        self.ix["g"] = np.array(nlp.get_primal_indices([m.g[u] for u in self.free]), dtype=int)
 
     def _ipopt(self, lb, ub, x0, extra: dict, warm=None) -> tuple[SolveResult, tuple | None]:
         self.solves += 1
@@ -442,23 +441,6 @@ class _Chain:
         without optimising."""
         env = self.capacity_set(firm_kw)
         return (env, True) if env is not None else (self.solve(firm_kw, label), False)
-
-    def _predict(self, x0: np.ndarray, firm: np.ndarray) -> np.ndarray:
-        """The previous solution with its network state re-solved (power flow) for the
-        non-participants' new power: a start that only the limits may not fit."""
-        P, ix = self.problem, self.ix
-        g = np.zeros(len(P.net.users))
-        g[self.free] = x0[ix["g"]]
-        s = P._user_s(self.direction, g, firm)
-        v = self.screen.voltages(s)
-        if v is None:
-            return x0
-        x0[ix["vr"]], x0[ix["vi"]] = v.real, v.imag
-        i = self.screen.line @ v
-        x0[ix["ir"]], x0[ix["ii"]] = i.real, i.imag
-        i = self.screen.leg_currents(v, s)
-        x0[ix["lr"]], x0[ix["li"]] = i.real, i.imag
-        return x0
 
     def solve(self, firm_kw: dict[str, float], label: str) -> EnvelopeSet:
         """The envelope set with non-participants at `firm_kw`; `label` names the interval in errors."""
@@ -644,11 +626,6 @@ class _CapacityScreen:
         vl = np.abs(ve[self.vp] - ve[self.vq]) / self.vnom
         return (vl, self.vmin - vl, vl - self.vmax, np.abs(self.line @ v) / self.imax - 1,
                 np.abs(self.elem @ v) / self.emax - 1, np.abs(v[self.vn_idx]) - self.vn_max)
-
-    def leg_currents(self, v: np.ndarray, s_user: np.ndarray) -> np.ndarray:
-        """Current of every end-user leg (plus -> minus node, pu), in the model's leg order."""
-        ve = np.append(v, 0.0)
-        return np.conj(s_user[self.leg_u] / self.leg_n / (ve[self.leg_p] - ve[self.leg_q]))
 
     def voltages(self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200) -> np.ndarray | None:
         """Node voltages (pu) at end-user powers `s_user`; None if the iteration fails."""

@@ -396,11 +396,11 @@ class EnvelopeProblem:
                 active.append((abs(m.dual.get(m.i_element[k], 0.0)), f"rating {name}", "e", None))
         out = {}
         for u, name in enumerate(net.users):
-            if g[u] >= self.cap[u] - 1e-6:
-                out[name] = "capacity"
-                continue
             if not self.part[u]:
                 out[name] = "firm"
+                continue
+            if g[u] >= self.cap[u] - 1e-6:
+                out[name] = "capacity"
                 continue
             bus = self.model_feeder.end_user[name].bus
             mine = self.paths[bus]
