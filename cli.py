@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import json
 import sys
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional

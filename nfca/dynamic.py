@@ -44,16 +44,15 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from nfca.envelopes import TIE_BREAK, Direction, EnvelopeOptions, EnvelopeProblem, EnvelopeSet, Method
 from nfca.errors import InfeasibleError, SolverError, VerificationError
 from nfca.network import Feeder
 from nfca.profiles import Profiles
 from nfca.utopf import (
-    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, SolveResult, add_neutral_voltage_limits, add_thermal_limits,
-    add_voltage_limits, admittance_matrix,
-    build_model, fixed_point_voltages, init_leg_currents, set_voltages, voltages,
+    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, SolveResult, ZBusPowerFlow, add_neutral_voltage_limits,
+    add_thermal_limits, add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, set_voltages,
+    voltages,
 )
 from nfca.verify import Verification, verify
 
@@ -566,12 +565,7 @@ class _CapacityScreen:
     def __init__(self, problem: EnvelopeProblem):
         net, o = problem.net, problem.options
         self.net = net
-        self.lu = spla.splu(admittance_matrix(net))
-        i_src = np.zeros(net.n, dtype=complex)
-        np.add.at(i_src, net.src_idx, net.src_y @ net.src_e)
-        self.i_src = i_src
-        legs = [(u, p, q, len(ls)) for u, ls in enumerate(net.user_legs) for p, q in ls]
-        self.leg_u, self.leg_p, self.leg_q, self.leg_n = (np.array(x) for x in zip(*legs))
+        self.pf = ZBusPowerFlow(net)
         self.vp = np.array([p for p, _, _, _ in net.vlegs])
         self.vq = np.array([q for _, q, _, _ in net.vlegs])
         self.vnom = np.array([nom for _, _, nom, _ in net.vlegs])
@@ -627,27 +621,9 @@ class _CapacityScreen:
         return (vl, self.vmin - vl, vl - self.vmax, np.abs(self.line @ v) / self.imax - 1,
                 np.abs(self.elem @ v) / self.emax - 1, np.abs(v[self.vn_idx]) - self.vn_max)
 
-    def voltages(self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200) -> np.ndarray | None:
+    def voltages(self, s_user: np.ndarray) -> np.ndarray | None:
         """Node voltages (pu) at end-user powers `s_user`; None if the iteration fails."""
-        v = self.lu.solve(self.i_src)
-        s_leg = s_user[self.leg_u] / self.leg_n
-        for _ in range(max_iter):
-            ve = np.append(v, 0.0)  # index -1 (earth) reads 0
-            dv = ve[self.leg_p] - ve[self.leg_q]
-            if np.any(np.abs(dv) < 1e-3):
-                return None
-            i = np.conj(s_leg / dv)
-            i_load = np.zeros(self.net.n + 1, dtype=complex)
-            np.add.at(i_load, self.leg_p, i)
-            np.add.at(i_load, self.leg_q, -i)
-            v_new = self.lu.solve(self.i_src - i_load[:-1])
-            done = np.max(np.abs(v_new - v)) < tol
-            v = v_new
-            if done:
-                break
-        else:
-            return None
-        return v
+        return self.pf.solve(s_user)
 
 
 class _HorizonProblem(EnvelopeProblem):

@@ -29,7 +29,7 @@ from nfca.errors import InfeasibleError, InputError, SolverError
 from nfca.network import Feeder
 from nfca.reduction import kron_reduce, reduce_feeder
 from nfca.utopf import (
-    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, PuNetwork, SolveResult, add_neutral_voltage_limits, add_thermal_limits,
+    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, SolveResult, ZBusPowerFlow, add_neutral_voltage_limits, add_thermal_limits,
     add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, leg_voltages_pu,
     neutral_voltages_v, per_unit, set_voltages, solve, voltages,
 )
@@ -427,9 +427,9 @@ class EnvelopeProblem:
         g0 = np.where(self.part, 0.0, self.cap)
         s = self._user_s(direction, g0, self._firm_pu(firm_kw))
         with np.errstate(all="ignore"):
-            v = fixed_point_voltages(net, s)
-        if not np.all(np.isfinite(v)):
-            return ["the power flow of the firm connections alone does not converge (voltage collapse)"]
+            v = ZBusPowerFlow(net).solve(s, tol=1e-9, max_iter=1000)
+        if v is None or not np.all(np.isfinite(v)):
+            return ["the power flow of the firm connections alone does not converge (they are far beyond the feeder's limits)"]
         vl = leg_voltages_pu(net, v)
         bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl)
                if x < self.options.vmin_pu + V_MARGIN_PU or x > self.options.vmax_pu - V_MARGIN_PU]

@@ -35,7 +35,6 @@ def four_wire_kron_text(n_segments: int = 8, seg_m: float = 40.0, kw: float = 4.
             lines.append(f"New Load.t{k} bus1=cp{k}.1.2.3 phases=3 kV=0.416 XfkVA=27.7 kW={3 * kw} kvar=1 model=1")
         prev = f"n{k}"
     lines.append("Set VoltageBases=[11 0.416]\nCalcVoltageBases")
-    lines += [f"// coordinates"]
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cli import app
 from conftest import four_wire_text, write_dss
 from nfca.dss import powerflow, read_feeder
-from nfca.envelopes import EnvelopeOptions, EnvelopeProblem
+from nfca.envelopes import EnvelopeOptions
 from nfca.errors import FeederError, InputError
 from nfca.network import EARTH, PHASES
 from nfca.reduction import kron_reduce, reduce_feeder

@@ -81,7 +81,7 @@ def test_numerical_failure(small, tmp_path, monkeypatch):
 
 
 def test_infeasible_names_the_limit_and_is_not_retried(tmp_path):
-    feeder = write_dss(tmp_path, four_wire_kron_text(n_segments=8, seg_m=150, kw=8))
+    feeder = write_dss(tmp_path, four_wire_kron_text(n_segments=8, seg_m=100, kw=8))
     out = tmp_path / "out"
     res = _envelopes(feeder, out, "--participants", "0")
     assert res.exit_code == 3, res.output

@@ -1,7 +1,6 @@
 """The IEEE European LV feeder's OpenDSS model (feeders/ieee_eulv) against pandapower's data."""
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 

@@ -4,7 +4,6 @@ and every feeder loads and solves in OpenDSS."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
