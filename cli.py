@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no 80-column cut
 DEBUG = {"on": False}
 
 
@@ -244,13 +244,14 @@ def _ipopt_options(pairs: list[str]) -> dict:
 def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA")
-    for c in ("method", "direction", "total kW", "min kW", "max kW", "Jain", "V min/max pu", "max loading %", "verified", "s"):
-        t.add_column(c)
+    t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA",
+              caption="kW guaranteed; V: customer voltages (pu) and loading (%) in the OpenDSS verification")
+    for c in ("method", "dir", "total", "min", "max", "Jain", "V min", "V max", "load %", "verified", "s"):
+        t.add_column(c, no_wrap=True)
     for m, per in summary["methods"].items():
         for d, s in per.items():
             t.add_row(m, d, f"{s['total_kw']:.1f}", f"{s['min_kw']:.2f}", f"{s['max_kw']:.2f}", f"{s['jain_index']:.3f}",
-                      f"{s['v_min_pu']:.3f}/{s['v_max_pu']:.3f}", f"{s['max_loading_pct']:.1f}",
+                      f"{s['v_min_pu']:.3f}", f"{s['v_max_pu']:.3f}", f"{s['max_loading_pct']:.1f}",
                       "yes" if s["verified"] else "NO", f"{s['seconds']:.2f}")
     err.print(t)
 
