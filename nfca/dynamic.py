@@ -755,15 +755,11 @@ class _HorizonProblem(EnvelopeProblem):
 def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png")) -> list[Path]:
     """envelopes.csv (with `timestamp`), summary.json, and per direction the per-user time plot
     envelopes_time_<direction>.png (seed Fig 3-11). Returns the files written."""
-    from nfca.outputs import prepare_dir, write_csv, write_json
+    from nfca.outputs import prepare_dir, write_tables
 
     out = prepare_dir(out)
     table = study.table()
-    written = []
-    if "csv" in formats:
-        written.append(write_csv(out / "envelopes.csv", table))
-    if "json" in formats:
-        written.append(write_json(out / "summary.json", study.summary()))
+    written = write_tables(study, out, table, formats)
     if "png" in formats:
         from nfca import plots
 

@@ -74,15 +74,21 @@ def _jsonable(x):
     return str(x)
 
 
-def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str | None = None) -> list[Path]:
-    """Write an envelope study's outputs; returns the files written."""
-    out = prepare_dir(out)
-    table = study.table()
+def write_tables(study, out: Path, table: pd.DataFrame, formats: tuple[str, ...]) -> list[Path]:
+    """envelopes.csv and summary.json of any study that has `summary()` (static or dynamic)."""
     written = []
     if "csv" in formats:
         written.append(write_csv(out / "envelopes.csv", table))
     if "json" in formats:
         written.append(write_json(out / "summary.json", study.summary()))
+    return written
+
+
+def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str | None = None) -> list[Path]:
+    """Write an envelope study's outputs; returns the files written."""
+    out = prepare_dir(out)
+    table = study.table()
+    written = write_tables(study, out, table, formats)
     if "gpkg" in formats and has_coordinates(study.feeder):
         written.append(write_geopackage(study, table, out / "envelopes.gpkg", crs))
     if "png" in formats:
