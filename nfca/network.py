@@ -30,10 +30,6 @@ class Bus:
     x: float | None = None
     y: float | None = None
 
-    @property
-    def is_lv(self) -> bool:
-        return self.kv_base_ln * math.sqrt(3) <= 1.0
-
 
 @dataclass(frozen=True, eq=False)
 class Line:
