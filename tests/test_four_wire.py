@@ -15,14 +15,15 @@ from typer.testing import CliRunner
 
 from cli import app
 from conftest import four_wire_text, write_dss
-from nfca.dss import powerflow, read_feeder
-from nfca.envelopes import EnvelopeOptions
+from nfca.engine.opendss import powerflow, read_feeder
+from nfca.model.envelope import EnvelopeOptions
 from nfca.errors import FeederError, InputError
-from nfca.network import EARTH, PHASES
-from nfca.reduction import kron_reduce, reduce_feeder
-from nfca.study import run_envelopes
-from nfca.utopf import per_unit, solve_powerflow
-from nfca.verify import compare_powerflow, verify
+from nfca.model.network import EARTH, PHASES
+from nfca.model.reduction import kron_reduce, reduce_feeder
+from nfca.studies.envelopes import run_envelopes
+from nfca.opf.formulation import per_unit, solve_powerflow
+from nfca.studies.validation import compare_powerflow
+from nfca.verify import verify
 
 TOL_PU = 1e-6
 EARTHINGS = ["transformer", "rneut", "line", "multi"]

@@ -7,15 +7,12 @@ a short list of constraint families (PowerModels style):
     m = build_model(net)       # variables, Ohm's law, end-user injections, KCL
     add_voltage_limits(m, net, 0.9, 1.1); add_thermal_limits(m, net)
 
-With every end-user's power fixed the model is a three-phase power flow; `nfca.envelopes` adds
+With every end-user's power fixed the model is a three-phase power flow; `nfca.opf.problem` adds
 the guaranteed-power variables and objectives.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +21,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
+from nfca.solver import Result, solve_ipopt
+from nfca.model.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
 
 S_BASE_KVA = 10.0  # per-phase power base; end-user powers are then O(1)
 
@@ -394,96 +392,7 @@ def add_thermal_limits(m: pyo.ConcreteModel, net: PuNetwork) -> None:
     m.i_element = pyo.Constraint(m.ET, rule=lambda m, k: terms[k][2] ** 2 + terms[k][3] ** 2 <= terms[k][4] ** 2)
 
 
-# ----------------------------------------------------------------------------- solving
-
-
-@dataclass(frozen=True)
-class SolveResult:
-    """A normalised solver outcome (same fields whatever the solver)."""
-
-    # "optimal", "acceptable", "infeasible", "iteration_limit", "time_limit", "numerical_failure", "error"
-    status: str
-    message: str  # Ipopt's status name and message, e.g. "Maximum_Iterations_Exceeded: Maximum number ..."
-    iterations: int
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("optimal", "acceptable")
-
-
-IPOPT_OPTIONS = {
-    "tol": 1e-9,
-    "constr_viol_tol": 1e-9,
-    "acceptable_tol": 1e-7,
-    "max_iter": 500,
-    "print_level": 0,
-    "mu_strategy": "adaptive",
-    "linear_solver": "mumps",
-    "bound_relax_factor": 0.0,  # envelopes never exceed capacity, not even by 1e-8
-}
-
-
-# Ipopt's ApplicationReturnStatus by return code, and how `solve` normalises them.
-IPOPT_STATUS = {
-    0: "Solve_Succeeded", 1: "Solved_To_Acceptable_Level", 2: "Infeasible_Problem_Detected",
-    3: "Search_Direction_Becomes_Too_Small", 4: "Diverging_Iterates", 5: "User_Requested_Stop",
-    6: "Feasible_Point_Found", -1: "Maximum_Iterations_Exceeded", -2: "Restoration_Failed",
-    -3: "Error_In_Step_Computation", -4: "Maximum_CpuTime_Exceeded", -10: "Not_Enough_Degrees_Of_Freedom",
-    -11: "Invalid_Problem_Definition", -12: "Invalid_Option", -13: "Invalid_Number_Detected",
-    -100: "Unrecoverable_Exception", -101: "NonIpopt_Exception_Thrown", -102: "Insufficient_Memory",
-    -199: "Internal_Error",
-}
-_NORMALISED = {
-    "Solve_Succeeded": "optimal", "Solved_To_Acceptable_Level": "acceptable",
-    "Infeasible_Problem_Detected": "infeasible", "Maximum_Iterations_Exceeded": "iteration_limit",
-    "Maximum_CpuTime_Exceeded": "time_limit", "Search_Direction_Becomes_Too_Small": "numerical_failure",
-    "Diverging_Iterates": "numerical_failure", "Restoration_Failed": "numerical_failure",
-    "Error_In_Step_Computation": "numerical_failure", "Invalid_Number_Detected": "numerical_failure",
-}
-
-
-@contextlib.contextmanager
-def _quiet_pyomo():
-    """Pyomo logs (with tracebacks) what `solve` reports as a status: keep stderr to nfca's one line."""
-    log = logging.getLogger("pyomo")
-    level = log.level
-    log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def solve(m: pyo.ConcreteModel, options: dict | None = None) -> SolveResult:
-    """Solve with Ipopt through Pyomo's cyipopt interface; never raises for solver outcomes."""
-    iters = [0]
-
-    def count(nlp, alg_mod, iter_count, *args):
-        iters[0] = iter_count
-        return True
-
-    solver = pyo.SolverFactory("cyipopt")
-    solver.config.options.update({**IPOPT_OPTIONS, **(options or {})})
-    solver.config.intermediate_callback = count
-    t0 = time.perf_counter()
-    try:
-        with _quiet_pyomo():
-            res = solver.solve(m, tee=False)
-    except Exception as exc:  # evaluation errors inside Ipopt
-        msg = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        return SolveResult("error", msg, iters[0], time.perf_counter() - t0)
-    seconds = time.perf_counter() - t0
-    msg = res.solver.message.decode() if isinstance(res.solver.message, bytes) else str(res.solver.message)
-    name = IPOPT_STATUS.get(getattr(res.solver, "return_code", None), "")
-    if name:
-        status = _NORMALISED.get(name, "error")
-        msg = f"{name}: {msg}"
-    else:  # not from cyipopt's return code: go by Pyomo's termination condition
-        tc = str(res.solver.termination_condition)
-        status = {"optimal": "optimal", "infeasible": "infeasible", "maxIterations": "iteration_limit",
-                  "maxTimeLimit": "time_limit"}.get(tc, "acceptable" if "acceptable" in msg.lower() else "error")
-    return SolveResult(status, msg, iters[0], seconds)
+# ----------------------------------------------------------------------------- solution values
 
 
 def voltages(m: pyo.ConcreteModel, net: PuNetwork) -> np.ndarray:
@@ -504,7 +413,7 @@ def set_voltages(m: pyo.ConcreteModel, v: np.ndarray) -> None:
 class PowerFlowResult:
     voltages_v: dict[tuple[str, int], complex]
     v_pu: np.ndarray
-    result: SolveResult
+    result: Result
 
 
 def solve_powerflow(net: PuNetwork, loads_kw_kvar: dict[str, tuple[float, float]] | None = None) -> PowerFlowResult:
@@ -525,7 +434,7 @@ def solve_powerflow(net: PuNetwork, loads_kw_kvar: dict[str, tuple[float, float]
         m.p[k].fix(s[name][0])
         m.q[k].fix(s[name][1])
     init_leg_currents(m, net, voltages(m, net), s_user)
-    res = solve(m)
+    res = solve_ipopt(m)
     if res.status == "infeasible":
         raise InfeasibleError(f"the power flow has no solution at these loads ({res.message})")
     if not res.ok:

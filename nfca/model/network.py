@@ -3,7 +3,7 @@
 This is the *engineering* model: names from the feeder file, SI units. Conductors are the
 feeder file's node numbers: 1, 2, 3 are phases, 0 is earth (never a variable) and 4 and above
 are neutral conductors. Everything the optimiser needs is derived from here, in per unit, by
-`nfca.utopf`; results are mapped back to these names.
+`nfca.opf`; results are mapped back to these names.
 """
 
 from __future__ import annotations

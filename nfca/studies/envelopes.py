@@ -14,9 +14,11 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from nfca.envelopes import Direction, EnvelopeOptions, EnvelopeProblem, EnvelopeSet, Method
+from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
+
+from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InputError, VerificationError
-from nfca.network import Feeder
+from nfca.model.network import Feeder
 from nfca.verify import Verification, verify
 
 COLUMNS = [

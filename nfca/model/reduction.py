@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from nfca.errors import FeederError
-from nfca.network import EARTH, PHASES, Feeder, Line
+from nfca.model.network import EARTH, PHASES, Feeder, Line
 
 
 def reduce_feeder(feeder: Feeder) -> Feeder:

@@ -20,22 +20,23 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 import pyomo.environ as pyo
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.network import Feeder
-from nfca.reduction import kron_reduce, reduce_feeder
-from nfca.utopf import (
-    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, SolveResult, ZBusPowerFlow, add_neutral_voltage_limits, add_thermal_limits,
+from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
+from nfca.model.network import Feeder
+from nfca.model.reduction import kron_reduce, reduce_feeder
+from nfca.opf.formulation import (
+    I_MARGIN, V_MARGIN_PU, ZBusPowerFlow, add_neutral_voltage_limits, add_thermal_limits,
     add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, leg_voltages_pu,
-    neutral_voltages_v, per_unit, set_voltages, solve, voltages,
+    neutral_voltages_v, per_unit, set_voltages, voltages,
 )
+from nfca.solver import IPOPT_OPTIONS, Result, solve_ipopt
 
 TIE_BREAK = 1e-5
-# The Ipopt options of `EnvelopeProblem._solve`'s retry (over utopf.IPOPT_OPTIONS).
+# The Ipopt options of `EnvelopeProblem._solve`'s retry (over nfca.solver.IPOPT_OPTIONS).
 RETRY_OPTIONS = {"mu_strategy": "monotone", "nlp_scaling_method": "gradient-based", "max_iter": 3000}
 
 
@@ -43,76 +44,6 @@ def _attempt(start: str, options: dict) -> str:
     o = {**IPOPT_OPTIONS, **options}
     return (f"{start}, {o['mu_strategy']} barrier, {o.get('nlp_scaling_method', 'gradient-based')} scaling, "
             f"max_iter {o['max_iter']}")
-
-
-class Method(str, Enum):
-    optimal = "optimal"
-    fair = "fair"
-    proportional = "proportional"
-    propfair = "propfair"
-    maxmin = "maxmin"
-
-
-class Direction(str, Enum):
-    import_ = "import"
-    export = "export"
-
-    @property
-    def sign(self) -> float:
-        return 1.0 if self is Direction.import_ else -1.0
-
-
-@dataclass(frozen=True)
-class EnvelopeOptions:
-    """Physical assumptions of an envelope study, with their defaults."""
-
-    vmin_pu: float = 0.90  # EN 50160 lower limit of the supply voltage
-    vmax_pu: float = 1.10  # EN 50160 upper limit
-    power_factor: float = 1.0  # of every participant, both directions (vars absorbed/consumed)
-    source_pu: float | None = None  # None: the feeder file's source voltage
-    reduce: bool = True  # exact network reduction before optimising
-    kron: bool = False  # optimise on the Kron-reduced model (neutrals taken as perfectly earthed)
-    v_neutral_max_v: float | None = None  # neutral-to-earth limit (V) at end-users; None: off
-    # Ipopt options for every attempt, over nfca's (utopf.IPOPT_OPTIONS) and the retry's, as
-    # (name, value) pairs or a dict, e.g. {"max_iter": 50}; `nfca envelopes --ipopt-option max_iter=50`.
-    ipopt_options: tuple[tuple[str, float | int | str], ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ipopt_options", tuple(sorted(dict(self.ipopt_options).items())))
-        if not 0 < self.vmin_pu < 1 < self.vmax_pu:
-            raise InputError(f"voltage limits must satisfy 0 < vmin < 1 < vmax, got {self.vmin_pu}, {self.vmax_pu}")
-        if not 0 < self.power_factor <= 1:
-            raise InputError(f"power factor must be in (0, 1], got {self.power_factor}")
-        if self.source_pu is not None and not 0.8 <= self.source_pu <= 1.2:
-            raise InputError(f"source voltage must be within 0.8-1.2 pu, got {self.source_pu}")
-        if self.v_neutral_max_v is not None and not self.v_neutral_max_v > 0:
-            raise InputError(f"the neutral voltage limit must be positive (V), got {self.v_neutral_max_v}")
-        if self.v_neutral_max_v is not None and self.kron:
-            raise InputError("a neutral voltage limit needs the explicit neutral: the Kron-reduced model has none")
-
-
-@dataclass(frozen=True)
-class EnvelopeSet:
-    """Guaranteed power of every end-user for one method and direction (kW, non-negative)."""
-
-    method: Method
-    direction: Direction
-    guaranteed_kw: dict[str, float]
-    participant: dict[str, bool]
-    binding: dict[str, str]
-    result: SolveResult
-    seconds: float
-    iterations: int
-    solves: int
-    v_min_pu: float  # of the model's solution, over limited customer voltages
-    v_max_pu: float
-    # Net power (kW, consumption +) the non-participants were held at, e.g. their forecast in one
-    # interval of a dynamic study; None: their firm capacity in the envelope's direction.
-    firm_kw: dict[str, float] | None = None
-
-    @property
-    def total_kw(self) -> float:
-        return float(sum(v for k, v in self.guaranteed_kw.items() if self.participant[k]))
 
 
 @dataclass
@@ -204,7 +135,7 @@ class EnvelopeProblem:
             if not m.g[u].fixed:
                 m.g[u].set_value(float(g0[u]))
 
-    def _solve(self) -> SolveResult:
+    def _solve(self) -> Result:
         """Solve; when Ipopt fails, retry once from the same start (the power flow of the warm start,
         or the previous step's solution) with a monotone barrier and gradient-based scaling.
 
@@ -213,16 +144,16 @@ class EnvelopeProblem:
         """
         user = dict(self.options.ipopt_options)
         start = [(v, v.value) for v in self.m.component_data_objects(pyo.Var, descend_into=True)]
-        res = solve(self.m, user or None)
+        res = solve_ipopt(self.m, user or None)
         self.attempts = [(_attempt("warm start", user), res)]
         context = getattr(self, "_context", None)
         proved = res.status == "infeasible" and context is not None and bool(self._firm_violations(*context))
         if not res.ok and not proved:
             for var, value in start:
                 var.set_value(value, skip_validation=True)
-            res2 = solve(self.m, {**RETRY_OPTIONS, **user})
+            res2 = solve_ipopt(self.m, {**RETRY_OPTIONS, **user})
             self.attempts.append((_attempt("the same warm start again", {**RETRY_OPTIONS, **user}), res2))
-            res = SolveResult(res2.status, res2.message, res.iterations + res2.iterations, res.seconds + res2.seconds)
+            res = res.then(res2)
         return res
 
     def _failure_message(self, method: Method, direction: Direction) -> str:
@@ -253,7 +184,7 @@ class EnvelopeProblem:
             raise SolverError(self._failure_message(method, direction))
         return self._envelope_set(method, direction, runs, t0, firm_kw)
 
-    def _envelope_set(self, method: Method, direction: Direction, runs: list[SolveResult], t0: float,
+    def _envelope_set(self, method: Method, direction: Direction, runs: list[Result], t0: float,
                       firm_kw: dict[str, float] | None = None) -> EnvelopeSet:
         """The published envelope set of the model's current (solved) state."""
         res = runs[-1]
@@ -280,7 +211,7 @@ class EnvelopeProblem:
             firm_kw=None if firm_kw is None else dict(firm_kw),
         )
 
-    def _optimal(self) -> list[SolveResult]:
+    def _optimal(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         b.obj = pyo.Objective(
@@ -288,7 +219,7 @@ class EnvelopeProblem:
         )
         return [self._solve()]
 
-    def _fair(self) -> list[SolveResult]:
+    def _fair(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         b.t = pyo.Var(bounds=(0, None), initialize=0.0)
@@ -310,7 +241,7 @@ class EnvelopeProblem:
             runs.append(self._solve())
         return runs
 
-    def _proportional(self) -> list[SolveResult]:
+    def _proportional(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         b.alpha = pyo.Var(bounds=(0, 1), initialize=0.25)
@@ -318,7 +249,7 @@ class EnvelopeProblem:
         b.prop = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.alpha * float(self.cap[u]))
         return [self._solve()]
 
-    def _propfair(self) -> list[SolveResult]:
+    def _propfair(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         for u in free:
@@ -330,7 +261,7 @@ class EnvelopeProblem:
             for u in free:
                 m.g[u].setlb(0.0)
 
-    def _maxmin(self) -> list[SolveResult]:
+    def _maxmin(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         level: dict[int, float] = {}  # frozen users and the floor they were frozen at

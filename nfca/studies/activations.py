@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nfca.dss import powerflows
-from nfca.dynamic import DynamicStudy
-from nfca.envelopes import Direction
+from nfca.engine.opendss import powerflows
+from nfca.studies.dynamic import DynamicStudy
+from nfca.model.envelope import Direction
 from nfca.errors import InputError
 from nfca.verify import Verification, check
 
@@ -247,8 +247,8 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
 def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
     """activations.csv (one row per activation), curtailment.csv (per end-user), intervals.csv,
     activations.json (summary and policy check) and activations.png."""
-    from nfca import plots
-    from nfca.outputs import prepare_dir, write_csv, write_json
+    from nfca.io import plots
+    from nfca.io.outputs import prepare_dir, write_csv, write_json
 
     out = prepare_dir(out)
     intervals = study.intervals_table()
