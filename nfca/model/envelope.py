@@ -8,7 +8,10 @@ from enum import Enum
 
 import math
 
+import numpy as np
+
 from nfca.errors import InputError
+from nfca.model.box import Guarantee, Point
 from nfca.model.limits import Limits
 from nfca.model.network import EndUser
 from nfca.solver import Result
@@ -36,6 +39,13 @@ class EnvelopeOptions:
     """Physical assumptions of an envelope study, with their defaults."""
 
     limits: Limits = Limits()  # voltage, current and neutral limits, margins, tolerances
+    guarantee: Guarantee = Guarantee.box  # which operating points the envelopes are promised for
+    # Box guarantee: import and export compete for the same room. The joint problem maximises
+    # (1 - w) log(import) + w log(export) of the method's measure (total, level, ...): both
+    # directions get a guarantee wherever a pair exists; w = 0.5 weighs them equally.
+    export_weight: float = 0.5
+    audit_points: int = 200  # seeded random points of the box also checked by OpenDSS
+    audit_seed: int = 0
     power_factor: float = 1.0  # of every participant, both directions (vars absorbed/consumed)
     source_pu: float | None = None  # None: the feeder file's source voltage
     reduce: bool = True  # exact network reduction before optimising
@@ -50,6 +60,11 @@ class EnvelopeOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ipopt_options", tuple(sorted(dict(self.ipopt_options).items())))
+        object.__setattr__(self, "guarantee", Guarantee(self.guarantee))
+        if not (math.isfinite(self.export_weight) and 0 < self.export_weight < 1):
+            raise InputError(f"--export-weight must be strictly between 0 and 1, got {self.export_weight}")
+        if not (isinstance(self.audit_points, int) and self.audit_points >= 0):
+            raise InputError(f"--audit-points must be a whole number >= 0, got {self.audit_points}")
         if not (math.isfinite(self.power_factor) and 0 < self.power_factor <= 1):
             raise InputError(f"power factor must be in (0, 1], got {self.power_factor}")
         if self.source_pu is not None and not (math.isfinite(self.source_pu) and 0.8 <= self.source_pu <= 1.2):
@@ -63,23 +78,41 @@ class EnvelopeOptions:
 
 
 @dataclass(frozen=True)
+class Binding:
+    """The limit that stops an end-user short of its capacity, as data and as text."""
+
+    kind: str  # capacity | voltage | current | rating | neutral | firm | fairness
+    text: str  # e.g. "voltage bus 906 phase a 0.90 pu", "ampacity line line12", "capacity"
+    element: str = ""  # the bus, line or transformer
+    phase: str = ""  # "a", "ab", "n", ...
+    value: float | None = None  # the limit, in `unit`
+    unit: str = ""  # pu, V or A
+    where: str = ""  # the operating point of the box where it binds
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
 class EnvelopeSet:
-    """Guaranteed power of every end-user for one method and direction (kW, non-negative)."""
+    """Guaranteed power of every end-user for one method and direction (kW, non-negative), and
+    the box of operating points it is promised for."""
 
     method: Method
     direction: Direction
     guaranteed_kw: dict[str, float]
     participant: dict[str, bool]
-    binding: dict[str, str]
+    binding: dict[str, Binding]
     result: Result
     seconds: float
     iterations: int
     solves: int
-    v_min_pu: float  # of the model's solution, over limited customer voltages
-    v_max_pu: float
     # Net power (kW, consumption +) the non-participants were held at, e.g. their forecast in one
-    # interval of a dynamic study; None: their firm capacity in the envelope's direction.
+    # interval of a dynamic study; None: anywhere within their firm value (see `nfca.model.box`).
     firm_kw: dict[str, float] | None = None
+    guarantee: Guarantee = Guarantee.corner
+    scenarios: tuple[Point, ...] = ()  # the vertices the optimisation held the limits at
+    worst_points: tuple[Point, ...] = ()  # each limit's worst vertex of the box at the published values
 
     @property
     def total_kw(self) -> float:

@@ -19,7 +19,7 @@ import numpy as np
 
 from nfca.errors import InputError
 
-V_MARGIN_PU = 1e-4  # model voltage limits this much inside the real ones (pu of nominal)
+V_MARGIN_PU = 1e-4  # model voltage limits this fraction inside the real ones
 I_MARGIN = 1e-3  # model current limits this fraction inside the ratings
 V_TOL_PU = 1e-6  # verification: a voltage beyond its limit by more than this is a violation
 LOADING_TOL_PCT = 1e-4  # verification: loading above 100 % by more than this is a violation

@@ -1,18 +1,24 @@
 """Guaranteed-capacity operating envelopes under non-firm connection agreements.
 
-Every participant's guaranteed power g_u lies in [0, capacity_u * pf]; all participants use
-their envelope at the same time, non-participants keep firm connections at full capacity in
-the same direction. Methods:
+One formulation serves every use: the envelope variables (each participant's guaranteed import
+g_i and export g_e) are shared by a list of *scenarios*, each a full copy of the network at one
+operating point: a vertex of the box the envelopes are promised for (`nfca.model.box`), or the
+non-participants' forecast in one interval of a day. A published set is robust when every limit
+holds everywhere in its box; it is found by constraint generation: solve on a few vertices, find
+each limit's worst vertex at the solution (`nfca.opf.worstcase`), add those that break a limit,
+and solve again until none does. `Guarantee.corner` keeps ALEXANDER D3.3's single point.
 
-- optimal: maximise sum g - 1e-5/2 * sum g^2 (g in pu of 10 kVA). The small strictly concave
-  tie-break makes the optimum unique (it picks the most even split among equal totals) and
-  costs at most a few watts of total.
-- fair: equal guaranteed power for all, capped by each one's capacity: g_u = min(t, cap_u),
-  t maximal (solved by raising t and fixing users as they reach their capacity).
-- proportional: g_u = alpha * cap_u, alpha maximal.
-- propfair: maximise sum cap_u * log(g_u) (weighted proportional fairness).
+Methods (per direction; with a box, import and export are solved together and weighed by
+`export_weight` w: maximise (1 - w) log(measure of import) + w log(measure of export)):
+
+- optimal: the total. Tie-break: the objective subtracts 1e-5/2 sum g^2 (g in pu of 10 kVA), a
+  strictly concave term that picks the most even split among equal totals.
+- fair: equal guaranteed power for all, capped by each one's capacity: g_u = min(t, cap_u), t
+  maximal (raised by fixing users as they reach their capacity).
+- proportional: g_u = alpha cap_u, alpha maximal.
+- propfair: sum cap_u log(g_u) (weighted proportional fairness).
 - maxmin: lexicographic max-min (progressive filling; a user is frozen when the multiplier of
-  its floor constraint shows it blocks a higher floor).
+  its floor shows it blocks a higher floor).
 """
 
 from __future__ import annotations
@@ -25,30 +31,26 @@ import numpy as np
 import pyomo.environ as pyo
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method, firm_kw
+from nfca.model.box import Box, Guarantee, Point
+from nfca.model.envelope import Binding, Direction, EnvelopeOptions, EnvelopeSet, Method, firm_kw
 from nfca.model.network import Feeder
 from nfca.model.reduction import kron_reduce, reduce_feeder
-from nfca.opf.formulation import (
-    ZBusPowerFlow, add_neutral_voltage_limits, add_thermal_limits,
-    add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, leg_voltages_pu,
-    neutral_voltages_v, per_unit, set_voltages, voltages,
-)
-from nfca.solver import IPOPT_OPTIONS, Result, solve_ipopt
+from nfca.opf.formulation import add_limit_rows, constraint_limits, network_block, voltages
+from nfca.opf.network import VOLTAGE, leg_voltages_pu, per_unit
+from nfca.opf.worstcase import Candidate, PointModel, box_powers, worst_vertices
+from nfca.solver import PersistentIpopt, Result, Status
 
 TIE_BREAK = 1e-5
-# The Ipopt options of `EnvelopeProblem._solve`'s retry (over nfca.solver.IPOPT_OPTIONS).
-RETRY_OPTIONS = {"mu_strategy": "monotone", "nlp_scaling_method": "gradient-based", "max_iter": 3000}
-
-
-def _attempt(start: str, options: dict) -> str:
-    o = {**IPOPT_OPTIONS, **options}
-    return (f"{start}, {o['mu_strategy']} barrier, {o.get('nlp_scaling_method', 'gradient-based')} scaling, "
-            f"max_iter {o['max_iter']}")
+MAX_ROUNDS = 12  # constraint-generation rounds before giving up
+PER_ROUND = 6  # vertices added per round at most (the worst first)
+EXCESS_TOL = 1e-7  # a vertex breaking a limit by less than this (fraction) is within it
+ROW_SCREEN = 0.1  # a scenario holds the limits that could come within this fraction of their bound
+LOG_FLOOR = 1e-6  # pu: measures under a logarithm stay above this
 
 
 @dataclass
 class EnvelopeProblem:
-    """One UTOPF model per feeder, re-solved for each method and direction."""
+    """One feeder's envelope problem: its model network, re-solved for each method and direction."""
 
     feeder: Feeder
     options: EnvelopeOptions = field(default_factory=EnvelopeOptions)
@@ -61,328 +63,562 @@ class EnvelopeProblem:
         unknown = sorted(set(self.participants) - names)
         if unknown:
             raise InputError(f"participant {unknown[0]} is not an end-user of feeder {self.feeder.name}")
-        base = kron_reduce(self.feeder) if self.options.kron else self.feeder
-        self.model_feeder = reduce_feeder(base) if self.options.reduce else base
-        self.net = per_unit(self.model_feeder, source_pu=self.options.source_pu)
         o = self.options
+        base = kron_reduce(self.feeder) if o.kron else self.feeder
+        self.model_feeder = reduce_feeder(base) if o.reduce else base
+        self.net = per_unit(self.model_feeder, source_pu=o.source_pu)
+        self.points = PointModel(self.net, o.limits)
         self.tan_phi = math.tan(math.acos(o.power_factor))
         self.cap = self.net.user_cap * o.power_factor  # pu of active power
         self.part = np.array([n in self.participants for n in self.net.users])
-        # what a non-participant uses (pu of active power): its firm connection
-        self.firm = np.array([firm_kw(self.model_feeder.end_user[n], o) * 1e3 / self.net.s_base_va for n in self.net.users])
-        self.m = self._build()
-        self.paths = {b: {line.name for line in p} for b, p in self.model_feeder.path_lines.items()}
+        users = self.model_feeder.end_user
+        self.firm = np.array([firm_kw(users[n], o) * 1e3 / self.net.s_base_va for n in self.net.users])
 
-    # ------------------------------------------------------------------ model
-    def _build(self) -> pyo.ConcreteModel:
-        net = self.net
-        m = build_model(net)
-        limits = self.options.limits
-        add_voltage_limits(m, net, limits)
-        add_thermal_limits(m, net, limits)
-        if limits.v_neutral_max_v is not None:
-            add_neutral_voltage_limits(m, net, limits)
-        m.sign = pyo.Param(mutable=True, initialize=1.0)
-        m.g = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(max(self.cap[u], self.firm[u]))), initialize=0.0)
-        m.link_p = pyo.Constraint(m.U, rule=lambda m, u: m.p[u] == m.sign * m.g[u])
-        m.link_q = pyo.Constraint(m.U, rule=lambda m, u: m.q[u] == self.tan_phi * m.g[u])
+    # ------------------------------------------------------------------ public
+    def solve(self, method: Method | str, direction: Direction | str | None = None,
+              firm_kw: dict[str, float] | None = None, guarantee: Guarantee | str | None = None) -> list[EnvelopeSet]:
+        """The envelope sets of one method: import and export together for a box guarantee,
+        `direction` alone otherwise. Raise InfeasibleError when the non-participants alone break a
+        limit, SolverError when Ipopt fails.
+
+        `firm_kw` holds non-participants at that net power (kW, consumption +; e.g. their
+        forecast in one interval) instead of anywhere within their firm value.
+        """
+        method = Method(method)
+        guarantee = Guarantee(guarantee or self.options.guarantee)
+        if guarantee is Guarantee.box:
+            dirs = (Direction.import_, Direction.export)
+        elif direction is None:
+            raise InputError(f"a {guarantee.value} guarantee is solved one direction at a time: give the direction")
+        else:
+            dirs = (Direction(direction),)
+        t0 = time.perf_counter()
+        run = _Run(self, method, guarantee, dirs, firm_kw)
+        return run.envelope_sets(t0)
+
+    # ------------------------------------------------------------------ the box
+    def ranges(self, guarantee: Guarantee, dirs: tuple[Direction, ...], firm_kw: dict[str, float] | None
+               ) -> tuple[np.ndarray, np.ndarray, float | None]:
+        """Non-participants' range [lo, hi] (pu; participants' entries 0, theirs come from the
+        envelope variables) and the corner's t for a corner guarantee."""
+        imp, exp = Direction.import_ in dirs, Direction.export in dirs
+        if firm_kw is not None:
+            missing = [n for n, part in zip(self.net.users, self.part) if not part and n not in firm_kw]
+            if missing:
+                raise InputError(f"no fixed power given for non-participant {missing[0]}")
+            fixed = np.array([0.0 if part else firm_kw[n] * 1e3 / self.net.s_base_va
+                              for n, part in zip(self.net.users, self.part)])
+            lo = hi = fixed
+        elif guarantee is Guarantee.corner:
+            lo = hi = np.where(self.part, 0.0, self.firm if imp else -self.firm)
+        else:
+            lo = np.where(self.part, 0.0, -self.firm if exp else 0.0)
+            hi = np.where(self.part, 0.0, self.firm if imp else 0.0)
+        corner = (1.0 if imp else 0.0) if guarantee is Guarantee.corner else None
+        return lo, hi, corner
+
+
+class _Run:
+    """One solve of `EnvelopeProblem.solve`: a fresh Pyomo model (so the answer depends only on
+    its inputs), its scenarios, and the constraint-generation loop."""
+
+    def __init__(self, problem: EnvelopeProblem, method: Method, guarantee: Guarantee,
+                 dirs: tuple[Direction, ...], firm_kw: dict[str, float] | None):
+        self.P, self.method, self.guarantee, self.dirs, self.firm_kw = problem, method, guarantee, dirs, firm_kw
+        P = problem
+        self.np_lo, self.np_hi, self.corner = P.ranges(guarantee, dirs, firm_kw)
+        self.free = [u for u in range(len(P.net.users)) if P.part[u]]
+        self.user_options = dict(P.options.ipopt_options)
+        self.runs: list[Result] = []
+        self._final_infeasible: bool | None = None
+        m = self.m = pyo.ConcreteModel(name=P.net.feeder.name)
+        m.U = pyo.RangeSet(0, len(P.net.users) - 1)
+        # guaranteed import and export (pu of active power); an inactive direction is fixed at 0
+        m.gi = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
+        m.ge = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
+        g0 = np.where(P.part, 0.25 * P.cap, 0.0)  # the warm start: a quarter of capacity
+        for u in m.U:
+            for d, var in ((Direction.import_, m.gi[u]), (Direction.export, m.ge[u])):
+                if P.part[u] and d in dirs:
+                    var.set_value(float(g0[u]))
+                else:
+                    var.setub(0.0)  # held by bounds, not fixed: the NLP keeps its structure
         m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
         m.method = pyo.Block()
-        return m
+        self.solver = PersistentIpopt(m)
+        self._method_key = None  # what the method block was built for
+        self.blocks: list[pyo.Block] = []
+        self.points: list[Point] = []
+        self.block_ranges: list[tuple[np.ndarray, np.ndarray]] = []  # non-participants' range per scenario
+        for point in self._initial_points():
+            self._add(point)
 
-    def _firm_pu(self, firm_kw: dict[str, float] | None) -> np.ndarray | None:
-        """Non-participants' net power (pu, consumption +) from `firm_kw`; None when not given."""
-        if firm_kw is None:
-            return None
-        missing = [n for n, part in zip(self.net.users, self.part) if not part and n not in firm_kw]
-        if missing:
-            raise InputError(f"no fixed power given for non-participant {missing[0]}")
-        return np.array([0.0 if part else firm_kw[n] * 1e3 / self.net.s_base_va
-                         for n, part in zip(self.net.users, self.part)])
+    # -------------------------------------------------------------- scenarios
+    def _initial_points(self) -> list[Point]:
+        n = len(self.P.net.users)
+        if self.corner is not None:
+            return [Point(np.full(n, self.corner), "every participant at its envelope")]
+        if Direction.import_ in self.dirs and Direction.export in self.dirs:
+            return [Point(np.ones(n), "everyone importing"), Point(np.zeros(n), "everyone exporting")]
+        return [Point(np.ones(n) if self.dirs[0] is Direction.import_ else np.zeros(n),
+                      "every participant at its envelope")]
 
-    def _user_s(self, direction: Direction, g: np.ndarray, firm: np.ndarray | None) -> np.ndarray:
-        """Complex power (pu, consumption +) of every end-user: participants at `g` in `direction`,
-        non-participants at `firm` (vars at the same power factor) or at their capacity."""
-        s = direction.sign * g + 1j * self.tan_phi * g
-        if firm is not None:
-            s = np.where(self.part, s, firm + 1j * self.tan_phi * np.abs(firm))
-        return s
-
-    def _reset(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> None:
+    def envelopes_pu(self) -> tuple[np.ndarray, np.ndarray]:
         m = self.m
-        m.del_component(m.method)
-        m.method = pyo.Block()
-        m.sign.set_value(direction.sign)
-        firm = self._firm_pu(firm_kw)
-        for u in m.U:
-            m.g[u].unfix()
-            m.p[u].unfix()
-            m.q[u].unfix()
-            m.link_p[u].activate()
-            m.link_q[u].activate()
-            if not self.part[u]:
-                m.g[u].fix(float(self.firm[u]))  # a firm connection: its firm value is guaranteed
-                if firm is not None:  # ... but it draws the given power, e.g. its forecast
-                    m.link_p[u].deactivate()
-                    m.link_q[u].deactivate()
-                    m.p[u].fix(float(firm[u]))
-                    m.q[u].fix(float(self.tan_phi * abs(firm[u])))
-        # Warm start: the power flow with participants at a quarter of their capacity.
-        g0 = np.where(self.part, 0.25 * self.cap, self.firm)
-        s = self._user_s(direction, g0, firm)
-        v = fixed_point_voltages(self.net, s)
-        if np.all(np.isfinite(v)):
-            set_voltages(m, v)
-            init_leg_currents(m, self.net, v, s)
-        for u in m.U:
-            if not m.g[u].fixed:
-                m.g[u].set_value(float(g0[u]))
+        gi = np.array([max(0.0, pyo.value(m.gi[u])) for u in m.U])
+        ge = np.array([max(0.0, pyo.value(m.ge[u])) for u in m.U])
+        return gi, ge
 
-    def _solve(self) -> Result:
-        """Solve; when Ipopt fails, retry once from the same start (the power flow of the warm start,
-        or the previous step's solution) with a monotone barrier and gradient-based scaling.
+    def box_pu(self, gi: np.ndarray, ge: np.ndarray, ranges: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every user's range (pu) with participants at envelopes gi, ge and non-participants in
+        `ranges` (default: the run's)."""
+        P = self.P
+        np_lo, np_hi = ranges if ranges is not None else (self.np_lo, self.np_hi)
+        return np.where(P.part, -ge, np_lo), np.where(P.part, gi, np_hi)
 
-        An infeasible verdict is retried too, unless the firm connections alone already violate a
-        limit (then no envelope exists). `self.attempts` records what was tried, for the messages.
-        """
-        user = dict(self.options.ipopt_options)
-        start = [(v, v.value) for v in self.m.component_data_objects(pyo.Var, descend_into=True)]
-        res = solve_ipopt(self.m, user or None)
-        self.attempts = [(_attempt("warm start", user), res)]
-        context = getattr(self, "_context", None)
-        proved = res.status == "infeasible" and context is not None and bool(self._firm_violations(*context))
-        if not res.ok and not proved:
-            for var, value in start:
-                var.set_value(value, skip_validation=True)
-            res2 = solve_ipopt(self.m, {**RETRY_OPTIONS, **user})
-            self.attempts.append((_attempt("the same warm start again", {**RETRY_OPTIONS, **user}), res2))
-            res = res.then(res2)
+    def _add(self, point: Point, ranges: tuple | None = None) -> None:
+        """A copy of the network at `point` of the box (non-participants in `ranges`, default the
+        run's), linked to the envelope variables."""
+        P, m = self.P, self.m
+        net, t = P.net, point.t
+        ranges = ranges if ranges is not None else (self.np_lo, self.np_hi)
+        gi, ge = self.envelopes_pu()
+        lo, hi = self.box_pu(gi, ge, ranges)
+        s0 = box_powers(lo, hi, P.tan_phi, t)
+        v0 = P.points.voltages(s0)
+        if v0 is None:
+            v0 = P.points.voltages(np.zeros(len(net.users)))
+        b = network_block(net, v0, s0)
+        constraint_limits(b, P.points.lim, self._reachable(t, v0, s0))
+        m.add_component(f"scenario{len(self.blocks)}", b)
+        tan = P.tan_phi
+        part = [u for u in b.U if P.part[u]]
+        b.link_p = pyo.Constraint(part, rule=lambda b, u: b.p[u] == t[u] * m.gi[u] - (1 - t[u]) * m.ge[u])
+        b.link_q = pyo.Constraint(part, rule=lambda b, u: b.q[u] == tan * (t[u] * m.gi[u] + (1 - t[u]) * m.ge[u]))
+        self.blocks.append(b)
+        self.points.append(point)
+        self.block_ranges.append(ranges)
+        self._hold_non_participants(b, t, ranges)
+        self.solver.invalidate()
+
+    def _hold_non_participants(self, b: pyo.Block, t: np.ndarray, ranges: tuple) -> None:
+        """Non-participants' power in a scenario, held by equal bounds (so a new forecast changes
+        bounds only, not the NLP)."""
+        P = self.P
+        np_lo, np_hi = ranges
+        for u in b.U:
+            if not P.part[u]:
+                p = float(np_lo[u] + t[u] * (np_hi[u] - np_lo[u]))
+                q = float(P.tan_phi * abs(p))
+                b.p[u].setlb(p), b.p[u].setub(p), b.p[u].set_value(p)
+                b.q[u].setlb(q), b.q[u].setub(q), b.q[u].set_value(q)
+
+    def set_forecast(self, firm_kw: dict[str, float]) -> None:
+        """Hold the non-participants at a new net power (kW, consumption +; e.g. the next
+        interval's forecast): bounds change, the scenarios and the NLP stay."""
+        self.firm_kw = firm_kw
+        self.np_lo, self.np_hi, _ = self.P.ranges(self.guarantee, self.dirs, firm_kw)
+        self._final_infeasible = None
+        self.runs = []
+        self.block_ranges = [(self.np_lo, self.np_hi)] * len(self.blocks)
+        for b, point in zip(self.blocks, self.points):
+            self._hold_non_participants(b, point.t, (self.np_lo, self.np_hi))
+
+    def _reachable(self, t: np.ndarray, v0: np.ndarray, s0: np.ndarray) -> np.ndarray:
+        """The limits that could come within ROW_SCREEN of their bound at vertex t for any
+        envelopes up to capacity (first order from v0): the only ones this scenario needs."""
+        P = self.P
+        lim = P.points.lim
+        rows = np.arange(len(lim))
+        g = P.points.gradient(v0, rows)
+        d_imp = t * (1 + 1j * P.tan_phi) * np.where(P.part, P.cap, 0.0)
+        d_exp = (1 - t) * (-1 + 1j * P.tan_phi) * np.where(P.part, P.cap, 0.0)
+        swing = [np.real(g * np.conj(d)[None, :]) for d in (d_imp, d_exp)]
+        up = sum(np.clip(x, 0, None) for x in swing).sum(axis=1)
+        down = sum(np.clip(x, None, 0) for x in swing).sum(axis=1)
+        mag = lim.magnitudes(v0)
+        reach_up = mag + up >= lim.upper * (1 - ROW_SCREEN)
+        reach_lo = (lim.lower > 0) & (mag + down <= lim.lower * (1 + ROW_SCREEN))
+        return rows[reach_up | reach_lo]
+
+    # -------------------------------------------------------------- solving
+    def _solve(self, warm: bool = False) -> Result:
+        res = self.solver.solve(self.user_options or None, infeasible_is_final=self._proved_infeasible, warm=warm)
+        self.runs.append(res)
         return res
 
-    def _failure_message(self, method: Method, direction: Direction) -> str:
-        tried = "; ".join(f"{k}) {what}: {r.status} ({r.message.split(':')[0]}) after {r.iterations} iterations"
-                          for k, (what, r) in enumerate(self.attempts, 1))
-        return (f"Ipopt could not solve the {method.value} {direction.value} envelopes after {len(self.attempts)} "
-                f"attempt(s): {tried}; nothing was written")
+    def _proved_infeasible(self) -> bool:
+        if self._final_infeasible is None:
+            self._final_infeasible = bool(self.firm_violations())
+        return self._final_infeasible
 
-    # ------------------------------------------------------------------ methods
-    def solve(self, method: Method | str, direction: Direction | str,
-              firm_kw: dict[str, float] | None = None) -> EnvelopeSet:
-        """Compute one envelope set; raise InfeasibleError or SolverError when there is none.
+    def solve(self) -> Result:
+        """The method on the current scenarios, then constraint generation until the box holds:
+        limits a scenario comes near are added to it, vertices where a limit breaks are added
+        as scenarios."""
+        method = getattr(self, f"_{self.method.value}") if self.free else self._firm_only
+        while True:
+            res = method()
+            if not res.ok:
+                return res
+            if self._add_near_rows():
+                continue
+            new = self._violated()
+            if not new:
+                return res
+            if len(self.blocks) >= MAX_ROUNDS * PER_ROUND:
+                raise SolverError(f"the {self.method.value} envelopes: no set holds in the whole box after "
+                                  f"{len(self.blocks)} vertices")
+            for point, ranges in new:
+                self._add(point, ranges)
 
-        `firm_kw` holds non-participants at that net power (kW, consumption positive, vars at the
-        options' power factor) instead of at their capacity, e.g. at their forecast (dynamic
-        envelopes, `nfca.dynamic`).
-        """
-        method, direction = Method(method), Direction(direction)
-        t0 = time.perf_counter()
-        self._context = (direction, firm_kw)  # for _solve: is an infeasible verdict proved?
-        self._reset(direction, firm_kw)
-        runs = getattr(self, f"_{method.value}")()
-        res = runs[-1]
-        if res.status == "infeasible" and self._firm_violations(direction, firm_kw):
-            raise InfeasibleError(f"{self._infeasible_message(direction, firm_kw)}; Ipopt: {res.message.split(':')[0]}, "
+    def _add_near_rows(self) -> bool:
+        """Add to each scenario the limits it does not hold yet but comes near at its solution;
+        True if one of them is broken (the solve must be repeated)."""
+        lim = self.P.points.lim
+        broken = False
+        for b in self.blocks:
+            ex = lim.excess(voltages(b, self.P.net))
+            near = [k for k in np.flatnonzero(ex > -0.01) if k not in b.limit_rows]
+            if near:
+                add_limit_rows(b, lim, near)
+                self.solver.invalidate()
+                broken |= bool(np.any(ex[near] > EXCESS_TOL))
+        return broken
+
+    def _violated(self) -> list[tuple[Point, tuple | None]]:
+        """The vertices of the box at the current envelopes where a limit breaks (worst first),
+        with the non-participants' ranges to hold them at (None: the run's). A corner guarantee
+        has nothing to search: its one point is a scenario already."""
+        if self.corner is not None:
+            return []
+        gi, ge = self.envelopes_pu()
+        lo, hi = self.box_pu(gi, ge)
+        have = {p.t.tobytes() for p in self.points}
+        found = [c for c in worst_vertices(self.P.points, lo, hi, self.P.tan_phi)
+                 if c.excess > EXCESS_TOL and c.t.tobytes() not in have]
+        return [(Point(c.t, _label(self.P, c)), None) for c in found[:PER_ROUND]]
+
+    # -------------------------------------------------------------- methods
+    def _active(self) -> list[tuple[Direction, pyo.Var]]:
+        m = self.m
+        return [(d, m.gi if d is Direction.import_ else m.ge) for d in self.dirs]
+
+    def _main(self, measures: list):
+        """The objective to maximise: one direction's measure; or (1 - w) log(import) +
+        w log(export), scaled so that a watt weighs about as much as in one direction."""
+        if len(measures) == 1:
+            return measures[0]
+        w = self.P.options.export_weight
+        scale = float(sum(self.P.cap[u] for u in self.free)) or 1.0
+        return scale * ((1 - w) * pyo.log(measures[0]) + w * pyo.log(measures[1]))
+
+    def _method_block(self, key: tuple) -> tuple[pyo.Block, bool]:
+        """The method's block, rebuilt (and the NLP with it) only when `key` (what it was built
+        for) changed; True when it was rebuilt. The envelope variables' bounds are reset to
+        [0, capacity] for every participant in the active directions."""
+        m = self.m
+        for _, g in self._active():
+            for u in self.free:
+                g[u].setlb(0.0)
+                g[u].setub(float(self.P.cap[u]))
+        if key == self._method_key:
+            return m.method, False
+        m.del_component(m.method)
+        m.method = pyo.Block()
+        self._method_key = key
+        self.solver.invalidate()
+        return m.method, True
+
+    def _optimal(self) -> Result:
+        b, new = self._method_block(("optimal",))
+        if new:
+            two = len(self.dirs) == 2
+            b.total = pyo.Var(range(len(self.dirs)), bounds=(LOG_FLOOR if two else None, None), initialize=1.0)
+            b.sum = pyo.Constraint(range(len(self.dirs)), rule=lambda b, k: b.total[k] == sum(
+                self._active()[k][1][u] for u in self.free))
+            tie = TIE_BREAK / 2 * sum(g[u] ** 2 for _, g in self._active() for u in self.free)
+            b.obj = pyo.Objective(expr=self._main([b.total[k] for k in range(len(self.dirs))]) - tie, sense=pyo.maximize)
+        for k, (_, g) in enumerate(self._active()):
+            b.total[k].set_value(max(LOG_FLOOR, sum(pyo.value(g[u]) for u in self.free)))
+        return self._solve(warm=not new)
+
+    def _fair(self) -> Result:
+        """Equal levels, raised by holding users at their capacity as the level reaches it."""
+        P = self.P
+        active = self._active()
+        free = {k: list(self.free) for k in range(len(active))}
+        two = len(active) == 2
+        while True:
+            b, new = self._method_block(("fair", tuple(tuple(x) for x in free.values())))
+            if new:
+                b.t = pyo.Var(range(len(active)), bounds=(LOG_FLOOR if two else 0.0, None))
+                b.obj = pyo.Objective(expr=self._main([b.t[k] for k in range(len(active))]), sense=pyo.maximize)
+                b.equal = pyo.Constraint([(k, u) for k in free for u in free[k]],
+                                         rule=lambda b, k, u: active[k][1][u] == b.t[k])
+            for k, (_, g) in enumerate(active):
+                caps = [P.cap[u] for u in free[k]]
+                b.t[k].setub(float(min(caps)) if caps else None)
+                b.t[k].set_value(min(max(LOG_FLOOR, min((pyo.value(g[u]) for u in free[k]), default=0.0)),
+                                     min(caps, default=np.inf)))
+                for u in set(self.free) - set(free[k]):  # held at capacity
+                    g[u].setlb(float(P.cap[u]))
+            res = self._solve(warm=not new)
+            if not res.ok:
+                return res
+            capped = False
+            for k, (_, g) in enumerate(active):
+                caps = [P.cap[u] for u in free[k]]
+                if caps and pyo.value(b.t[k]) >= min(caps) - 1e-7:
+                    at_cap = [u for u in free[k] if P.cap[u] <= min(caps) + 1e-12]
+                    if len(at_cap) < len(free[k]):
+                        free[k] = [u for u in free[k] if u not in at_cap]
+                        capped = True
+            if not capped:
+                return res
+
+    def _proportional(self) -> Result:
+        P = self.P
+        active = self._active()
+        b, new = self._method_block(("proportional",))
+        if new:
+            two = len(active) == 2
+            b.alpha = pyo.Var(range(len(active)), bounds=(LOG_FLOOR if two else 0.0, 1.0), initialize=0.25)
+            b.prop = pyo.Constraint([(k, u) for k in range(len(active)) for u in self.free],
+                                    rule=lambda b, k, u: active[k][1][u] == b.alpha[k] * float(P.cap[u]))
+            b.obj = pyo.Objective(expr=self._main([b.alpha[k] for k in range(len(active))]), sense=pyo.maximize)
+        return self._solve(warm=not new)
+
+    def _propfair(self) -> Result:
+        P = self.P
+        active = self._active()
+        b, new = self._method_block(("propfair",))
+        for _, g in active:
+            for u in self.free:
+                g[u].setlb(LOG_FLOOR)
+                g[u].set_value(max(LOG_FLOOR, pyo.value(g[u])))
+        if new:
+            sums = [sum(float(P.cap[u]) * pyo.log(g[u]) for u in self.free) for _, g in active]
+            w = P.options.export_weight
+            expr = sums[0] if len(sums) == 1 else (1 - w) * sums[0] + w * sums[1]
+            b.obj = pyo.Objective(expr=expr, sense=pyo.maximize)
+        return self._solve(warm=not new)
+
+    def _maxmin(self) -> Result:
+        """Progressive filling in each direction: raise the floor of the free users; freeze those
+        whose floor multiplier shows they block a higher floor (or who reach capacity)."""
+        P, m = self.P, self.m
+        active = self._active()
+        free = {k: list(self.free) for k in range(len(active))}
+        level: dict[tuple[int, int], float] = {}  # (direction, user) frozen at this floor
+        two = len(active) == 2
+        res = None
+        while any(free.values()):
+            b, _ = self._method_block(("maxmin", tuple(sorted(level.items()))))
+            b.t = pyo.Var(range(len(active)), bounds=(LOG_FLOOR if two else 0.0, None), initialize=LOG_FLOOR)
+            b.floor = pyo.Constraint([(k, u) for k in free for u in free[k]],
+                                     rule=lambda b, k, u: active[k][1][u] >= b.t[k])
+            # frozen users keep their floor (less 0.01 W, so the feasible set keeps an interior);
+            # the small penalty holds them at it, which keeps the optimum unique
+            b.kept = pyo.Constraint(list(level), rule=lambda b, k, u: active[k][1][u] >= level[k, u] - 1e-6)
+            for k in range(len(active)):
+                if not free[k]:
+                    x = max(LOG_FLOOR, min((level[k2, u] for k2, u in level if k2 == k), default=LOG_FLOOR))
+                    b.t[k].setlb(x), b.t[k].setub(x), b.t[k].set_value(x)
+            pen = TIE_BREAK / 2 * sum((active[k][1][u] - level[k, u]) ** 2 for k, u in level)
+            b.obj = pyo.Objective(expr=self._main([b.t[k] for k in range(len(active))]) - pen, sense=pyo.maximize)
+            res = self._solve()
+            if not res.ok:
+                return res
+            for k, (_, g) in enumerate(active):
+                if not free[k]:
+                    continue
+                t = pyo.value(b.t[k])
+                duals = {u: abs(m.dual.get(b.floor[k, u], 0.0)) for u in free[k]}
+                scale = max(duals.values()) if duals else 0.0
+                frozen = [u for u in free[k] if pyo.value(g[u]) >= P.cap[u] - 1e-7
+                          or (scale > 0 and duals[u] > 1e-4 * scale)]
+                if not frozen:
+                    frozen = [u for u in free[k] if pyo.value(g[u]) <= t + 1e-6]
+                for u in frozen:
+                    level[k, u] = min(float(P.cap[u]), t)
+                    free[k].remove(u)
+        self._method_key = None  # the next call starts filling afresh
+        return res
+
+    def _firm_only(self) -> Result:
+        """Nobody participates: is the firm operation within the limits?"""
+        b, new = self._method_block(("firm",))
+        if new:
+            b.obj = pyo.Objective(expr=0.0)
+        return self._solve()
+
+    # -------------------------------------------------------------- results
+    def envelope_sets(self, t0: float) -> list[EnvelopeSet]:
+        """Solve, then the published sets (one per direction of the run)."""
+        res = self.solve()
+        if res.status is Status.infeasible and self._proved_infeasible():
+            raise InfeasibleError(f"{self.infeasible_message()}; Ipopt: {res.message.split(':')[0]}, "
                                   "not retried as the limit is violated with every envelope at zero")
         if not res.ok:  # including an infeasible verdict that the zero envelope contradicts
-            raise SolverError(self._failure_message(method, direction))
-        return self._envelope_set(method, direction, runs, t0, firm_kw)
+            names = " and ".join(d.value for d in self.dirs)
+            raise SolverError(f"Ipopt could not solve the {self.method.value} {names} envelopes after "
+                              f"{res.failure()}; nothing was written")
+        gi, ge = self.envelopes_pu()
+        return self._sets(gi, ge, res, self.binding(gi, ge), t0)
 
-    def _envelope_set(self, method: Method, direction: Direction, runs: list[Result], t0: float,
-                      firm_kw: dict[str, float] | None = None) -> EnvelopeSet:
-        """The published envelope set of the model's current (solved) state."""
-        res = runs[-1]
-        m = self.m
-        g = np.array([max(0.0, pyo.value(m.g[u])) for u in m.U])
-        # Publish whole watts, rounded down (never more than the model proved feasible; the
-        # 1 mW allowance absorbs Ipopt's last digits at a capacity bound).
-        watts = np.minimum(np.floor(g * self.net.s_base_va + 1e-3), np.round(self.cap * self.net.s_base_va, 6))
-        kw = np.round(watts / 1e3, 6)
-        v = voltages(m, self.net)
-        vl = leg_voltages_pu(self.net, v)
-        return EnvelopeSet(
-            method=method,
-            direction=direction,
-            guaranteed_kw=dict(zip(self.net.users, kw.tolist())),
-            participant=dict(zip(self.net.users, self.part.tolist())),
-            binding=self._binding(g, v),
-            result=res,
-            seconds=time.perf_counter() - t0,
-            iterations=sum(r.iterations for r in runs),
-            solves=len(runs),
-            v_min_pu=float(vl.min()),
-            v_max_pu=float(vl.max()),
-            firm_kw=None if firm_kw is None else dict(firm_kw),
-        )
+    def capacity_sets(self, t0: float) -> list[EnvelopeSet] | None:
+        """Every participant's envelope at its capacity, if that holds in the whole box (the
+        model's power flow at the corners and at each limit's worst vertex); else None."""
+        P = self.P
+        full = np.where(P.part, P.cap, 0.0)
+        gi = full if Direction.import_ in self.dirs else np.zeros_like(full)
+        ge = full if Direction.export in self.dirs else np.zeros_like(full)
+        lo, hi = self.box_pu(ge=ge, gi=gi)
+        points = [np.full(len(lo), self.corner)] if self.corner is not None else [np.ones(len(lo)), np.zeros(len(lo))]
+        if self.corner is None:
+            points += [c.t for c in worst_vertices(P.points, lo, hi, P.tan_phi)]
+        for t in points:
+            ex, _ = P.points.excess(box_powers(lo, hi, P.tan_phi, t))
+            if np.max(ex) > 0:
+                return None
+        res = Result(Status.optimal, "every participant at capacity holds in the whole box (power flow): not optimised")
+        at_cap = {d: {n: (Binding("capacity", "capacity") if P.part[u] else Binding("firm", "firm"))
+                      for u, n in enumerate(P.net.users)} for d in Direction}
+        return self._sets(gi, ge, res, at_cap, t0)
 
-    def _optimal(self) -> list[Result]:
-        m, b = self.m, self.m.method
-        free = [u for u in m.U if self.part[u]]
-        b.obj = pyo.Objective(
-            expr=sum(m.g[u] for u in free) - TIE_BREAK / 2 * sum(m.g[u] ** 2 for u in free), sense=pyo.maximize
-        )
-        return [self._solve()]
-
-    def _fair(self) -> list[Result]:
-        m, b = self.m, self.m.method
-        free = [u for u in m.U if self.part[u]]
-        b.t = pyo.Var(bounds=(0, None), initialize=0.0)
-        b.obj = pyo.Objective(expr=b.t, sense=pyo.maximize)
-        runs = []
-        while free:
-            cap_min = min(self.cap[u] for u in free)
-            b.t.setub(float(cap_min))
-            b.del_component("equal")
-            b.equal = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.t)
-            runs.append(self._solve())
-            if not runs[-1].ok or pyo.value(b.t) < cap_min - 1e-7:
-                break
-            for u in [u for u in free if self.cap[u] <= cap_min + 1e-12]:
-                m.g[u].fix(float(self.cap[u]))
-                free.remove(u)
-        if not runs:  # nobody participates: check the firm operating point
-            b.t.fix(0.0)
-            runs.append(self._solve())
-        return runs
-
-    def _proportional(self) -> list[Result]:
-        m, b = self.m, self.m.method
-        free = [u for u in m.U if self.part[u]]
-        b.alpha = pyo.Var(bounds=(0, 1), initialize=0.25)
-        b.obj = pyo.Objective(expr=b.alpha, sense=pyo.maximize)
-        b.prop = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.alpha * float(self.cap[u]))
-        return [self._solve()]
-
-    def _propfair(self) -> list[Result]:
-        m, b = self.m, self.m.method
-        free = [u for u in m.U if self.part[u]]
-        for u in free:
-            m.g[u].setlb(1e-6)
-        b.obj = pyo.Objective(expr=sum(float(self.cap[u]) * pyo.log(m.g[u]) for u in free), sense=pyo.maximize)
-        try:
-            return [self._solve()]
-        finally:
-            for u in free:
-                m.g[u].setlb(0.0)
-
-    def _maxmin(self) -> list[Result]:
-        m, b = self.m, self.m.method
-        free = [u for u in m.U if self.part[u]]
-        level: dict[int, float] = {}  # frozen users and the floor they were frozen at
-        b.t = pyo.Var(bounds=(0, None), initialize=0.0)
-        runs = []
-        while free:
-            for name in ("floor", "kept", "obj"):
-                b.del_component(name)
-            b.floor = pyo.Constraint(free, rule=lambda b, u: m.g[u] >= b.t)
-            # Frozen users keep their floor (less 0.01 W, so the feasible set keeps an interior);
-            # the small penalty holds them at it, which keeps the optimum unique.
-            b.kept = pyo.Constraint(list(level), rule=lambda b, u: m.g[u] >= level[u] - 1e-6)
-            b.obj = pyo.Objective(
-                expr=b.t - TIE_BREAK / 2 * sum((m.g[u] - level[u]) ** 2 for u in level), sense=pyo.maximize
-            )
-            runs.append(self._solve())
-            if not runs[-1].ok:
-                break
-            t = pyo.value(b.t)
-            duals = {u: abs(m.dual.get(b.floor[u], 0.0)) for u in free}
-            scale = max(duals.values()) if duals else 0.0
-            frozen = [u for u in free if pyo.value(m.g[u]) >= self.cap[u] - 1e-7
-                      or (scale > 0 and duals[u] > 1e-4 * scale)]
-            if not frozen:
-                frozen = [u for u in free if pyo.value(m.g[u]) <= t + 1e-6]
-            for u in frozen:
-                level[u] = min(float(self.cap[u]), t)
-                free.remove(u)
-        if not runs:  # nobody participates: check the firm operating point
-            b.t.fix(0.0)
-            b.obj = pyo.Objective(expr=b.t, sense=pyo.maximize)
-            runs.append(self._solve())
-        return runs
-
-    # ------------------------------------------------------------------ reporting
-    def _binding(self, g: np.ndarray, v: np.ndarray) -> dict[str, str]:
-        """Name the limit that stops each end-user short of its capacity."""
-        m, net = self.m, self.net
-        active: list[tuple[float, str, str, set | None]] = []  # (dual, label, kind, lines on path)
-        limits = self.options.limits
-        vl = leg_voltages_pu(net, v)
-        lo, hi = net.voltage_bounds_pu(limits)
-        lo_real, hi_real = net.voltage_bounds_pu(limits, margin=False)
-        for k, (p, q, nom, label) in enumerate(net.vlegs):
-            bus = label.split()[1]
-            if vl[k] <= lo[k] + 1e-5:
-                active.append((abs(m.dual.get(m.v_lower[k], 0.0)), f"voltage {label} {lo_real[k]:.2f} pu", "v", bus))
-            elif vl[k] >= hi[k] - 1e-5:
-                active.append((abs(m.dual.get(m.v_upper[k], 0.0)), f"voltage {label} {hi_real[k]:.2f} pu", "v", bus))
-        vn_max = limits.v_neutral_max_v
-        if vn_max is not None:
-            for k, ((i, label), vn) in enumerate(zip(net.vneutral, neutral_voltages_v(net, v))):
-                if vn >= vn_max - (limits.v_margin_pu + 1e-5) * net.v_base[i]:
-                    active.append((abs(m.dual.get(m.v_neutral[k], 0.0)), f"neutral voltage {label} {vn_max:g} V",
-                                   "v", label.split()[1]))
-        lines = {line.name: line for line in self.model_feeder.lines}
-        for c in m.C:
-            i2 = pyo.value(m.ir[c]) ** 2 + pyo.value(m.ii[c]) ** 2
-            if i2 >= (net.c_imax[c] * (1 - limits.i_margin)) ** 2 * (1 - 1e-5):
-                line = lines[net.c_line[c]]
-                active.append((abs(m.dual.get(m.i_line[c], 0.0)), f"ampacity line {line.rating_name}", "l", line.name))
-        for k, (e, r, re, im, lim) in enumerate(m.element_terms):
-            if pyo.value(re) ** 2 + pyo.value(im) ** 2 >= lim**2 * (1 - 1e-5):  # lim has the margin
-                name = self.model_feeder.elements[e].name
-                active.append((abs(m.dual.get(m.i_element[k], 0.0)), f"rating {name}", "e", None))
-        out = {}
-        for u, name in enumerate(net.users):
-            if not self.part[u]:
-                out[name] = "firm"
-                continue
-            if g[u] >= self.cap[u] - 1e-6:
-                out[name] = "capacity"
-                continue
-            bus = self.model_feeder.end_user[name].bus
-            mine = self.paths[bus]
-            relevant = [a for a in active if a[2] == "e"
-                        or (a[2] == "l" and a[3] in mine)
-                        or (a[2] == "v" and mine & self.paths[a[3]])]
-            pool = relevant or active
-            out[name] = max(pool, key=lambda a: a[0])[1] if pool else "none (fairness rule)"
+    def _sets(self, gi: np.ndarray, ge: np.ndarray, res: Result, binding: dict, t0: float) -> list[EnvelopeSet]:
+        P = self.P
+        # Publish whole watts, rounded down: never more than the model proved feasible (the 1 mW
+        # allowance absorbs Ipopt's last digits at a capacity bound).
+        sb = P.net.s_base_va
+        pub = {d: np.minimum(np.floor(g * sb + 1e-3), np.round(P.cap * sb, 6)) / sb
+               for d, g in ((Direction.import_, gi), (Direction.export, ge))}
+        lo, hi = self.box_pu(gi=pub[Direction.import_], ge=pub[Direction.export])
+        worst = self.worst_points(lo, hi)
+        out = []
+        for d in self.dirs:
+            kw = np.round(np.where(P.part, pub[d], P.firm) * sb / 1e3, 6)  # non-participants: their firm value
+            out.append(EnvelopeSet(
+                method=self.method, direction=d, guaranteed_kw=dict(zip(P.net.users, kw.tolist())),
+                participant=dict(zip(P.net.users, P.part.tolist())), binding=binding[d], result=res,
+                seconds=time.perf_counter() - t0, iterations=sum(r.iterations for r in self.runs),
+                solves=len(self.runs), firm_kw=None if self.firm_kw is None else dict(self.firm_kw),
+                guarantee=self.guarantee, scenarios=tuple(self.points), worst_points=tuple(worst),
+            ))
         return out
 
-    def _infeasible_message(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> str:
-        """Say which limits the firm connections alone violate, if they do."""
-        bad = self._firm_violations(direction, firm_kw)
-        if bad:
-            return (f"no {direction.value} envelope exists: with NFCA users at zero the firm connections alone "
-                    f"violate {len(bad)} limit(s), first {bad[0]} (voltage limits "
-                    f"{self.options.limits.describe()})")
-        return f"no {direction.value} envelope exists: Ipopt found the limits infeasible"
+    def worst_points(self, lo: np.ndarray, hi: np.ndarray) -> list[Point]:
+        """Each limit's worst vertex of the published box (and the scenarios), for OpenDSS to check."""
+        if self.corner is not None:
+            return []
+        found = worst_vertices(self.P.points, lo, hi, self.P.tan_phi, screen=0.1)
+        lim = self.P.points.lim
+        out = {p.t.tobytes(): p for p in self.points}
+        for c in found:
+            key = c.t.tobytes()
+            if key not in out:
+                out[key] = Point(c.t, _label(self.P, c))
+        return list(out.values())
 
-    def _firm_violations(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> list[str]:
-        """The limits the firm connections alone violate, with every participant at zero (the
-        model's publication margins included: then the model has no feasible point)."""
-        net, limits = self.net, self.options.limits
-        g0 = np.where(self.part, 0.0, self.firm)
-        s = self._user_s(direction, g0, self._firm_pu(firm_kw))
-        with np.errstate(all="ignore"):
-            v = ZBusPowerFlow(net).solve(s, tol=1e-9, max_iter=1000)
-        if v is None or not np.all(np.isfinite(v)):
-            return ["the power flow of the firm connections alone does not converge (they are far beyond the feeder's limits)"]
-        vl = leg_voltages_pu(net, v)
-        lo, hi = net.voltage_bounds_pu(limits)
-        bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl) if x < lo[k] or x > hi[k]]
-        if limits.v_neutral_max_v is not None:
-            bad += [f"neutral voltage {net.vneutral[k][1]} at {x:.1f} V"
-                    for k, x in enumerate(neutral_voltages_v(net, v)) if x > limits.v_neutral_max_v]
-        lines = {line.name: line for line in self.model_feeder.lines}
-        for sl, z in zip(net.line_slices, net.line_z):
-            vf = np.array([v[i] if i >= 0 else 0 for i in net.c_from[sl]])
-            vt = np.array([v[i] if i >= 0 else 0 for i in net.c_to[sl]])
-            i = np.abs(np.linalg.solve(z, vf - vt))
-            if np.any(i > net.c_imax[sl] * (1 - limits.i_margin)):
-                line = lines[net.c_line[sl.start]]
-                bad.append(f"ampacity line {line.rating_name} at {100 * np.max(i / net.c_imax[sl]):.0f} %")
-        for e, (ix, y, rated, imax) in enumerate(zip(net.el_idx, net.el_y, net.el_rated, net.el_imax)):
-            ve = np.array([v[j] if j >= 0 else 0 for j in ix])
-            for r, lim in zip(rated, imax):
-                if abs(y[r] @ ve) > lim * (1 - limits.i_margin):
-                    bad.append(f"rating {self.model_feeder.elements[e].name} at {100 * abs(y[r] @ ve) / lim:.0f} %")
+    # -------------------------------------------------------------- reporting
+    def binding(self, gi: np.ndarray, ge: np.ndarray) -> dict[Direction, dict[str, Binding]]:
+        """The limit that stops each end-user short of its capacity in each direction: the limit
+        constraint (in any scenario) with the largest multiplier times sensitivity to that user's
+        guaranteed power; for the shared-level methods, to the level the user is held at."""
+        P, m = self.P, self.m
+        lim, net = P.points.lim, P.net
+        n_u = len(net.users)
+        shared = self.method in (Method.fair, Method.proportional, Method.maxmin)
+        out: dict[Direction, dict[str, Binding]] = {}
+        for d, g in ((Direction.import_, gi), (Direction.export, ge)):
+            score = np.zeros((len(self.blocks), len(lim), n_u))
+            for s, b in enumerate(self.blocks):
+                dual = np.zeros(len(lim))
+                for k in b.limit_rows:
+                    dual[k] = max(abs(m.dual.get(b.lim_upper[k], 0.0)),
+                                  abs(m.dual.get(b.lim_lower[k], 0.0)) if k in b.lim_lower else 0.0)
+                rows = np.flatnonzero(dual > 1e-9)
+                if not rows.size:
+                    continue
+                v = voltages(b, net)
+                grad = P.points.gradient(v, rows)  # d|Q| ~ Re(G conj(ds))
+                t = self.points[s].t
+                ds = (t * (1 + 1j * P.tan_phi)) if d is Direction.import_ else ((1 - t) * (-1 + 1j * P.tan_phi))
+                sens = np.abs(np.real(grad * np.conj(ds)[None, :]))
+                mag = lim.magnitudes(v)[rows]
+                score[s, rows, :] = dual[rows, None] * 2 * mag[:, None] * sens
+            per_user = score.max(axis=0)  # (limit, user)
+            where = score.argmax(axis=0)
+            out[d] = {}
+            level_users = [u for u in self.free if g[u] < P.cap[u] - 1e-6]
+            common = per_user[:, level_users].sum(axis=1) if shared and level_users else None
+            for u, name in enumerate(net.users):
+                if not P.part[u]:
+                    out[d][name] = Binding("firm", "firm")
+                elif d not in self.dirs:
+                    out[d][name] = Binding("none", "not in this guarantee")
+                elif g[u] >= P.cap[u] - 1e-6:
+                    out[d][name] = Binding("capacity", "capacity")
+                else:
+                    col = common if common is not None else per_user[:, u]
+                    k = int(np.argmax(col))
+                    if col[k] <= 0:
+                        out[d][name] = Binding("fairness", "none (fairness rule)")
+                        continue
+                    s = int(where[k, u]) if common is None else int(np.argmax(score[:, k, :].max(axis=1)))
+                    out[d][name] = _binding(P, k, self._side_at(s, k), self.points[s].label)
+        return out
+
+    def _side_at(self, s: int, k: int) -> str:
+        b = self.blocks[s]
+        if k in b.lim_lower and abs(self.m.dual.get(b.lim_lower[k], 0.0)) > abs(self.m.dual.get(b.lim_upper[k], 0.0)):
+            return "lower"
+        return "upper"
+
+    def firm_violations(self) -> list[str]:
+        """The limits the non-participants alone break somewhere in their range, with every
+        participant at zero (the model's margins included: then the model has no feasible point)."""
+        P = self.P
+        lim = P.points.lim
+        lo, hi = self.box_pu(np.zeros(len(P.cap)), np.zeros(len(P.cap)))
+        points = [np.full(len(lo), self.corner if self.corner is not None else 1.0)]
+        if self.corner is None:
+            points.append(np.zeros(len(lo)))
+            points += [c.t for c in worst_vertices(P.points, lo, hi, P.tan_phi)]
+        bad = []
+        for t in points:
+            ex, v = P.points.excess(box_powers(lo, hi, P.tan_phi, t))
+            if v is None:
+                return ["the power flow of the firm connections alone does not converge (they are far beyond "
+                        "the feeder's limits)"]
+            mag = lim.magnitudes(v)
+            for k in np.flatnonzero(ex > 0):
+                side = "lower" if lim.kind[k] == VOLTAGE and mag[k] < lim.lower[k] else "upper"
+                what = lim.describe(k, side)
+                value = lim.value_text(k, mag[k])
+                if not any(x.startswith(what) for x in bad):
+                    bad.append(f"{what} at {value}")
         return bad
+
+    def infeasible_message(self) -> str:
+        bad = self.firm_violations()
+        names = " and ".join(d.value for d in self.dirs)
+        where = "anywhere within their firm values" if self.corner is None and self.firm_kw is None else "at their values"
+        if bad:
+            return (f"no {names} envelope exists: with NFCA users at zero the firm connections alone ({where}) "
+                    f"violate {len(bad)} limit(s), first {bad[0]} (voltage limits {self.P.options.limits.describe()})")
+        return f"no {names} envelope exists: Ipopt found the limits infeasible"
+
+
+def _label(P: EnvelopeProblem, c: Candidate) -> str:
+    if c.worst < 0:
+        return "a vertex where the power flow does not converge"
+    return f"worst case of {P.points.lim.describe(c.worst, c.side)}"
+
+
+def _binding(P: EnvelopeProblem, k: int, side: str, where: str) -> Binding:
+    lim = P.points.lim
+    kind = str(lim.kind[k])
+    value = float(lim.lower_limit[k] if side == "lower" else lim.limit[k])
+    return Binding(kind, lim.describe(k, side), lim.element[k], lim.phase[k], value, lim.unit[k], where)

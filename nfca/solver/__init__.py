@@ -5,7 +5,10 @@
 with new bounds and a warm start.
 """
 
-from nfca.solver.ipopt import IPOPT_OPTIONS, IpoptSession, solve_ipopt
+from nfca.solver.ipopt import (
+    IPOPT_OPTIONS, RETRY_OPTIONS, WARM_OPTIONS, IpoptSession, PersistentIpopt, run_ipopt, solve_ipopt,
+)
 from nfca.solver.status import Result, Status
 
-__all__ = ["Status", "Result", "solve_ipopt", "IpoptSession", "IPOPT_OPTIONS"]
+__all__ = ["Status", "Result", "solve_ipopt", "run_ipopt", "IpoptSession", "PersistentIpopt", "IPOPT_OPTIONS",
+           "RETRY_OPTIONS", "WARM_OPTIONS"]

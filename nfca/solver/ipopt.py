@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import replace
+from typing import Callable
 
 import numpy as np
 import pyomo.environ as pyo
@@ -25,6 +27,7 @@ IPOPT_OPTIONS = {
     "mu_strategy": "adaptive",
     "linear_solver": "mumps",
     "bound_relax_factor": 0.0,  # envelopes never exceed capacity, not even by 1e-8
+    "sb": "yes",  # no banner
 }
 
 # Ipopt's ApplicationReturnStatus by return code, and what each means here.
@@ -75,8 +78,41 @@ def _counter():
     return iters, count
 
 
-def solve_ipopt(m: pyo.ConcreteModel, options: dict | None = None) -> Result:
-    """Solve a Pyomo model with Ipopt; never raises for solver outcomes."""
+# The second attempt when the first fails: the same start, a monotone barrier, more iterations.
+RETRY_OPTIONS = {"mu_strategy": "monotone", "nlp_scaling_method": "gradient-based", "max_iter": 3000}
+
+
+def describe_options(options: dict) -> str:
+    o = {**IPOPT_OPTIONS, **options}
+    return (f"{o['mu_strategy']} barrier, {o.get('nlp_scaling_method', 'gradient-based')} scaling, "
+            f"max_iter {o['max_iter']}")
+
+
+def solve_ipopt(m: pyo.ConcreteModel, options: dict | None = None, retry: bool = True,
+                infeasible_is_final: Callable[[], bool] | None = None) -> Result:
+    """Solve a Pyomo model with Ipopt; never raises for solver outcomes.
+
+    When the first attempt fails, the model is reset to its starting point and solved again with
+    a monotone barrier and up to 3000 iterations (`RETRY_OPTIONS`). An infeasible verdict is
+    retried too, unless `infeasible_is_final()` says it is proved. `options` (the user's) win over
+    both attempts' own. `Result.attempts` records what was tried."""
+    user = dict(options or {})
+    start = [(v, v.value) for v in m.component_data_objects(pyo.Var, descend_into=True) if not v.fixed]
+    res = run_ipopt(m, user)
+    attempts = [(f"the warm start, {describe_options(user)}", res)]
+    final = res.status is Status.infeasible and infeasible_is_final is not None and infeasible_is_final()
+    if retry and not res.ok and not final:
+        for var, value in start:
+            var.set_value(value, skip_validation=True)
+        again = {**RETRY_OPTIONS, **user}
+        second = run_ipopt(m, again)
+        attempts.append((f"the same warm start again, {describe_options(again)}", second))
+        res = res.then(second)
+    return replace(res, attempts=tuple(attempts))
+
+
+def run_ipopt(m: pyo.ConcreteModel, options: dict | None = None) -> Result:
+    """One Ipopt attempt on a Pyomo model through Pyomo's cyipopt interface."""
     iters, count = _counter()
     solver = pyo.SolverFactory("cyipopt")
     solver.config.options.update({**IPOPT_OPTIONS, **(options or {})})
@@ -151,3 +187,81 @@ class IpoptSession:
         status, name = status_of(info["status"])
         res = Result(status, f"{name}: {msg}" if name else msg, iters[0], time.perf_counter() - t0)
         return res, (x, info["mult_g"], info["mult_x_L"], info["mult_x_U"])
+
+
+# Warm start from a previous primal-dual point of the same NLP: push it only marginally into the
+# interior and start the barrier small.
+WARM_OPTIONS = {
+    "warm_start_init_point": "yes",
+    "warm_start_bound_push": 1e-9,
+    "warm_start_bound_frac": 1e-9,
+    "warm_start_slack_bound_push": 1e-9,
+    "warm_start_slack_bound_frac": 1e-9,
+    "warm_start_mult_bound_push": 1e-9,
+    "mu_init": 1e-6,
+}
+
+
+class PersistentIpopt:
+    """Ipopt on a Pyomo model whose structure changes rarely.
+
+    The in-memory NLP (PyNumero: one NL file) is built on the first solve and again only after
+    `invalidate()` (a component was added or removed). In between, each solve reads the
+    variables' current bounds and values, so a variable held by equal bounds, new values and a
+    warm start cost no NL file. Never `.fix()` a variable of such a model: fixed variables are
+    not in the NLP; hold it with equal bounds instead."""
+
+    def __init__(self, m: pyo.ConcreteModel) -> None:
+        self.m = m
+        self.nlp = None
+        self.builds = 0
+        self._last = None  # (x, multipliers) of the last successful solve of this NLP
+
+    def invalidate(self) -> None:
+        self.nlp = None
+        self._last = None
+
+    def solve(self, options: dict | None = None, retry: bool = True,
+              infeasible_is_final: Callable[[], bool] | None = None, warm: bool = False) -> Result:
+        """Solve from the model's current values (warm: from the last solution's multipliers too,
+        when the NLP is unchanged). On failure, retry once from the same start with a monotone
+        barrier and up to 3000 iterations; an infeasible verdict is retried too unless
+        `infeasible_is_final()` says it is proved. The solution is loaded into the model (values,
+        the `dual` suffix)."""
+        from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
+
+        if self.nlp is None:
+            with _quiet_pyomo():
+                self.nlp = PyomoNLP(self.m)
+            self.vars = self.nlp.get_pyomo_variables()
+            self.session = IpoptSession(self.nlp)
+            self.builds += 1
+        user = dict(options or {})
+        inf = float("inf")
+        lb = np.array([inf * -1 if v.lb is None else v.lb for v in self.vars], dtype=float)
+        ub = np.array([inf if v.ub is None else v.ub for v in self.vars], dtype=float)
+        x0 = np.array([0.0 if v.value is None else v.value for v in self.vars], dtype=float)
+        x0 = np.clip(x0, lb, ub)
+        attempts = []
+        res, out = None, None
+        if warm and self._last is not None:
+            _, lam, zl, zu = self._last
+            res, out = self.session.solve(x0, {**WARM_OPTIONS, **user}, lb, ub, (lam, zl, zu))
+            attempts.append((f"a warm start from the previous solution, {describe_options(user)}", res))
+        if res is None or not res.ok:
+            res2, out = self.session.solve(x0, user, lb, ub)
+            attempts.append((f"the warm start, {describe_options(user)}", res2))
+            res = res2 if res is None else res.then(res2)
+        final = res.status is Status.infeasible and infeasible_is_final is not None and infeasible_is_final()
+        if retry and not res.ok and not final:
+            again = {**RETRY_OPTIONS, **user}
+            res3, out = self.session.solve(x0, again, lb, ub)
+            attempts.append((f"the same warm start again, {describe_options(again)}", res3))
+            res = res.then(res3)
+        if res.ok and out is not None:
+            x, lam, zl, zu = out
+            self.nlp.set_primals(x)
+            self.nlp.set_duals(lam)
+            self.nlp.load_state_into_pyomo(bound_multipliers=(zl, zu))
+            self._last = out
+        return replace(res, attempts=tuple(attempts))

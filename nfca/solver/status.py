@@ -35,6 +35,8 @@ class Result:
     iterations: int = 0
     seconds: float = 0.0
     objective: float = float("nan")
+    # (what was tried, its own result) per attempt when a solve was retried; see `failure()`
+    attempts: tuple[tuple[str, "Result"], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -42,6 +44,13 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status.ok
+
+    def failure(self) -> str:
+        """What was tried and how each attempt ended, for an error message."""
+        tried = self.attempts or (("one attempt", self),)
+        return f"{len(tried)} attempt(s): " + "; ".join(
+            f"{k}) {what}: {r.status.value} ({r.message.split(':')[0]}) after {r.iterations} iterations"
+            for k, (what, r) in enumerate(tried, 1))
 
     def then(self, other: "Result") -> "Result":
         """`other` as the outcome, with the effort of both runs (a retry after this one)."""

@@ -1,33 +1,31 @@
 """Dynamic envelopes over a horizon of intervals, and the static envelopes valid for all of them
 (seed section 3.5.1, Fig 3-11).
 
-Semantics (profiles in kW, consumption positive, generation negative; `nfca.profiles`):
+Semantics (profiles in kW, consumption positive, generation negative; `nfca.studies.profiles`):
 
-* dynamic, interval t: every participant's guaranteed import (export) with all participants at
-  their envelope at once and every non-participant at its forecast net power p_u(t) (vars at the
-  options' power factor, q = tan(phi) |p|), in both directions: a non-participant's PV lowers the
-  import it adds and its consumption offsets the export of the others;
-* static: one envelope set for the whole horizon, feasible in every interval with the
-  non-participants at that interval's forecast. Not simply the envelope at each non-participant's
-  worst forecast: the phases are coupled (through the neutral, or the mutual impedance of a
-  Kron-reduced cable), so less generation on one phase can raise another phase's voltage. It is
-  solved on the intervals that bind, by constraint generation (`_Chain.static`), and verified by
-  OpenDSS in every interval.
+* dynamic, interval t: every participant's guaranteed import and export, promised over the
+  study's box (`nfca.model.box`: each participant anywhere within its envelopes) with every
+  non-participant at its forecast net power p_u(t) (vars at the options' power factor,
+  q = tan(phi) |p|): a non-participant's PV leaves more room for import, its consumption more
+  for export;
+* static: one envelope set for the whole horizon, holding in every interval's box. Not simply
+  the envelope at each non-participant's worst forecast: the phases are coupled (through the
+  neutral, or the mutual impedance of a Kron-reduced cable), so less generation on one phase can
+  raise another phase's voltage. Its scenarios are (vertex, interval) pairs found by constraint
+  generation (`_HorizonRun`).
 
-What holds: the static set is feasible in every interval, so the dynamic fair level (the largest
-common level of the interval) is at least the static one and the dynamic optimal total is at
-least the static total; one user's dynamic optimal envelope can still be below its static one
-(the optimum moves power between users). With every end-user a participant nothing varies over
-time: dynamic = static.
+What holds: the static set holds in every interval, so the dynamic fair level is at least the
+static one and the dynamic optimal total at least the static total; one user's dynamic optimal
+envelope can still be below its static one (the optimum moves power between users). With every
+end-user a participant nothing varies over time: dynamic = static.
 
-Speed: one Pyomo model and one PyNumero NLP per method x direction ("chain"); the
-non-participants' power enters as bounds of fixed-by-bounds variables, so an interval costs an
-Ipopt call warm-started (primal and dual) from the previous interval, not an NL file. Intervals
-with the same non-participant powers are solved once; an interval where every participant at
-capacity is within limits (a power flow of the model, the model's margins) gets capacity without
-optimising. A failed warm start is retried cold, then by `EnvelopeProblem.solve` (with its
-retries). Chains run in parallel processes. Every interval's envelopes, dynamic and static, are
-verified by OpenDSS on the full feeder.
+Speed: one persistent model per method (and direction) over the horizon: a new forecast changes
+the non-participants' bounds, not the NLP, and the solve is warm-started from the previous
+interval. Intervals with the same non-participant powers are solved once; an interval where
+every participant at capacity holds in the whole box (the model's power flow at the corners and
+worst vertices) gets capacity without optimising. Chains run in parallel processes. Every
+interval's envelopes, dynamic and static, are verified by OpenDSS on the full feeder at the
+box's corners and worst vertices; the study's audit points are spread over the intervals.
 """
 
 from __future__ import annotations
@@ -42,38 +40,19 @@ from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
-import pyomo.environ as pyo
-import scipy.sparse as sp
 
+from nfca.errors import InfeasibleError, InputError, SolverError, VerificationError
+from nfca.model.box import Guarantee, Point
 from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
-
-from nfca.opf.problem import TIE_BREAK, EnvelopeProblem
-from nfca.errors import InfeasibleError, SolverError, VerificationError
 from nfca.model.network import Feeder
+from nfca.opf.problem import EXCESS_TOL, PER_ROUND, EnvelopeProblem, _label, _Run
+from nfca.opf.worstcase import box_powers, worst_vertices
 from nfca.studies.profiles import Profiles
-from nfca.opf.formulation import (
-    ZBusPowerFlow, add_neutral_voltage_limits,
-    add_thermal_limits, add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, set_voltages,
-    voltages,
-)
-from nfca.solver import IpoptSession, Result
-from nfca.verify import Verification, verify
+from nfca.verify import Verification, verify_many
 
 METHODS = (Method.optimal, Method.fair)
 DIRECTIONS = (Direction.import_, Direction.export)
 STATIC = "static"  # the timestamp of static rows in envelopes.csv
-
-# Warm start from the previous interval's primal-dual point: push it only marginally into the
-# interior and start the barrier small.
-WARM_OPTIONS = {
-    "warm_start_init_point": "yes",
-    "warm_start_bound_push": 1e-9,
-    "warm_start_bound_frac": 1e-9,
-    "warm_start_slack_bound_push": 1e-9,
-    "warm_start_slack_bound_frac": 1e-9,
-    "warm_start_mult_bound_push": 1e-9,
-    "mu_init": 1e-6,
-}
 
 # ----------------------------------------------------------------------------- results
 
@@ -91,7 +70,6 @@ class ChainResult:
     unique: int  # distinct non-participant situations (intervals solved or skipped)
     solves: int  # of them, optimised with Ipopt
     skipped: int  # of them, every participant at capacity (power flow), not optimised
-    fallbacks: int  # intervals that needed the cold generic path (EnvelopeProblem.solve)
     iterations: int
     seconds: float
     timing: dict  # seconds of the dynamic solves, the static solves and the verification; static rounds
@@ -193,7 +171,7 @@ class DynamicStudy:
                 "max_loading_pct": [round(v.max_loading_pct, 3) for v in c.verifications],
                 "verified": all(v.verified for v in c.verifications),
                 "violations": [x for v in c.verifications for x in v.violations][:5],
-                "unique": c.unique, "solves": c.solves, "skipped": c.skipped, "fallbacks": c.fallbacks,
+                "unique": c.unique, "solves": c.solves, "skipped": c.skipped,
                 "iterations": c.iterations, "seconds": round(c.seconds, 3),
             }
         return out
@@ -220,27 +198,36 @@ def run_dynamic(
     progress: Callable[[str], None] | None = None,
     require_verified: bool = True,
 ) -> DynamicStudy:
-    """Dynamic and static envelopes of every method x direction over the profiles' horizon, every
-    interval verified by OpenDSS; raise VerificationError if any fails (nothing is returned)."""
+    """Dynamic and static envelopes of every method (and direction) over the profiles' horizon,
+    every interval verified by OpenDSS over the box it promises; raise VerificationError if any
+    fails (nothing is returned)."""
     t0 = time.perf_counter()
     profiles = profiles.for_feeder(feeder)
     names = frozenset(u.name for u in feeder.end_users)
     chosen = names if participants is None else frozenset(participants)
-    jobs = [(Method(m), Direction(d)) for d in directions for m in methods]
+    directions = tuple(Direction(d) for d in directions)
+    if options.guarantee is Guarantee.box:
+        if set(directions) != set(Direction):
+            raise InputError("a box guarantee covers import and export together: compute both, or use "
+                             "--guarantee direction")
+        jobs = [(Method(m), DIRECTIONS) for m in methods]
+    else:
+        jobs = [(Method(m), (d,)) for d in directions for m in methods]
     if workers is None:
         workers = min(len(jobs), os.cpu_count() or 1)
     workers = max(1, min(int(workers), len(jobs)))
-    # the longest first (export and optimal take more Ipopt iterations), so the processes finish together
-    order = sorted(jobs, key=lambda j: (j[1] is not Direction.export, j[0] is not Method.optimal))
+    # the longest first (optimal and export take more Ipopt iterations), so the processes finish together
+    order = sorted(jobs, key=lambda j: (j[0] is not Method.optimal, Direction.export not in j[1]))
     args = [(feeder, options, chosen, m, d, profiles) for m, d in order]
     if progress:
         progress(f"{len(jobs)} envelope series x {len(profiles)} intervals in {workers} process(es)")
     if workers == 1:
-        chains = [_run_chain(*a) for a in args]
+        results = [_run_chain(*a) for a in args]
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            chains = list(pool.map(_run_chain_packed, args))
-    chains = sorted(chains, key=lambda c: jobs.index((c.method, c.direction)))
+            results = list(pool.map(_run_chain_packed, args))
+    wanted = [(Method(m), d) for d in directions for m in methods]
+    chains = sorted((c for r in results for c in r), key=lambda c: wanted.index((c.method, c.direction)))
     study = DynamicStudy(feeder, options, profiles, chosen, tuple(chains), workers, time.perf_counter() - t0)
     if require_verified and not study.verified:
         for c in study.chains:
@@ -253,51 +240,74 @@ def run_dynamic(
     return study
 
 
-def _run_chain_packed(a: tuple) -> ChainResult:
+def _run_chain_packed(a: tuple) -> list[ChainResult]:
     return _run_chain(*a)
 
 
 def _run_chain(feeder: Feeder, options: EnvelopeOptions, participants: frozenset[str], method: Method,
-               direction: Direction, profiles: Profiles) -> ChainResult:
+               dirs: tuple[Direction, ...], profiles: Profiles) -> list[ChainResult]:
+    """One method (and direction, or both for a box) over the horizon: the dynamic sets of every
+    distinct non-participant situation on one persistent model, the static set by constraint
+    generation over the intervals, and OpenDSS verification of both in every interval."""
     t0 = time.perf_counter()
-    chain = _Chain(feeder, options, participants, method, direction)
+    problem = EnvelopeProblem(feeder, options, participants)
     names = list(profiles.kw.columns)
     kw = profiles.kw.to_numpy(dtype=float)
     non = [k for k, n in enumerate(names) if n not in participants]
-    by_key: dict[tuple, int] = {}  # non-participant powers -> index into unique
-    unique_envs: list[EnvelopeSet] = []
-    unique_firm: list[dict[str, float]] = []
+    by_key: dict[tuple, int] = {}  # non-participant powers -> index into the distinct situations
+    firms: list[dict[str, float]] = []
+    labels: list[str] = []
     index = []
-    skipped = 0
-    t_dyn = time.perf_counter()
     for k, ts in enumerate(profiles.timestamps):
         key = tuple(np.round(kw[k, non], 9).tolist())
         if key not in by_key:
-            firm = dict(zip(names, kw[k].tolist()))
-            env, at_capacity = chain.envelope(firm, f"at {ts}")
-            skipped += at_capacity
-            by_key[key] = len(unique_envs)
-            unique_envs.append(env)
-            unique_firm.append(firm)
+            by_key[key] = len(firms)
+            firms.append(dict(zip(names, kw[k].tolist())))
+            labels.append(f"at {ts}")
         index.append(by_key[key])
+    run = _Run(problem, method, options.guarantee, dirs, firms[0])
+    dynamic, skipped, solves, iterations = [], 0, 0, 0
+    t_dyn = time.perf_counter()
+    for firm, label in zip(firms, labels):
+        run.set_forecast(firm)
+        t1 = time.perf_counter()
+        try:
+            sets = run.capacity_sets(t1)
+            skipped += sets is not None
+            sets = sets or run.envelope_sets(t1)
+        except (InfeasibleError, SolverError) as exc:
+            raise type(exc)(f"{label}: {exc}") from None
+        solves += len(run.runs)
+        iterations += sum(r.iterations for r in run.runs)
+        dynamic.append(sets)
     t_static = time.perf_counter()
-    static = chain.static(unique_envs, unique_firm, [str(profiles.timestamps[index.index(i)]) for i in range(len(unique_envs))])
-    statics = [replace(static, firm_kw=f) for f in unique_firm]
+    static_run = _HorizonRun(problem, method, options.guarantee, dirs, firms, labels,
+                             first=int(np.argmin([sum(e.total_kw for e in sets) for sets in dynamic])))
+    try:
+        static = static_run.envelope_sets(time.perf_counter())
+    except (InfeasibleError, SolverError) as exc:
+        raise type(exc)(f"static {method.value} envelopes: {exc}") from None
     t_verify = time.perf_counter()
-    vers = [_compact(v) for v in verify(feeder, unique_envs + statics, options)]
+    n_audit = options.audit_points
+    per = -(-n_audit // len(firms)) if n_audit else 0  # the audit spread over the distinct situations
+    static_at = [[replace(e, firm_kw=firm, worst_points=tuple(static_run.worst_points_at(k))) for e in static]
+                 for k, firm in enumerate(firms)]
+    checked = [_compact(v) for v in verify_many(feeder, dynamic + static_at, options, audit_points=per)]
+    vers, static_vers = checked[: len(firms)], checked[len(firms):]
     timing = {"dynamic_s": round(t_static - t_dyn, 3), "static_s": round(t_verify - t_static, 3),
-              "verify_s": round(time.perf_counter() - t_verify, 3), "static_rounds": chain.static_rounds,
-              "static_intervals": chain.static_intervals}
-    n = len(unique_envs)
-    dynamic = tuple(unique_envs[i] for i in index)
-    return ChainResult(
-        method=method, direction=direction, static=static,
-        static_verifications=tuple(vers[n + i] for i in index),
-        dynamic=dynamic, verifications=tuple(vers[i] for i in index),
-        unique=n, solves=chain.solves, skipped=skipped, fallbacks=chain.fallbacks,
-        iterations=sum(e.iterations for e in unique_envs) + static.iterations,
-        seconds=time.perf_counter() - t0, timing=timing,
-    )
+              "verify_s": round(time.perf_counter() - t_verify, 3), "static_scenarios": len(static_run.blocks),
+              "static_solves": len(static_run.runs)}
+    seconds = time.perf_counter() - t0
+    out = []
+    for j, d in enumerate(dirs):
+        out.append(ChainResult(
+            method=method, direction=d, static=static[j],
+            static_verifications=tuple(static_vers[i] for i in index),
+            dynamic=tuple(dynamic[i][j] for i in index), verifications=tuple(vers[i] for i in index),
+            unique=len(firms), solves=solves, skipped=skipped,
+            iterations=iterations + static[j].iterations, seconds=seconds, timing=timing,
+        ))
+    return out
 
 
 def _compact(v: Verification) -> Verification:
@@ -305,403 +315,77 @@ def _compact(v: Verification) -> Verification:
     return replace(v, line_loading_pct={})
 
 
-# ----------------------------------------------------------------------------- one chain
+class _HorizonRun(_Run):
+    """The static set: one envelope set that holds in every interval's box (non-participants at
+    that interval's forecast). Its scenarios are (vertex, interval) pairs, found by constraint
+    generation: every interval is screened with the scenarios' vertices, the intervals that come
+    nearest are searched for their worst vertices, those that break a limit are added."""
 
+    SEARCHED = 4  # intervals searched in full per round, besides those a screened vertex breaks
 
-class _Chain:
-    """One method x direction: a model whose non-participants' power is set by bounds."""
+    def __init__(self, problem: EnvelopeProblem, method: Method, guarantee: Guarantee, dirs: tuple[Direction, ...],
+                 firms: list[dict[str, float]], labels: list[str], first: int):
+        self.interval_ranges = [problem.ranges(guarantee, dirs, f)[:2] for f in firms]
+        self.labels = labels
+        super().__init__(problem, method, guarantee, dirs, firms[first])
+        self.first = first
 
-    def __init__(self, feeder: Feeder, options: EnvelopeOptions, participants: frozenset[str],
-                 method: Method, direction: Direction):
-        self.feeder, self.options, self.participants = feeder, options, participants
-        self.method, self.direction = Method(method), Direction(direction)
-        self.problem = EnvelopeProblem(feeder, options, participants)
-        P, m = self.problem, self.problem.m
-        self.free = [u for u in m.U if P.part[u]]
-        self.non = [u for u in m.U if not P.part[u]]
-        self.screen = _CapacityScreen(P)
-        self.generic: EnvelopeProblem | None = None
-        self.solves = self.fallbacks = self.static_rounds = self.static_intervals = 0
-        self.warm = None
-        self.solutions: dict[int, np.ndarray] = {}  # id(EnvelopeSet) -> the model's voltages (pu)
-        self.nlp = None
-        if self.free and self.method is not Method.maxmin:  # maxmin is iterative: generic path
-            self._build()
+    def _violated(self) -> list[tuple[Point, tuple]]:
+        P = self.P
+        gi, ge = self.envelopes_pu()
+        patterns = list({p.t.tobytes(): p.t for p in self.points}.values())
+        excess = []
+        for k, ranges in enumerate(self.interval_ranges):
+            lo, hi = self.box_pu(gi, ge, ranges)
+            worst = max(np.max(P.points.excess(box_powers(lo, hi, P.tan_phi, t))[0]) for t in patterns)
+            excess.append(worst)
+        order = np.argsort(excess)[::-1]
+        have = {(p.t.tobytes(), id(r[0])) for p, r in zip(self.points, self.block_ranges)}
+        found = []
+        for k in order[: self.SEARCHED]:
+            ranges = self.interval_ranges[k]
+            lo, hi = self.box_pu(gi, ge, ranges)
+            if self.corner is not None:  # the one point of the corner guarantee, in interval k
+                t = patterns[0]
+                ex, _ = P.points.excess(box_powers(lo, hi, P.tan_phi, t))
+                if ex.max() > EXCESS_TOL and (t.tobytes(), id(ranges[0])) not in have:
+                    found.append((float(ex.max()), Point(t, f"every participant at its envelope {self.labels[k]}"), ranges))
+                continue
+            for c in worst_vertices(P.points, lo, hi, P.tan_phi):
+                if c.excess > EXCESS_TOL and (c.t.tobytes(), id(ranges[0])) not in have:
+                    found.append((c.excess, Point(c.t, f"{_label(P, c)} {self.labels[k]}"), ranges))
+        found.sort(key=lambda x: -x[0])
+        return [(p, r) for _, p, r in found[:PER_ROUND]]
 
-    # -- the persistent NLP
-    def _build(self) -> None:
-        from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
+    def worst_points_at(self, k: int) -> list[Point]:
+        """Each limit's worst vertex of interval k's box at the published values (for OpenDSS)."""
+        if self.corner is not None:
+            return []
+        P = self.P
+        gi, ge = self.published
+        lo, hi = self.box_pu(gi, ge, self.interval_ranges[k])
+        return [Point(c.t, _label(P, c)) for c in worst_vertices(P.points, lo, hi, P.tan_phi, screen=0.1)]
 
-        P, m = self.problem, self.problem.m
-        P._reset(self.direction)  # non-participants' g fixed at capacity (firm); their p, q follow
-        for u in self.non:
-            m.link_p[u].deactivate()
-            m.link_q[u].deactivate()
-            for v in (m.p[u], m.q[u]):  # free in Pyomo; each solve fixes them by the NLP's bounds
-                v.setlb(None)
-                v.setub(None)
-        b, free, cap = m.method, self.free, P.cap
-        self.cap_min = float(min(cap[u] for u in free))
-        if self.method is Method.optimal:
-            b.obj = pyo.Objective(expr=sum(m.g[u] for u in free) - TIE_BREAK / 2 * sum(m.g[u] ** 2 for u in free),
-                                  sense=pyo.maximize)
-        elif self.method is Method.fair:
-            b.t = pyo.Var(bounds=(0, self.cap_min), initialize=0.25 * self.cap_min)
-            b.equal = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.t)
-            b.obj = pyo.Objective(expr=b.t, sense=pyo.maximize)
-        elif self.method is Method.proportional:
-            b.alpha = pyo.Var(bounds=(0, 1), initialize=0.25)
-            b.prop = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.alpha * float(cap[u]))
-            b.obj = pyo.Objective(expr=b.alpha, sense=pyo.maximize)
-        elif self.method is Method.propfair:
-            for u in free:
-                m.g[u].setlb(1e-6)
-            b.obj = pyo.Objective(expr=sum(float(cap[u]) * pyo.log(m.g[u]) for u in free), sense=pyo.maximize)
-        nlp = self.nlp = PyomoNLP(m)
-        self.session = IpoptSession(nlp)
-        self.ip = np.array(nlp.get_primal_indices([m.p[u] for u in self.non]), dtype=int)
-        self.iq = np.array(nlp.get_primal_indices([m.q[u] for u in self.non]), dtype=int)
-        self.lb0, self.ub0 = nlp.primals_lb().copy(), nlp.primals_ub().copy()
-        self.vars = nlp.get_pyomo_variables()
+    def _sets(self, gi, ge, res, binding, t0):
+        sb = self.P.net.s_base_va
+        self.published = tuple(np.minimum(np.floor(g * sb + 1e-3), np.round(self.P.cap * sb, 6)) / sb for g in (gi, ge))
+        return super()._sets(gi, ge, res, binding, t0)
 
-    def _ipopt(self, lb, ub, x0, extra: dict, warm=None) -> tuple[Result, tuple | None]:
-        self.solves += 1
-        user = dict(getattr(self.options, "ipopt_options", ()))  # the user's Ipopt options win
-        return self.session.solve(x0, {**extra, **user}, lb, ub, warm)
+    def worst_points(self, lo, hi) -> list[Point]:
+        return []  # they depend on the interval: `worst_points_at`
 
-    def _cold_start(self, firm: np.ndarray) -> np.ndarray:
-        """Power flow with participants at a quarter of capacity, non-participants at `firm`."""
-        P, m = self.problem, self.problem.m
-        g0 = np.where(P.part, 0.25 * P.cap, 0.0)
-        s = P._user_s(self.direction, g0, firm)
-        v = fixed_point_voltages(P.net, s)
-        if np.all(np.isfinite(v)):
-            set_voltages(m, v)
-            init_leg_currents(m, P.net, v, s)
-        for u in m.U:
-            m.p[u].set_value(float(s[u].real))
-            m.q[u].set_value(float(s[u].imag))
-            if P.part[u]:
-                m.g[u].set_value(float(g0[u]))
-        b = m.method
-        if hasattr(b, "t"):
-            b.t.set_value(0.25 * self.cap_min)
-        if hasattr(b, "alpha"):
-            b.alpha.set_value(0.25)
-        return np.array([v.value if v.value is not None else 0.0 for v in self.vars], dtype=float)
-
-    def envelope(self, firm_kw: dict[str, float], label: str) -> tuple[EnvelopeSet, bool]:
-        """The envelope set with non-participants at `firm_kw`, and whether it is at capacity
-        without optimising."""
-        env = self.capacity_set(firm_kw)
-        return (env, True) if env is not None else (self.solve(firm_kw, label), False)
-
-    def solve(self, firm_kw: dict[str, float], label: str) -> EnvelopeSet:
-        """The envelope set with non-participants at `firm_kw`; `label` names the interval in errors."""
-        if self.nlp is None:
-            return self._generic(firm_kw, label)
-        P, m = self.problem, self.problem.m
-        t0 = time.perf_counter()
-        firm = P._firm_pu(firm_kw)
-        pn = firm[self.non]
-        qn = P.tan_phi * np.abs(pn)
-        lb, ub = self.lb0.copy(), self.ub0.copy()
-        lb[self.ip] = ub[self.ip] = pn
-        lb[self.iq] = ub[self.iq] = qn
-        runs, out = [], None
-        if self.warm is not None:
-            x0, lam, zl, zu = self.warm
-            x0 = x0.copy()
-            x0[self.ip], x0[self.iq] = pn, qn
-            res, out = self._ipopt(lb, ub, x0, WARM_OPTIONS, (lam, zl, zu))
-            runs.append(res)
-        if not runs or not runs[-1].ok:
-            res, out = self._ipopt(lb, ub, self._cold_start(firm), {})
-            runs.append(res)
-        if not runs[-1].ok:
-            self.warm = None
-            return self._generic(firm_kw, label)
-        x, lam, zl, zu = out
-        nlp = self.nlp
-        nlp.set_primals(x)
-        nlp.set_duals(lam)
-        nlp.load_state_into_pyomo(bound_multipliers=(zl, zu))
-        if self.method is Method.fair and pyo.value(m.method.t) >= self.cap_min - 1e-7 and any(
-                P.cap[u] > self.cap_min + 1e-12 for u in self.free):
-            return self._generic(firm_kw, label)  # some reach capacity, others can rise further
-        self.warm = out
-        env = P._envelope_set(self.method, self.direction, runs, t0, firm_kw)
-        self.solutions[id(env)] = voltages(m, P.net)
-        return env
-
-    def _generic(self, firm_kw: dict[str, float], label: str) -> EnvelopeSet:
-        """EnvelopeProblem.solve on a model of its own (cold start, retries, every method)."""
-        self.fallbacks += 1
-        if self.generic is None:
-            self.generic = EnvelopeProblem(self.feeder, self.options, self.participants)
+    def firm_violations(self) -> list[str]:
+        """The limits the non-participants alone break in any interval."""
+        saved = (self.np_lo, self.np_hi)
         try:
-            env = self.generic.solve(self.method, self.direction, firm_kw)
-        except (InfeasibleError, SolverError) as exc:
-            raise type(exc)(f"{label}: {exc}") from None
-        self.solves += env.solves
-        return env
-
-    def static(self, envs: list[EnvelopeSet], firms: list[dict[str, float]], labels: list[str],
-               max_rounds: int = 10, per_round: int = 6) -> EnvelopeSet:
-        """The envelope set feasible in every interval, by constraint generation: solve on a few
-        intervals at once, check every interval with the model's power flow, add the intervals
-        where the set breaks a limit (the `per_round` worst), until it breaks none. The first
-        intervals: the one with the least dynamic total and those where its dynamic envelope
-        breaks a limit. Each interval's network copy starts from its dynamic solution."""
-        P = self.problem
-        if not self.free or all(e.solves == 0 for e in envs):  # nobody to limit, or capacity fits always
-            return replace(envs[0], firm_kw=dict(firms[0]))
-        hp = _HorizonProblem(P, self.direction)
-        first = int(np.argmin([e.total_kw for e in envs]))
-        chosen: list[int] = []
-        new = [first, *self._violated(envs[first], firms, {first}, per_round)]
-        for _ in range(max_rounds):
-            for k in new:
-                e = envs[k]
-                g0 = np.array([e.guaranteed_kw[n] * 1e3 / P.net.s_base_va for n in P.net.users])
-                hp.add(P._firm_pu(firms[k]), labels[k], firms[k], self.solutions.get(id(e)), np.where(P.part, g0, 0.0))
-            chosen += new
-            self.static_rounds += 1
-            self.static_intervals = len(chosen)
-            try:
-                env = hp.solve(self.method, self.direction)
-            except (InfeasibleError, SolverError) as exc:
-                raise type(exc)(f"static {self.method.value} {self.direction.value} envelopes: {exc}") from None
-            self.solves += env.solves
-            new = self._violated(env, firms, set(chosen), per_round)
-            if not new:
-                return env
-        raise SolverError(f"static {self.method.value} {self.direction.value} envelopes: no set feasible in every "
-                          f"interval after {max_rounds} rounds ({len(chosen)} intervals)")
-
-    def _violated(self, env: EnvelopeSet, firms: list[dict[str, float]], skip: set[int], n: int) -> list[int]:
-        """The (at most n) intervals, worst first, where `env`'s participants break a limit."""
-        P = self.problem
-        g = np.array([env.guaranteed_kw[x] * 1e3 / P.net.s_base_va for x in P.net.users])
-        g = np.where(P.part, g, 0.0)
-        excess = [(self.screen.worst(P._user_s(self.direction, g, P._firm_pu(f)))[0], k)
-                  for k, f in enumerate(firms) if k not in skip]
-        return [k for e, k in sorted(excess, reverse=True)[:n] if e > 0]
-
-    def capacity_set(self, firm_kw: dict[str, float]) -> EnvelopeSet | None:
-        """Every participant at capacity if a power flow shows that within limits, else None."""
-        P = self.problem
-        if not self.free:
-            return None
-        t0 = time.perf_counter()
-        firm = P._firm_pu(firm_kw)
-        s = P._user_s(self.direction, np.where(P.part, P.cap, 0.0), firm)
-        excess, vmin, vmax = self.screen.excess(s)
-        if excess > 0:
-            return None
-        cap_w = np.minimum(np.floor(P.cap * P.net.s_base_va + 1e-3), np.round(P.cap * P.net.s_base_va, 6))
-        kw = np.round(cap_w / 1e3, 6)
-        return EnvelopeSet(
-            method=self.method, direction=self.direction,
-            guaranteed_kw=dict(zip(P.net.users, kw.tolist())),
-            participant=dict(zip(P.net.users, P.part.tolist())),
-            binding={n: "capacity" for n in P.net.users},
-            result=Result("optimal", "every participant at capacity is within limits (power flow): "
-                                          "not optimised", 0, time.perf_counter() - t0),
-            seconds=time.perf_counter() - t0, iterations=0, solves=0, v_min_pu=vmin, v_max_pu=vmax,
-            firm_kw=dict(firm_kw),
-        )
-
-
-class _CapacityScreen:
-    """The model's power flow (Z-bus iteration on one factorised admittance matrix) and its
-    limits with the model's margins: a quick, exact test of a fixed operating point."""
-
-    def __init__(self, problem: EnvelopeProblem):
-        net, limits = problem.net, problem.options.limits
-        self.net = net
-        self.pf = ZBusPowerFlow(net)
-        self.vp = np.array([p for p, _, _, _ in net.vlegs])
-        self.vq = np.array([q for _, q, _, _ in net.vlegs])
-        self.vnom = np.array([nom for _, _, nom, _ in net.vlegs])
-        self.vmin, self.vmax = net.voltage_bounds_pu(limits)
-        # line conductor currents I = Z^-1 (V_from - V_to) and rated element terminal currents
-        rows, cols, vals = [], [], []
-        for sl, z in zip(net.line_slices, net.line_z):
-            zi = np.linalg.inv(z)
-            cs = range(sl.start, sl.stop)
-            for a, c in enumerate(cs):
-                for b, c2 in enumerate(cs):
-                    for node, sign in ((net.c_from[c2], 1.0), (net.c_to[c2], -1.0)):
-                        if node >= 0:
-                            rows.append(c), cols.append(node), vals.append(sign * zi[a, b])
-        self.line = sp.csr_matrix((vals, (rows, cols)), shape=(len(net.c_from), net.n), dtype=complex)
-        self.imax = net.c_imax * (1 - limits.i_margin)
-        rows, cols, vals, lims = [], [], [], []
-        for ix, y, rated, imax in zip(net.el_idx, net.el_y, net.el_rated, net.el_imax):
-            for r, lim in zip(rated, imax):
-                for b, j in enumerate(ix):
-                    if j >= 0:
-                        rows.append(len(lims)), cols.append(j), vals.append(y[r, b])
-                lims.append(lim * (1 - limits.i_margin))
-        self.elem = sp.csr_matrix((vals, (rows, cols)), shape=(len(lims), net.n), dtype=complex)
-        self.emax = np.array(lims)
-        vn = limits.v_neutral_max_v  # neutral-to-earth limit at end-users (four-wire)
-        self.vn_idx = np.array([i for i, _ in net.vneutral], dtype=int) if vn is not None else np.zeros(0, dtype=int)
-        self.vn_max = net.neutral_max_pu(limits) if vn is not None else np.zeros(0)
-
-    def excess(self, s_user: np.ndarray) -> tuple[float, float, float]:
-        """How far (pu of the limit) the worst limit is exceeded at end-user powers `s_user` (pu,
-        consumption +): <= 0 within limits, inf if the iteration fails; and the lowest and highest
-        end-user voltage."""
-        v = self.voltages(s_user)
-        if v is None:
-            return np.inf, 0.0, 0.0
-        e = self._excesses(v)
-        vl = e[0]
-        return float(max(x.max(initial=-1.0) for x in e[1:])), float(vl.min()), float(vl.max())
-
-    def worst(self, s_user: np.ndarray) -> tuple[float, int]:
-        """The largest excess over a limit and which limit it is (-1 if the iteration fails)."""
-        v = self.voltages(s_user)
-        if v is None:
-            return np.inf, -1
-        x = np.concatenate(self._excesses(v)[1:])
-        k = int(np.argmax(x))
-        return float(x[k]), k
-
-    def _excesses(self, v: np.ndarray) -> tuple[np.ndarray, ...]:
-        ve = np.append(v, 0.0)
-        vl = np.abs(ve[self.vp] - ve[self.vq]) / self.vnom
-        return (vl, self.vmin - vl, vl - self.vmax, np.abs(self.line @ v) / self.imax - 1,
-                np.abs(self.elem @ v) / self.emax - 1, np.abs(v[self.vn_idx]) - self.vn_max)
-
-    def voltages(self, s_user: np.ndarray) -> np.ndarray | None:
-        """Node voltages (pu) at end-user powers `s_user`; None if the iteration fails."""
-        return self.pf.solve(s_user)
-
-
-class _HorizonProblem(EnvelopeProblem):
-    """One envelope set feasible in several intervals at once (the static envelope): one copy of
-    the network model per interval (`add`), all sharing the participants' guaranteed power. The
-    methods of EnvelopeProblem run on it unchanged."""
-
-    def __init__(self, base: EnvelopeProblem, direction: Direction):
-        for k in ("feeder", "options", "participants", "model_feeder", "net", "tan_phi", "cap", "part", "paths"):
-            setattr(self, k, getattr(base, k))
-        self.direction = direction
-        self.blocks, self.labels, self.firm_kw = [], [], []
-        M = self.m = pyo.ConcreteModel(name=f"{self.net.feeder.name} static")
-        M.U = pyo.RangeSet(0, len(self.net.users) - 1)
-        M.g = pyo.Var(M.U, bounds=lambda M, u: (0.0, float(self.cap[u])), initialize=0.0)
-        M.sign = pyo.Param(mutable=True, initialize=direction.sign)
-        M.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-        M.ipopt_zL_out = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-        M.ipopt_zU_out = pyo.Suffix(direction=pyo.Suffix.IMPORT)
-        M.method = pyo.Block()
-        self.warm_ready = False  # the model holds a solution and its multipliers
-
-    def _solve(self) -> Result:
-        """Warm-started from the last solution (and its multipliers) when there is one."""
-        if self.warm_ready:
-            res = self._warm_solve()
-            if res.ok:
-                return res
-        res = super()._solve()
-        self.warm_ready = res.ok
-        return res
-
-    def _warm_solve(self) -> Result:
-        from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
-
-        M = self.m
-        nlp = PyomoNLP(M)
-        xs, cons = nlp.get_pyomo_variables(), nlp.get_pyomo_constraints()
-        x0 = np.array([v.value if v.value is not None else 0.0 for v in xs], dtype=float)
-        warm = (np.array([M.dual.get(c, 0.0) for c in cons], dtype=float),
-                np.array([M.ipopt_zL_out.get(v, 0.0) for v in xs], dtype=float),
-                np.array([M.ipopt_zU_out.get(v, 0.0) for v in xs], dtype=float))
-        res, out = IpoptSession(nlp).solve(x0, {**WARM_OPTIONS, **dict(getattr(self.options, "ipopt_options", ()))}, warm=warm)
-        if res.ok:
-            x, lam, zl, zu = out
-            nlp.set_primals(x)
-            nlp.set_duals(lam)
-            nlp.load_state_into_pyomo(bound_multipliers=(zl, zu))
-        return res
-
-    def add(self, firm: np.ndarray, label: str, firm_kw: dict[str, float], v0: np.ndarray | None,
-            g0: np.ndarray) -> None:
-        """A copy of the network with the non-participants at `firm` (pu), started at voltages
-        `v0` (pu; a power flow if None) and participants at `g0` (pu)."""
-        net, o, M = self.net, self.options, self.m
-        part = [u for u in M.U if self.part[u]]
-        b = build_model(net)
-        add_voltage_limits(b, net, o.limits)
-        add_thermal_limits(b, net, o.limits)
-        if o.limits.v_neutral_max_v is not None:
-            add_neutral_voltage_limits(b, net, o.limits)
-        M.add_component(f"interval{len(self.blocks)}", b)
-        b.link_p = pyo.Constraint(part, rule=lambda b, u: b.p[u] == M.sign * M.g[u])
-        b.link_q = pyo.Constraint(part, rule=lambda b, u: b.q[u] == self.tan_phi * M.g[u])
-        s = self._user_s(self.direction, g0, firm)
-        v = fixed_point_voltages(net, s) if v0 is None else v0
-        if np.all(np.isfinite(v)):
-            set_voltages(b, v)
-            init_leg_currents(b, net, v, s)
-        for u in M.U:
-            b.p[u].set_value(float(s[u].real))
-            b.q[u].set_value(float(s[u].imag))
-            if not self.part[u]:
-                b.p[u].fix()
-                b.q[u].fix()
-        if not self.blocks:
-            for u in part:
-                M.g[u].set_value(float(g0[u]))
-        else:  # no more than any interval allows
-            for u in part:
-                M.g[u].set_value(min(float(M.g[u].value), float(g0[u])))
-        self.blocks.append(b)
-        self.labels.append(label)
-        self.firm_kw.append(firm_kw)
-
-    def _reset(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> None:
-        M = self.m
-        M.del_component(M.method)
-        M.method = pyo.Block()
-        M.sign.set_value(direction.sign)
-        for u in M.U:
-            M.g[u].unfix()
-            if not self.part[u]:
-                M.g[u].fix(float(self.cap[u]))
-
-    def _firm_violations(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> list[str]:
-        """The limits the non-participants alone violate in any of the intervals."""
-        return [x for fk in self.firm_kw for x in super()._firm_violations(direction, fk)]
-
-    def _envelope_set(self, method, direction, runs, t0, firm_kw=None) -> EnvelopeSet:
-        """Reported on the most constraining interval (largest multipliers on its limits)."""
-        M = self.m
-
-        def weight(b) -> float:
-            cons = [*b.v_lower.values(), *b.v_upper.values(), *b.i_line.values(), *b.i_element.values()]
-            if b.component("v_neutral") is not None:
-                cons += list(b.v_neutral.values())
-            return sum(abs(M.dual.get(c, 0.0)) for c in cons)
-
-        k = max(range(len(self.blocks)), key=lambda j: weight(self.blocks[j]))
-        b = self.blocks[k]
-        if b.component("dual") is None:
-            b.dual = pyo.Suffix(direction=pyo.Suffix.LOCAL)
-            b.g = pyo.Reference(M.g)
-        b.dual.clear()
-        b.dual.update((c, M.dual[c]) for c in b.component_data_objects(pyo.Constraint) if c in M.dual)
-        saved, self.m = self.m, b
-        try:
-            env = super()._envelope_set(method, direction, runs, t0, self.firm_kw[k])
+            for ranges, label in zip(self.interval_ranges, self.labels):
+                self.np_lo, self.np_hi = ranges
+                bad = super().firm_violations()
+                if bad:
+                    return [f"{x} {label}" for x in bad]
+            return []
         finally:
-            self.m = saved
-        binding = {n: (x if x in ("capacity", "firm") else f"{x} at {self.labels[k]}") for n, x in env.binding.items()}
-        return replace(env, binding=binding)
+            self.np_lo, self.np_hi = saved
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -7,23 +7,24 @@ a summary dict) and writes nothing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
+from nfca.errors import InfeasibleError, InputError, VerificationError
+from nfca.model.box import Guarantee
 from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
-
-from nfca.opf.problem import EnvelopeProblem
-from nfca.errors import InputError, VerificationError
 from nfca.model.network import Feeder
+from nfca.opf.problem import EnvelopeProblem
 from nfca.verify import Verification, verify
 
 COLUMNS = [
     "end_user", "connection_point", "bus", "phases", "connection", "capacity_kva", "direction", "method",
-    "participant", "guaranteed_kw", "binding", "v_min_verified_pu", "v_max_verified_pu", "distance_m",
+    "participant", "guaranteed_kw", "binding", "binding_type", "binding_element", "binding_phase", "binding_value",
+    "v_min_verified_pu", "v_max_verified_pu", "distance_m",
 ]
 
 
@@ -32,8 +33,10 @@ class Study:
     feeder: Feeder
     options: EnvelopeOptions
     envelopes: tuple[EnvelopeSet, ...]
-    verifications: tuple[Verification, ...]
+    verifications: tuple[Verification, ...]  # one per envelope set (the two sets of a box share one)
     seconds: float
+    # (method, direction) -> why no envelope exists, for the sets that have none
+    infeasible: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
@@ -50,7 +53,9 @@ class Study:
                     "connection": u.connection, "capacity_kva": u.capacity_kva,
                     "direction": env.direction.value, "method": env.method.value,
                     "participant": env.participant[u.name], "guaranteed_kw": env.guaranteed_kw[u.name],
-                    "binding": env.binding[u.name],
+                    "binding": env.binding[u.name].text, "binding_type": env.binding[u.name].kind,
+                    "binding_element": env.binding[u.name].element, "binding_phase": env.binding[u.name].phase,
+                    "binding_value": env.binding[u.name].value,
                     "v_min_verified_pu": round(ver.user_v_min_pu[u.name], 6),
                     "v_max_verified_pu": round(ver.user_v_max_pu[u.name], 6),
                     "distance_m": round(dist[u.bus], 3),
@@ -76,7 +81,13 @@ class Study:
                 "min_kw": round(float(g.min()), 3) if g.size else 0.0,
                 "max_kw": round(float(g.max()), 3) if g.size else 0.0,
                 "jain_index": round(jain_index(g), 6),
-                "solver_status": env.result.status,
+                "guarantee": env.guarantee.value,
+                "scenarios": len(env.scenarios),
+                "points_checked": ver.points_checked,
+                "audit_points": ver.audit_points,
+                "audit_violations": ver.audit_violations,
+                "margins": {k: round(x, 6) for k, x in ver.margins.items()},
+                "solver_status": env.result.status.value,
                 "iterations": env.iterations,
                 "solves": env.solves,
                 "seconds": round(env.seconds, 3),
@@ -118,26 +129,38 @@ def run_envelopes(
     progress: Callable[[str], None] | None = None,
     require_verified: bool = True,
 ) -> Study:
-    """Solve every method x direction, verify each by OpenDSS; raise if any fails verification."""
+    """Solve every method (and direction), verify each set by OpenDSS over the box it promises;
+    raise VerificationError if any fails. A set that has no envelope (the non-participants alone
+    break a limit) is recorded in `Study.infeasible`, the others are still computed."""
     t0 = time.perf_counter()
+    methods = [Method(m) for m in methods]
+    directions = [Direction(d) for d in directions]
+    if options.guarantee is Guarantee.box and set(directions) != set(Direction):
+        raise InputError("a box guarantee covers import and export together (each participant anywhere between "
+                         "its export and its import envelope): compute both, or use --guarantee direction")
     problem = EnvelopeProblem(feeder, options, participants)
-    envs = []
-    for d in directions:
-        for m in methods:
-            if progress:
-                progress(f"{Method(m).value} {Direction(d).value}")
-            envs.append(problem.solve(m, d))
-    if progress:
-        progress("verifying with OpenDSS")
-    vers = verify(feeder, envs, options)
-    study = Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0)
-    if require_verified and not study.verified:
-        bad = next((e, v) for e, v in zip(envs, vers) if not v.verified)
-        raise VerificationError(
-            f"the {bad[0].method.value} {bad[0].direction.value} envelopes failed OpenDSS verification: "
-            f"{bad[1].violations[0]}; nothing was written"
-        )
-    return study
+    groups = [(m, None) for m in methods] if options.guarantee is Guarantee.box else \
+        [(m, d) for d in directions for m in methods]
+    envs, vers, infeasible = [], [], {}
+    for m, d in groups:
+        what = f"{m.value} {d.value if d else 'import and export'}"
+        if progress:
+            progress(f"solving {what}")
+        try:
+            sets = problem.solve(m, d)
+        except InfeasibleError as exc:
+            for dd in ([d] if d else directions):
+                infeasible[(m.value, dd.value)] = str(exc)
+            continue
+        if progress:
+            progress(f"verifying {what} with OpenDSS")
+        ver = verify(feeder, sets, options)
+        if require_verified and not ver.verified:
+            raise VerificationError(f"the {what} envelopes failed OpenDSS verification: {ver.violations[0]}; "
+                                    "nothing was written")
+        envs += sets
+        vers += [ver] * len(sets)
+    return Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, infeasible)
 
 
 def select_participants(feeder: Feeder, spec: str, seed: int = 0) -> frozenset[str]:
@@ -211,31 +234,27 @@ def sweep_participation(
     """Guaranteed power against the number of NFCA participants (seed Fig 5-4).
 
     Participants are the first k of one seeded random order, so each set contains the smaller
-    ones. When the firm connections alone violate a limit there is no envelope: the row says
-    `infeasible` and carries zero guaranteed power. Every feasible point is verified by OpenDSS.
+    ones. When the non-participants alone break a limit there is no envelope: the row says
+    `infeasible` and its power is missing (a gap, not zero). Every feasible point is verified by
+    OpenDSS over the box it promises.
     """
-    from nfca.errors import InfeasibleError
-
     order = np.random.default_rng(seed).permutation([u.name for u in feeder.end_users]).tolist()
     rows = []
     for k in counts:
         chosen = frozenset(order[:k])
-        problem = None
-        for d in directions:
-            for m in methods:
-                if progress:
-                    progress(f"{k} participants: {Method(m).value} {Direction(d).value}")
-                row = {"participants": k, "direction": Direction(d).value, "method": Method(m).value}
-                try:
-                    problem = problem or EnvelopeProblem(feeder, options, chosen)
-                    env = problem.solve(m, d)
-                except InfeasibleError:
-                    rows.append({**row, "status": "infeasible", "total_kw": 0.0, "mean_kw": 0.0,
-                                 "min_kw": 0.0, "verified": False})
-                    continue
-                ver = verify(feeder, [env], options)[0]
-                g = np.array([env.guaranteed_kw[n] for n in chosen]) if chosen else np.zeros(0)
-                rows.append({**row, "status": env.result.status, "total_kw": float(g.sum()),
-                             "mean_kw": float(g.mean()) if g.size else 0.0,
-                             "min_kw": float(g.min()) if g.size else 0.0, "verified": ver.verified})
-    return pd.DataFrame(rows)
+        if progress:
+            progress(f"{k} participants")
+        study = run_envelopes(feeder, methods, directions, options, chosen, require_verified=False)
+        for (m, d), reason in study.infeasible.items():
+            rows.append({"participants": k, "direction": d, "method": m, "status": "infeasible",
+                         "total_kw": np.nan, "mean_kw": np.nan, "min_kw": np.nan, "verified": False})
+        for env, ver in zip(study.envelopes, study.verifications):
+            g = np.array([env.guaranteed_kw[n] for n in chosen]) if chosen else np.zeros(0)
+            rows.append({"participants": k, "direction": env.direction.value, "method": env.method.value,
+                         "status": env.result.status.value, "total_kw": float(g.sum()),
+                         "mean_kw": float(g.mean()) if g.size else 0.0,
+                         "min_kw": float(g.min()) if g.size else 0.0, "verified": ver.verified})
+    order_key = {(m.value if isinstance(m, Method) else m): i for i, m in enumerate(methods)}
+    df = pd.DataFrame(rows)
+    return df.sort_values(["participants", "direction", "method"], key=lambda c: c.map(order_key) if c.name == "method"
+                          else c).reset_index(drop=True)
