@@ -17,7 +17,7 @@ from rich.markup import escape
 from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
 from nfca.studies.classify import CAPACITY_TOL, FAIR_TOL
-from nfca.errors import NfcaError
+from nfca.errors import InfeasibleError, NfcaError
 
 app = typer.Typer(
     help="Guaranteed-capacity operating envelopes for non-firm connection agreements on LV feeders.",
@@ -81,13 +81,26 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of
 FeederArg = Annotated[Path, typer.Argument(help="OpenDSS feeder file (Master.dss).", show_default=False)]
 
 
+class GuaranteeName(str, Enum):
+    box = "box"
+    direction = "direction"
+    corner = "corner"
+
+
 def _options(vmin: float, vmax: float, power_factor: float, source_pu: Optional[float], reduce: bool,
-             kron: bool = False, v_neutral_max: Optional[float] = None):
+             kron: bool = False, v_neutral_max: Optional[float] = None, guarantee: GuaranteeName = GuaranteeName.box,
+             audit_points: int = 200, export_weight: float = 0.5):
     from nfca.model.envelope import EnvelopeOptions
     from nfca.model.limits import Limits
 
     limits = Limits(vmin_pu=vmin, vmax_pu=vmax, v_neutral_max_v=v_neutral_max)
-    return EnvelopeOptions(limits=limits, power_factor=power_factor, source_pu=source_pu, reduce=reduce, kron=kron)
+    return EnvelopeOptions(limits=limits, power_factor=power_factor, source_pu=source_pu, reduce=reduce, kron=kron,
+                           guarantee=guarantee.value, audit_points=audit_points, export_weight=export_weight)
+
+
+GuaranteeOpt = Annotated[GuaranteeName, typer.Option(help="What a published set is promised for: 'box' (each participant anywhere between its export and import envelope, independently), 'direction' (import and export boxes separately) or 'corner' (everyone at the envelope: ALEXANDER D3.3's definition, for comparison).")]
+AuditOpt = Annotated[int, typer.Option(help="Seeded random points of each set's box also checked by OpenDSS.")]
+ExportWeightOpt = Annotated[float, typer.Option(help="Box guarantee: weight w of export against import, maximising (1-w) log(import) + w log(export) of the method's measure.")]
 
 
 @app.command()
@@ -114,13 +127,17 @@ def envelopes(
     profiles: Annotated[Optional[str], typer.Option(help="End-user profiles (CSV: end_user,timestamp,p_kw or timestamp + one column per end-user; kW, consumption +) or 'loadshapes' (the feeder's OpenDSS load shapes): dynamic envelopes per interval, and static ones for the horizon.")] = None,
     resolution: Annotated[Optional[str], typer.Option(help="With --profiles: interval length, e.g. 15min or 1h (mean power per interval); default: the profiles'.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="With --profiles: processes (default: one per core, at most one per method x direction).")] = None,
+    guarantee: GuaranteeOpt = GuaranteeName.box,
+    audit_points: AuditOpt = 200,
+    export_weight: ExportWeightOpt = 0.5,
 ) -> None:
-    """Guaranteed import/export per end-user, each envelope set verified by OpenDSS."""
+    """Guaranteed import/export per end-user, each envelope set verified by OpenDSS over the box it promises."""
     from nfca.engine.opendss import read_feeder
     from nfca.io.outputs import prepare_dir, write_study
     from nfca.studies.envelopes import run_envelopes, select_participants, with_capacities
 
-    opts = _options(vmin, vmax, power_factor, source_pu, reduce, kron, v_neutral_max)
+    opts = _options(vmin, vmax, power_factor, source_pu, reduce, kron, v_neutral_max, guarantee, audit_points,
+                    export_weight)
     if ipopt_option:
         opts = dataclasses.replace(opts, ipopt_options=_ipopt_options(ipopt_option))
     prepare_dir(out)
@@ -132,11 +149,15 @@ def envelopes(
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
             return _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status)
         study = run_envelopes(f, [m.value for m in method], [d.value for d in direction], opts, chosen,
-                              progress=lambda s: status.update(f"solving {s}"))
+                              progress=status.update)
+        if not study.envelopes:  # no set has an envelope: say why, write nothing
+            raise InfeasibleError(next(iter(study.infeasible.values())))
         status.update("writing outputs")
         files = write_study(study, out, tuple(x.value for x in fmt), crs)
     _print_summary(study.summary())
     err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
+    if study.infeasible:  # the others were written
+        raise InfeasibleError("; ".join(f"{m} {d}: {why}" for (m, d), why in study.infeasible.items()))
 
 
 def _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status) -> None:

@@ -28,15 +28,20 @@ def test_every_envelope_is_verified_by_opendss(it_study):
         assert ver.max_loading_pct <= 100 + 1e-4
 
 
+def _box_value(study, method: str) -> float:
+    """What a box guarantee maximises over the totals: (log import + log export) / 2 (w = 0.5)."""
+    return sum(np.log(e.total_kw) for e in study.envelopes if e.method.value == method) / 2
+
+
 def test_fair_le_optimal_le_capacity(it_study):
     cap = sum(u.capacity_kva for u in it_study.feeder.end_users)
-    for d in ("import", "export"):
-        total = {e.method.value: e.total_kw for e in it_study.envelopes if e.direction.value == d}
-        assert total["optimal"] <= cap + 1e-9
-        for m in METHODS:
-            # the optimum maximises the total: no other rule can beat it (tie-break costs < 10 W)
-            assert total[m] <= total["optimal"] + 0.01
-        assert total["fair"] < total["optimal"]  # this feeder is congested: fairness costs power
+    for e in it_study.envelopes:
+        assert e.total_kw <= cap + 1e-9
+    best = _box_value(it_study, "optimal")
+    for m in METHODS:
+        # the optimum maximises it: no other rule can beat it (the tie-break costs a few watts)
+        assert _box_value(it_study, m) <= best + 1e-4, m
+    assert _box_value(it_study, "fair") < best - 1e-3  # this feeder is congested: fairness costs power
 
 
 def test_envelopes_within_capacity_and_fair_is_equal(it_study):
@@ -63,32 +68,49 @@ def test_binding_names_a_limit(it_study):
     for e in it_study.envelopes:
         for name, why in e.binding.items():
             if e.guaranteed_kw[name] < it_study.feeder.end_user[name].capacity_kva - 1e-3:
-                assert why.startswith(("voltage bus", "ampacity line", "rating Transformer"))
+                assert why.kind in ("voltage", "current", "rating") and why.element and why.value > 0
+                assert why.text.startswith(("voltage bus", "ampacity line", "rating Transformer"))
+
+
+def _sets(problem: EnvelopeProblem, method: str) -> dict[str, dict[str, float]]:
+    return {e.direction.value: e.guaranteed_kw for e in problem.solve(method)}
 
 
 def test_same_input_same_output(it_feeder):
     f = read_feeder(it_feeder)
-    a = EnvelopeProblem(f).solve("optimal", "export").guaranteed_kw
-    b = EnvelopeProblem(read_feeder(it_feeder)).solve("optimal", "export").guaranteed_kw
-    assert a == b
+    assert _sets(EnvelopeProblem(f), "optimal") == _sets(EnvelopeProblem(read_feeder(it_feeder)), "optimal")
+
+
+def test_same_envelopes_whatever_else_is_computed(it_feeder):
+    """Each set depends only on its own inputs: not on which methods were solved before it."""
+    f = read_feeder(it_feeder)
+    orders = [["optimal"], ["fair"], ["optimal", "fair"], ["fair", "optimal"]]
+    got = {}
+    for order in orders:
+        study = run_envelopes(f, order, options=EnvelopeOptions(audit_points=0))
+        for e in study.envelopes:
+            got.setdefault((e.method.value, e.direction.value), []).append(e.guaranteed_kw)
+    for key, runs in got.items():
+        assert all(r == runs[0] for r in runs), key
 
 
 def test_reduction_gives_the_same_envelopes(kron_feeder):
     f = read_feeder(kron_feeder)
     for method in ("optimal", "fair"):
-        full = EnvelopeProblem(f, EnvelopeOptions(reduce=False)).solve(method, "import").guaranteed_kw
-        red = EnvelopeProblem(f, EnvelopeOptions(reduce=True)).solve(method, "import").guaranteed_kw
-        for k in full:
-            assert red[k] == pytest.approx(full[k], abs=2e-3)
+        full = _sets(EnvelopeProblem(f, EnvelopeOptions(reduce=False)), method)
+        red = _sets(EnvelopeProblem(f, EnvelopeOptions(reduce=True)), method)
+        for d in full:
+            for k in full[d]:
+                assert red[d][k] == pytest.approx(full[d][k], abs=2e-3), (method, d, k)
 
 
 def test_fewer_participants_get_less(tmp_path):
     # thick cables, so firm connections at full capacity fit and only the participants adapt
     text = three_wire_text().replace("normamps=200", "normamps=600").replace("normamps=90", "normamps=300")
     f = read_feeder(write_dss(tmp_path, text))
-    all_users = EnvelopeProblem(f).solve("fair", "import")
+    all_users = EnvelopeProblem(f).solve("fair", "import", guarantee="direction")[0]
     half = select_participants(f, "0.5", seed=3)
-    some = EnvelopeProblem(f, participants=half).solve("fair", "import")
+    some = EnvelopeProblem(f, participants=half).solve("fair", "import", guarantee="direction")[0]
     level = lambda e: max(v for k, v in e.guaranteed_kw.items() if e.participant[k])
     assert level(some) < level(all_users)
     for name in f.end_user:
@@ -103,4 +125,4 @@ def test_infeasible_firm_case_names_the_limit(tmp_path):
     f = read_feeder(write_dss(tmp_path, text))
     few = frozenset(list(f.end_user)[:1])
     with pytest.raises(InfeasibleError, match=r"firm connections alone violate .* voltage bus"):
-        EnvelopeProblem(f, participants=few).solve("optimal", "import")
+        EnvelopeProblem(f, participants=few).solve("optimal")

@@ -6,9 +6,10 @@ reduction merges) and sometimes a dead-end stub nobody is on (which it drops), o
 end-users per connection point with random phases and capacities, wye users on a 416 V
 four-wire (Kron-reduced) grid or phase-to-phase and delta users on a 3x230 V grid.
 
-For every example:
-- every published envelope set is verified by OpenDSS;
-- per direction, fair <= optimal <= capacity (totals; each end-user within its capacity);
+For every example, with the default box guarantee (import and export solved together):
+- every published envelope set is verified by OpenDSS over its box;
+- fair <= optimal in what the box maximises ((log import + log export) / 2 of the total), each
+  end-user within its capacity, the fair set one level per direction;
 - a re-run gives identical envelopes;
 - the exactly reduced model gives the same envelopes as the full one.
 
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,9 +81,10 @@ def feeders(draw) -> str:
 
 
 def _envelopes(problem: EnvelopeProblem) -> dict[tuple[str, str], dict[str, float]]:
-    return {(m, d): problem.solve(m, d).guaranteed_kw for d in DIRECTIONS for m in METHODS}
+    return {(m, e.direction.value): e.guaranteed_kw for m in METHODS for e in problem.solve(m)}
 
 
+@pytest.mark.slow
 @PROFILE
 @given(feeders())
 def test_generated_feeders(text):
@@ -97,12 +100,12 @@ def test_generated_feeders(text):
         got = {(e.method.value, e.direction.value): e.guaranteed_kw for e in study.envelopes}
 
         cap = {u.name: u.capacity_kva for u in feeder.end_users}  # power factor 1
+        value = {m: sum(np.log(sum(got[(m, d)].values())) for d in DIRECTIONS) / 2 for m in METHODS}
+        assert value["fair"] <= value["optimal"] + 1e-4  # the optimum's tie-break costs a few watts
         for d in DIRECTIONS:
             opt, fair = got[("optimal", d)], got[("fair", d)]
             for name in cap:
                 assert 0 <= fair[name] <= cap[name] + 1e-9 and 0 <= opt[name] <= cap[name] + 1e-9
-            # the optimum's tie-break costs at most a few watts of total
-            assert sum(fair.values()) <= sum(opt.values()) + 0.005
             assert sum(opt.values()) <= sum(cap.values())
             assert len(set(fair[n] for n in cap if fair[n] < cap[n] - 1e-3)) <= 1  # fair: one level
 

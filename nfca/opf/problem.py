@@ -512,7 +512,7 @@ class _Run:
         """Each limit's worst vertex of the published box (and the scenarios), for OpenDSS to check."""
         if self.corner is not None:
             return []
-        found = worst_vertices(self.P.points, lo, hi, self.P.tan_phi, screen=0.1)
+        found = worst_vertices(self.P.points, lo, hi, self.P.tan_phi)
         lim = self.P.points.lim
         out = {p.t.tobytes(): p for p in self.points}
         for c in found:
@@ -604,10 +604,10 @@ class _Run:
     def infeasible_message(self) -> str:
         bad = self.firm_violations()
         names = " and ".join(d.value for d in self.dirs)
-        where = "anywhere within their firm values" if self.corner is None and self.firm_kw is None else "at their values"
+        where = " (each anywhere within its firm value)" if self.corner is None and self.firm_kw is None else ""
         if bad:
-            return (f"no {names} envelope exists: with NFCA users at zero the firm connections alone ({where}) "
-                    f"violate {len(bad)} limit(s), first {bad[0]} (voltage limits {self.P.options.limits.describe()})")
+            return (f"no {names} envelope exists: with NFCA users at zero the firm connections alone violate "
+                    f"{len(bad)} limit(s){where}, first {bad[0]} (voltage limits {self.P.options.limits.describe()})")
         return f"no {names} envelope exists: Ipopt found the limits infeasible"
 
 

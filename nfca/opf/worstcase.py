@@ -53,7 +53,9 @@ class PointModel:
                 e[p, k] += 1
             if q >= 0:
                 e[q, k] -= 1
-        self.az = np.asarray(self.lim.a @ self.pf.lu.solve(e))  # limited quantities per unit leg current
+        ze = self.pf.lu.solve(e)
+        self.az = np.asarray(self.lim.a @ ze)  # limited quantities per unit leg current
+        self.m_leg = e.T @ ze  # leg voltages per unit leg current
         self.to_user = sp.csr_matrix((np.ones(len(legs)), (np.arange(len(legs)), self.leg_u)),
                                      shape=(len(legs), len(net.users)))
 
@@ -71,16 +73,34 @@ class PointModel:
             return np.full(len(self.lim), np.inf), None
         return self.lim.excess(v), v
 
-    def gradient(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """d|Q_k| / d conj(s_u) as complex coefficients: d|Q_k| ~ Re(G[k, u] conj(ds_u)), for the
-        limited quantities `rows` at voltages `v` (load currents taken as fixed currents)."""
+    def sensitivity(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """dQ_k / d conj(s_u): dQ_k ~ sum_u D[k, u] conj(ds_u) for the limited quantities `rows`
+        at voltages `v` (first order, load currents taken as fixed currents)."""
         ve = np.append(v, 0.0)
         dv_leg = ve[self.leg_p] - ve[self.leg_q]
         w = -1.0 / (self.leg_n * np.conj(dv_leg))  # dI_leg = conj(ds_u / n) / conj(dV_leg)
-        dq = (self.az[rows] * w) @ self.to_user  # dQ per conj(ds_u)
+        return np.asarray((self.az[rows] * w) @ self.to_user)
+
+    def effect(self, v: np.ndarray, s_user: np.ndarray, rows: np.ndarray, ds: np.ndarray) -> np.ndarray:
+        """dQ[k, u]: the change of limited quantity k (of `rows`) when end-user u's power moves by
+        ds[u] from the operating point (v, s_user), to first order: the user's own current, and
+        the current every constant-power user then draws at its moved voltage (a lower voltage
+        draws more current: remote users move a line's current that way)."""
+        ve = np.append(v, 0.0)
+        dv_leg = ve[self.leg_p] - ve[self.leg_q]
+        s_leg = s_user[self.leg_u] / self.leg_n
+        w = sp.csr_matrix((np.conj(ds[self.leg_u]) / (self.leg_n * np.conj(dv_leg)),
+                           (np.arange(len(self.leg_u)), self.leg_u)), shape=self.to_user.shape)
+        di = w.toarray()  # the legs' own current change (leg x user)
+        ddv = -(self.m_leg @ di)  # the legs' voltage change it causes
+        di = di - (np.conj(s_leg / dv_leg**2))[:, None] * np.conj(ddv)  # constant power: I = conj(s / dV)
+        return -(self.az[rows] @ di)
+
+    def gradient(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """d|Q_k| ~ Re(G[k, u] conj(ds_u)): the sensitivity projected on each quantity's phasor."""
         q = self.lim.a[rows] @ v
         unit = np.conj(q) / np.maximum(np.abs(q), 1e-12)
-        return unit[:, None] * dq
+        return unit[:, None] * self.sensitivity(v, rows)
 
 
 def box_powers(lo: np.ndarray, hi: np.ndarray, tan_phi: float, t: np.ndarray) -> np.ndarray:
@@ -90,18 +110,27 @@ def box_powers(lo: np.ndarray, hi: np.ndarray, tan_phi: float, t: np.ndarray) ->
     return p + 1j * tan_phi * np.abs(p)
 
 
-def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: float,
-                   screen: float = 0.03, max_steps: int = 5, rows: np.ndarray | None = None) -> list[Candidate]:
+ANGLES = np.exp(-1j * np.linspace(0, 2 * np.pi, 32, endpoint=False))
+
+
+def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: float, screen: float = 0.1,
+                   max_steps: int = 5, rows: np.ndarray | None = None, starts_per_row: int = 3) -> list[Candidate]:
     """The worst vertex of the box [lo, hi] (pu per end-user) for every limit that could be near
     its bound there, each checked by the model's power flow, worst first, one per distinct vertex.
 
-    `screen`: limits whose first-order worst case stays below their bound by more than this
-    fraction are not searched (they cannot be reached in the box)."""
+    To first order a limited quantity is affine in the vertex, Q = c + sum_u z_u (t_u - 1/2), and
+    its largest magnitude over the vertices is max over directions e of Re(e* c) + sum |Re(e* z_u)|
+    / 2 (searched on 32 directions; a current can pass through zero inside a box, so projecting
+    on its phasor at one point would not do). The smallest magnitude of a customer voltage (far
+    from zero) is its projection's minimum. Each vertex is then re-linearised where it lands
+    until no end-user moves; the worst vertex met for each limit is kept. `screen`: limits whose
+    first-order bound over the box stays below their bound by more than this fraction cannot be
+    reached and are not searched."""
     free = hi > lo
     n = len(lo)
     lim = model.lim
-    rows = np.arange(len(lim)) if rows is None else rows
-    # Linearise at the centre of the box: each quantity's range over the box to first order.
+    rows = np.arange(len(lim)) if rows is None else np.asarray(rows)
+    swing_s = np.conj(box_powers(lo, hi, tan_phi, np.ones(n)) - box_powers(lo, hi, tan_phi, np.zeros(n)))
     t0 = np.where(free, 0.5, 1.0)
     v0 = model.voltages(box_powers(lo, hi, tan_phi, t0))
     if v0 is None:  # the centre is beyond the feeder: start from every user at its low end
@@ -109,61 +138,88 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         v0 = model.voltages(box_powers(lo, hi, tan_phi, t0))
         if v0 is None:
             return [Candidate(t0, np.inf, -1, ())]
-    mag0 = lim.magnitudes(v0)
-    g = model.gradient(v0, rows)
-    swing = np.abs(np.real(g * np.conj(box_powers(lo, hi, tan_phi, np.ones(n)) - box_powers(lo, hi, tan_phi, np.zeros(n)))))
-    half = 0.5 * swing.sum(axis=1)
-    # both sides of customer voltages, the upper side of everything else
-    rows_lo = rows[(lim.kind[rows] == VOLTAGE) & (lim.lower[rows] > 0)]
-    up_ok = (mag0[rows] + half - lim.upper[rows]) / lim.upper[rows] > -screen
-    lo_idx = np.searchsorted(rows, rows_lo)
-    lo_ok = (lim.lower[rows_lo] - (mag0[rows_lo] - half[lo_idx])) / lim.lower[rows_lo] > -screen
-    targets = [(int(k), 1.0) for k in rows[up_ok]] + [(int(k), -1.0) for k in rows_lo[lo_ok]]
-    if not targets:
+    swing = np.conj(swing_s) * free
+    c = lim.a[rows] @ v0
+    z = model.effect(v0, box_powers(lo, hi, tan_phi, t0), rows, swing)
+    bound = np.abs(c) + 0.5 * np.abs(z).sum(axis=1)  # no vertex exceeds it (to first order)
+    up_ok = bound >= lim.upper[rows] * (1 - screen)
+    lo_rows = (lim.kind[rows] == VOLTAGE) & (lim.lower[rows] > 0)
+    proj = np.real(np.conj(c / np.maximum(np.abs(c), 1e-12))[:, None] * z)
+    lo_ok = lo_rows & (np.abs(c) - 0.5 * np.abs(proj).sum(axis=1) <= lim.lower[rows] * (1 + screen))
+    # each (row, side) from a few starts: the best directions of its first-order model
+    starts: list[tuple[tuple[int, str], np.ndarray]] = []
+    for i in np.flatnonzero(up_ok):
+        starts += [((int(rows[i]), "upper"), t) for t in _extremes(c[i], z[i], t0, free, "upper", starts_per_row)]
+    for i in np.flatnonzero(lo_ok):
+        starts += [((int(rows[i]), "lower"), t) for t in _extremes(c[i], z[i], t0, free, "lower", 1)]
+    if not starts:
         return []
-    # each target's vertex: its start from the centre's linearisation, then re-linearised at the vertex
-    pattern = {}
-    for k, side in targets:
-        pattern[(k, side)] = _best_vertex(model, lo, hi, tan_phi, v0, t0, k, side, free)
     evaluated: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
-    for _ in range(max_steps):
-        moved = False
-        by_vertex: dict[bytes, list[tuple[int, float]]] = {}
-        for key, t in pattern.items():
-            by_vertex.setdefault(t.tobytes(), []).append(key)
-        for tb, keys in by_vertex.items():
-            t = np.frombuffer(tb)
-            if tb not in evaluated:
-                evaluated[tb] = model.excess(box_powers(lo, hi, tan_phi, t))
-            _, v = evaluated[tb]
-            if v is None:
-                continue
-            for key in keys:
-                t_new = _best_vertex(model, lo, hi, tan_phi, v, t, key[0], key[1], free)
-                if not np.array_equal(t_new, t):
-                    pattern[key] = t_new
-                    moved = True
-        if not moved:
-            break
-    out: dict[bytes, Candidate] = {}
-    for key, t in pattern.items():
+
+    def exact(t: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         tb = t.tobytes()
         if tb not in evaluated:
             evaluated[tb] = model.excess(box_powers(lo, hi, tan_phi, t))
-        ex, v = evaluated[tb]
+        return evaluated[tb]
+
+    def value(key: tuple[int, str], t: np.ndarray) -> float:
+        """How bad vertex t is for (row, side): the row's magnitude, negated for a lower bound."""
+        _, v = exact(t)
+        if v is None:
+            return np.inf
+        mag = abs(lim.a[key[0]] @ v)
+        return mag if key[1] == "upper" else -mag
+
+    best: dict[tuple[int, str], tuple[float, np.ndarray]] = {}
+    current = list(starts)
+    for _ in range(max_steps):
+        for key, t in current:
+            val = value(key, t)
+            if key not in best or val > best[key][0]:
+                best[key] = (val, t)
+        nxt = []
+        by_vertex: dict[bytes, list[tuple[int, str]]] = {}
+        for key, t in current:
+            by_vertex.setdefault(t.tobytes(), []).append(key)
+        for tb, keys in by_vertex.items():
+            t = np.frombuffer(tb)
+            _, v = exact(t)
+            if v is None:
+                continue
+            ks = np.array([k for k, _ in keys])
+            qt = lim.a[ks] @ v
+            zt = model.effect(v, box_powers(lo, hi, tan_phi, t), ks, swing)
+            ct = qt + (zt * (0.5 - t)[None, :]).sum(axis=1)  # the same affine model, centred
+            for j, key in enumerate(keys):
+                t_new = _extremes(ct[j], zt[j], t, free, key[1], 1)[0]
+                if not np.array_equal(t_new, t):
+                    nxt.append((key, t_new))
+        if not nxt:
+            break
+        current = nxt
+    out: dict[bytes, Candidate] = {}
+    for key, (_, t) in best.items():
+        ex, v = exact(t)
+        tb = t.tobytes()
         worst = int(np.argmax(ex)) if v is not None else -1
         side = "lower" if v is not None and lim.lower[worst] > 0 and lim.magnitudes(v)[worst] < lim.lower[worst] else "upper"
         prev = out.get(tb)
         out[tb] = Candidate(t, float(np.max(ex)), worst, (prev.limits if prev else ()) + (key[0],), side)
-    return sorted(out.values(), key=lambda c: -c.excess)
+    return sorted(out.values(), key=lambda x: -x.excess)
 
 
-def _best_vertex(model: PointModel, lo, hi, tan_phi, v: np.ndarray, t: np.ndarray, row: int, side: float,
-                 free: np.ndarray) -> np.ndarray:
-    """From vertex t (voltages v), move each end-user to the end of its range that pushes
-    quantity `row` the wrong way (up, or down for side -1), to first order."""
-    g = model.gradient(v, np.array([row]))[0]
-    s_hi = box_powers(lo, hi, tan_phi, np.ones(len(lo)))
-    s_lo = box_powers(lo, hi, tan_phi, np.zeros(len(lo)))
-    gain = side * np.real(g * np.conj(s_hi - s_lo))  # moving from low to high end
-    return np.where(free, (gain > 0).astype(float), t)
+def _extremes(c: complex, z: np.ndarray, t: np.ndarray, free: np.ndarray, side: str, k: int) -> list[np.ndarray]:
+    """Up to k distinct vertices maximising (upper) or minimising (lower) |c + sum z_u (t_u - 1/2)|
+    to first order, best first."""
+    if side == "upper":
+        r = np.real(ANGLES[:, None] * z[None, :])  # per direction, each user's pull
+        score = np.real(ANGLES * c) + 0.5 * np.abs(r).sum(axis=1)
+        out: dict[bytes, np.ndarray] = {}
+        for a in np.argsort(score)[::-1]:
+            v = np.where(free, (r[a] > 0).astype(float), t)
+            out.setdefault(v.tobytes(), v)
+            if len(out) == k:
+                break
+        return list(out.values())
+    unit = np.conj(c) / max(abs(c), 1e-12)
+    return [np.where(free, (np.real(unit * z) < 0).astype(float), t)]

@@ -99,7 +99,7 @@ def solve_ipopt(m: pyo.ConcreteModel, options: dict | None = None, retry: bool =
     user = dict(options or {})
     start = [(v, v.value) for v in m.component_data_objects(pyo.Var, descend_into=True) if not v.fixed]
     res = run_ipopt(m, user)
-    attempts = [(f"the warm start, {describe_options(user)}", res)]
+    attempts = [(f"warm start, {describe_options(user)}", res)]
     final = res.status is Status.infeasible and infeasible_is_final is not None and infeasible_is_final()
     if retry and not res.ok and not final:
         for var, value in start:
@@ -247,10 +247,10 @@ class PersistentIpopt:
         if warm and self._last is not None:
             _, lam, zl, zu = self._last
             res, out = self.session.solve(x0, {**WARM_OPTIONS, **user}, lb, ub, (lam, zl, zu))
-            attempts.append((f"a warm start from the previous solution, {describe_options(user)}", res))
+            attempts.append((f"warm start from the previous solution's multipliers, {describe_options(user)}", res))
         if res is None or not res.ok:
             res2, out = self.session.solve(x0, user, lb, ub)
-            attempts.append((f"the warm start, {describe_options(user)}", res2))
+            attempts.append((f"warm start, {describe_options(user)}", res2))
             res = res2 if res is None else res.then(res2)
         final = res.status is Status.infeasible and infeasible_is_final is not None and infeasible_is_final()
         if retry and not res.ok and not final:

@@ -127,7 +127,11 @@ class DynamicStudy:
                     "direction": c.direction.value, "method": c.method.value,
                     "participant": [env.participant[u.name] for u in users],
                     "guaranteed_kw": [env.guaranteed_kw[u.name] for u in users],
-                    "binding": [env.binding[u.name] for u in users],
+                    "binding": [env.binding[u.name].text for u in users],
+                    "binding_type": [env.binding[u.name].kind for u in users],
+                    "binding_element": [env.binding[u.name].element for u in users],
+                    "binding_phase": [env.binding[u.name].phase for u in users],
+                    "binding_value": [env.binding[u.name].value for u in users],
                     "v_min_verified_pu": [round(vmin[u.name], 6) for u in users],
                     "v_max_verified_pu": [round(vmax[u.name], 6) for u in users],
                     "distance_m": [round(dist[u.bus], 3) for u in users],
@@ -364,7 +368,7 @@ class _HorizonRun(_Run):
         P = self.P
         gi, ge = self.published
         lo, hi = self.box_pu(gi, ge, self.interval_ranges[k])
-        return [Point(c.t, _label(P, c)) for c in worst_vertices(P.points, lo, hi, P.tan_phi, screen=0.1)]
+        return [Point(c.t, _label(P, c)) for c in worst_vertices(P.points, lo, hi, P.tan_phi)]
 
     def _sets(self, gi, ge, res, binding, t0):
         sb = self.P.net.s_base_va
