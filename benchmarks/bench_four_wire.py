@@ -30,7 +30,8 @@ from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem  # noqa: E402
 from nfca.model.reduction import kron_reduce, reduce_feeder  # noqa: E402
 from nfca.studies.envelopes import run_envelopes  # noqa: E402
-from nfca.opf.formulation import per_unit, solve_powerflow  # noqa: E402
+from nfca.opf.formulation import solve_powerflow  # noqa: E402
+from nfca.opf.network import per_unit  # noqa: E402
 
 REPEAT = 5
 CASES = [("test feeder, 8 x 60 m, 10 users", dict()),

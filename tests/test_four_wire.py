@@ -22,7 +22,8 @@ from nfca.errors import FeederError, InputError
 from nfca.model.network import EARTH, PHASES, check_earthing
 from nfca.model.reduction import kron_reduce, reduce_feeder
 from nfca.studies.envelopes import run_envelopes
-from nfca.opf.formulation import per_unit, solve_powerflow
+from nfca.opf.formulation import solve_powerflow
+from nfca.opf.network import per_unit
 from nfca.studies.validation import compare_powerflow
 from nfca.verify import verify
 

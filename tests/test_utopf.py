@@ -7,7 +7,8 @@ import pytest
 
 from nfca.engine.opendss import powerflow, read_feeder
 from nfca.model.reduction import reduce_feeder
-from nfca.opf.formulation import admittance_matrix, per_unit, solve_powerflow
+from nfca.opf.formulation import solve_powerflow
+from nfca.opf.network import admittance_matrix, per_unit
 from nfca.studies.validation import compare_powerflow
 
 TOL_PU = 1e-6

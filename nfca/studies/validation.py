@@ -12,7 +12,8 @@ from pathlib import Path
 from nfca.engine import powerflows, read_feeder
 from nfca.model.network import EARTH, PHASES
 from nfca.model.reduction import reduce_feeder
-from nfca.opf.formulation import leg_voltages_pu, per_unit, solve_powerflow
+from nfca.opf.formulation import solve_powerflow
+from nfca.opf.network import leg_voltages_pu, per_unit
 
 
 def compare_powerflow(path, load_kw: float | None = None, reduce: bool = False) -> dict:
