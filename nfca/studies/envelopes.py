@@ -7,7 +7,7 @@ a summary dict) and writes nothing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -18,85 +18,82 @@ from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 
 from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InputError, VerificationError
+from nfca.io import schema
 from nfca.model.network import Feeder
 from nfca.verify import Verification, verify
 
-COLUMNS = [
-    "end_user", "connection_point", "bus", "phases", "connection", "capacity_kva", "direction", "method",
-    "participant", "guaranteed_kw", "binding", "v_min_verified_pu", "v_max_verified_pu", "distance_m",
-]
+COLUMNS = schema.names(schema.ENVELOPES)  # envelopes.csv
 
 
 @dataclass(frozen=True)
 class Study:
+    """The envelope sets of one feeder (methods x directions), each with its OpenDSS verification.
+
+    `infeasible` holds the sets with no envelope, (method, direction) -> reason; `provenance`
+    what produced the study (version, options, input hashes), written into summary.json."""
+
     feeder: Feeder
     options: EnvelopeOptions
     envelopes: tuple[EnvelopeSet, ...]
     verifications: tuple[Verification, ...]
     seconds: float
+    participants: frozenset[str] | None = None
+    infeasible: dict[tuple[str, str], str] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        sets = [f"{e.method.value} {e.direction.value} {e.total_kw:.1f} kW" for e in self.envelopes]
+        sets += [f"{m} {d} infeasible" for m, d in self.infeasible]
+        return (f"<Study {self.feeder.name}: {len(self.participant_names)} of {len(self.feeder.end_users)} "
+                f"end-users with an NFCA; {', '.join(sets)}; {'verified' if self.verified else 'NOT verified'}>")
+
+    @property
+    def participant_names(self) -> frozenset[str]:
+        if self.participants is not None:
+            return self.participants
+        if self.envelopes:
+            return frozenset(k for k, p in self.envelopes[0].participant.items() if p)
+        return frozenset(u.name for u in self.feeder.end_users)
 
     @property
     def verified(self) -> bool:
+        """Every envelope set that exists passed the OpenDSS verification."""
         return all(v.verified for v in self.verifications)
 
     def table(self) -> pd.DataFrame:
-        """One row per end-user x direction x method (the envelopes.csv layout)."""
+        """One row per end-user x direction x method (envelopes.csv, `nfca.io.schema.ENVELOPES`)."""
         dist = self.feeder.distance_m()
         rows = []
         for env, ver in zip(self.envelopes, self.verifications):
-            for u in self.feeder.end_users:
-                rows.append({
-                    "end_user": u.name, "connection_point": u.bus, "bus": u.bus, "phases": u.phases,
-                    "connection": u.connection, "capacity_kva": u.capacity_kva,
-                    "direction": env.direction.value, "method": env.method.value,
-                    "participant": env.participant[u.name], "guaranteed_kw": env.guaranteed_kw[u.name],
-                    "binding": env.binding[u.name],
-                    "v_min_verified_pu": round(ver.user_v_min_pu[u.name], 6),
-                    "v_max_verified_pu": round(ver.user_v_max_pu[u.name], 6),
-                    "distance_m": round(dist[u.bus], 3),
-                })
-        return pd.DataFrame(rows, columns=COLUMNS)
+            rows += schema.set_rows(self.feeder, env, self.options, ver.user_v_min_pu, ver.user_v_max_pu, dist)
+        for (m, d), reason in self.infeasible.items():
+            rows += schema.infeasible_rows(self.feeder, self.options, m, d, reason, self.participant_names, dist)
+        return schema.frame(rows, schema.ENVELOPES)
 
     def summary(self) -> dict:
-        """Per method and direction: totals, fairness, solver and verification figures."""
+        """summary.json: the feeder, the assumptions, provenance, and per method and direction
+        the `nfca.io.schema.SET_SUMMARY` figures."""
+        table = self.table()
         out: dict = {
             "feeder": self.feeder.name, "path": str(self.feeder.path),
             "end_users": len(self.feeder.end_users),
             "connection_points": len(self.feeder.connection_points),
-            "participants": int(sum(next(iter(self.envelopes)).participant.values())) if self.envelopes else 0,
+            "participants": len(self.participant_names),
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
             "length_m": round(self.feeder.length_m, 3),
-            "options": {k: getattr(self.options, k) for k in ("vmin_pu", "vmax_pu", "power_factor", "source_pu", "reduce",
-                                                                "kron", "v_neutral_max_v")},
-            "verified": self.verified, "seconds": round(self.seconds, 3), "methods": {},
+            "options": schema.options_dict(self.options, self.feeder),
+            "verified": self.verified, "complete": not self.infeasible, "seconds": round(self.seconds, 3),
+            "provenance": self.provenance, "methods": {},
         }
         for env, ver in zip(self.envelopes, self.verifications):
-            g = np.array([env.guaranteed_kw[k] for k, p in env.participant.items() if p])
-            out["methods"].setdefault(env.method.value, {})[env.direction.value] = {
-                "total_kw": round(float(g.sum()), 3) if g.size else 0.0,
-                "min_kw": round(float(g.min()), 3) if g.size else 0.0,
-                "max_kw": round(float(g.max()), 3) if g.size else 0.0,
-                "jain_index": round(jain_index(g), 6),
-                "solver_status": env.result.status,
-                "iterations": env.iterations,
-                "solves": env.solves,
-                "seconds": round(env.seconds, 3),
-                "v_min_pu": round(ver.v_min_pu, 6),
-                "v_max_pu": round(ver.v_max_pu, 6),
-                "max_loading_pct": round(ver.max_loading_pct, 4),
-                "v_neutral_max_v": round(ver.v_neutral_max_v, 4),
-                "verified": ver.verified,
-                "violations": list(ver.violations),
-            }
+            rows = table[(table["method"] == env.method.value) & (table["direction"] == env.direction.value)]
+            out["methods"].setdefault(env.method.value, {})[env.direction.value] = schema.set_summary(env, [ver], rows)
+        for (m, d), reason in self.infeasible.items():
+            out["methods"].setdefault(m, {})[d] = schema.infeasible_summary(reason)
         return out
 
 
-def jain_index(x: np.ndarray) -> float:
-    """Jain's fairness index: 1 when all equal, 1/n when one takes everything."""
-    x = np.asarray(x, dtype=float)
-    if x.size == 0 or not np.any(x):
-        return 1.0
-    return float(x.sum() ** 2 / (x.size * (x**2).sum()))
+jain_index = schema.jain_index
 
 
 def run_envelopes(
@@ -120,7 +117,8 @@ def run_envelopes(
     if progress:
         progress("verifying with OpenDSS")
     vers = verify(feeder, envs, options)
-    study = Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0)
+    chosen = frozenset(u.name for u in feeder.end_users) if participants is None else frozenset(participants)
+    study = Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, chosen)
     if require_verified and not study.verified:
         bad = next((e, v) for e, v in zip(envs, vers) if not v.verified)
         raise VerificationError(
