@@ -17,6 +17,7 @@ from cli import app
 from conftest import four_wire_text, write_dss
 from nfca.engine.opendss import powerflow, read_feeder
 from nfca.model.envelope import EnvelopeOptions
+from nfca.model.limits import Limits
 from nfca.errors import FeederError, InputError
 from nfca.model.network import EARTH, PHASES
 from nfca.model.reduction import kron_reduce, reduce_feeder
@@ -127,7 +128,7 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
                 if (e.method.value, e.direction.value) == ("fair", "import"))
     limit = round(0.7 * free.v_neutral_max_v, 1)
     f = read_feeder(four_wire_path)
-    lim = run_envelopes(f, ["fair"], ["import"], EnvelopeOptions(v_neutral_max_v=limit))
+    lim = run_envelopes(f, ["fair"], ["import"], EnvelopeOptions(limits=Limits(v_neutral_max_v=limit)))
     assert lim.verified
     ver, env = lim.verifications[0], lim.envelopes[0]
     assert ver.v_neutral_max_v <= limit + 1e-6 * 240
@@ -135,15 +136,15 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
     assert env.total_kw < fair_import.total_kw
     assert any(b.startswith("neutral voltage bus") and b.endswith(f"{limit:g} V") for b in env.binding.values())
     # verification catches an envelope that breaks the neutral limit
-    tight = EnvelopeOptions(v_neutral_max_v=0.5 * limit)
+    tight = EnvelopeOptions(limits=Limits(v_neutral_max_v=0.5 * limit))
     assert not verify(f, [env], tight)[0].verified
 
 
 def test_neutral_limit_options():
     with pytest.raises(InputError, match="explicit neutral"):
-        EnvelopeOptions(kron=True, v_neutral_max_v=10.0)
+        EnvelopeOptions(kron=True, limits=Limits(v_neutral_max_v=10.0))
     with pytest.raises(InputError, match="positive"):
-        EnvelopeOptions(v_neutral_max_v=0.0)
+        EnvelopeOptions(limits=Limits(v_neutral_max_v=0.0))
 
 
 # ----------------------------------------------------------------------------- Kron reduction

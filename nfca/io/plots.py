@@ -226,7 +226,7 @@ def study_figures(study, table: pd.DataFrame, out: Path | None, crs: str | None 
 
     summary = {"feeder": study.feeder.name, "end_users": len(study.feeder.end_users),
                "participants": len(study.participant_names),
-               "options": {"vmin_pu": study.options.vmin_pu, "vmax_pu": study.options.vmax_pu,
+               "options": {"vmin_pu": study.options.limits.vmin_pu, "vmax_pu": study.options.limits.vmax_pu,
                            "source_pu": study.options.source_pu if study.options.source_pu is not None
                            else study.feeder.source.pu, "power_factor": study.options.power_factor}}
     title = context(summary)

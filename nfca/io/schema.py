@@ -18,6 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from nfca.errors import InputError
+from nfca.model.envelope import firm_kw
 
 
 @dataclass(frozen=True)
@@ -142,18 +143,13 @@ def describe(columns: tuple[Column, ...] = ENVELOPES) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- envelope rows
 
 
-def firm_value_kw(user, options) -> float:
-    """The power a non-participant is assumed to use while the envelopes hold (kW, magnitude)."""
-    return user.capacity_kva * options.power_factor
-
-
 def set_rows(feeder, env, options, v_min: dict[str, float], v_max: dict[str, float],
              dist: dict[str, float]) -> list[dict]:
     """The `ENVELOPES` rows of one envelope set (static or one interval of a dynamic study)."""
     rows = []
     for u in feeder.end_users:
         text = env.binding[u.name]
-        firm = firm_value_kw(u, options) if env.firm_kw is None else env.direction.sign * env.firm_kw[u.name]
+        firm = firm_kw(u, options) if env.firm_kw is None else env.direction.sign * env.firm_kw[u.name]
         rows.append({
             "end_user": u.name, "connection_point": u.bus, "bus": u.bus, "phases": u.phases,
             "connection": u.connection, "capacity_kva": u.capacity_kva, "firm_kw": round(firm, 6),
@@ -172,23 +168,12 @@ def infeasible_rows(feeder, options, method: str, direction: str, reason: str, p
     """The rows of a method and direction with no envelope: status `infeasible` and the reason."""
     return [{
         "end_user": u.name, "connection_point": u.bus, "bus": u.bus, "phases": u.phases,
-        "connection": u.connection, "capacity_kva": u.capacity_kva, "firm_kw": round(firm_value_kw(u, options), 6),
+        "connection": u.connection, "capacity_kva": u.capacity_kva, "firm_kw": round(firm_kw(u, options), 6),
         "direction": direction, "method": method, "participant": u.name in participants,
         "status": STATUS_INFEASIBLE, "guaranteed_kw": math.nan, "binding": reason, "binding_type": "infeasible",
         "binding_element": "", "binding_phase": "", "binding_value": math.nan,
         "v_min_verified_pu": math.nan, "v_max_verified_pu": math.nan, "distance_m": round(dist[u.bus], 3),
     } for u in feeder.end_users]
-
-
-def options_dict(options, feeder) -> dict:
-    """The study's assumptions for summary.json: every EnvelopeOptions field, with the source
-    voltage actually used (the feeder file's when the option is not set)."""
-    out = {f.name: getattr(options, f.name) for f in fields(options)}
-    out["ipopt_options"] = dict(out.get("ipopt_options", ()))
-    if out.get("source_pu") is None:
-        out["source_pu"] = feeder.source.pu
-    out["firm"] = "full connection capacity x power factor for every non-participant"
-    return out
 
 
 def jain_index(x) -> float:

@@ -105,6 +105,7 @@ class EndUser:
     capacity_kva: float
     p_kw: float = 0.0
     q_kvar: float = 0.0
+    firm_kw: float | None = None  # its firm value when it does not take an NFCA; None: the study's rule
 
     @property
     def phases(self) -> str:

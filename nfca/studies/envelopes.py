@@ -81,7 +81,7 @@ class Study:
             "participants": len(self.participant_names),
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
             "length_m": round(self.feeder.length_m, 3),
-            "options": schema.options_dict(self.options, self.feeder),
+            "options": options_summary(self.options, self.feeder),
             "verified": self.verified, "complete": not self.infeasible, "seconds": round(self.seconds, 3),
             "provenance": self.provenance, "methods": {},
         }
@@ -91,6 +91,36 @@ class Study:
         for (m, d), reason in self.infeasible.items():
             out["methods"].setdefault(m, {})[d] = schema.infeasible_summary(reason)
         return out
+
+
+def options_summary(options: EnvelopeOptions, feeder: Feeder | None = None) -> dict:
+    """The study's assumptions as summary.json records them; with the feeder, the source voltage
+    actually used (the file's when not set) and the firm values of non-participants in words."""
+    lim = options.limits
+    out = {
+        "vmin_pu": lim.vmin_pu, "vmax_pu": lim.vmax_pu, "vmin_v": lim.vmin_v, "vmax_v": lim.vmax_v,
+        "v_neutral_max_v": lim.v_neutral_max_v, "v_margin_pu": lim.v_margin_pu, "i_margin": lim.i_margin,
+        "power_factor": options.power_factor, "source_pu": options.source_pu, "reduce": options.reduce,
+        "kron": options.kron, "firm_kw": options.firm_kw, "firm_diversity": options.firm_diversity,
+        "ipopt_options": dict(options.ipopt_options),
+    }
+    if feeder is not None:
+        if options.source_pu is None:
+            out["source_pu"] = feeder.source.pu
+        out["firm"] = firm_rule(options, feeder)
+    return out
+
+
+def firm_rule(options: EnvelopeOptions, feeder: Feeder | None = None) -> str:
+    """What non-participants are assumed to use while the envelopes hold, in words."""
+    own = sum(u.firm_kw is not None for u in feeder.end_users) if feeder is not None else 0
+    if options.firm_kw is not None:
+        rule = f"{options.firm_kw:g} kW each (at most capacity x power factor)"
+    elif options.firm_diversity == 1.0:
+        rule = "full connection capacity x power factor (the default)"
+    else:
+        rule = f"{options.firm_diversity:g} x connection capacity x power factor (diversity)"
+    return rule + (f"; {own} end-user(s) with their own firm_kw from --capacities" if own else "")
 
 
 jain_index = schema.jain_index
