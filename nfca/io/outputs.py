@@ -64,12 +64,12 @@ def _jsonable(x):
 
 
 def write_tables(study, out: Path, table: pd.DataFrame, formats: tuple[str, ...]) -> list[Path]:
-    """envelopes.csv and summary.json of any study that has `summary()` (static or dynamic)."""
+    """envelopes.csv and summary.json of any study that has `summary` (static or dynamic)."""
     written = []
     if "csv" in formats:
         written.append(write_csv(out / "envelopes.csv", table))
     if "json" in formats:
-        written.append(write_json(out / "summary.json", study.summary()))
+        written.append(write_json(out / "summary.json", study.summary))
     return written
 
 
@@ -77,13 +77,14 @@ def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str |
     """Write an envelope study's outputs (`formats` of FORMATS); returns the files written.
 
     The GeoPackage needs the coordinates' CRS (`crs`, else the feeder folder's crs.txt:
-    `nfca.io.geo.feeder_crs`); it is checked before anything is written."""
+    `nfca.io.geo.feeder_crs`); it is checked before anything is written. summary.json is
+    written last: a folder with it is complete (what a batch's resume looks for)."""
     from nfca.io import geo
 
     crs = geo.feeder_crs(study.feeder, crs) if "gpkg" in formats else None
     out = prepare_dir(out)
-    table = study.table()
-    written = write_tables(study, out, table, formats)
+    table = study.to_dataframe()
+    written = write_tables(study, out, table, tuple(f for f in formats if f != "json"))
     if crs is not None:
         written.append(geo.write_geopackage(study, table, out / "envelopes.gpkg", crs))
     figures = []
@@ -96,4 +97,4 @@ def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str |
         from nfca.io.report import write_report
 
         written.append(write_report(study, table, out / "report.html", figures, crs))
-    return written
+    return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))

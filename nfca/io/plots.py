@@ -45,6 +45,20 @@ class Figure:
     path: Path | None = None
 
 
+    def _repr_png_(self) -> bytes:  # shown inline in a notebook
+        return self.png
+
+
+class Figures(list):
+    """Figures shown one under the other in a notebook."""
+
+    def _repr_html_(self) -> str:
+        import base64
+
+        return "".join(f"<figure><img src='data:image/png;base64,{base64.b64encode(f.png).decode()}'>"
+                       f"<figcaption>{f.title}</figcaption></figure>" for f in self)
+
+
 def _render(fig, name: str, title: str, out: Path | None) -> Figure:
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, format="png")
@@ -215,7 +229,7 @@ def feeder_map(study, table: pd.DataFrame, out: Path | None, title: str = "", me
     fig.colorbar(plt.cm.ScalarMappable(plt.Normalize(0, 100), LOADING_CMAP), ax=axes[0, -1], shrink=0.6,
                  label="line loading, highest over the sets (%)")
     if (~part).any():
-        axes[0, 0].legend(loc="outside lower left", frameon=False)
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower left", frameon=False)
     fig.suptitle("Feeder map" + (f"\n{title}" if title else ""))
     return _render(fig, "map.png", "Feeder map", out)
 

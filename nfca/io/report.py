@@ -49,6 +49,7 @@ const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Mat
 const span = Math.max(x1 - x0, y1 - y0, 1), pad = 0.05 * span;
 let vb = [x0 - pad, -(y1 + pad), x1 - x0 + 2 * pad, y1 - y0 + 2 * pad];
 const setVB = () => svg.setAttribute('viewBox', vb.join(' '));
+svg.style.height = Math.round(Math.max(260, Math.min(640, svg.clientWidth * vb[3] / vb[2]))) + 'px';
 setVB();
 function ramp(t, stops){ t = Math.max(0, Math.min(1, t)); const k = Math.min(stops.length - 2, Math.floor(t * (stops.length - 1)));
   const f = t * (stops.length - 1) - k, a = stops[k], b = stops[k + 1];
@@ -210,7 +211,7 @@ def _provenance(summary: dict) -> str:
 
 def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None) -> str:
     """The report as one HTML string."""
-    s = summary or study.summary()
+    s = summary or study.summary
     o = s["options"]
     data = json.dumps(map_data(study, table), allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
     from nfca.io.geo import has_coordinates
@@ -257,3 +258,37 @@ capacity, with the number of end-users it binds: what to reinforce first.</p></s
 def write_report(study, table: pd.DataFrame, target: Path, figures=(), crs: str | None = None) -> Path:
     """Write report.html for one envelope study."""
     return write_text(target, render(study, table, figures))
+
+
+def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] = ()) -> Path:
+    """RESULTS/report.html: every feeder with its type and totals, linking its own report.html,
+    and the batch's figures."""
+    results = Path(results)
+    rows = []
+    cols = ["end_users", "connection_points", "length_m", "capacity_kw", "optimal_import_kw", "fair_import_kw",
+            "optimal_export_kw", "fair_export_kw", "fair_over_optimal"]
+    for r in types.sort_values(["type", "feeder"]).to_dict(orient="records") if len(types) else []:
+        link = f"feeders/{r['feeder']}/report.html"
+        name = f"<a href='{_esc(link)}'>{_esc(r['feeder'])}</a>" if (results / link).exists() else _esc(r["feeder"])
+        rows.append(f"<tr><td>{name}</td><td>{r['type']}</td>" +
+                    "".join(f"<td class='n'>{_num(r.get(c), 0 if c in ('end_users', 'connection_points') else 2)}</td>"
+                            for c in cols) + "</tr>")
+    failures = results / "failures.csv"
+    failed = pd.read_csv(failures) if failures.exists() and failures.stat().st_size else pd.DataFrame()
+    fail_rows = "".join(f"<tr><td>{_esc(f.feeder)}</td><td>{_esc(f.error)}</td></tr>" for f in failed.itertuples()) \
+        if len(failed) else ""
+    figs = "".join(f"<figure><img alt='{_esc(p.name)}' src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
+                   f"<figcaption>{_esc(p.name)}</figcaption></figure>" for p in figures if Path(p).exists())
+    counts = types["type"].value_counts().sort_index().to_dict() if len(types) else {}
+    head = "".join(f"<th>{_esc(c.replace('_', ' '))}</th>" for c in cols)
+    text = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>nfca batch report: {_esc(results.name)}</title><style>{STYLE}</style></head>
+<body><header><h1>Guaranteed capacity per feeder: {len(types)} feeders</h1>
+<p>Types (ALEXANDER D3.3 section 5.2): {', '.join(f'type {k}: {v}' for k, v in counts.items()) or 'none'}.
+Type 1: optimal and fair both reach the connection capacity; type 2: fair within a few % of optimal; type 3: fair well below.</p></header>
+<main><section><h2>Feeders (click a name for its report)</h2><div class='scroll'><table id='feeders'>
+<tr><th>feeder</th><th>type</th>{head}</tr>{''.join(rows)}</table></div></section>
+{f"<section><h2>Failed feeders</h2><table id='failures'><tr><th>feeder</th><th>error</th></tr>{fail_rows}</table></section>" if fail_rows else ''}
+<section><h2>Figures</h2>{figs or '<p>none</p>'}</section></main></body></html>
+"""
+    return write_text(results / "report.html", text)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import cached_property
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -123,7 +124,7 @@ class DynamicStudy:
     def worst_case_kw(self, direction: Direction | str) -> dict[str, float]:
         return worst_case(self.profiles, Direction(direction))
 
-    def table(self) -> pd.DataFrame:
+    def to_dataframe(self) -> pd.DataFrame:
         """envelopes.csv (`nfca.io.schema.DYNAMIC_ENVELOPES`): a `timestamp` column (`static` for
         the static rows) before the columns of `nfca envelopes`, and each end-user's `forecast_kw`
         (net, consumption +) in that interval; static rows carry each end-user's extreme forecast
@@ -149,6 +150,7 @@ class DynamicStudy:
                 rows += block
         return schema.frame(rows, schema.DYNAMIC_ENVELOPES)
 
+    @cached_property
     def summary(self) -> dict:
         """Compact: the static sets as in `nfca envelopes` (`nfca.io.schema.SET_SUMMARY`), the
         dynamic ones as lists per interval."""
@@ -157,7 +159,7 @@ class DynamicStudy:
 
         part = sorted(self.participants)
         p = self.profiles
-        table = self.table()
+        table = self.to_dataframe()
         static_rows = table[table["timestamp"] == STATIC]
         out: dict = {
             "feeder": self.feeder.name, "path": str(self.feeder.path),
@@ -705,7 +707,7 @@ def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("c
     from nfca.io.outputs import prepare_dir, write_tables
 
     out = prepare_dir(out)
-    table = study.table()
+    table = study.to_dataframe()
     written = write_tables(study, out, table, formats)
     if "png" in formats:
         from nfca.io import plots

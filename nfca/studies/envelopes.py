@@ -7,6 +7,7 @@ a summary dict) and writes nothing.
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -60,7 +61,7 @@ class Study:
         """Every envelope set that exists passed the OpenDSS verification."""
         return all(v.verified for v in self.verifications)
 
-    def table(self) -> pd.DataFrame:
+    def to_dataframe(self) -> pd.DataFrame:
         """One row per end-user x direction x method (envelopes.csv, `nfca.io.schema.ENVELOPES`)."""
         dist = self.feeder.distance_m()
         rows = []
@@ -70,10 +71,11 @@ class Study:
             rows += schema.infeasible_rows(self.feeder, self.options, m, d, reason, self.participant_names, dist)
         return schema.frame(rows, schema.ENVELOPES)
 
+    @cached_property
     def summary(self) -> dict:
         """summary.json: the feeder, the assumptions, provenance, and per method and direction
         the `nfca.io.schema.SET_SUMMARY` figures."""
-        table = self.table()
+        table = self.to_dataframe()
         out: dict = {
             "feeder": self.feeder.name, "path": str(self.feeder.path),
             "end_users": len(self.feeder.end_users),
@@ -123,6 +125,22 @@ def firm_rule(options: EnvelopeOptions, feeder: Feeder | None = None) -> str:
     return rule + (f"; {own} end-user(s) with their own firm_kw from --capacities" if own else "")
 
 
+    def plot(self):
+        """The study's figures (per-user bars per direction, the methods compared, the map when
+        the feeder has coordinates), shown inline in a notebook; `.png` holds each one's bytes."""
+        from nfca.io import plots
+
+        return plots.Figures(plots.study_figures(self, self.to_dataframe(), None))
+
+    def write(self, folder: Path | str, formats: Iterable[str] = ("csv", "json", "gpkg", "png", "html"),
+              crs: str | None = None) -> list[Path]:
+        """Write envelopes.csv, summary.json, envelopes.gpkg, the figures and report.html to
+        `folder` (as `nfca envelopes --out` does); returns the files written."""
+        from nfca.io.outputs import write_study
+
+        return write_study(self, Path(folder), tuple(formats), crs)
+
+
 jain_index = schema.jain_index
 
 
@@ -158,8 +176,22 @@ def run_envelopes(
     return study
 
 
-def select_participants(feeder: Feeder, spec: str, seed: int = 0) -> frozenset[str]:
-    """`all`, a fraction in (0, 1] (a seeded random subset), or a file listing end-users."""
+def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, capacities: Path | None = None,
+                   default_capacity_kva: float = 9.2, feeder_name: str | None = None) -> tuple[Feeder, frozenset[str]]:
+    """Read a feeder, apply a capacities CSV and choose the participants: (Feeder, participants).
+
+    `feeder_name` (a batch) selects the rows of a `feeder` column in the CSVs, when they have one."""
+    from nfca.engine.opendss import read_feeder
+
+    f = read_feeder(path, default_capacity_kva=default_capacity_kva)
+    if capacities is not None:
+        f = with_capacities(f, capacities, feeder_name)
+    return f, select_participants(f, participants, seed, feeder_name)
+
+
+def select_participants(feeder: Feeder, spec: str, seed: int = 0, feeder_name: str | None = None) -> frozenset[str]:
+    """`all`, a fraction in [0, 1] (a seeded random subset), or a CSV listing end-users (column
+    `end_user`, else the first; with a `feeder` column only the rows of `feeder_name`)."""
     names = [u.name for u in feeder.end_users]
     if spec == "all":
         return frozenset(names)
@@ -176,44 +208,65 @@ def select_participants(feeder: Feeder, spec: str, seed: int = 0) -> frozenset[s
     path = Path(spec)
     if not path.is_file():
         raise InputError(f"--participants: '{spec}' is neither 'all', a fraction nor a readable file")
-    chosen = _read_names(path, "end_user")
+    chosen = _read_names(path, "end_user", feeder_name)
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         raise InputError(f"{path}: end-user {unknown[0]} is not in feeder {feeder.name}")
     return frozenset(chosen)
 
 
-def _read_names(path: Path, column: str) -> list[str]:
+def _read_csv(path: Path, **kw) -> pd.DataFrame:
     try:
-        df = pd.read_csv(path, dtype=str)
+        return pd.read_csv(path, **kw)
     except Exception as exc:
         raise InputError(f"{path}: cannot read CSV ({' '.join(str(exc).split())})") from None
+
+
+def _for_feeder(df: pd.DataFrame, feeder_name: str | None) -> pd.DataFrame:
+    """The rows of one feeder when the table has a `feeder` column (a batch)."""
+    if feeder_name is not None and "feeder" in df.columns:
+        return df[df["feeder"].astype(str).str.strip() == feeder_name]
+    return df
+
+
+def _read_names(path: Path, column: str, feeder_name: str | None = None) -> list[str]:
+    df = _for_feeder(_read_csv(path, dtype=str), feeder_name)
     if column in df.columns:
         return [s.strip().lower() for s in df[column].dropna()]
     return [s.strip().lower() for s in [df.columns[0], *df.iloc[:, 0].dropna()]]
 
 
-def with_capacities(feeder: Feeder, csv: Path) -> Feeder:
-    """Override end-users' connection capacities from a CSV with columns end_user, capacity_kva."""
-    try:
-        df = pd.read_csv(csv)
-    except Exception as exc:
-        raise InputError(f"{csv}: cannot read CSV ({' '.join(str(exc).split())})") from None
-    if not {"end_user", "capacity_kva"} <= set(df.columns):
-        raise InputError(f"{csv}: needs columns end_user and capacity_kva")
-    caps = {}
-    values = pd.to_numeric(df["capacity_kva"], errors="coerce")
-    for row, (name, cap, raw) in enumerate(zip(df["end_user"].astype(str).str.strip().str.lower(), values,
-                                               df["capacity_kva"]), start=2):
-        if name not in feeder.end_user:
-            raise InputError(f"{csv} line {row}: end-user {name} is not in feeder {feeder.name}")
-        if not np.isfinite(cap) or cap <= 0:
-            got = "nothing" if pd.isna(raw) else repr(raw)
-            raise InputError(f"{csv} line {row}: capacity of {name} must be a positive number of kVA, got {got}")
-        if name in caps and caps[name] != float(cap):
-            raise InputError(f"{csv} line {row}: end-user {name} is given two capacities, {caps[name]:g} and {cap:g} kVA")
-        caps[name] = float(cap)
-    users = tuple(replace(u, capacity_kva=caps.get(u.name, u.capacity_kva)) for u in feeder.end_users)
+def with_capacities(feeder: Feeder, csv: Path, feeder_name: str | None = None) -> Feeder:
+    """Per end-user connection capacity (`capacity_kva`) and firm value (`firm_kw`: what it uses
+    as a non-participant, kW) from a CSV with column end_user and either or both of these; an
+    empty cell keeps the feeder's value. With a `feeder` column, only `feeder_name`'s rows."""
+    df = _for_feeder(_read_csv(csv), feeder_name)
+    if "end_user" not in df.columns or not {"capacity_kva", "firm_kw"} & set(df.columns):
+        raise InputError(f"{csv}: needs columns end_user and capacity_kva (and/or firm_kw)")
+    found: dict[str, dict[str, float]] = {"capacity_kva": {}, "firm_kw": {}}
+    names = df["end_user"].astype(str).str.strip().str.lower()
+    for column, what, whats, unit in (("capacity_kva", "capacity", "capacities", "kVA"),
+                                      ("firm_kw", "firm value", "firm values", "kW")):
+        if column not in df.columns:
+            continue
+        values = pd.to_numeric(df[column], errors="coerce")
+        for row, name, x, raw in zip(df.index + 2, names, values, df[column]):
+            if name not in feeder.end_user:
+                raise InputError(f"{csv} line {row}: end-user {name} is not in feeder {feeder.name}")
+            if pd.isna(raw) and "capacity_kva" in df.columns and "firm_kw" in df.columns:
+                continue  # the other column is given on this row
+            ok = np.isfinite(x) and (x > 0 if column == "capacity_kva" else x >= 0)
+            if not ok:
+                got = "nothing" if pd.isna(raw) else repr(raw)
+                sign = "positive" if column == "capacity_kva" else "non-negative"
+                raise InputError(f"{csv} line {row}: {what} of {name} must be a {sign} number of {unit}, got {got}")
+            seen = found[column]
+            if name in seen and seen[name] != float(x):
+                raise InputError(f"{csv} line {row}: end-user {name} is given two {whats}, {seen[name]:g} and {x:g} {unit}")
+            seen[name] = float(x)
+    caps, firm = found["capacity_kva"], found["firm_kw"]
+    users = tuple(replace(u, capacity_kva=caps.get(u.name, u.capacity_kva), firm_kw=firm.get(u.name, u.firm_kw))
+                  for u in feeder.end_users)
     return replace(feeder, end_users=users)
 
 
@@ -230,7 +283,8 @@ def sweep_participation(
 
     Participants are the first k of one seeded random order, so each set contains the smaller
     ones. When the firm connections alone violate a limit there is no envelope: the row says
-    `infeasible` and carries zero guaranteed power. Every feasible point is verified by OpenDSS.
+    `infeasible`, with no guaranteed power (NaN, a gap in a figure, never zero) and the reason.
+    Every feasible point is verified by OpenDSS.
     """
     from nfca.errors import InfeasibleError
 
@@ -247,13 +301,13 @@ def sweep_participation(
                 try:
                     problem = problem or EnvelopeProblem(feeder, options, chosen)
                     env = problem.solve(m, d)
-                except InfeasibleError:
-                    rows.append({**row, "status": "infeasible", "total_kw": 0.0, "mean_kw": 0.0,
-                                 "min_kw": 0.0, "verified": False})
+                except InfeasibleError as exc:
+                    rows.append({**row, "status": "infeasible", "total_kw": np.nan, "mean_kw": np.nan,
+                                 "min_kw": np.nan, "verified": False, "reason": str(exc)})
                     continue
                 ver = verify(feeder, [env], options)[0]
                 g = np.array([env.guaranteed_kw[n] for n in chosen]) if chosen else np.zeros(0)
                 rows.append({**row, "status": env.result.status, "total_kw": float(g.sum()),
                              "mean_kw": float(g.mean()) if g.size else 0.0,
-                             "min_kw": float(g.min()) if g.size else 0.0, "verified": ver.verified})
+                             "min_kw": float(g.min()) if g.size else 0.0, "verified": ver.verified, "reason": ""})
     return pd.DataFrame(rows)
