@@ -177,6 +177,11 @@ class OutputArgs:
         if not self.quiet:
             err.print(text, highlight=False, soft_wrap=True)
 
+    def notices(self, feeder) -> None:
+        """What the reader assumed where the feeder file was silent: one line each on stderr."""
+        for n in feeder.notices:
+            self.note(str(n))
+
     def results(self, summary: dict, table: Callable[[dict], object]) -> None:
         """summary.json on stdout with --json, else the results table (nothing with --quiet)."""
         from nfca.io.outputs import to_json
@@ -296,6 +301,7 @@ def envelopes(
     with output.progress(n_sets + 3) as progress:
         progress("reading feeder")
         f, chosen = study.read(feeder)
+        output.notices(f)
         inputs = [feeder, study.capacities, _file(study.participants), _file(profiles)]
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
             return _dynamic(f, profiles, resolution, study, output, opts, chosen, workers, out, formats, inputs, progress)
@@ -409,6 +415,7 @@ def activations(
     with output.progress(5) as progress:
         progress("reading feeder")
         f, chosen = study.read(feeder)
+        output.notices(f)
         progress("reading profiles")
         prof = load_profiles(profiles, f, resolution)
         if envelopes_dir is not None:
@@ -512,6 +519,7 @@ def sweep_participation(
     prepare_dir(out)
     opts = study.envelope_options()
     f, _ = study.read(feeder)
+    output.notices(f)
     n = len(f.end_users)
     counts = sorted({n, *range(step, n + 1, step)})
     with output.progress(len(counts) * len(study.method) * len(study.direction)) as progress:

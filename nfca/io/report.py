@@ -209,6 +209,12 @@ def _provenance(summary: dict) -> str:
     return f"<table id='provenance'>{rows}</table>"
 
 
+def _notices(summary: dict) -> str:
+    items = "".join(f"<li class='{'bad' if n.get('level') == 'warning' else ''}'>{_esc(n['message'])}</li>"
+                    for n in summary.get("notices", []))
+    return f"<section><h2>What nfca assumed</h2><ul id='notices'>{items}</ul></section>" if items else ""
+
+
 def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None) -> str:
     """The report as one HTML string."""
     s = summary or study.summary
@@ -247,7 +253,7 @@ capacity, with the number of end-users it binds: what to reinforce first.</p></s
 </section>
 <section><h2>End-users (nearest the transformer first)</h2>{_users_table(table[table['status'] == 'ok'])}</section>
 <section><h2>Figures</h2>{figs or '<p>none</p>'}</section>
-<section><h2>Provenance</h2>{_provenance(s)}</section>
+{_notices(s)}<section><h2>Provenance</h2>{_provenance(s)}</section>
 </main>
 <script type="application/json" id="nfca-data">{data}</script>
 <script>{SCRIPT}</script>

@@ -171,7 +171,7 @@ class DynamicStudy:
             "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
             "options": options_summary(self.options, self.feeder),
             "verified": self.verified, "complete": True, "seconds": round(self.seconds, 3), "workers": self.workers,
-            "provenance": self.provenance,
+            "provenance": self.provenance, "notices": [n.as_dict() for n in self.feeder.notices],
             "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
         }
         for c in self.chains:

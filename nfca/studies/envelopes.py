@@ -85,7 +85,7 @@ class Study:
             "length_m": round(self.feeder.length_m, 3),
             "options": options_summary(self.options, self.feeder),
             "verified": self.verified, "complete": not self.infeasible, "seconds": round(self.seconds, 3),
-            "provenance": self.provenance, "methods": {},
+            "provenance": self.provenance, "notices": [n.as_dict() for n in self.feeder.notices], "methods": {},
         }
         for env, ver in zip(self.envelopes, self.verifications):
             rows = table[(table["method"] == env.method.value) & (table["direction"] == env.direction.value)]
