@@ -306,7 +306,7 @@ def envelopes(
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
             return _dynamic(f, profiles, resolution, study, output, opts, chosen, workers, out, formats, inputs, progress)
         result = run_envelopes(f, study.methods, study.directions, opts, chosen,
-                               progress=lambda s: progress(f"solving {s}"))
+                               progress=lambda s: progress(s if s.startswith("verifying") else f"solving {s}"))
         result = dataclasses.replace(result, provenance=study.provenance(inputs))
         progress("writing outputs")
         files = write_study(result, out, formats, crs)

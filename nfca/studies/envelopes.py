@@ -94,6 +94,21 @@ class Study:
             out["methods"].setdefault(m, {})[d] = schema.infeasible_summary(reason)
         return out
 
+    def plot(self):
+        """The study's figures (per-user bars per direction, the methods compared, the map when
+        the feeder has coordinates), shown inline in a notebook; `.png` holds each one's bytes."""
+        from nfca.io import plots
+
+        return plots.Figures(plots.study_figures(self, self.to_dataframe(), None))
+
+    def write(self, folder: Path | str, formats: Iterable[str] = ("csv", "json", "gpkg", "png", "html"),
+              crs: str | None = None) -> list[Path]:
+        """Write envelopes.csv, summary.json, envelopes.gpkg, the figures and report.html to
+        `folder` (as `nfca envelopes --out` does); returns the files written."""
+        from nfca.io.outputs import write_study
+
+        return write_study(self, Path(folder), tuple(formats), crs)
+
 
 def options_summary(options: EnvelopeOptions, feeder: Feeder | None = None) -> dict:
     """The study's assumptions as summary.json records them; with the feeder, the source voltage
@@ -123,22 +138,6 @@ def firm_rule(options: EnvelopeOptions, feeder: Feeder | None = None) -> str:
     else:
         rule = f"{options.firm_diversity:g} x connection capacity x power factor (diversity)"
     return rule + (f"; {own} end-user(s) with their own firm_kw from --capacities" if own else "")
-
-
-    def plot(self):
-        """The study's figures (per-user bars per direction, the methods compared, the map when
-        the feeder has coordinates), shown inline in a notebook; `.png` holds each one's bytes."""
-        from nfca.io import plots
-
-        return plots.Figures(plots.study_figures(self, self.to_dataframe(), None))
-
-    def write(self, folder: Path | str, formats: Iterable[str] = ("csv", "json", "gpkg", "png", "html"),
-              crs: str | None = None) -> list[Path]:
-        """Write envelopes.csv, summary.json, envelopes.gpkg, the figures and report.html to
-        `folder` (as `nfca envelopes --out` does); returns the files written."""
-        from nfca.io.outputs import write_study
-
-        return write_study(self, Path(folder), tuple(formats), crs)
 
 
 jain_index = schema.jain_index
