@@ -619,6 +619,7 @@ def classify(
 
 def _classification_figures(results: Path, types) -> None:
     from nfca.io.report import write_batch_report
+    from nfca.studies.classify import incomplete
 
     figures = []
     if not types.empty:
@@ -636,7 +637,7 @@ def _classification_figures(results: Path, types) -> None:
                 env = read_envelopes(results / "feeders" / name / "envelopes.csv")
                 figures.append(plots.envelope_bars(env[env["direction"] == "import"], results / f"type{t}_{name}_import.png",
                                                    "import", f"{name}, a type-{t} feeder").path)
-    write_batch_report(results, types, [Path(p) for p in figures])
+    write_batch_report(results, types, [Path(p) for p in figures], incomplete(results))
 
 
 app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")

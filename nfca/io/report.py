@@ -266,9 +266,10 @@ def write_report(study, table: pd.DataFrame, target: Path, figures=(), crs: str 
     return write_text(target, render(study, table, figures))
 
 
-def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] = ()) -> Path:
+def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] = (),
+                       incomplete: dict[str, str] | None = None) -> Path:
     """RESULTS/report.html: every feeder with its type and totals, linking its own report.html,
-    and the batch's figures."""
+    the feeders that could not be typed (`incomplete`: name -> why), and the batch's figures."""
     results = Path(results)
     rows = []
     cols = ["end_users", "connection_points", "length_m", "capacity_kw", "optimal_import_kw", "fair_import_kw",
@@ -279,6 +280,8 @@ def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] =
         rows.append(f"<tr><td>{name}</td><td>{r['type']}</td>" +
                     "".join(f"<td class='n'>{_num(r.get(c), 0 if c in ('end_users', 'connection_points') else 2)}</td>"
                             for c in cols) + "</tr>")
+    untyped = "".join(f"<tr><td><a href='feeders/{_esc(n)}/report.html'>{_esc(n)}</a></td><td>{_esc(r)}</td></tr>"
+                      for n, r in (incomplete or {}).items())
     failures = results / "failures.csv"
     failed = pd.read_csv(failures) if failures.exists() and failures.stat().st_size else pd.DataFrame()
     fail_rows = "".join(f"<tr><td>{_esc(f.feeder)}</td><td>{_esc(f.error)}</td></tr>" for f in failed.itertuples()) \
@@ -294,6 +297,7 @@ def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] =
 Type 1: optimal and fair both reach the connection capacity; type 2: fair within a few % of optimal; type 3: fair well below.</p></header>
 <main><section><h2>Feeders (click a name for its report)</h2><div class='scroll'><table id='feeders'>
 <tr><th>feeder</th><th>type</th>{head}</tr>{''.join(rows)}</table></div></section>
+{f"<section><h2>Feeders without every envelope (not typed)</h2><table id='incomplete'><tr><th>feeder</th><th>no envelope</th></tr>{untyped}</table></section>" if untyped else ''}
 {f"<section><h2>Failed feeders</h2><table id='failures'><tr><th>feeder</th><th>error</th></tr>{fail_rows}</table></section>" if fail_rows else ''}
 <section><h2>Figures</h2>{figs or '<p>none</p>'}</section></main></body></html>
 """

@@ -126,6 +126,7 @@ def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: st
         raise OutputError(f"{final.parent}: results folder cannot be written ({exc.strerror or exc})") from None
     try:
         write_study(study, tmp, ("csv", "json", "gpkg", "html"), crs)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; results are for everyone to read, as files are
         try:
             os.rename(tmp, final)  # atomic: the feeder's results appear whole or not at all
         except OSError as exc:

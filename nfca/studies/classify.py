@@ -29,11 +29,33 @@ def feeder_type(optimal_kw: float, fair_kw: float, capacity_kw: float,
     return 3
 
 
+def _typable(summary: dict) -> bool:
+    sets = summary.get("methods", {})
+    return all(sets.get(m, {}).get(d, {}).get("status", "ok") == "ok" and d in sets.get(m, {})
+               for m in ("optimal", "fair") for d in ("import", "export"))
+
+
+def incomplete(results: Path) -> dict[str, str]:
+    """Feeders with results but no optimal or fair envelope in some direction: name -> reason."""
+    out = {}
+    for summary_path in sorted(Path(results).glob("feeders/*/summary.json")):
+        s = json.loads(summary_path.read_text())
+        if not _typable(s):
+            reasons = [f"{m} {d}: {x.get('reason') or 'not computed'}" for m in ("optimal", "fair")
+                       for d in ("import", "export") for x in [s.get("methods", {}).get(m, {}).get(d, {})]
+                       if x.get("status", "missing") != "ok"]
+            out[summary_path.parent.name] = "; ".join(reasons)
+    return out
+
+
 def classify(results: Path, capacity_tol: float = CAPACITY_TOL, fair_tol: float = FAIR_TOL) -> pd.DataFrame:
-    """One row per feeder in RESULTS/feeders/*/summary.json."""
+    """One row per feeder in RESULTS/feeders/*/summary.json that has optimal and fair envelopes
+    in both directions (a feeder where one has no envelope cannot be typed; `incomplete` lists them)."""
     rows = []
     for summary_path in sorted(Path(results).glob("feeders/*/summary.json")):
         s = json.loads(summary_path.read_text())
+        if not _typable(s):
+            continue
         pf = s["options"]["power_factor"]
         row = {
             "feeder": summary_path.parent.name,
