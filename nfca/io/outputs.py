@@ -96,5 +96,5 @@ def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str |
     if "html" in formats:
         from nfca.io.report import write_report
 
-        written.append(write_report(study, table, out / "report.html", figures, crs))
+        written.append(write_report(study, table, out / "report.html", figures))
     return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))

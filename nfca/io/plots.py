@@ -339,7 +339,8 @@ def grid_map(results: Path, types: pd.DataFrame, target: Path, column: str = "im
     return _save(fig, target, "Grid map")
 
 
-def envelope_timeseries(df: pd.DataFrame, target: Path, direction: str, title: str = "", max_users: int = 60) -> Path:
+def envelope_timeseries(df: pd.DataFrame, target: Path | None, direction: str, title: str = "",
+                        max_users: int = 60) -> Figure:
     """Static against dynamic limits per participant over the horizon (seed Fig 3-11).
 
     One panel per participant (nearest the transformer first, at most `max_users`): its
@@ -389,7 +390,8 @@ def envelope_timeseries(df: pd.DataFrame, target: Path, direction: str, title: s
     fig.suptitle(f"Dynamic and static {direction} limits per participant{shown}" + (f"\n{title}" if title else ""))
     fig.supylabel(f"guaranteed {direction} (kW)", fontsize=9)
     fig.supxlabel(f"hours from {t0}", fontsize=9)
-    return _save(fig, target, f"Dynamic and static {direction} limits")
+    return _render(fig, Path(target).name if target else f"envelopes_time_{direction}.png",
+                   f"Dynamic and static {direction} limits", Path(target).parent if target else None)
 
 
 def activations(intervals: pd.DataFrame, events: pd.DataFrame, summary: dict, target: Path,

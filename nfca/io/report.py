@@ -135,7 +135,7 @@ def map_data(study, table: pd.DataFrame) -> dict:
         sets[f"{d}_{m}"] = {"label": f"{m} {d}", "direction": d, "method": m}
     loading = {f"{e.direction.value}_{e.method.value}": v.line_loading_pct for e, v in zip(study.envelopes, study.verifications)}
     lines = [{"name": ln.name, "a": pos[ln.bus_from], "b": pos[ln.bus_to], "length_m": ln.length_m,
-              "ampacity_a": ln.ampacity_a, "loading": {k: round(v[ln.name], 2) for k, v in loading.items()}}
+              "ampacity_a": ln.ampacity_a, "loading": {k: round(v[ln.name], 2) for k, v in loading.items() if ln.name in v}}
              for ln in feeder.lines if ln.bus_from in pos and ln.bus_to in pos]
     users = []
     rows = {(r.end_user, f"{r.direction}_{r.method}"): r for r in table.itertuples(index=False)}
@@ -215,7 +215,7 @@ def _notices(summary: dict) -> str:
     return f"<section><h2>What nfca assumed</h2><ul id='notices'>{items}</ul></section>" if items else ""
 
 
-def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None) -> str:
+def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None, note: str = "") -> str:
     """The report as one HTML string."""
     s = summary or study.summary
     o = s["options"]
@@ -237,7 +237,8 @@ def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None) 
 <title>nfca report: {_esc(s['feeder'])}</title><style>{STYLE}</style></head>
 <body><header><h1>Guaranteed capacity under non-firm connection agreements: {_esc(s['feeder'])}</h1>
 <p>{s['participants']} of {s['end_users']} end-users with an NFCA; limits {o['vmin_pu']:.2f}-{o['vmax_pu']:.2f} pu,
-source {o['source_pu']} pu, power factor {o['power_factor']:g}; non-participants: {_esc(firm)}. {status}</p></header>
+source {o['source_pu']} pu, power factor {o['power_factor']:g}; non-participants: {_esc(firm)}. {status}</p>
+{f"<p>{_esc(note)}</p>" if note else ""}</header>
 <main>
 <section><h2>Summary per method and direction</h2>{_summary_table(s)}
 <p>Limiting elements: the line (current), transformer (rating) or bus (voltage) that stops the participants short of their
@@ -261,9 +262,10 @@ capacity, with the number of end-users it binds: what to reinforce first.</p></s
 """
 
 
-def write_report(study, table: pd.DataFrame, target: Path, figures=(), crs: str | None = None) -> Path:
-    """Write report.html for one envelope study."""
-    return write_text(target, render(study, table, figures))
+def write_report(study, table: pd.DataFrame, target: Path, figures=(), summary: dict | None = None,
+                 note: str = "") -> Path:
+    """Write report.html for one envelope study (`summary`: its summary.json, default study.summary)."""
+    return write_text(target, render(study, table, figures, summary, note))
 
 
 def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] = (),
