@@ -525,7 +525,10 @@ def sweep_participation(
     with output.progress(len(counts) * len(study.method) * len(study.direction)) as progress:
         df = sweep(f, counts, study.methods, study.directions, opts, study.seed, progress=progress)
     write_csv(out / "participation.csv", df)
-    title = f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed})"
+    from nfca.studies.envelopes import firm_rule
+
+    title = (f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed});\n"
+             f"non-participants at {firm_rule(opts, f)}")
     plots.participation_sweep(df, out / "participation.png", title)
     summary = {"feeder": f.name, "end_users": n, "provenance": study.provenance([feeder, study.capacities]),
                "points": df.to_dict(orient="records")}
