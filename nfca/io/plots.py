@@ -393,9 +393,9 @@ def envelope_timeseries(df: pd.DataFrame, target: Path | None, direction: str, t
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
     shown = f" (first {len(users)} of {len(all_users)} participants)" if len(all_users) > len(users) else ""
-    fig.suptitle(f"Dynamic and static {direction} limits per participant{shown}" + (f"\n{title}" if title else ""))
+    fig.suptitle(f"Dynamic and static {direction} limits per participant{shown}; x: hours from {t0:%Y-%m-%d %H:%M}"
+                 + (f"\n{title}" if title else ""))
     fig.supylabel(f"guaranteed {direction} (kW)", fontsize=9)
-    fig.supxlabel(f"hours from {t0}", fontsize=9)
     return _render(fig, Path(target).name if target else f"envelopes_time_{direction}.png",
                    f"Dynamic and static {direction} limits", Path(target).parent if target else None)
 
