@@ -41,6 +41,8 @@ POLICY_FAILED = 8  # `nfca activations`: the activation policy is not met (READM
 
 
 class Format(str, Enum):
+    """Output formats of `nfca envelopes` (html: report.html)."""
+
     csv = "csv"
     json = "json"
     gpkg = "gpkg"
@@ -85,6 +87,7 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
+    """Options of every command: --debug, --version."""
     DEBUG["on"] = debug
 
 
@@ -147,10 +150,12 @@ class StudyArgs:
 
     @property
     def methods(self) -> list[str]:
+        """The methods as the library's names."""
         return [Method(m).value for m in self.method]
 
     @property
     def directions(self) -> list[str]:
+        """The directions as the library's names."""
         return [Direction(d).value for d in self.direction]
 
     def provenance(self, inputs: list[Path | None]) -> dict:
@@ -171,9 +176,11 @@ class OutputArgs:
     as_json: Annotated[bool, typer.Option("--json", help="Print the results (summary.json) on stdout instead of a table.")] = False
 
     def progress(self, total: int | None = None) -> "Progress":
+        """A progress reporter for `total` steps, quiet or verbose as asked."""
         return Progress(total, self.quiet, self.verbose)
 
     def note(self, text: str) -> None:
+        """One line on stderr, unless --quiet."""
         if not self.quiet:
             err.print(text, highlight=False, soft_wrap=True)
 
@@ -258,6 +265,7 @@ class Progress:
         self.last = now
 
     def stop(self) -> None:
+        """Remove the progress bar (before printing results)."""
         if self.bar is not None:
             self.bar.stop()
             self.bar = None

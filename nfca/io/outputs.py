@@ -42,6 +42,7 @@ def write_json(target: Path, obj: dict) -> Path:
 
 
 def to_json(obj: dict) -> str:
+    """`obj` as indented JSON text, NaN and infinities as null."""
     return json.dumps(_clean(obj), indent=2, default=_jsonable, allow_nan=False)
 
 

@@ -123,6 +123,7 @@ DTYPES = {"str": "object", "float": "float64", "int": "int64", "bool": "bool"}
 
 
 def names(columns: Iterable[Column]) -> list[str]:
+    """The column names, in order."""
     return [c.name for c in columns]
 
 

@@ -44,12 +44,16 @@ class BatchSpec:
 
 @dataclass(frozen=True)
 class FeederJob:
+    """One feeder of a batch: its name (its results folder) and its file."""
+
     name: str
     path: Path
 
 
 @dataclass
 class BatchReport:
+    """What a batch run did: feeders computed, skipped (already done) and failed (with why)."""
+
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -97,10 +101,12 @@ def _from_manifest(manifest: Path) -> list[FeederJob]:
 
 
 def result_dir(out: Path, name: str) -> Path:
+    """The results folder of one feeder."""
     return Path(out) / "feeders" / name
 
 
 def is_done(out: Path, name: str) -> bool:
+    """A feeder's results are complete (summary.json, written last, is there)."""
     return (result_dir(out, name) / "summary.json").is_file()
 
 

@@ -22,6 +22,7 @@ FAIR_TOL = 0.05  # fair within 5 % of optimal: type 2
 
 def feeder_type(optimal_kw: float, fair_kw: float, capacity_kw: float,
                 capacity_tol: float = CAPACITY_TOL, fair_tol: float = FAIR_TOL) -> int:
+    """The feeder type (1, 2 or 3) from its aggregated optimal, fair and capacity."""
     if optimal_kw >= (1 - capacity_tol) * capacity_kw and fair_kw >= (1 - capacity_tol) * capacity_kw:
         return 1
     if fair_kw >= (1 - fair_tol) * optimal_kw:
