@@ -115,7 +115,9 @@ def envelopes(
     workers: Annotated[Optional[int], typer.Option(help="With --profiles: processes (default: one per core, at most one per method x direction).")] = None,
 ) -> None:
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS."""
-    from nfca.engine.opendss import read_feeder
+    from nfca import engine
+
+    engine.prestart()  # OpenDSS loads in its own process while the rest is imported
     from nfca.io.outputs import prepare_dir, write_study
     from nfca.studies.envelopes import run_envelopes, select_participants, with_capacities
 
@@ -124,12 +126,13 @@ def envelopes(
         opts = dataclasses.replace(opts, ipopt_options=_ipopt_options(ipopt_option))
     prepare_dir(out)
     with err.status("reading feeder") as status:
-        f = read_feeder(feeder, default_capacity_kva=default_capacity)
+        f, shapes = engine.read(feeder, default_capacity_kva=default_capacity)
         if capacities is not None:
             f = with_capacities(f, capacities)
         chosen = select_participants(f, participants, seed)
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
-            return _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status)
+            return _dynamic(f, shapes, profiles, resolution, method, direction, opts, chosen, workers, out, fmt,
+                            status)
         study = run_envelopes(f, [m.value for m in method], [d.value for d in direction], opts, chosen,
                               progress=lambda s: status.update(f"solving {s}"))
         status.update("writing outputs")
@@ -138,12 +141,12 @@ def envelopes(
     err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
 
 
-def _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status) -> None:
+def _dynamic(f, shapes, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status) -> None:
     from nfca.studies.dynamic import run_dynamic, write_dynamic
     from nfca.studies.profiles import load_profiles
 
     status.update("reading profiles")
-    prof = load_profiles(profiles, f, resolution)
+    prof = load_profiles(profiles, f, resolution, shapes)
     study = run_dynamic(f, prof, [m.value for m in method], [d.value for d in direction], opts, chosen, workers,
                         progress=lambda s: status.update(f"solving {s}"))
     status.update("writing outputs")
@@ -190,23 +193,25 @@ def activations(
 ) -> None:
     """When NFCAs must be activated over the profiles, how often and how long, and the energy curtailed
     under static and dynamic limits; checks a temporary-activation policy (count and duration caps)."""
+    from nfca import engine
+
+    engine.prestart()
     from nfca.studies.activations import ActivationPolicy, analyse, write_activations
-    from nfca.engine.opendss import read_feeder
     from nfca.studies.dynamic import run_dynamic
     from nfca.io.outputs import prepare_dir
     from nfca.studies.profiles import load_profiles, parse_resolution
     from nfca.studies.envelopes import select_participants, with_capacities
 
-    cap_duration = None if max_duration is None or max_duration.strip().lower() == "none" else parse_resolution(max_duration)
+    cap_duration = None if max_duration is None or max_duration.strip().lower() == "none" else parse_resolution(max_duration, "--max-duration")
     policy = ActivationPolicy(None if max_activations is None or max_activations < 0 else max_activations, cap_duration)
     opts = _options(vmin, vmax, power_factor, source_pu, True)
     prepare_dir(out)
     with err.status("reading feeder") as status:
-        f = read_feeder(feeder)
+        f, shapes = engine.read(feeder)
         if capacities is not None:
             f = with_capacities(f, capacities)
         chosen = select_participants(f, participants, seed)
-        prof = load_profiles(profiles, f, resolution)
+        prof = load_profiles(profiles, f, resolution, shapes)
         study = run_dynamic(f, prof, [m.value for m in method], ["import", "export"], opts, chosen, workers,
                             progress=lambda s: status.update(f"envelopes: {s}"))
         status.update("power flows of the firm and the activated operation")
@@ -287,7 +292,7 @@ def sweep_participation(
 ) -> None:
     """Guaranteed power against the number of NFCA end-users (seed Fig 5-4)."""
     from nfca.io import plots
-    from nfca.engine.opendss import read_feeder
+    from nfca.engine import read_feeder
     from nfca.io.outputs import prepare_dir, write_csv
     from nfca.studies.envelopes import sweep_participation as sweep
 

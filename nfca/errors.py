@@ -41,3 +41,8 @@ class OutputError(NfcaError):
     """An output folder or file cannot be written."""
 
     exit_code = 6
+
+
+class FeederNotice(UserWarning):
+    """Something in the feeder that nfca handles as OpenDSS does but the user should know about
+    (e.g. disabled elements left out). Issued with `warnings.warn`; the CLI prints it as a notice."""

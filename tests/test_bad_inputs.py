@@ -93,7 +93,7 @@ NOT_UTF8 = "New Line.x1 bus1=n3 bus2=x1 linecode=c16 length=10 units=m\n" \
 CASES: dict[str, Case] = {
     # --- the .dss text
     "syntax: unknown command": Case(text(_kron("Nwe Line.x1 bus1=n4 bus2=x1 linecode=main length=10")), 2,
-                                    ("Master.dss line", 'Unknown Command: "Nwe"', "Line.x1")),
+                                    ("Master.dss line", 'Unknown command "Nwe"', "Line.x1")),
     "syntax: unknown class": Case(text(_kron("New Lien.x1 bus1=n4 bus2=x1 linecode=main length=10")), 2,
                                   ("Master.dss line", 'Object Type "Lien" not found')),
     "syntax: unknown property": Case(text(_kron("New Line.x1 bsu1=n4 bus2=x1 linecode=main length=10")), 2,
@@ -102,7 +102,7 @@ CASES: dict[str, Case] = {
                                  ("Master.dss line", "Line.x1", '"abc"')),
     "syntax: error in a redirected file": Case(redirected, 2, ("Extra.dss line 2", "Line.x9", '"lenght"')),
     "syntax: binary garbage": Case(text("\x00\x01PK\x03\x04 binary", encoding="latin-1"), 2,
-                                   ("Master.dss line 1", "new circuit")),
+                                   ("Master.dss", "not a text file")),
     "missing line code": Case(text(_kron("New Line.x1 bus1=n4 bus2=x1 linecode=nope length=10")), 2,
                               ("Line.x1", 'LineCode object "nope" not found')),
     "missing file in a Redirect": Case(text(_kron("Redirect nothere.dss")), 2,

@@ -72,10 +72,9 @@ def _name(path: Path, root: Path) -> str:
 
 
 def _from_manifest(manifest: Path) -> list[FeederJob]:
-    try:
-        df = pd.read_csv(manifest, dtype=str)
-    except Exception as exc:
-        raise InputError(f"{manifest}: cannot read manifest ({' '.join(str(exc).split())})") from None
+    from nfca.studies.profiles import read_table
+
+    df = read_table(manifest)
     if not {"feeder", "master"} <= set(df.columns):
         raise InputError(f"{manifest}: a manifest needs columns feeder and master")
     return [FeederJob(str(r.feeder), (manifest.parent / str(r.master)).resolve()) for r in df.itertuples()]
@@ -91,7 +90,7 @@ def is_done(out: Path, name: str) -> bool:
 
 def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) -> float:
     """Compute, verify and write one feeder's envelopes; returns seconds. Runs in a worker."""
-    from nfca.engine.opendss import read_feeder
+    from nfca.engine import read_feeder
     from nfca.model.envelope import EnvelopeOptions
     from nfca.io.outputs import write_study
     from nfca.studies.envelopes import run_envelopes

@@ -19,6 +19,7 @@ from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InputError, VerificationError
 from nfca.model.network import Feeder
+from nfca.studies.profiles import read_table
 from nfca.verify import Verification, verify
 
 COLUMNS = [
@@ -155,33 +156,31 @@ def select_participants(feeder: Feeder, spec: str, seed: int = 0) -> frozenset[s
     return frozenset(chosen)
 
 
+MAX_KVA = 1e5  # 100 MVA: beyond any LV connection; a larger capacity is a unit error
+
+
 def _read_names(path: Path, column: str) -> list[str]:
-    try:
-        df = pd.read_csv(path, dtype=str)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read CSV ({' '.join(str(exc).split())})") from None
-    if column in df.columns:
-        return [s.strip().lower() for s in df[column].dropna()]
-    return [s.strip().lower() for s in [df.columns[0], *df.iloc[:, 0].dropna()]]
+    """End-user names as written (`NA`, `null`, `None`, `nan` are names), lower case."""
+    df = read_table(path)
+    names = df[column] if column in df.columns else pd.Series([df.columns[0], *df.iloc[:, 0]], dtype=str)
+    return [s.strip().lower() for s in names if s.strip()]
 
 
 def with_capacities(feeder: Feeder, csv: Path) -> Feeder:
     """Override end-users' connection capacities from a CSV with columns end_user, capacity_kva."""
-    try:
-        df = pd.read_csv(csv)
-    except Exception as exc:
-        raise InputError(f"{csv}: cannot read CSV ({' '.join(str(exc).split())})") from None
+    df = read_table(csv)
     if not {"end_user", "capacity_kva"} <= set(df.columns):
         raise InputError(f"{csv}: needs columns end_user and capacity_kva")
     caps = {}
-    values = pd.to_numeric(df["capacity_kva"], errors="coerce")
-    for row, (name, cap, raw) in enumerate(zip(df["end_user"].astype(str).str.strip().str.lower(), values,
-                                               df["capacity_kva"]), start=2):
+    values = pd.to_numeric(df["capacity_kva"].str.strip(), errors="coerce")
+    for row, (name, cap, raw) in enumerate(zip(df["end_user"].str.strip().str.lower(), values,
+                                               df["capacity_kva"].str.strip()), start=2):
         if name not in feeder.end_user:
             raise InputError(f"{csv} line {row}: end-user {name} is not in feeder {feeder.name}")
-        if not np.isfinite(cap) or cap <= 0:
-            got = "nothing" if pd.isna(raw) else repr(raw)
-            raise InputError(f"{csv} line {row}: capacity of {name} must be a positive number of kVA, got {got}")
+        if not np.isfinite(cap) or not 0 < cap <= MAX_KVA:
+            got = "nothing" if raw == "" else repr(raw)
+            raise InputError(f"{csv} line {row}: capacity of {name} must be a positive number of kVA "
+                             f"(at most {MAX_KVA:g}), got {got}")
         if name in caps and caps[name] != float(cap):
             raise InputError(f"{csv} line {row}: end-user {name} is given two capacities, {caps[name]:g} and {cap:g} kVA")
         caps[name] = float(cap)
