@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
+import math
+import re
+import signal
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
 from nfca.studies.classify import CAPACITY_TOL, FAIR_TOL
-from nfca.errors import NfcaError
+from nfca.errors import FeederNotice, InputError, Interrupted, NfcaError
 
 app = typer.Typer(
     help="Guaranteed-capacity operating envelopes for non-firm connection agreements on LV feeders.",
@@ -25,7 +29,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no 80-column cut
+# Text from feeder files and paths is printed as it is: no rich markup, emoji codes or highlighting.
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120,  # logs: no 80-column cut
+              markup=False, emoji=False, highlight=False)
 DEBUG = {"on": False}
 
 
@@ -49,28 +55,92 @@ class Format(str, Enum):
     png = "png"
 
 
+MESSAGE_CHARS = 300  # an error line is cut to about this, keeping where (file, line) and the end
+_WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
+
+
+def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """`text` safe for one terminal line: control characters shown as escapes, cut in the middle
+    to about `limit` characters, keeping its start (file and line) and its end."""
+    text = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: "\\x%02x" % ord(m.group()), " ".join(text.split()))
+    if len(text) <= limit:
+        return text
+    where = re.match(r"^.*? line \d+(?: \(redirected from .*? line \d+\))?:", text[: 2 * limit])
+    head = len(where.group()) + 40 if where and len(where.group()) < limit - 60 else limit * 2 // 3
+    return text[:head] + " … " + text[-(limit - head - 3):]
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(one_line(text) + "\n")
+    sys.stderr.flush()
+
+
+def _write_error(exc: BaseException) -> OSError | None:
+    """The OS error (no space, file too large, permission) behind an exception raised while writing."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(128 + signum)
+
+
 def handled(fn):
-    """Turn library errors into a one-line message and the documented exit code."""
+    """Turn library errors into a one-line message and the documented exit code; Ctrl-C, SIGTERM
+    and SIGHUP into "interrupted" (130, 143, 129) after everything half-written is removed."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", FeederNotice)
+                warnings.showwarning = functools.partial(_notice, warnings.showwarning)
+                return fn(*args, **kwargs)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            code = exc.exit_code if isinstance(exc, Interrupted) else 130
+            _say(exc.message if isinstance(exc, Interrupted) and exc.message else _interrupted())
+            raise typer.Exit(code) from None
         except NfcaError as exc:
             if DEBUG["on"]:
                 raise
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            _say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:  # a bug: say so in one line; --debug shows the traceback
+        except Exception as exc:
             if DEBUG["on"]:
                 raise
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for details)",
-                      highlight=False, soft_wrap=True)
+            os_error = _write_error(exc)
+            if os_error is not None:  # a full disk, a file size limit, a permission: not a bug
+                where = f"{os_error.filename}: " if os_error.filename else ""
+                _say(f"error: {where}cannot be written ({os_error.strerror or os_error}); nothing was written")
+                raise typer.Exit(6) from None
+            _say(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)")  # a bug
             raise typer.Exit(1) from None
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     return wrapper
+
+
+def _interrupted() -> str:
+    from nfca.io.outputs import finished_runs
+
+    return f"interrupted; the run in {finished_runs[-1]} is complete" if finished_runs else \
+        "interrupted; nothing was written"
+
+
+def _notice(show, message, category, *rest) -> None:
+    """FeederNotice warnings as one `notice:` line each; others as Python shows them."""
+    if issubclass(category, FeederNotice):
+        _say(f"notice: {message}")
+    else:
+        show(message, category, *rest)
 
 
 @app.callback()
@@ -118,30 +188,39 @@ def envelopes(
     from nfca import engine
 
     engine.prestart()  # OpenDSS loads in its own process while the rest is imported
-    from nfca.io.outputs import prepare_dir, write_study
+    _finite(default_capacity=default_capacity, power_factor=power_factor, vmin=vmin, vmax=vmax, source_pu=source_pu,
+            v_neutral_max=v_neutral_max)
+    _check_seed(seed)
+    _check_crs(crs)
+    _check_workers(workers)
+    from nfca.studies.profiles import parse_resolution
+
+    if resolution is not None:
+        parse_resolution(resolution)
+    from nfca.io.outputs import run_folder, write_study
     from nfca.studies.envelopes import run_envelopes, select_participants, with_capacities
 
     opts = _options(vmin, vmax, power_factor, source_pu, reduce, kron, v_neutral_max)
     if ipopt_option:
         opts = dataclasses.replace(opts, ipopt_options=_ipopt_options(ipopt_option))
-    prepare_dir(out)
-    with err.status("reading feeder") as status:
+    with run_folder(out) as tmp, err.status("reading feeder") as status:
         f, shapes = engine.read(feeder, default_capacity_kva=default_capacity)
         if capacities is not None:
             f = with_capacities(f, capacities)
         chosen = select_participants(f, participants, seed)
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
-            return _dynamic(f, shapes, profiles, resolution, method, direction, opts, chosen, workers, out, fmt,
-                            status)
-        study = run_envelopes(f, [m.value for m in method], [d.value for d in direction], opts, chosen,
-                              progress=lambda s: status.update(f"solving {s}"))
-        status.update("writing outputs")
-        files = write_study(study, out, tuple(x.value for x in fmt), crs)
-    _print_summary(study.summary())
-    err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
+            summary, files = _dynamic(f, shapes, profiles, resolution, method, direction, opts, chosen, workers,
+                                      tmp, fmt, status)
+        else:
+            study = run_envelopes(f, [m.value for m in method], [d.value for d in direction], opts, chosen,
+                                  progress=lambda s: status.update(f"solving {s}"))
+            status.update("writing outputs")
+            summary, files = study.summary(), write_study(study, tmp, tuple(x.value for x in fmt), crs)
+    (_print_summary if profiles is None else _print_dynamic_summary)(summary)
+    err.print(f"wrote {len(files)} file(s) to {out}")
 
 
-def _dynamic(f, shapes, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status) -> None:
+def _dynamic(f, shapes, profiles, resolution, method, direction, opts, chosen, workers, tmp, fmt, status):
     from nfca.studies.dynamic import run_dynamic, write_dynamic
     from nfca.studies.profiles import load_profiles
 
@@ -150,10 +229,7 @@ def _dynamic(f, shapes, profiles, resolution, method, direction, opts, chosen, w
     study = run_dynamic(f, prof, [m.value for m in method], [d.value for d in direction], opts, chosen, workers,
                         progress=lambda s: status.update(f"solving {s}"))
     status.update("writing outputs")
-    files = write_dynamic(study, out, tuple(x.value for x in fmt))
-    status.stop()
-    _print_dynamic_summary(study.summary())
-    err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
+    return study.summary(), write_dynamic(study, tmp, tuple(x.value for x in fmt))
 
 
 def _print_dynamic_summary(summary: dict) -> None:
@@ -198,15 +274,19 @@ def activations(
     engine.prestart()
     from nfca.studies.activations import ActivationPolicy, analyse, write_activations
     from nfca.studies.dynamic import run_dynamic
-    from nfca.io.outputs import prepare_dir
+    from nfca.io.outputs import run_folder
     from nfca.studies.profiles import load_profiles, parse_resolution
     from nfca.studies.envelopes import select_participants, with_capacities
 
+    _finite(power_factor=power_factor, vmin=vmin, vmax=vmax, source_pu=source_pu)
+    _check_seed(seed)
+    _check_workers(workers)
+    if resolution is not None:
+        parse_resolution(resolution)
     cap_duration = None if max_duration is None or max_duration.strip().lower() == "none" else parse_resolution(max_duration, "--max-duration")
     policy = ActivationPolicy(None if max_activations is None or max_activations < 0 else max_activations, cap_duration)
     opts = _options(vmin, vmax, power_factor, source_pu, True)
-    prepare_dir(out)
-    with err.status("reading feeder") as status:
+    with run_folder(out) as tmp, err.status("reading feeder") as status:
         f, shapes = engine.read(feeder)
         if capacities is not None:
             f = with_capacities(f, capacities)
@@ -217,7 +297,7 @@ def activations(
         status.update("power flows of the firm and the activated operation")
         result = analyse(study, policy)
         status.update("writing outputs")
-        files = write_activations(result, out)
+        files = write_activations(result, tmp)
     s = result.summary()
     pol = s["policy"]
     err.print(f"{s['intervals_needing_activation']} of {s['intervals']} intervals need an activation: "
@@ -230,20 +310,95 @@ def activations(
 
 def _ipopt_options(pairs: list[str]) -> dict:
     """NAME=VALUE pairs to Ipopt options (integers, then numbers, else strings)."""
-    from nfca.errors import InputError
-
     out: dict = {}
     for pair in pairs:
         name, sep, value = (x.strip() for x in pair.partition("="))
         if not (sep and name and value):
             raise InputError(f"--ipopt-option must be NAME=VALUE, got '{pair}'")
-        for cast in (int, float, str):
-            try:
-                out[name] = cast(value)
-                break
-            except ValueError:
-                continue
+        out[name] = _ipopt_value(name, value)
     return out
+
+
+def _ipopt_value(name: str, value: str):
+    """`value` typed as Ipopt's option `name` takes it (integer, number or string), checked by
+    Ipopt itself (name, type, range, allowed strings); InputError saying what Ipopt expects."""
+    import os
+    import tempfile
+
+    import cyipopt
+    import numpy as np
+
+    class _Nothing:
+        def objective(self, x):
+            return 0.0
+
+        def gradient(self, x):
+            return np.zeros(1)
+
+    typed: list = []
+    for cast in (int, float):
+        try:
+            typed.append(cast(value))
+        except ValueError:
+            pass
+    if any(isinstance(v, float) and not math.isfinite(v) for v in typed):
+        raise InputError(f"--ipopt-option {name}={value}: not a finite number")
+    typed.append(value)
+    problem = cyipopt.Problem(n=1, m=0, problem_obj=_Nothing(), lb=[0.0], ub=[1.0])
+    with tempfile.TemporaryFile() as said:  # Ipopt explains a refusal on its standard output
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(said.fileno(), 1)
+        try:
+            for v in typed:
+                try:
+                    problem.add_option(name, v)
+                    return v
+                except TypeError:
+                    continue
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            problem.close()
+        said.seek(0)
+        text = said.read().decode(errors="replace")
+    if "not a valid option" in text:
+        raise InputError(f"--ipopt-option {name}: not an Ipopt option")
+    kind = re.search(r"### \S+ \(([^)]*)\)", text)
+    rule = re.search(r"^(.*<=.*|.*<.*\+inf.*)$", text, re.M)
+    expects = ", ".join(x for x in ((kind.group(1) if kind else ""), (rule.group(1).strip() if rule else "")) if x)
+    raise InputError(f"--ipopt-option {name}={value}: not a value Ipopt takes for {name}"
+                     f"{f' ({expects})' if expects else ''}")
+
+
+def _finite(**values: float | None) -> None:
+    """Every numeric option a finite number (Typer reads 'inf' and 'nan' as floats)."""
+    for name, v in values.items():
+        if v is not None and not math.isfinite(v):
+            raise InputError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
+
+
+def _check_seed(seed: int) -> None:
+    if seed < 0:
+        raise InputError(f"--seed must be 0 or a positive whole number, got {seed}")
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+
+
+def _check_crs(crs: str | None) -> None:
+    """--crs must be a coordinate reference system pyproj knows, checked before any computing."""
+    if crs is None:
+        return
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        CRS.from_user_input(crs)
+    except CRSError:
+        raise InputError(f"--crs: '{crs}' is not a coordinate reference system (e.g. EPSG:31370)") from None
 
 
 def _print_summary(summary: dict) -> None:
@@ -291,21 +446,25 @@ def sweep_participation(
     vmin: float = 0.90, vmax: float = 1.10, power_factor: float = 1.0,
 ) -> None:
     """Guaranteed power against the number of NFCA end-users (seed Fig 5-4)."""
+    _finite(power_factor=power_factor, vmin=vmin, vmax=vmax)
+    _check_seed(seed)
+    if step < 1:
+        raise InputError(f"--step must be at least 1, got {step}")
     from nfca.io import plots
     from nfca.engine import read_feeder
-    from nfca.io.outputs import prepare_dir, write_csv
+    from nfca.io.outputs import run_folder, write_csv
     from nfca.studies.envelopes import sweep_participation as sweep
 
-    prepare_dir(out)
-    f = read_feeder(feeder)
-    n = len(f.end_users)
-    counts = sorted({n, *range(step, n + 1, step)})
-    with err.status("sweeping") as status:
-        df = sweep(f, counts, [m.value for m in method], [d.value for d in direction],
-                   _options(vmin, vmax, power_factor, None, True), seed, progress=lambda s: status.update(s))
-    write_csv(out / "participation.csv", df)
-    plots.participation_sweep(df, out / "participation.png")
-    err.print(df.to_string(index=False), highlight=False)
+    with run_folder(out) as tmp:
+        f = read_feeder(feeder)
+        n = len(f.end_users)
+        counts = sorted({n, *range(step, n + 1, step)})
+        with err.status("sweeping") as status:
+            df = sweep(f, counts, [m.value for m in method], [d.value for d in direction],
+                       _options(vmin, vmax, power_factor, None, True), seed, progress=lambda s: status.update(s))
+        write_csv(tmp / "participation.csv", df)
+        plots.participation_sweep(df, tmp / "participation.png")
+    err.print(df.to_string(index=False))
 
 
 @app.command()
@@ -325,6 +484,9 @@ def batch(
     from nfca.studies.classify import classify as classify_results
     from nfca.io.outputs import write_csv
 
+    _finite(power_factor=power_factor, vmin=vmin, vmax=vmax)
+    _check_crs(crs)
+    _check_workers(workers)
     jobs = discover(feeders)
     opts = _options(vmin, vmax, power_factor, None, True)
     with Progress(console=err, transient=True) as bar:
@@ -334,9 +496,9 @@ def batch(
     write_csv(out / "feeder_types.csv", types)
     _classification_figures(out, types)
     err.print(f"{len(report.done)} computed, {len(report.skipped)} already done, {len(report.failed)} failed; "
-              f"results in {out}", highlight=False)
+              f"results in {out}")
     for name, msg in report.failed.items():
-        err.print(f"[red]failed[/] {escape(name)}: {escape(msg)}", highlight=False, soft_wrap=True)
+        _say(f"failed {name}: {msg}")
     if report.failed:
         raise typer.Exit(7)
 
@@ -350,7 +512,6 @@ def classify(
 ) -> None:
     """Recompute RESULTS/feeder_types.csv and its figures."""
     from nfca.studies.classify import classify as classify_results
-    from nfca.errors import InputError
     from nfca.io.outputs import write_csv
 
     types = classify_results(results, capacity_tol, fair_tol)

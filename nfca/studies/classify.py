@@ -30,26 +30,41 @@ def feeder_type(optimal_kw: float, fair_kw: float, capacity_kw: float,
 
 
 def classify(results: Path, capacity_tol: float = CAPACITY_TOL, fair_tol: float = FAIR_TOL) -> pd.DataFrame:
-    """One row per feeder in RESULTS/feeders/*/summary.json."""
+    """One row per complete feeder result in RESULTS/feeders/*/ (see `batch.is_done`); a damaged
+    one is named (rerun `nfca batch` to recompute it)."""
+    from nfca.errors import InputError
+    from nfca.studies.batch import is_done
+
     rows = []
-    for summary_path in sorted(Path(results).glob("feeders/*/summary.json")):
-        s = json.loads(summary_path.read_text())
-        pf = s["options"]["power_factor"]
-        row = {
-            "feeder": summary_path.parent.name,
-            "end_users": s["end_users"],
-            "connection_points": s["connection_points"],
-            "length_m": s.get("length_m"),
-            "capacity_kw": round(s["capacity_kva"] * pf, 3),
-        }
-        for d in ("import", "export"):
-            opt = s["methods"]["optimal"][d]["total_kw"]
-            fair = s["methods"]["fair"][d]["total_kw"]
-            t = feeder_type(opt, fair, row["capacity_kw"], capacity_tol, fair_tol)
-            row |= {f"optimal_{d}_kw": opt, f"fair_{d}_kw": fair, f"type_{d}": t}
-        opt = row["optimal_import_kw"] + row["optimal_export_kw"]
-        fair = row["fair_import_kw"] + row["fair_export_kw"]
-        row["fair_over_optimal"] = round(fair / opt, 4) if opt > 0 else 1.0
-        row["type"] = feeder_type(opt, fair, 2 * row["capacity_kw"], capacity_tol, fair_tol)
-        rows.append(row)
+    folders = sorted(p for p in Path(results).glob("feeders/*") if p.is_dir())
+    for folder in folders:
+        if not is_done(results, folder.name):
+            continue
+        try:
+            rows.append(_row(folder.name, json.loads((folder / "summary.json").read_text()),
+                             capacity_tol, fair_tol))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{folder}: results not readable ({type(exc).__name__}: {exc}); rerun nfca batch "
+                             "to recompute this feeder") from None
     return pd.DataFrame(rows)
+
+
+def _row(name: str, s: dict, capacity_tol: float, fair_tol: float) -> dict:
+    pf = s["options"]["power_factor"]
+    row = {
+        "feeder": name,
+        "end_users": s["end_users"],
+        "connection_points": s["connection_points"],
+        "length_m": s.get("length_m"),
+        "capacity_kw": round(s["capacity_kva"] * pf, 3),
+    }
+    for d in ("import", "export"):
+        opt = s["methods"]["optimal"][d]["total_kw"]
+        fair = s["methods"]["fair"][d]["total_kw"]
+        t = feeder_type(opt, fair, row["capacity_kw"], capacity_tol, fair_tol)
+        row |= {f"optimal_{d}_kw": opt, f"fair_{d}_kw": fair, f"type_{d}": t}
+    opt = row["optimal_import_kw"] + row["optimal_export_kw"]
+    fair = row["fair_import_kw"] + row["fair_export_kw"]
+    row["fair_over_optimal"] = round(fair / opt, 4) if opt > 0 else 1.0
+    row["type"] = feeder_type(opt, fair, 2 * row["capacity_kw"], capacity_tol, fair_tol)
+    return row
