@@ -30,7 +30,8 @@ def test_envelopes_writes_verified_outputs(it_feeder, tmp_path):
             assert {"total_kw", "min_kw", "max_kw", "jain_index", "iterations", "seconds", "v_min_pu",
                     "v_max_pu", "max_loading_pct"} <= set(s)
     assert (out / "fair_vs_optimal.png").stat().st_size > 0
-    assert not list(out.glob(".*"))  # no temporary files left behind
+    assert [p.name for p in out.glob(".*")] == [".nfca-run"]  # the run's marker, no temporary files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Master.dss", "out"]  # no temporary folder beside it
 
 
 def test_powerflow_json(kron_feeder):
