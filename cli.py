@@ -154,9 +154,10 @@ FeederArg = Annotated[Path, typer.Argument(help="OpenDSS feeder file (Master.dss
 def _options(vmin: float, vmax: float, power_factor: float, source_pu: Optional[float], reduce: bool,
              kron: bool = False, v_neutral_max: Optional[float] = None):
     from nfca.model.envelope import EnvelopeOptions
+    from nfca.model.limits import Limits
 
-    return EnvelopeOptions(vmin_pu=vmin, vmax_pu=vmax, power_factor=power_factor, source_pu=source_pu, reduce=reduce,
-                           kron=kron, v_neutral_max_v=v_neutral_max)
+    limits = Limits(vmin_pu=vmin, vmax_pu=vmax, v_neutral_max_v=v_neutral_max)
+    return EnvelopeOptions(limits=limits, power_factor=power_factor, source_pu=source_pu, reduce=reduce, kron=kron)
 
 
 @app.command()

@@ -25,11 +25,11 @@ import numpy as np
 import pyomo.environ as pyo
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
+from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method, firm_kw
 from nfca.model.network import Feeder
 from nfca.model.reduction import kron_reduce, reduce_feeder
 from nfca.opf.formulation import (
-    I_MARGIN, V_MARGIN_PU, ZBusPowerFlow, add_neutral_voltage_limits, add_thermal_limits,
+    ZBusPowerFlow, add_neutral_voltage_limits, add_thermal_limits,
     add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, leg_voltages_pu,
     neutral_voltages_v, per_unit, set_voltages, voltages,
 )
@@ -68,6 +68,8 @@ class EnvelopeProblem:
         self.tan_phi = math.tan(math.acos(o.power_factor))
         self.cap = self.net.user_cap * o.power_factor  # pu of active power
         self.part = np.array([n in self.participants for n in self.net.users])
+        # what a non-participant uses (pu of active power): its firm connection
+        self.firm = np.array([firm_kw(self.model_feeder.end_user[n], o) * 1e3 / self.net.s_base_va for n in self.net.users])
         self.m = self._build()
         self.paths = {b: {line.name for line in p} for b, p in self.model_feeder.path_lines.items()}
 
@@ -75,12 +77,13 @@ class EnvelopeProblem:
     def _build(self) -> pyo.ConcreteModel:
         net = self.net
         m = build_model(net)
-        add_voltage_limits(m, net, self.options.vmin_pu, self.options.vmax_pu)
-        add_thermal_limits(m, net)
-        if self.options.v_neutral_max_v is not None:
-            add_neutral_voltage_limits(m, net, self.options.v_neutral_max_v)
+        limits = self.options.limits
+        add_voltage_limits(m, net, limits)
+        add_thermal_limits(m, net, limits)
+        if limits.v_neutral_max_v is not None:
+            add_neutral_voltage_limits(m, net, limits)
         m.sign = pyo.Param(mutable=True, initialize=1.0)
-        m.g = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(self.cap[u])), initialize=0.0)
+        m.g = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(max(self.cap[u], self.firm[u]))), initialize=0.0)
         m.link_p = pyo.Constraint(m.U, rule=lambda m, u: m.p[u] == m.sign * m.g[u])
         m.link_q = pyo.Constraint(m.U, rule=lambda m, u: m.q[u] == self.tan_phi * m.g[u])
         m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
@@ -118,14 +121,14 @@ class EnvelopeProblem:
             m.link_p[u].activate()
             m.link_q[u].activate()
             if not self.part[u]:
-                m.g[u].fix(float(self.cap[u]))  # a firm connection: its capacity is guaranteed
+                m.g[u].fix(float(self.firm[u]))  # a firm connection: its firm value is guaranteed
                 if firm is not None:  # ... but it draws the given power, e.g. its forecast
                     m.link_p[u].deactivate()
                     m.link_q[u].deactivate()
                     m.p[u].fix(float(firm[u]))
                     m.q[u].fix(float(self.tan_phi * abs(firm[u])))
         # Warm start: the power flow with participants at a quarter of their capacity.
-        g0 = np.where(self.part, 0.25 * self.cap, self.cap)
+        g0 = np.where(self.part, 0.25 * self.cap, self.firm)
         s = self._user_s(direction, g0, firm)
         v = fixed_point_voltages(self.net, s)
         if np.all(np.isfinite(v)):
@@ -301,24 +304,26 @@ class EnvelopeProblem:
         """Name the limit that stops each end-user short of its capacity."""
         m, net = self.m, self.net
         active: list[tuple[float, str, str, set | None]] = []  # (dual, label, kind, lines on path)
+        limits = self.options.limits
         vl = leg_voltages_pu(net, v)
-        vmin, vmax = self.options.vmin_pu, self.options.vmax_pu
+        lo, hi = net.voltage_bounds_pu(limits)
+        lo_real, hi_real = net.voltage_bounds_pu(limits, margin=False)
         for k, (p, q, nom, label) in enumerate(net.vlegs):
             bus = label.split()[1]
-            if vl[k] <= vmin + V_MARGIN_PU + 1e-5:
-                active.append((abs(m.dual.get(m.v_lower[k], 0.0)), f"voltage {label} {vmin:.2f} pu", "v", bus))
-            elif vl[k] >= vmax - V_MARGIN_PU - 1e-5:
-                active.append((abs(m.dual.get(m.v_upper[k], 0.0)), f"voltage {label} {vmax:.2f} pu", "v", bus))
-        vn_max = self.options.v_neutral_max_v
+            if vl[k] <= lo[k] + 1e-5:
+                active.append((abs(m.dual.get(m.v_lower[k], 0.0)), f"voltage {label} {lo_real[k]:.2f} pu", "v", bus))
+            elif vl[k] >= hi[k] - 1e-5:
+                active.append((abs(m.dual.get(m.v_upper[k], 0.0)), f"voltage {label} {hi_real[k]:.2f} pu", "v", bus))
+        vn_max = limits.v_neutral_max_v
         if vn_max is not None:
             for k, ((i, label), vn) in enumerate(zip(net.vneutral, neutral_voltages_v(net, v))):
-                if vn >= vn_max - (V_MARGIN_PU + 1e-5) * net.v_base[i]:
+                if vn >= vn_max - (limits.v_margin_pu + 1e-5) * net.v_base[i]:
                     active.append((abs(m.dual.get(m.v_neutral[k], 0.0)), f"neutral voltage {label} {vn_max:g} V",
                                    "v", label.split()[1]))
         lines = {line.name: line for line in self.model_feeder.lines}
         for c in m.C:
             i2 = pyo.value(m.ir[c]) ** 2 + pyo.value(m.ii[c]) ** 2
-            if i2 >= (net.c_imax[c] * (1 - I_MARGIN)) ** 2 * (1 - 1e-5):
+            if i2 >= (net.c_imax[c] * (1 - limits.i_margin)) ** 2 * (1 - 1e-5):
                 line = lines[net.c_line[c]]
                 active.append((abs(m.dual.get(m.i_line[c], 0.0)), f"ampacity line {line.rating_name}", "l", line.name))
         for k, (e, r, re, im, lim) in enumerate(m.element_terms):
@@ -348,36 +353,36 @@ class EnvelopeProblem:
         if bad:
             return (f"no {direction.value} envelope exists: with NFCA users at zero the firm connections alone "
                     f"violate {len(bad)} limit(s), first {bad[0]} (voltage limits "
-                    f"{self.options.vmin_pu}-{self.options.vmax_pu} pu)")
+                    f"{self.options.limits.describe()})")
         return f"no {direction.value} envelope exists: Ipopt found the limits infeasible"
 
     def _firm_violations(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> list[str]:
         """The limits the firm connections alone violate, with every participant at zero (the
         model's publication margins included: then the model has no feasible point)."""
-        net = self.net
-        g0 = np.where(self.part, 0.0, self.cap)
+        net, limits = self.net, self.options.limits
+        g0 = np.where(self.part, 0.0, self.firm)
         s = self._user_s(direction, g0, self._firm_pu(firm_kw))
         with np.errstate(all="ignore"):
             v = ZBusPowerFlow(net).solve(s, tol=1e-9, max_iter=1000)
         if v is None or not np.all(np.isfinite(v)):
             return ["the power flow of the firm connections alone does not converge (they are far beyond the feeder's limits)"]
         vl = leg_voltages_pu(net, v)
-        bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl)
-               if x < self.options.vmin_pu + V_MARGIN_PU or x > self.options.vmax_pu - V_MARGIN_PU]
-        if self.options.v_neutral_max_v is not None:
+        lo, hi = net.voltage_bounds_pu(limits)
+        bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl) if x < lo[k] or x > hi[k]]
+        if limits.v_neutral_max_v is not None:
             bad += [f"neutral voltage {net.vneutral[k][1]} at {x:.1f} V"
-                    for k, x in enumerate(neutral_voltages_v(net, v)) if x > self.options.v_neutral_max_v]
+                    for k, x in enumerate(neutral_voltages_v(net, v)) if x > limits.v_neutral_max_v]
         lines = {line.name: line for line in self.model_feeder.lines}
         for sl, z in zip(net.line_slices, net.line_z):
             vf = np.array([v[i] if i >= 0 else 0 for i in net.c_from[sl]])
             vt = np.array([v[i] if i >= 0 else 0 for i in net.c_to[sl]])
             i = np.abs(np.linalg.solve(z, vf - vt))
-            if np.any(i > net.c_imax[sl] * (1 - I_MARGIN)):
+            if np.any(i > net.c_imax[sl] * (1 - limits.i_margin)):
                 line = lines[net.c_line[sl.start]]
                 bad.append(f"ampacity line {line.rating_name} at {100 * np.max(i / net.c_imax[sl]):.0f} %")
         for e, (ix, y, rated, imax) in enumerate(zip(net.el_idx, net.el_y, net.el_rated, net.el_imax)):
             ve = np.array([v[j] if j >= 0 else 0 for j in ix])
             for r, lim in zip(rated, imax):
-                if abs(y[r] @ ve) > lim * (1 - I_MARGIN):
+                if abs(y[r] @ ve) > lim * (1 - limits.i_margin):
                     bad.append(f"rating {self.model_feeder.elements[e].name} at {100 * abs(y[r] @ ve) / lim:.0f} %")
         return bad

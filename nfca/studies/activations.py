@@ -258,5 +258,5 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
         write_csv(out / "intervals.csv", intervals),
         write_json(out / "activations.json", study.summary()),
         plots.activations(intervals, study.events_table(), study.summary(), out / "activations.png",
-                          study.dynamic.options.vmin_pu, study.dynamic.options.vmax_pu),
+                          study.dynamic.options.limits.vmin_pu, study.dynamic.options.limits.vmax_pu),
     ]

@@ -52,7 +52,7 @@ from nfca.errors import InfeasibleError, SolverError, VerificationError
 from nfca.model.network import Feeder
 from nfca.studies.profiles import Profiles
 from nfca.opf.formulation import (
-    I_MARGIN, V_MARGIN_PU, ZBusPowerFlow, add_neutral_voltage_limits,
+    ZBusPowerFlow, add_neutral_voltage_limits,
     add_thermal_limits, add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, set_voltages,
     voltages,
 )
@@ -159,7 +159,7 @@ class DynamicStudy:
 
     def summary(self) -> dict:
         """Compact: the static sets as in `nfca envelopes`, the dynamic ones as lists per interval."""
-        from nfca.studies.envelopes import jain_index
+        from nfca.studies.envelopes import jain_index, options_summary
 
         part = sorted(self.participants)
         p = self.profiles
@@ -168,7 +168,7 @@ class DynamicStudy:
             "end_users": len(self.feeder.end_users), "participants": len(part),
             "profiles": p.source, "intervals": len(p), "resolution_min": round(p.interval / pd.Timedelta(minutes=1), 6),
             "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
-            "options": {k: getattr(self.options, k) for k in ("vmin_pu", "vmax_pu", "power_factor", "source_pu", "reduce")},
+            "options": options_summary(self.options),
             "verified": self.verified, "seconds": round(self.seconds, 3), "workers": self.workers,
             "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
         }
@@ -518,13 +518,13 @@ class _CapacityScreen:
     limits with the model's margins: a quick, exact test of a fixed operating point."""
 
     def __init__(self, problem: EnvelopeProblem):
-        net, o = problem.net, problem.options
+        net, limits = problem.net, problem.options.limits
         self.net = net
         self.pf = ZBusPowerFlow(net)
         self.vp = np.array([p for p, _, _, _ in net.vlegs])
         self.vq = np.array([q for _, q, _, _ in net.vlegs])
         self.vnom = np.array([nom for _, _, nom, _ in net.vlegs])
-        self.vmin, self.vmax = o.vmin_pu + V_MARGIN_PU, o.vmax_pu - V_MARGIN_PU
+        self.vmin, self.vmax = net.voltage_bounds_pu(limits)
         # line conductor currents I = Z^-1 (V_from - V_to) and rated element terminal currents
         rows, cols, vals = [], [], []
         for sl, z in zip(net.line_slices, net.line_z):
@@ -536,19 +536,19 @@ class _CapacityScreen:
                         if node >= 0:
                             rows.append(c), cols.append(node), vals.append(sign * zi[a, b])
         self.line = sp.csr_matrix((vals, (rows, cols)), shape=(len(net.c_from), net.n), dtype=complex)
-        self.imax = net.c_imax * (1 - I_MARGIN)
+        self.imax = net.c_imax * (1 - limits.i_margin)
         rows, cols, vals, lims = [], [], [], []
         for ix, y, rated, imax in zip(net.el_idx, net.el_y, net.el_rated, net.el_imax):
             for r, lim in zip(rated, imax):
                 for b, j in enumerate(ix):
                     if j >= 0:
                         rows.append(len(lims)), cols.append(j), vals.append(y[r, b])
-                lims.append(lim * (1 - I_MARGIN))
+                lims.append(lim * (1 - limits.i_margin))
         self.elem = sp.csr_matrix((vals, (rows, cols)), shape=(len(lims), net.n), dtype=complex)
         self.emax = np.array(lims)
-        vn = getattr(o, "v_neutral_max_v", None)  # neutral-to-earth limit at end-users (four-wire)
+        vn = limits.v_neutral_max_v  # neutral-to-earth limit at end-users (four-wire)
         self.vn_idx = np.array([i for i, _ in net.vneutral], dtype=int) if vn is not None else np.zeros(0, dtype=int)
-        self.vn_max = np.array([vn / net.v_base[i] - V_MARGIN_PU for i in self.vn_idx])
+        self.vn_max = net.neutral_max_pu(limits) if vn is not None else np.zeros(0)
 
     def excess(self, s_user: np.ndarray) -> tuple[float, float, float]:
         """How far (pu of the limit) the worst limit is exceeded at end-user powers `s_user` (pu,
@@ -636,10 +636,10 @@ class _HorizonProblem(EnvelopeProblem):
         net, o, M = self.net, self.options, self.m
         part = [u for u in M.U if self.part[u]]
         b = build_model(net)
-        add_voltage_limits(b, net, o.vmin_pu, o.vmax_pu)
-        add_thermal_limits(b, net)
-        if getattr(o, "v_neutral_max_v", None) is not None:
-            add_neutral_voltage_limits(b, net, o.v_neutral_max_v)
+        add_voltage_limits(b, net, o.limits)
+        add_thermal_limits(b, net, o.limits)
+        if o.limits.v_neutral_max_v is not None:
+            add_neutral_voltage_limits(b, net, o.limits)
         M.add_component(f"interval{len(self.blocks)}", b)
         b.link_p = pyo.Constraint(part, rule=lambda b, u: b.p[u] == M.sign * M.g[u])
         b.link_q = pyo.Constraint(part, rule=lambda b, u: b.q[u] == self.tan_phi * M.g[u])
