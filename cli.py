@@ -10,7 +10,6 @@ import math
 import re
 import signal
 import sys
-import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -21,7 +20,7 @@ from rich.console import Console
 from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
 from nfca.studies.classify import CAPACITY_TOL, FAIR_TOL
-from nfca.errors import FeederNotice, InputError, Interrupted, NfcaError
+from nfca.errors import InputError, Interrupted, NfcaError
 
 app = typer.Typer(
     help="Guaranteed-capacity operating envelopes for non-firm connection agreements on LV feeders.",
@@ -96,10 +95,7 @@ def handled(fn):
     def wrapper(*args, **kwargs):
         previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("always", FeederNotice)
-                warnings.showwarning = functools.partial(_notice, warnings.showwarning)
-                return fn(*args, **kwargs)
+            return fn(*args, **kwargs)
         except (KeyboardInterrupt, Interrupted) as exc:
             code = exc.exit_code if isinstance(exc, Interrupted) else 130
             _say(exc.message if isinstance(exc, Interrupted) and exc.message else _interrupted())
@@ -135,12 +131,9 @@ def _interrupted() -> str:
         "interrupted; nothing was written"
 
 
-def _notice(show, message, category, *rest) -> None:
-    """FeederNotice warnings as one `notice:` line each; others as Python shows them."""
-    if issubclass(category, FeederNotice):
-        _say(f"notice: {message}")
-    else:
-        show(message, category, *rest)
+def _print_notices(feeder) -> None:
+    for notice in feeder.notices:
+        _say(str(notice))
 
 
 @app.callback()
@@ -206,6 +199,7 @@ def envelopes(
         opts = dataclasses.replace(opts, ipopt_options=_ipopt_options(ipopt_option))
     with run_folder(out) as tmp, err.status("reading feeder") as status:
         f, shapes = engine.read(feeder, default_capacity_kva=default_capacity)
+        _print_notices(f)
         if capacities is not None:
             f = with_capacities(f, capacities)
         chosen = select_participants(f, participants, seed)
@@ -289,6 +283,7 @@ def activations(
     opts = _options(vmin, vmax, power_factor, source_pu, True)
     with run_folder(out) as tmp, err.status("reading feeder") as status:
         f, shapes = engine.read(feeder)
+        _print_notices(f)
         if capacities is not None:
             f = with_capacities(f, capacities)
         chosen = select_participants(f, participants, seed)

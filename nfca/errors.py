@@ -43,11 +43,6 @@ class OutputError(NfcaError):
     exit_code = 6
 
 
-class FeederNotice(UserWarning):
-    """Something in the feeder that nfca handles as OpenDSS does but the user should know about
-    (e.g. disabled elements left out). Issued with `warnings.warn`; the CLI prints it as a notice."""
-
-
 class Interrupted(BaseException):
     """A signal (SIGTERM, SIGHUP; Ctrl-C is KeyboardInterrupt) stopped the work: everything half
     written is removed on the way out, and the CLI exits with 128 + the signal's number.

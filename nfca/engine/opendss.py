@@ -20,6 +20,7 @@ import numpy as np
 
 from nfca.engine.script import Command, read_script
 from nfca.errors import FeederError, InputError, SolverError
+from nfca.notices import Notice
 from nfca.model.network import (
     EARTH, PHASES, Bus, EndUser, Feeder, Line, LinearElement, Source, check_earthing, check_topology,
 )
@@ -122,18 +123,19 @@ def _split_bus(spec: str) -> str:
     return spec.split(".")[0].lower()
 
 
-def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> tuple[Feeder, list[str]]:
-    """The compiled radial feeder as a `Feeder`, and notices; raise FeederError naming what is wrong.
+def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> Feeder:
+    """The compiled radial feeder as a `Feeder`; raise FeederError naming what is wrong.
 
     Loads without XfkVA get `default_capacity_kva`; 0 makes XfkVA compulsory (a load without it
     is an error). Elements the file disables (`enabled=no`) are left out, as OpenDSS leaves them
-    out of its solution.
+    out of its solution, with a notice (`Feeder.notices`).
     """
     if not default_capacity_kva >= 0 or not math.isfinite(default_capacity_kva):
         raise InputError(f"--default-capacity must be 0 (XfkVA compulsory) or a positive kVA, got {default_capacity_kva}")
     names, disabled = _enabled_elements(dss)
-    notices = [f"{path}: {len(disabled)} disabled element(s) ignored (enabled=no), as OpenDSS ignores them: "
-               f"{', '.join(disabled[:5])}{', …' if len(disabled) > 5 else ''}"] if disabled else []
+    notices = [Notice("disabled_elements", f"{path}: {len(disabled)} disabled element(s) ignored (enabled=no), as "
+                      f"OpenDSS ignores them: {', '.join(disabled[:5])}{', …' if len(disabled) > 5 else ''}",
+                      data={"count": len(disabled), "elements": disabled})] if disabled else []
     _check_supported(dss, names)
     _check_numbers(dss, names)
     bases = _bus_bases(dss)
@@ -157,9 +159,9 @@ def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_
     end_users = tuple(
         _read_load(dss, n, default_capacity_kva) for n in names if n.lower().startswith("load.")
     )
-    feeder = Feeder(dss.Circuit.Name(), str(path), buses, lines, elements, source, end_users)
+    feeder = Feeder(dss.Circuit.Name(), str(path), buses, lines, elements, source, end_users, notices=tuple(notices))
     _check_feeder(feeder)
-    return feeder, notices
+    return feeder
 
 
 def _enabled_elements(dss) -> tuple[list[str], list[str]]:

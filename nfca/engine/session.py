@@ -14,14 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import warnings
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nfca import errors
 from nfca.engine.opendss import DEFAULT_CAPACITY_KVA
-from nfca.errors import FeederError, FeederNotice
+from nfca.errors import FeederError
 
 if TYPE_CHECKING:
     from nfca.engine.opendss import FlowLayout, LoadShapeSeries, PowerFlow
@@ -80,12 +79,12 @@ class Engine:
                 return f"killed by signal {-code}"
         return f"exit status {code}"
 
-    def read(self, path: str, default_capacity_kva: float) -> tuple[Feeder, LoadShapes, list[str]]:
+    def read(self, path: str, default_capacity_kva: float) -> tuple[Feeder, LoadShapes]:
         self.path = path
-        feeder, shapes, notices, self.layout = self._ask(("read", path, os.path.abspath(path), default_capacity_kva),
-                                                               "reading the feeder")
+        feeder, shapes, self.layout = self._ask(("read", path, os.path.abspath(path), default_capacity_kva),
+                                                "reading the feeder")
         self.feeder = feeder
-        return feeder, shapes, notices
+        return feeder, shapes
 
     def powerflows(self, feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
                    source_pu: float | None) -> list[PowerFlow]:
@@ -136,8 +135,8 @@ def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -
     The file is read as `nfca.engine.script` allows (no programs, no files written, Redirect
     loops named), then compiled in an engine process that stays up for `powerflows` on the same
     feeder. Loads without XfkVA get `default_capacity_kva`; 0 makes XfkVA compulsory. Raise
-    FeederError naming what is wrong; notices (e.g. disabled elements ignored) are issued as
-    `FeederNotice` warnings.
+    FeederError naming what is wrong; what the reader assumed (e.g. disabled elements left out)
+    is in `Feeder.notices`.
     """
     path = Path(path)
     if path.is_dir():
@@ -153,15 +152,13 @@ def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -
         _engines.pop(key).close()
     engine = _spare.pop() if _spare else Engine()
     try:
-        feeder, shapes, notices = engine.read(str(path), default_capacity_kva)
+        feeder, shapes = engine.read(str(path), default_capacity_kva)
     except BaseException:
         engine.close()
         raise
     _engines[key] = engine
     while len(_engines) > MAX_ENGINES:
         _engines.pop(next(iter(_engines))).close()
-    for notice in notices:
-        warnings.warn(notice, FeederNotice, stacklevel=2)
     return feeder, shapes
 
 
@@ -185,9 +182,7 @@ def powerflows(feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
     if engine is None or not engine.alive():
         if engine is not None:
             _engines.pop(key).close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FeederNotice)  # told when it was read
-            read(feeder.path)
+        read(feeder.path)
         engine = _engines[key]
     _engines[key] = _engines.pop(key)  # most recently used last
     return engine.powerflows(feeder, cases, source_pu)

@@ -49,10 +49,10 @@ def serve(requests: Connection, replies: Connection) -> None:
                 if request[0] == "read":
                     _, path, absolute, default_kva = request
                     opendss.compile_feeder(dss, Path(absolute), Path(path))
-                    feeder, notices = opendss.read_feeder(dss, Path(path), default_kva)
+                    feeder = opendss.read_feeder(dss, Path(path), default_kva)
                     shapes = opendss.load_shapes(dss)
                     flows = opendss.Flows(dss, feeder)
-                    reply = ("ok", (feeder, shapes, notices, flows.layout))
+                    reply = ("ok", (feeder, shapes, flows.layout))
                 elif request[0] == "powerflows":
                     _, kw_kvar, source_pu = request
                     reply = ("ok", flows.solve(kw_kvar, source_pu))
