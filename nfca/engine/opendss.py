@@ -43,7 +43,22 @@ def start(workdir: Path):
         switch(False)
     os.chdir(workdir)
     dss.Basic.DataPath(str(workdir))
+    _WORKDIR[:] = [dss.Basic.DataPath()]
     return dss
+
+
+_WORKDIR: list[str] = []  # the engine's private data path, as OpenDSS reports it
+
+
+def run_command(dss, text: str) -> None:
+    """Run one command; if it moved OpenDSS's data folder (where it writes) out of the private
+    one, move it back and refuse (ValueError) before any later command can write there."""
+    try:
+        dss.Text.Command(text)
+    finally:
+        if _WORKDIR and dss.Basic.DataPath() != _WORKDIR[0]:
+            dss.Basic.DataPath(_WORKDIR[0])
+            raise ValueError("the command moves OpenDSS's data folder, where it writes: not allowed")
 
 
 def vocabulary(dss) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -64,7 +79,7 @@ def compile_feeder(dss, path: Path, shown_as: Path) -> None:
     dss.Text.Command("Set DefaultBaseFrequency=60")  # OpenDSS's default; it survives Clear
     for cmd in commands:
         try:
-            dss.Text.Command(cmd.text)
+            run_command(dss, cmd.text)
         except Exception as exc:  # opendssdirect raises DSSException with OpenDSS's message
             raise FeederError(_opendss_error(dss, cmd, exc)) from None
     try:

@@ -351,11 +351,13 @@ def _object(cmd: Command, params: list[tuple[str, str]]) -> str:
 
 
 def _check_name(cmd: Command, params: list[tuple[str, str]]) -> None:
+    """OpenDSS names some files after elements (a load shape saved, a monitor's file): a name that
+    climbs out of the engine's folder is refused."""
     if params and params[0][0].lower() in ("", "object"):
         obj = params[0][1]
-        if "/" in obj or "\\" in obj or ".." in obj.split(".", 1)[-1]:
-            raise FeederError(f"{cmd.where}: element name '{_short(obj)}' holds a path ('/', '\\' or '..'): "
-                              "not allowed in a feeder file")
+        name = obj.split(".", 1)[-1]
+        if name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name):
+            raise FeederError(f"{cmd.where}: element name '{_short(obj)}' is a path out of its folder: not allowed")
 
 
 def _with_files(cmd: Command, params: list[tuple[str, str]], cwd: Path) -> str:

@@ -80,7 +80,8 @@ def _check_replaceable(out: Path) -> None:
         raise OutputError(f"{out}: output folder cannot be written (it is a file)")
     if out.is_dir() and not (out / RUN_MARKER).is_file():
         try:
-            entries = next(os.scandir(out), None)
+            with os.scandir(out) as it:
+                entries = next(it, None)
         except OSError as exc:
             raise OutputError(f"{out}: output folder cannot be written ({exc.strerror or exc})") from None
         if entries is not None:
