@@ -119,41 +119,31 @@ def parameters(line: str) -> list[tuple[str, str]]:
     return out
 
 
+_WHITE = re.compile(r"[ \t]*")
+_STOP = re.compile(r"[ \t,=!]|//")  # what ends an unquoted token: a delimiter or a comment
+
+
 def _skip_white(buf: str, pos: int) -> int:
-    while pos < len(buf) - 1 and buf[pos] in _WHITESPACE:
-        pos += 1
-    return pos
+    return _WHITE.match(buf, pos, len(buf) - 1).end()
 
 
 def _token(buf: str, pos: int, last: str) -> tuple[str, int, str]:
-    """OpenDSS's TDSSParser.GetToken: the token at `pos`, the position after it and the delimiter."""
+    """OpenDSS's TDSSParser.GetToken: the token at `pos`, the position after it and the delimiter.
+    (`buf` ends with the space OpenDSS appends; its last character is never part of a token.)"""
     n = len(buf)
     if pos >= n:
         return "", pos, last
-    if buf[pos] in _QUOTES:
-        end = _QUOTES[buf[pos]]
-        pos += 1
-        start = pos
-        while pos < n - 1 and buf[pos] != end:
-            pos += 1
-        token = buf[start:pos]
-        if pos < n - 1:
-            pos += 1
+    if buf[pos] in _QUOTES:  # to the matching end quote, no nesting
+        end = buf.find(_QUOTES[buf[pos]], pos + 1, n - 1)
+        token = buf[pos + 1: end if end >= 0 else n - 1]
+        pos = end + 1 if end >= 0 else n - 1
     else:
-        start = pos
-        while pos < n - 1:
-            ch = buf[pos]
-            if ch == "!" or (ch == "/" and pos + 1 < n and buf[pos + 1] == "/"):
-                last = "!"
-                break
-            if ch in ",=":
-                last = ch
-                break
-            if ch in _WHITESPACE:
-                last = " "
-                break
-            pos += 1
-        token = buf[start:pos]
+        stop = _STOP.search(buf, pos, n - 1)
+        end = stop.start() if stop else n - 1
+        if stop:
+            ch = buf[end]
+            last = "!" if ch in "!/" else (ch if ch in ",=" else " ")
+        token, pos = buf[pos:end], end
     if last == "!":
         return token, n, last
     if last == " ":
@@ -336,7 +326,8 @@ def _check_option(cmd: Command, opt: str, value: str, options: tuple[str, ...]) 
 def _check_values(cmd: Command, params: list[tuple[str, str]]) -> None:
     """NaN and infinity are refused: OpenDSS would take them and nfca would compute with them."""
     for name, value in params:
-        if _NAMING.match(name):
+        low = value.lower()
+        if ("nan" not in low and "inf" not in low) or _NAMING.match(name):
             continue
         if any(_NOT_A_NUMBER.match(x) for x in re.split(r"[\s,|]+", value.strip("()[]{}\"' "))):
             what = f"{_object(cmd, params)}{' ' if _object(cmd, params) else ''}{_short(name) + '=' if name else ''}"
