@@ -54,14 +54,17 @@ class Format(str, Enum):
     png = "png"
 
 
-MESSAGE_CHARS = 300  # an error line is cut to about this, keeping where (file, line) and the end
+MESSAGE_CHARS = 500  # an error line is cut to about this, keeping where (file, line) and the end
+WORD_CHARS = 120  # a single word (a value, a path) longer than this is cut in its middle
 _WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
 
 
 def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
-    """`text` safe for one terminal line: control characters shown as escapes, cut in the middle
-    to about `limit` characters, keeping its start (file and line) and its end."""
+    """`text` safe for one terminal line: control characters shown as escapes, every word longer
+    than WORD_CHARS cut in its middle, and the whole cut in the middle to about `limit`
+    characters, keeping its start (file and line) and its end."""
     text = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: "\\x%02x" % ord(m.group()), " ".join(text.split()))
+    text = re.sub(r"\S{%d,}" % (WORD_CHARS + 1), lambda m: m.group()[:80] + "…" + m.group()[-30:], text)
     if len(text) <= limit:
         return text
     where = re.match(r"^.*? line \d+(?: \(redirected from .*? line \d+\))?:", text[: 2 * limit])

@@ -1,5 +1,6 @@
-"""The caller's side of the engine: OpenDSS runs in a child process (`nfca.engine.worker`), one per
-feeder being worked on, which compiles the feeder once and then serves every power flow.
+"""The caller's side of the engine: OpenDSS runs in a child process (`nfca.engine.worker`), which
+compiles a feeder once and then serves every power flow on it; a process keeps at most
+`MAX_ENGINES` of them, reused for the next feeder read (a study of many feeders starts one).
 
 A crash of OpenDSS (a segmentation fault on a malformed file) ends that child only and becomes
 a one-line FeederError naming the feeder. Requests and replies are pickled over a pipe; power
@@ -31,7 +32,8 @@ MAX_ENGINES = 2  # engines kept alive per process (the feeder being worked on, a
 
 
 class Engine:
-    """One OpenDSS child process holding one compiled feeder."""
+    """One OpenDSS child process holding one compiled feeder (a later `read` compiles another in
+    its place: a fresh circuit, the same process)."""
 
     def __init__(self) -> None:
         down_r, down_w = os.pipe()
@@ -148,17 +150,23 @@ def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -
     except OSError as exc:
         raise FeederError(f"{path}: the feeder file cannot be read ({exc.strerror or exc})") from None
     key = _key(path)
-    if key in _engines:
-        _engines.pop(key).close()
-    engine = _spare.pop() if _spare else Engine()
+    engine = _engines.pop(key, None) or (_spare.pop() if _spare else None)
+    if engine is None and len(_engines) >= MAX_ENGINES:  # reuse the least recently used one
+        engine = _engines.pop(next(iter(_engines)))
+    if engine is None or not engine.alive():
+        if engine is not None:
+            engine.close()
+        engine = Engine()
     try:
         feeder, shapes = engine.read(str(path), default_capacity_kva)
+    except errors.NfcaError:
+        if engine.alive():  # a bad file: the engine is fine, keep it for the next one
+            _spare.append(engine)
+        raise
     except BaseException:
         engine.close()
         raise
     _engines[key] = engine
-    while len(_engines) > MAX_ENGINES:
-        _engines.pop(next(iter(_engines))).close()
     return feeder, shapes
 
 
