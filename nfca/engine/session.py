@@ -85,7 +85,7 @@ class Engine:
         self.path = path
         feeder, shapes, self.layout = self._ask(("read", path, os.path.abspath(path), default_capacity_kva),
                                                 "reading the feeder")
-        self.feeder = feeder
+        self.feeder, self.shapes = feeder, shapes
         return feeder, shapes
 
     def powerflows(self, feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
@@ -173,6 +173,13 @@ def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -
 def read_feeder(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> Feeder:
     """`read(path)[0]`: the feeder without its load shapes."""
     return read(path, default_capacity_kva)[0]
+
+
+def load_shapes(feeder: Feeder) -> LoadShapes:
+    """The load shapes `read` returned with `feeder` (the same compile; read again only in
+    another process)."""
+    engine = _engines.get(_key(Path(feeder.path)))
+    return engine.shapes if engine is not None else read(feeder.path)[1]
 
 
 def powerflows(feeder: Feeder, cases: list[dict[str, tuple[float, float]]],

@@ -36,6 +36,21 @@ DIRECTIONS = ("import", "export")
 
 
 @dataclass(frozen=True)
+class BatchSpec:
+    """What to compute for every feeder: the options, methods, directions, participants (a rule
+    or a CSV with a `feeder` column), capacities CSV, default capacity and the run's provenance."""
+
+    options: object = None  # EnvelopeOptions; None: the defaults
+    methods: tuple[str, ...] = METHODS
+    directions: tuple[str, ...] = DIRECTIONS
+    participants: str = "all"
+    seed: int = 0
+    capacities: Path | None = None
+    default_capacity_kva: float = 9.2
+    provenance: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FeederJob:
     name: str
     path: Path
@@ -120,16 +135,20 @@ def is_done(out: Path, name: str) -> bool:
         return False
 
 
-def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) -> float:
+def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: str | None = None) -> float:
     """Compute, verify and write one feeder's envelopes; returns seconds. Runs in a worker."""
-    from nfca.engine import read_feeder
+    from dataclasses import replace
+
     from nfca.io.outputs import write_study
     from nfca.model.envelope import EnvelopeOptions
-    from nfca.studies.envelopes import run_envelopes
+    from nfca.studies.envelopes import prepare_feeder, run_envelopes
 
     t0 = time.perf_counter()
-    feeder = read_feeder(job.path)
-    study = run_envelopes(feeder, METHODS, DIRECTIONS, options or EnvelopeOptions())
+    spec = spec or BatchSpec()
+    feeder, chosen = prepare_feeder(job.path, spec.participants, spec.seed, spec.capacities,
+                                    spec.default_capacity_kva, job.name)
+    study = run_envelopes(feeder, spec.methods, spec.directions, spec.options or EnvelopeOptions(), chosen)
+    study = replace(study, provenance=spec.provenance)
     final = result_dir(out, job.name)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +157,7 @@ def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) 
     except OSError as exc:
         raise OutputError(f"{final.parent}: results folder cannot be written ({exc.strerror or exc})") from None
     try:
-        write_study(study, tmp, ("csv", "json", "gpkg"), crs)
+        write_study(study, tmp, ("csv", "json", "gpkg", "html"), crs)
         try:
             mark_complete(tmp)
             os.rename(tmp, final)  # atomic: the feeder's results appear whole or not at all
@@ -163,11 +182,11 @@ def _worker_init() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _worker(job: FeederJob, out: Path, options, crs: str | None) -> tuple[str, float | None, str]:
+def _worker(job: FeederJob, out: Path, spec: BatchSpec | None, crs: str | None) -> tuple[str, float | None, str]:
     from nfca.errors import NfcaError
 
     try:
-        return job.name, run_feeder(job, out, options, crs), ""
+        return job.name, run_feeder(job, out, spec, crs), ""
     except NfcaError as exc:
         return job.name, None, str(exc)
     except Exception as exc:  # a bug in one feeder must not stop the others
@@ -194,7 +213,7 @@ def _locked(out: Path):
         os.close(fd)
 
 
-def _run_locked(jobs, out, options, workers, dask_address, crs, progress) -> BatchReport:
+def _run_locked(jobs, out, spec, workers, dask_address, crs, progress) -> BatchReport:
     shutil.rmtree(out / WORK, ignore_errors=True)  # leftovers of a killed run (this process holds the lock)
     report = BatchReport()
     todo = []
@@ -222,7 +241,7 @@ def _run_locked(jobs, out, options, workers, dask_address, crs, progress) -> Bat
             from distributed import Client, as_completed
 
             with Client(dask_address) as client:
-                futures = [client.submit(_worker, job, out, options, crs, key=f"nfca-{job.name}", pure=False)
+                futures = [client.submit(_worker, job, out, spec, crs, key=f"nfca-{job.name}", pure=False)
                            for job in todo]
                 try:
                     for fut in as_completed(futures):
@@ -230,7 +249,7 @@ def _run_locked(jobs, out, options, workers, dask_address, crs, progress) -> Bat
                 finally:
                     client.cancel(futures)
         elif todo:
-            _run_local(todo, out, options, workers, crs, record)
+            _run_local(todo, out, spec, workers, crs, record)
     except (KeyboardInterrupt, Interrupted) as exc:
         code = exc.exit_code if isinstance(exc, Interrupted) else 130
         finished = len(report.done) + len(report.skipped)
@@ -238,11 +257,11 @@ def _run_locked(jobs, out, options, workers, dask_address, crs, progress) -> Bat
     return report
 
 
-def _run_local(todo: list[FeederJob], out: Path, options, workers: int | None, crs: str | None, record) -> None:
+def _run_local(todo: list[FeederJob], out: Path, spec, workers: int | None, crs: str | None, record) -> None:
     n = workers or min(len(todo), os.cpu_count() or 1)
     pool = ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), initializer=_worker_init)
     try:
-        names = {pool.submit(_worker, job, out, options, crs): job.name for job in todo}
+        names = {pool.submit(_worker, job, out, spec, crs): job.name for job in todo}
         pending = set(names)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -278,7 +297,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 def run_batch(
     jobs: list[FeederJob],
     out: Path,
-    options=None,
+    spec: BatchSpec | None = None,
     workers: int | None = None,
     dask_address: str | None = None,
     crs: str | None = None,
@@ -289,7 +308,7 @@ def run_batch(
 
     out = prepare_dir(out)
     with _locked(out):
-        report = _run_locked(jobs, out, options, workers, dask_address, crs, progress)
+        report = _run_locked(jobs, out, spec, workers, dask_address, crs, progress)
     failures = pd.DataFrame(sorted(report.failed.items()), columns=["feeder", "error"])
     write_csv(out / "failures.csv", failures)
     return report

@@ -103,14 +103,13 @@ def _fmt(step: pd.Timedelta) -> str:
     return f"{minutes:g}min" if minutes < 60 or minutes % 60 else f"{minutes / 60:g}h"
 
 
-def load_profiles(spec: str | Path, feeder: Feeder, resolution: str | None = None,
-                  load_shapes: dict | None = None) -> Profiles:
+def load_profiles(spec: str | Path, feeder: Feeder, resolution: str | None = None) -> Profiles:
     """Profiles for `feeder` from a CSV or, with `spec` = 'loadshapes', its OpenDSS load shapes
-    (`load_shapes`, as `nfca.engine.read` returns them with the feeder)."""
+    (those `nfca.engine.read` read with the feeder: the file is not parsed again)."""
     if str(spec).strip().lower() == LOADSHAPES:
-        if load_shapes is None:
-            raise InputError("--profiles loadshapes: the feeder's load shapes are needed (from nfca.engine.read)")
-        profiles = from_load_shapes(feeder, load_shapes)
+        from nfca.engine import load_shapes
+
+        profiles = from_load_shapes(feeder, load_shapes(feeder))
     else:
         profiles = read_csv(Path(spec))
     return profiles.for_feeder(feeder).resample(resolution)
