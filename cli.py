@@ -116,8 +116,8 @@ def handled(fn):
                 raise
             os_error = _write_error(exc)
             if os_error is not None:  # a full disk, a file size limit, a permission: not a bug
-                where = f"{os_error.filename}: " if os_error.filename else ""
-                _say(f"error: {where}cannot be written ({os_error.strerror or os_error}); nothing was written")
+                where = f"{os_error.filename}" if os_error.filename else "a temporary file (e.g. the solver's model)"
+                _say(f"error: {where} cannot be written ({os_error.strerror or os_error}); nothing was written")
                 raise typer.Exit(6) from None
             _say(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)")  # a bug
             raise typer.Exit(1) from None
