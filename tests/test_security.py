@@ -343,7 +343,7 @@ def test_a_full_disk_is_exit_6_with_the_reason(tmp_path):
 
 
 def _slow_feeder(tmp_path: Path) -> Path:
-    return write_dss(tmp_path, three_wire_text(n_segments=40))
+    return write_dss(tmp_path, three_wire_text(n_segments=200))  # seconds of solving
 
 
 def _wait_for(predicate, proc, timeout=120.0):
@@ -366,7 +366,7 @@ def test_an_interrupted_run_writes_nothing(tmp_path, sig, code):
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: any(p.name.startswith(".out.nfca-") for p in tmp_path.iterdir()), proc)
-        time.sleep(1.0)
+        time.sleep(0.5)
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:

@@ -251,6 +251,7 @@ def _run_locked(jobs, out, spec, workers, dask_address, crs, progress) -> BatchR
         elif todo:
             _run_local(todo, out, spec, workers, crs, record)
     except (KeyboardInterrupt, Interrupted) as exc:
+        shutil.rmtree(out / WORK, ignore_errors=True)  # the stopped workers' half-written feeders
         code = exc.exit_code if isinstance(exc, Interrupted) else 130
         finished = len(report.done) + len(report.skipped)
         raise Interrupted(code, f"interrupted; {finished} feeder(s) finished, rerun to resume") from None
