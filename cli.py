@@ -48,6 +48,8 @@ POLICY_FAILED = 8  # `nfca activations`: the activation policy is not met (READM
 
 
 class Format(str, Enum):
+    """Output formats of `nfca envelopes` (html: report.html)."""
+
     csv = "csv"
     json = "json"
     gpkg = "gpkg"
@@ -148,6 +150,7 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
+    """Options of every command: --debug, --version."""
     DEBUG["on"] = debug
 
 
@@ -217,10 +220,12 @@ class StudyArgs:
 
     @property
     def methods(self) -> list[str]:
+        """The methods as the library's names."""
         return [Method(m).value for m in self.method]
 
     @property
     def directions(self) -> list[str]:
+        """The directions as the library's names."""
         return [Direction(d).value for d in self.direction]
 
     def provenance(self, inputs: list[Path | None]) -> dict:
@@ -241,9 +246,11 @@ class OutputArgs:
     as_json: Annotated[bool, typer.Option("--json", help="Print the results (summary.json) on stdout instead of a table.")] = False
 
     def progress(self, total: int | None = None) -> "Progress":
+        """A progress reporter for `total` steps, quiet or verbose as asked."""
         return Progress(total, self.quiet, self.verbose)
 
     def note(self, text: str) -> None:
+        """One line on stderr, unless --quiet."""
         if not self.quiet:
             err.print(text, highlight=False, soft_wrap=True)
 
@@ -328,6 +335,7 @@ class Progress:
         self.last = now
 
     def stop(self) -> None:
+        """Remove the progress bar (before printing results)."""
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
@@ -671,7 +679,10 @@ def sweep_participation(
         with output.progress(len(counts) * len(study.method) * len(study.direction)) as progress:
             df = sweep(f, counts, study.methods, study.directions, opts, study.seed, progress=progress)
         write_csv(folder / "participation.csv", df)
-        title = f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed})"
+        from nfca.studies.envelopes import firm_rule
+
+        title = (f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed});\n"
+                 f"non-participants at {firm_rule(opts, f)}")
         plots.participation_sweep(df, folder / "participation.png", title)
         summary = {"feeder": f.name, "end_users": n, "provenance": study.provenance([feeder, study.capacities]),
                    "points": df.to_dict(orient="records")}
@@ -770,6 +781,7 @@ def classify(
 
 def _classification_figures(results: Path, types) -> None:
     from nfca.io.report import write_batch_report
+    from nfca.studies.classify import incomplete
 
     figures = []
     if not types.empty:
@@ -787,7 +799,7 @@ def _classification_figures(results: Path, types) -> None:
                 env = read_envelopes(results / "feeders" / name / "envelopes.csv")
                 figures.append(plots.envelope_bars(env[env["direction"] == "import"], results / f"type{t}_{name}_import.png",
                                                    "import", f"{name}, a type-{t} feeder").path)
-    write_batch_report(results, types, [Path(p) for p in figures])
+    write_batch_report(results, types, [Path(p) for p in figures], incomplete(results))
 
 
 app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")

@@ -172,7 +172,7 @@ def test_table_has_timestamps_and_static_rows(case, tmp_path):
     assert (table["timestamp"] == STATIC).sum() == n_users * 4
     files = write_dynamic(study, tmp_path)
     assert {p.name for p in files} == {"envelopes.csv", "summary.json", "envelopes_time_import.png",
-                                       "envelopes_time_export.png"}
+                                       "envelopes_time_export.png", "report.html"}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["dynamic"]["fair"]["export"]["total_kw"]) == 6 and summary["verified"]
 

@@ -120,7 +120,7 @@ def end_user_xy(feeder) -> dict[str, tuple[float, float]]:
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     extent = math.hypot(max(xs) - min(xs), max(ys) - min(ys)) if xs else 1.0
-    step = max(extent, 1e-9) * 0.004  # spacing of the spiral's points, 0.4 % of the feeder's extent
+    step = max(extent, 1e-9) * 0.009  # spacing of the spiral's points, ~1 % of the feeder's extent
     out = {}
     for (x, y), names in by_spot.items():
         if len(names) == 1:

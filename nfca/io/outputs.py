@@ -151,6 +151,7 @@ def write_json(target: Path, obj: dict) -> Path:
 
 
 def to_json(obj: dict) -> str:
+    """`obj` as indented JSON text, NaN and infinities as null."""
     return json.dumps(_clean(obj), indent=2, default=_jsonable, allow_nan=False)
 
 
@@ -205,5 +206,5 @@ def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str |
     if "html" in formats:
         from nfca.io.report import write_report
 
-        written.append(write_report(study, table, out / "report.html", figures, crs))
+        written.append(write_report(study, table, out / "report.html", figures))
     return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))

@@ -55,6 +55,9 @@ class ActivationPolicy:
 
 @dataclass(frozen=True)
 class ActivationStudy:
+    """When activations are needed over a horizon, the curtailment under each limits x method,
+    and whether the activated operation is within limits (`analyse` builds it)."""
+
     dynamic: DynamicStudy
     policy: ActivationPolicy
     firm: tuple[Verification, ...]  # everyone at its profile
@@ -66,6 +69,7 @@ class ActivationStudy:
     # ------------------------------------------------------------------ derived
     @property
     def methods(self) -> list[str]:
+        """The envelope methods analysed."""
         return list(dict.fromkeys(m for _, m in self.curtailed_kw))
 
     @property
@@ -84,6 +88,7 @@ class ActivationStudy:
         return out
 
     def policy_check(self) -> dict:
+        """The activations against the policy's count and duration caps."""
         p, step = self.policy, self.dynamic.profiles.interval
         durations = [(j - k) * step for k, j in self.events]
         longest = max(durations, default=pd.Timedelta(0))
@@ -160,6 +165,7 @@ class ActivationStudy:
 
     @cached_property
     def summary(self) -> dict:
+        """activations.json: activation need, policy check, curtailed energy, resolution."""
         d = self.dynamic
         h = d.profiles.hours
         kw = d.profiles.kw.to_numpy()
@@ -274,6 +280,7 @@ class StoredDynamic:
     verified: bool
 
     def chain(self, method, direction) -> StoredChain:
+        """The stored envelopes of one method and direction."""
         method, direction = Method(method), Direction(direction)
         return next(c for c in self.chains if c.method is method and c.direction is direction)
 

@@ -52,12 +52,16 @@ class BatchSpec:
 
 @dataclass(frozen=True)
 class FeederJob:
+    """One feeder of a batch: its name (its results folder) and its file."""
+
     name: str
     path: Path
 
 
 @dataclass
 class BatchReport:
+    """What a batch run did: feeders computed, skipped (already done) and failed (with why)."""
+
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -109,6 +113,7 @@ LOCK = ".nfca-lock"
 
 
 def result_dir(out: Path, name: str) -> Path:
+    """The results folder of one feeder."""
     return Path(out) / "feeders" / name
 
 
@@ -158,6 +163,7 @@ def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: st
         raise OutputError(f"{final.parent}: results folder cannot be written ({exc.strerror or exc})") from None
     try:
         write_study(study, tmp, ("csv", "json", "gpkg", "html"), crs)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; results are for everyone to read, as files are
         try:
             mark_complete(tmp)
             os.rename(tmp, final)  # atomic: the feeder's results appear whole or not at all

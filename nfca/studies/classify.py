@@ -16,12 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from nfca.errors import InputError
+
 CAPACITY_TOL = 0.01  # optimal and fair within 1 % of the aggregated capacity: type 1
 FAIR_TOL = 0.05  # fair within 5 % of optimal: type 2
 
 
 def feeder_type(optimal_kw: float, fair_kw: float, capacity_kw: float,
                 capacity_tol: float = CAPACITY_TOL, fair_tol: float = FAIR_TOL) -> int:
+    """The feeder type (1, 2 or 3) from its aggregated optimal, fair and capacity."""
     if optimal_kw >= (1 - capacity_tol) * capacity_kw and fair_kw >= (1 - capacity_tol) * capacity_kw:
         return 1
     if fair_kw >= (1 - fair_tol) * optimal_kw:
@@ -29,23 +32,52 @@ def feeder_type(optimal_kw: float, fair_kw: float, capacity_kw: float,
     return 3
 
 
-def classify(results: Path, capacity_tol: float = CAPACITY_TOL, fair_tol: float = FAIR_TOL) -> pd.DataFrame:
-    """One row per complete feeder result in RESULTS/feeders/*/ (see `batch.is_done`); a damaged
-    one is named (rerun `nfca batch` to recompute it)."""
-    from nfca.errors import InputError
+def _typable(summary: dict) -> bool:
+    sets = summary.get("methods", {})
+    return all(sets.get(m, {}).get(d, {}).get("status", "ok") == "ok" and d in sets.get(m, {})
+               for m in ("optimal", "fair") for d in ("import", "export"))
+
+
+def _summaries(results: Path):
+    """(feeder name, summary.json) of every complete feeder result (damaged ones are left to the
+    next `nfca batch`, which recomputes them)."""
     from nfca.studies.batch import is_done
 
-    rows = []
-    folders = sorted(p for p in Path(results).glob("feeders/*") if p.is_dir())
-    for folder in folders:
+    for folder in sorted(p for p in Path(results).glob("feeders/*") if p.is_dir()):
         if not is_done(results, folder.name):
             continue
         try:
-            rows.append(_row(folder.name, json.loads((folder / "summary.json").read_text()),
-                             capacity_tol, fair_tol))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{folder}: results not readable ({type(exc).__name__}: {exc}); rerun nfca batch "
-                             "to recompute this feeder") from None
+            yield folder.name, json.loads((folder / "summary.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{folder}: results not readable ({exc}); rerun nfca batch to recompute this "
+                             "feeder") from None
+
+
+def incomplete(results: Path) -> dict[str, str]:
+    """Feeders with results but no optimal or fair envelope in some direction: name -> reason."""
+    out = {}
+    for name, s in _summaries(results):
+        if not _typable(s):
+            reasons = [f"{m} {d}: {x.get('reason') or 'not computed'}" for m in ("optimal", "fair")
+                       for d in ("import", "export") for x in [s.get("methods", {}).get(m, {}).get(d, {})]
+                       if x.get("status", "missing") != "ok"]
+            out[name] = "; ".join(reasons)
+    return out
+
+
+def classify(results: Path, capacity_tol: float = CAPACITY_TOL, fair_tol: float = FAIR_TOL) -> pd.DataFrame:
+    """One row per complete feeder result in RESULTS/feeders/*/ (see `batch.is_done`) that has
+    optimal and fair envelopes in both directions (a feeder where one has no envelope cannot be
+    typed; `incomplete` lists them)."""
+    rows = []
+    for name, s in _summaries(results):
+        if not _typable(s):
+            continue
+        try:
+            rows.append(_row(name, s, capacity_tol, fair_tol))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{Path(results) / 'feeders' / name}: results not readable ({type(exc).__name__}: "
+                             f"{exc}); rerun nfca batch to recompute this feeder") from None
     return pd.DataFrame(rows)
 
 

@@ -51,6 +51,7 @@ class Study:
 
     @property
     def participant_names(self) -> frozenset[str]:
+        """The end-users with an NFCA."""
         if self.participants is not None:
             return self.participants
         if self.envelopes:

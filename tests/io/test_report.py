@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import three_wire_text, write_dss
+from conftest import feeder_with_coordinates
 from nfca.io.schema import read_envelopes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,18 +19,6 @@ ARTEFACTS = ROOT / "test-artefacts"
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--window-size=1400,1000")
-
-
-def feeder_with_coordinates(folder: Path) -> Path:
-    """The 3x230 V test feeder with bus coordinates in metres (a building of five contracts on cp4)."""
-    text = three_wire_text() + "Buscoords xy.csv\n"
-    xy = {"mv": (-20, 0), "lv": (0, 0)}
-    for k in range(1, 9):
-        xy[f"n{k}"] = (25.0 * k, 0.0)
-        xy[f"cp{k}"] = (25.0 * k, 8.0 if k % 2 else -8.0)
-    (folder / "xy.csv").write_text("".join(f"{b},{x},{y}\n" for b, (x, y) in xy.items()))
-    (folder / "crs.txt").write_text("local\n")
-    return write_dss(folder, text)
 
 
 @pytest.fixture
