@@ -520,7 +520,9 @@ def activations(
             dyn = run_dynamic(f, prof, study.methods, study.directions, opts, chosen, workers,
                               progress=lambda s: progress(f"envelopes: {s}", 0))
         progress("power flows of the firm and the activated operation")
-        result = analyse(dyn, policy)
+        result = dataclasses.replace(analyse(dyn, policy),
+                                     provenance=study.provenance([feeder, study.capacities, _file(study.participants),
+                                                                  _file(profiles)]))
         progress("writing outputs")
         files = write_activations(result, folder)
     s = result.summary

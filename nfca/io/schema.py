@@ -83,7 +83,7 @@ SET_SUMMARY = _cols(
     ("total_kw", "kW", "float", "sum of the participants' guaranteed power"),
     ("min_kw", "kW", "float", "smallest participant envelope"),
     ("max_kw", "kW", "float", "largest participant envelope"),
-    ("jain_index", "", "float", "Jain's fairness index of the participants' envelopes, (sum g)^2 / (n sum g^2): 1 when all equal, 1/n when one takes all"),
+    ("jain_index", "", "float", "Jain's fairness index of the participants' envelopes (1 when all are equal)"),
     ("solver_status", "", "str", "Ipopt's outcome, normalised (optimal, acceptable, infeasible, ...)"),
     ("iterations", "", "int", "Ipopt iterations"),
     ("solves", "", "int", "Ipopt solves (progressive filling and retries take several)"),

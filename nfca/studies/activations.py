@@ -24,7 +24,7 @@ whether the profiles respect it.
 from __future__ import annotations
 
 from functools import cached_property
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,12 @@ class ActivationStudy:
     curtailed_kw: dict[tuple[str, str], np.ndarray]  # (limits, method) -> interval x end-user kW
     resolved: dict[tuple[str, str], np.ndarray]  # (limits, method) -> bool per interval (True where not needed)
     after: dict[tuple[str, str], dict[int, Verification]]  # activated intervals' OpenDSS checks
+    provenance: dict = field(default_factory=dict)  # what produced the study, for activations.json
+
+    def __repr__(self) -> str:
+        p = self.policy_check()
+        return (f"<ActivationStudy {self.dynamic.feeder.name}: {int(self.needed.sum())} of {len(self.needed)} intervals "
+                f"need an activation, {p['activations']} activation(s); policy {'met' if p['satisfied'] else 'NOT met'}>")
 
     # ------------------------------------------------------------------ derived
     @property
@@ -178,7 +184,7 @@ class ActivationStudy:
             "policy": self.policy_check(),
             "participant_consumption_kwh": round(float(np.clip(kw[:, part], 0, None).sum() * h), 3),
             "participant_generation_kwh": round(float(np.clip(-kw[:, part], 0, None).sum() * h), 3),
-            "curtailed_kwh": {}, "resolved": {}, "envelopes_verified": d.verified,
+            "curtailed_kwh": {}, "resolved": {}, "envelopes_verified": d.verified, "provenance": self.provenance,
         }
         for (lim, m), c in self.curtailed_kw.items():
             out["curtailed_kwh"].setdefault(m, {})[lim] = round(float(c.sum() * h), 4)

@@ -117,6 +117,12 @@ class DynamicStudy:
     def verified(self) -> bool:
         return all(c.verified for c in self.chains)
 
+    def __repr__(self) -> str:
+        p = self.profiles
+        return (f"<DynamicStudy {self.feeder.name}: {len(self.participants)} of {len(self.feeder.end_users)} end-users "
+                f"with an NFCA, {len(p)} intervals of {p.interval}, {len(self.chains)} envelope series; "
+                f"{'verified' if self.verified else 'NOT verified'}>")
+
     def static_study(self):
         """The static sets as a Study, each with its extremes over the intervals (for the report)."""
         from nfca.studies.envelopes import Study

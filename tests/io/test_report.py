@@ -68,6 +68,12 @@ def test_report_opens_offline_and_shows_each_end_user(tmp_path, browser):
             assert f"{r.method} {r.direction} {r.guaranteed_kw:.2f}" in shown  # same values as envelopes.csv
             if r.participant and r.binding_type != "capacity":
                 assert r.binding_element in shown
+    # the set chooser recolours the map: hover texts now name the chosen set
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "set")).select_by_visible_text("fair export")
+    title = browser.execute_script("return document.querySelector('#map .end-user title').textContent")
+    assert "fair export" in title
     ARTEFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTEFACTS / "report.png"))
     shutil.copy(out / "report.html", ARTEFACTS / "report.html")
