@@ -100,7 +100,7 @@ def envelope_bars(df: pd.DataFrame, target: Path | None, direction: str, title: 
     df = df[df["status"] != "infeasible"] if "status" in df.columns else df
     users = df.drop_duplicates("end_user").sort_values(["distance_m", "end_user"]).reset_index(drop=True)
     methods = list(dict.fromkeys(df["method"]))
-    pages = _pages(len(users))
+    pages = _pages(len(users), PAGE if len(methods) <= 2 else max(12, 2 * PAGE // len(methods)))  # ~120 bars a panel
     per_page = max(s.stop - s.start for s in pages)
     width = min(WIDTH_IN, max(7.0, 0.2 * per_page * max(1, len(methods)) ** 0.5 + 3))
     fig, axes = plt.subplots(len(pages), 1, figsize=(width, 1.2 + 3.0 * len(pages)), squeeze=False,
