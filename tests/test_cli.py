@@ -32,7 +32,8 @@ def test_envelopes_writes_verified_outputs(it_feeder, tmp_path):
             assert {c.name for c in schema.SET_SUMMARY} == set(s)
     for name in ("envelopes_import.png", "envelopes_export.png", "methods_compared.png", "report.html"):
         assert (out / name).stat().st_size > 0
-    assert not list(out.glob(".*"))  # no temporary files left behind
+    assert [p.name for p in out.glob(".*")] == [".nfca-run"]  # the run's marker, no temporary files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Master.dss", "out"]  # no temporary folder beside it
     assert {f.stat().st_mode & 0o777 for f in out.iterdir()} == {0o644}
     # the results table is on stdout, the note on stderr
     assert "optimal" in res.stdout and "Jain" in res.stdout and "wrote" in res.stderr

@@ -51,6 +51,12 @@ def feeder_crs(feeder, crs: str | None = None) -> str | None:
                 "or leave gpkg out of --format")
         text = path.read_text(encoding="utf-8").strip()
         crs, source = (text.splitlines()[0].strip() if text else ""), str(path)
+    return parse_crs(crs, source)
+
+
+def parse_crs(crs: str, source: str = "--crs") -> str:
+    """`crs` checked by pyproj (`local`: metres on a local grid); InputError naming `source`.
+    The CLI calls it before any computing."""
     if crs.lower() == "local":
         return LOCAL_CRS_WKT
     from pyproj import CRS

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nfca.engine.opendss import powerflows
+from nfca.engine import powerflows
 from nfca.studies.dynamic import DynamicStudy
 from nfca.model.envelope import Direction, Method
 from nfca.errors import InputError
@@ -239,7 +239,7 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
     def loads(p: np.ndarray) -> dict[str, tuple[float, float]]:
         return {n: (float(x), tan_phi * abs(float(x))) for n, x in zip(names, p)}
 
-    firm = tuple(check(feeder, pf, options) for pf in powerflows(feeder.path, [loads(r) for r in kw], options.source_pu))
+    firm = tuple(check(feeder, pf, options) for pf in powerflows(feeder, [loads(r) for r in kw], options.source_pu))
     needed = np.array([not v.verified for v in firm])
     methods = list(dict.fromkeys(c.method.value for c in d.chains))
     curtailed, resolved, after = {}, {}, {}
@@ -251,7 +251,7 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
             limited = np.clip(kw, -ge, gi)
             c = np.where(needed[:, None], kw - limited, 0.0)
             curtailed[(lim, m)] = np.abs(c)
-            flows = powerflows(feeder.path, [loads(limited[k]) for k in act], options.source_pu) if len(act) else []
+            flows = powerflows(feeder, [loads(limited[k]) for k in act], options.source_pu) if len(act) else []
             checks = {int(k): check(feeder, pf, options) for k, pf in zip(act, flows)}
             after[(lim, m)] = checks
             resolved[(lim, m)] = np.array([checks[k].verified if k in checks else True for k in range(len(kw))])
