@@ -1,14 +1,23 @@
 """Solver outcomes as data, and the one place nfca calls Ipopt.
 
 `Status` and `Result` report every solve the same way whatever the solver (Ipopt here, HiGHS in
-`market_bridge`); `solve_ipopt` solves a Pyomo model, `IpoptSession` re-solves one in-memory NLP
-with new bounds and a warm start.
+`market_bridge`); `solve_ipopt` solves a Pyomo model, `PersistentIpopt` re-solves one whose
+structure rarely changes from its in-memory NLP, `IpoptSession` runs one in-memory NLP with new
+bounds and a warm start.
 """
 
-from nfca.solver.ipopt import (
-    IPOPT_OPTIONS, RETRY_OPTIONS, WARM_OPTIONS, IpoptSession, PersistentIpopt, run_ipopt, solve_ipopt,
-)
 from nfca.solver.status import Result, Status
 
-__all__ = ["Status", "Result", "solve_ipopt", "run_ipopt", "IpoptSession", "PersistentIpopt", "IPOPT_OPTIONS",
-           "RETRY_OPTIONS", "WARM_OPTIONS"]
+_IPOPT = ("IPOPT_OPTIONS", "RETRY_OPTIONS", "WARM_OPTIONS", "IpoptSession", "PersistentIpopt", "run_ipopt",
+          "solve_ipopt")
+__all__ = ["Status", "Result", *_IPOPT]
+
+
+def __getattr__(name: str):
+    """The Ipopt part loads Pyomo (~0.7 s): only when first used, so `import nfca` and the CLI's
+    start stay fast (issue 16)."""
+    if name in _IPOPT:
+        from nfca.solver import ipopt
+
+        return getattr(ipopt, name)
+    raise AttributeError(f"module 'nfca.solver' has no attribute {name!r}")

@@ -93,7 +93,7 @@ def verify_many(feeder: Feeder, groups: list[list[EnvelopeSet]], options: Envelo
         audit = box.sample(n_audit, options.audit_seed + k) if n_audit else []
         plans.append((box, promised, audit, sets[0].guarantee is not Guarantee.corner))
     loads = [box.loads(p) for box, promised, audit, _ in plans for p in promised + audit]
-    checks = iter([check(feeder, pf, options) for pf in powerflows(feeder.path, loads, options.source_pu)])
+    checks = iter([check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)])
     out = []
     for box, promised, audit, audit_fails in plans:
         got = [next(checks) for _ in promised + audit]
@@ -104,7 +104,7 @@ def verify_many(feeder: Feeder, groups: list[list[EnvelopeSet]], options: Envelo
 def verify_points(feeder: Feeder, loads: list[dict[str, tuple[float, float]]], options: EnvelopeOptions,
                   labels: list[str]) -> Verification:
     """Verify given operating points (kW, kvar per end-user); every one is part of the promise."""
-    checks = [check(feeder, pf, options) for pf in powerflows(feeder.path, loads, options.source_pu)]
+    checks = [check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)]
     return combine(checks, [], [Point(np.zeros(0), x) for x in labels])
 
 
