@@ -30,7 +30,7 @@ from rich.markup import escape
 
 from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
-from nfca.errors import InputError, Interrupted, NfcaError
+from nfca.errors import InfeasibleError, InputError, Interrupted, NfcaError
 from nfca.model.box import Guarantee
 from nfca.model.envelope import Direction, Method
 
@@ -403,6 +403,8 @@ def envelopes(
                             progress)
         result = run_envelopes(f, study.methods, study.directions, opts, chosen,
                                progress=lambda s: progress(s if s.startswith("verifying") else f"solving {s}"))
+        if not result.envelopes:  # no set has an envelope: say why, write nothing
+            raise InfeasibleError(next(iter(result.infeasible.values())))
         result = dataclasses.replace(result, provenance=study.provenance(inputs))
         progress("writing outputs")
         files = write_study(result, folder, formats, crs)

@@ -65,7 +65,7 @@ def test_progress_lines_in_a_log(it_feeder, tmp_path):
                               "--method", "fair"])
     steps = [line for line in res.stderr.splitlines() if line.startswith("nfca:")]
     assert [s.split(maxsplit=3)[-1] for s in steps] == [
-        "reading feeder", "solving fair import", "solving fair export", "verifying with OpenDSS",
+        "reading feeder", "solving fair import and export", "verifying fair import and export with OpenDSS",
         "writing outputs"]
 
 

@@ -137,7 +137,7 @@ def test_envelopes_verified_on_the_four_wire_model(study):
     for ver in study.verifications:
         assert ver.v_min_pu >= 0.9 - 1e-6 and ver.v_max_pu <= 1.1 + 1e-6
         assert ver.v_neutral_max_v > 1.0  # the neutral shift is there, and measured
-    bindings = {b for e in study.envelopes for b in e.binding.values()}
+    bindings = {b.text for e in study.envelopes for b in e.binding.values()}
     # single-phase users are limited by the voltage they see: phase to neutral
     assert any(b.startswith("voltage bus cp8 phase an") for b in bindings)
 
@@ -158,7 +158,7 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
     assert ver.v_neutral_max_v <= limit + 1e-6 * 240
     fair_import = next(e for e in study.envelopes if (e.method.value, e.direction.value) == ("fair", "import"))
     assert env.total_kw < fair_import.total_kw
-    assert any(b.startswith("neutral voltage bus") and b.endswith(f"{limit:g} V") for b in env.binding.values())
+    assert any(b.text.startswith("neutral voltage bus") and b.text.endswith(f"{limit:g} V") for b in env.binding.values())
     # verification catches an envelope that breaks the neutral limit
     tight = EnvelopeOptions(limits=Limits(v_neutral_max_v=0.5 * limit))
     assert not verify(f, [env], tight)[0].verified

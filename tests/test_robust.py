@@ -44,7 +44,7 @@ def _vertices(box: Box) -> list[np.ndarray]:
 
 def _broken(feeder, box: Box, options: EnvelopeOptions) -> int:
     """How many vertices of the box break a limit in OpenDSS."""
-    flows = powerflows(feeder.path, [box.loads(t) for t in _vertices(box)], options.source_pu)
+    flows = powerflows(feeder, [box.loads(t) for t in _vertices(box)], options.source_pu)
     return sum(not check(feeder, pf, options).verified for pf in flows)
 
 
@@ -78,7 +78,7 @@ def _binding_reached(feeder, sets, options) -> dict[str, float]:
     points come to it in OpenDSS."""
     box = promised_box(feeder, sets, options)
     points = promised_points(box, sets)
-    flows = powerflows(feeder.path, [box.loads(p) for p in points], options.source_pu)
+    flows = powerflows(feeder, [box.loads(p) for p in points], options.source_pu)
     gaps = {}
     for e in sets:
         for name, b in e.binding.items():

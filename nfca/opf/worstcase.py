@@ -114,7 +114,8 @@ ANGLES = np.exp(-1j * np.linspace(0, 2 * np.pi, 32, endpoint=False))
 
 
 def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: float, screen: float = 0.1,
-                   max_steps: int = 5, rows: np.ndarray | None = None, starts_per_row: int = 3) -> list[Candidate]:
+                   max_steps: int = 5, rows: np.ndarray | None = None, starts_per_row: int = 3,
+                   polish_within: float = 0.01) -> list[Candidate]:
     """The worst vertex of the box [lo, hi] (pu per end-user) for every limit that could be near
     its bound there, each checked by the model's power flow, worst first, one per distinct vertex.
 
@@ -123,9 +124,12 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
     / 2 (searched on 32 directions; a current can pass through zero inside a box, so projecting
     on its phasor at one point would not do). The smallest magnitude of a customer voltage (far
     from zero) is its projection's minimum. Each vertex is then re-linearised where it lands
-    until no end-user moves; the worst vertex met for each limit is kept. `screen`: limits whose
-    first-order bound over the box stays below their bound by more than this fraction cannot be
-    reached and are not searched."""
+    until no end-user moves; the worst vertex met for each limit is kept. Limits that end within
+    `polish_within` of their bound are then polished exactly: every single end-user's move is
+    solved by the power flow, the worst taken, until none makes it worse (first-order models miss
+    second-order couplings, e.g. a phase current split between dissimilar parallel cables).
+    `screen`: limits whose first-order bound over the box stays below their bound by more than
+    this fraction cannot be reached and are not searched."""
     free = hi > lo
     n = len(lo)
     lim = model.lim
@@ -170,13 +174,11 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         mag = abs(lim.a[key[0]] @ v)
         return mag if key[1] == "upper" else -mag
 
-    best: dict[tuple[int, str], tuple[float, np.ndarray]] = {}
+    seen: dict[tuple[int, str], dict[bytes, float]] = {}  # every vertex met per limit, and its value
     current = list(starts)
     for _ in range(max_steps):
         for key, t in current:
-            val = value(key, t)
-            if key not in best or val > best[key][0]:
-                best[key] = (val, t)
+            seen.setdefault(key, {})[t.tobytes()] = value(key, t)
         nxt = []
         by_vertex: dict[bytes, list[tuple[int, str]]] = {}
         for key, t in current:
@@ -197,6 +199,7 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         if not nxt:
             break
         current = nxt
+    best = _polish(seen, value, free, lim, polish_within)
     out: dict[bytes, Candidate] = {}
     for key, (_, t) in best.items():
         ex, v = exact(t)
@@ -206,6 +209,38 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         prev = out.get(tb)
         out[tb] = Candidate(t, float(np.max(ex)), worst, (prev.limits if prev else ()) + (key[0],), side)
     return sorted(out.values(), key=lambda x: -x.excess)
+
+
+def _polish(seen: dict, value, free: np.ndarray, lim: LimitMap, within: float, starts: int = 3,
+            rounds: int = 3) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
+    """The worst vertex per limit. For the limits near their bound, an exact 1-opt from the few
+    worst vertices met: flip one end-user at a time (each flip solved by the power flow, shared
+    by every limit at the same vertex), keep the worst, repeat."""
+    def excess(key, val: float) -> float:
+        k, side = key
+        return (val - lim.upper[k]) / lim.upper[k] if side == "upper" else (lim.lower[k] + val) / lim.lower[k]
+
+    best = {}
+    for key, vertices in seen.items():
+        ranked = sorted(vertices.items(), key=lambda kv: -kv[1])
+        val, t = ranked[0][1], np.frombuffer(ranked[0][0])
+        if np.isfinite(val) and excess(key, val) > -within:
+            for tb, v0 in ranked[:starts]:
+                v1, t1 = v0, np.frombuffer(tb)
+                for _ in range(rounds):
+                    moved = False
+                    for u in np.flatnonzero(free):
+                        t2 = t1.copy()
+                        t2[u] = 1.0 - t2[u]
+                        v2 = value(key, t2)
+                        if v2 > v1 + 1e-12:
+                            v1, t1, moved = v2, t2, True
+                    if not moved:
+                        break
+                if v1 > val:
+                    val, t = v1, t1
+        best[key] = (val, t)
+    return best
 
 
 def _extremes(c: complex, z: np.ndarray, t: np.ndarray, free: np.ndarray, side: str, k: int) -> list[np.ndarray]:

@@ -48,6 +48,7 @@ from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 from nfca.model.network import Feeder
 from nfca.opf.problem import EXCESS_TOL, PER_ROUND, EnvelopeProblem, _label, _Run
 from nfca.opf.worstcase import box_powers, worst_vertices
+from nfca.studies.envelopes import one_direction_box
 from nfca.studies.profiles import Profiles
 from nfca.verify import Verification, verify_many
 
@@ -214,10 +215,8 @@ def run_dynamic(
     names = frozenset(u.name for u in feeder.end_users)
     chosen = names if participants is None else frozenset(participants)
     directions = tuple(Direction(d) for d in directions)
+    options = one_direction_box(options, list(directions))
     if options.guarantee is Guarantee.box:
-        if set(directions) != set(Direction):
-            raise InputError("a box guarantee covers import and export together: compute both, or use "
-                             "--guarantee direction")
         jobs = [(Method(m), DIRECTIONS) for m in methods]
     else:
         jobs = [(Method(m), (d,)) for d in directions for m in methods]

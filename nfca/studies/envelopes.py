@@ -161,9 +161,7 @@ def run_envelopes(
     t0 = time.perf_counter()
     methods = [Method(m) for m in methods]
     directions = [Direction(d) for d in directions]
-    if options.guarantee is Guarantee.box and set(directions) != set(Direction):
-        raise InputError("a box guarantee covers import and export together (each participant anywhere between "
-                         "its export and its import envelope): compute both, or use --guarantee direction")
+    options = one_direction_box(options, directions)
     problem = EnvelopeProblem(feeder, options, participants)
     groups = [(m, None) for m in methods] if options.guarantee is Guarantee.box else \
         [(m, d) for d in directions for m in methods]
@@ -171,7 +169,7 @@ def run_envelopes(
     for m, d in groups:
         what = f"{m.value} {d.value if d else 'import and export'}"
         if progress:
-            progress(f"solving {what}")
+            progress(what)
         try:
             sets = problem.solve(m, d)
         except InfeasibleError as exc:
@@ -189,6 +187,14 @@ def run_envelopes(
     chosen = frozenset(u.name for u in feeder.end_users) if participants is None else frozenset(participants)
     return Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, participants=chosen,
                  infeasible=infeasible)
+
+
+def one_direction_box(options: EnvelopeOptions, directions: list[Direction]) -> EnvelopeOptions:
+    """A box of one direction only (no export, or no import) is that direction's box: the
+    `direction` guarantee."""
+    if options.guarantee is Guarantee.box and len(set(directions)) == 1:
+        return replace(options, guarantee=Guarantee.direction)
+    return options
 
 
 def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, capacities: Path | None = None,
