@@ -16,6 +16,16 @@ Importing nfca loads neither Pyomo nor matplotlib nor geopandas: they load when 
 
 from __future__ import annotations
 
+import os as _os
+
+# One BLAS thread per process, set before numpy (or Ipopt's MUMPS) loads OpenBLAS: nfca's dense
+# products are small and its parallelism is across processes (batch workers, dynamic chains), so
+# BLAS threads only contend; on a loaded 2-core machine a 55 x 55 product took 100x longer with
+# them. A caller's own setting wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    _os.environ.setdefault(_var, "1")
+
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 

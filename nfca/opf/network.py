@@ -188,37 +188,56 @@ def source_injection(net: PuNetwork) -> np.ndarray:
 class ZBusPowerFlow:
     """Power flow by Z-bus (fixed-point) iteration on one factorised admittance matrix.
 
-    Cheap and exact at convergence: a starting point for Ipopt, and a quick test of a fixed
-    operating point. Powers are per unit, consumption positive.
+    Cheap and exact at convergence: a starting point for Ipopt, and a quick test of fixed
+    operating points, many at once (one factorisation, many right-hand sides). Powers are per
+    unit, consumption positive.
     """
 
     def __init__(self, net: PuNetwork):
         self.net = net
         self.lu = spla.splu(net.y.tocsc())
         self.i_src = source_injection(net)
+        self.v_noload = self.lu.solve(self.i_src)
         legs = [(u, p, q, len(ls)) for u, ls in enumerate(net.user_legs) for p, q in ls]
         self.leg_u, self.leg_p, self.leg_q, self.leg_n = (np.array(x) for x in zip(*legs))
+        # leg voltage = V @ d; node injection of the leg currents = I @ d.T (earth dropped)
+        rows, cols, vals = [], [], []
+        for k, (p, q) in enumerate(zip(self.leg_p, self.leg_q)):
+            for node, sign in ((p, 1.0), (q, -1.0)):
+                if node >= 0:
+                    rows.append(node), cols.append(k), vals.append(sign)
+        self.d = sp.csr_matrix((vals, (rows, cols)), shape=(net.n, len(legs)))
 
-    def solve(self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200) -> np.ndarray | None:
+    def solve(self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200,
+              v0: np.ndarray | None = None) -> np.ndarray | None:
         """Node voltages (pu); None if the iteration does not converge to `tol` (pu) in time."""
-        v = self.lu.solve(self.i_src)
-        if not np.any(s_user):
-            return v  # the exact no-load solution
-        s_leg = s_user[self.leg_u] / self.leg_n
+        v, ok = self.solve_many(np.asarray(s_user)[None, :], tol, max_iter, None if v0 is None else v0[None, :])
+        return v[0] if ok[0] else None
+
+    def solve_many(self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200,
+                   v0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Node voltages (pu) of many operating points at once (one per row of `s_user`, starting
+        from the rows of `v0`, default the no-load voltages), and which converged to `tol`."""
+        m = s_user.shape[0]
+        s_leg = s_user[:, self.leg_u] / self.leg_n
+        v = np.tile(self.v_noload, (m, 1)) if v0 is None else np.array(v0, dtype=complex)
+        ok = np.zeros(m, dtype=bool)
+        live = np.flatnonzero(np.any(s_leg != 0, axis=1))
+        v[np.setdiff1d(np.arange(m), live)] = self.v_noload  # no load: exact
+        ok[np.setdiff1d(np.arange(m), live)] = True
         for _ in range(max_iter):
-            ve = np.append(v, 0.0)  # index -1 (earth) reads 0
-            dv = ve[self.leg_p] - ve[self.leg_q]
-            if np.any(np.abs(dv) < 1e-3):
-                return None
-            i = np.conj(s_leg / dv)
-            i_load = np.zeros(self.net.n + 1, dtype=complex)
-            np.add.at(i_load, self.leg_p, i)
-            np.add.at(i_load, self.leg_q, -i)
-            v_new = self.lu.solve(self.i_src - i_load[:-1])
-            if np.max(np.abs(v_new - v)) < tol:
-                return v_new
-            v = v_new
-        return None
+            if not live.size:
+                break
+            dv = (self.d.T @ v[live].T).T
+            bad = np.any(np.abs(dv) < 1e-3, axis=1)  # a collapsed voltage: no solution near here
+            i = np.conj(s_leg[live] / np.where(np.abs(dv) < 1e-3, 1.0, dv))
+            v_new = self.lu.solve((self.i_src[:, None] - self.d @ i.T)).T
+            step = np.max(np.abs(v_new - v[live]), axis=1)
+            v[live] = v_new
+            done = (step < tol) & ~bad
+            ok[live[done]] = True
+            live = live[~done & ~bad & np.isfinite(step)]
+        return v, ok
 
 
 def fixed_point_voltages(net: PuNetwork, s_user: np.ndarray) -> np.ndarray:
@@ -229,7 +248,7 @@ def fixed_point_voltages(net: PuNetwork, s_user: np.ndarray) -> np.ndarray:
     """
     pf = ZBusPowerFlow(net)
     v = pf.solve(s_user, tol=1e-9, max_iter=50)
-    return pf.solve(np.zeros(len(net.users))) if v is None else v
+    return pf.v_noload if v is None else v
 
 
 def leg_voltages_pu(net: PuNetwork, v: np.ndarray) -> np.ndarray:
@@ -286,7 +305,11 @@ class LimitMap:
 
     def excess(self, v: np.ndarray) -> np.ndarray:
         """How far each quantity is beyond its bounds (fraction of the bound; <= 0 within)."""
-        return limit_excess(self.magnitudes(v), self.lower, self.upper)
+        return self.excess_of(self.magnitudes(v))
+
+    def excess_of(self, magnitudes: np.ndarray) -> np.ndarray:
+        """`excess` from the quantities' magnitudes."""
+        return limit_excess(magnitudes, self.lower, self.upper)
 
     def describe(self, k: int, side: str = "upper") -> str:
         """One quantity's limit in words, e.g. 'voltage bus 906 phase a 0.90 pu'."""

@@ -34,60 +34,85 @@ class Candidate:
 
 
 class PointModel:
-    """The model's power flow (Z-bus iteration on the factorised admittance matrix), its limited
-    quantities, and their first-order sensitivities to every end-user's power."""
+    """The model's power flow at fixed operating points, many at once, and every limited
+    quantity there, with their first-order sensitivities to each end-user's power.
+
+    The fixed-point (Z-bus) power flow lives in the space of the end-users' legs: with Z the
+    inverse nodal admittance and D the legs' incidence, leg voltages dV = dV0 - M I (M = D' Z D)
+    and leg currents I = conj(s / dV); every limited quantity is then Q = Q0 - (A Z D) I. Exact at
+    convergence (the same equations as the network), and a few small dense products per point.
+    """
 
     def __init__(self, net: PuNetwork, limits: Limits):
         self.net = net
         self.pf = ZBusPowerFlow(net)
         self.lim: LimitMap = limit_map(net, limits)
-        legs = [(u, p, q) for u, ls in enumerate(net.user_legs) for p, q in ls]
-        self.leg_u = np.array([u for u, _, _ in legs])
-        self.leg_p = np.array([p for _, p, _ in legs])
-        self.leg_q = np.array([q for _, _, q in legs])
-        self.leg_n = np.array([len(net.user_legs[u]) for u in self.leg_u])
-        # Z (e_p - e_q) per leg: how a current drawn by the leg moves every node voltage
-        e = np.zeros((net.n, len(legs)), dtype=complex)
-        for k, (p, q) in enumerate(zip(self.leg_p, self.leg_q)):
-            if p >= 0:
-                e[p, k] += 1
-            if q >= 0:
-                e[q, k] -= 1
-        ze = self.pf.lu.solve(e)
-        self.az = np.asarray(self.lim.a @ ze)  # limited quantities per unit leg current
-        self.m_leg = e.T @ ze  # leg voltages per unit leg current
-        self.to_user = sp.csr_matrix((np.ones(len(legs)), (np.arange(len(legs)), self.leg_u)),
-                                     shape=(len(legs), len(net.users)))
+        pf = self.pf
+        self.leg_u, self.leg_n = pf.leg_u, pf.leg_n
+        self.ze = pf.lu.solve(pf.d.toarray().astype(complex))  # node voltages per unit leg current
+        self.m_leg = np.asarray(pf.d.T @ self.ze)  # leg voltages per unit leg current
+        self.az = np.asarray(self.lim.a @ self.ze)  # limited quantities per unit leg current
+        self.dv0 = pf.d.T @ pf.v_noload
+        self.q0 = self.lim.a @ pf.v_noload
+        self.to_user = sp.csr_matrix((np.ones(len(self.leg_u)), (np.arange(len(self.leg_u)), self.leg_u)),
+                                     shape=(len(self.leg_u), len(net.users)))
+
+    def solve(self, s_user: np.ndarray, tol: float = 1e-10, max_iter: int = 500
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Leg currents and leg voltages (pu) at end-user powers `s_user` (pu, consumption +; one
+        point per row), and which points converged (a point far beyond the feeder has no solution)."""
+        s_user = np.atleast_2d(s_user)
+        s_leg = s_user[:, self.leg_u] / self.leg_n
+        m = len(s_leg)
+        dv = np.tile(self.dv0, (m, 1))
+        i = np.zeros_like(dv)
+        ok = np.zeros(m, dtype=bool)
+        live = np.arange(m)
+        with np.errstate(all="ignore"):
+            for _ in range(max_iter):
+                if not live.size:
+                    break
+                i[live] = np.conj(s_leg[live] / dv[live])
+                new = self.dv0 - i[live] @ self.m_leg.T
+                step = np.max(np.abs(new - dv[live]), axis=1) if new.shape[1] else np.zeros(len(live))
+                dv[live] = new
+                collapsed = np.any(np.abs(new) < 1e-3, axis=1) | ~np.isfinite(step)
+                done = (step < tol) & ~collapsed
+                i[live[done]] = np.conj(s_leg[live[done]] / dv[live[done]])
+                ok[live[done]] = True
+                live = live[~done & ~collapsed]
+        return i, dv, ok
+
+    def quantities(self, i: np.ndarray) -> np.ndarray:
+        """Every limited quantity Q (complex, pu) at leg currents `i` (one point per row)."""
+        return self.q0 - np.atleast_2d(i) @ self.az.T
 
     def voltages(self, s_user: np.ndarray) -> np.ndarray | None:
-        """Node voltages (pu) at end-user powers `s_user` (pu, consumption +); None if the power
-        flow does not converge (the point is far beyond the feeder's limits)."""
-        with np.errstate(all="ignore"):
-            v = self.pf.solve(s_user, tol=1e-10, max_iter=500)
-        return v if v is not None and np.all(np.isfinite(v)) else None
+        """Node voltages (pu) at end-user powers `s_user`; None if the power flow does not converge."""
+        i, _, ok = self.solve(s_user)
+        return self.pf.v_noload - self.ze @ i[0] if ok[0] else None
 
     def excess(self, s_user: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Every limit's excess at `s_user` (inf everywhere if the power flow fails), and the voltages."""
-        v = self.voltages(s_user)
-        if v is None:
+        i, _, ok = self.solve(s_user)
+        if not ok[0]:
             return np.full(len(self.lim), np.inf), None
-        return self.lim.excess(v), v
+        q = self.quantities(i)[0]
+        return self.lim.excess_of(np.abs(q)), self.pf.v_noload - self.ze @ i[0]
 
     def sensitivity(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """dQ_k / d conj(s_u): dQ_k ~ sum_u D[k, u] conj(ds_u) for the limited quantities `rows`
-        at voltages `v` (first order, load currents taken as fixed currents)."""
-        ve = np.append(v, 0.0)
-        dv_leg = ve[self.leg_p] - ve[self.leg_q]
+        at node voltages `v` (first order, load currents taken as fixed currents)."""
+        dv_leg = self.pf.d.T @ v
         w = -1.0 / (self.leg_n * np.conj(dv_leg))  # dI_leg = conj(ds_u / n) / conj(dV_leg)
         return np.asarray((self.az[rows] * w) @ self.to_user)
 
-    def effect(self, v: np.ndarray, s_user: np.ndarray, rows: np.ndarray, ds: np.ndarray) -> np.ndarray:
+    def effect(self, dv_leg: np.ndarray, s_user: np.ndarray, rows: np.ndarray, ds: np.ndarray) -> np.ndarray:
         """dQ[k, u]: the change of limited quantity k (of `rows`) when end-user u's power moves by
-        ds[u] from the operating point (v, s_user), to first order: the user's own current, and
-        the current every constant-power user then draws at its moved voltage (a lower voltage
-        draws more current: remote users move a line's current that way)."""
-        ve = np.append(v, 0.0)
-        dv_leg = ve[self.leg_p] - ve[self.leg_q]
+        ds[u] from the operating point with leg voltages `dv_leg` and powers `s_user`, to first
+        order: the user's own current, and the current every constant-power user then draws at
+        its moved voltage (a lower voltage draws more current: remote users move a line's
+        current that way)."""
         s_leg = s_user[self.leg_u] / self.leg_n
         w = sp.csr_matrix((np.conj(ds[self.leg_u]) / (self.leg_n * np.conj(dv_leg)),
                            (np.arange(len(self.leg_u)), self.leg_u)), shape=self.to_user.shape)
@@ -134,17 +159,30 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
     n = len(lo)
     lim = model.lim
     rows = np.arange(len(lim)) if rows is None else np.asarray(rows)
-    swing_s = np.conj(box_powers(lo, hi, tan_phi, np.ones(n)) - box_powers(lo, hi, tan_phi, np.zeros(n)))
+    # each end-user's power change from the low to the high end of its range
+    swing = (box_powers(lo, hi, tan_phi, np.ones(n)) - box_powers(lo, hi, tan_phi, np.zeros(n))) * free
     t0 = np.where(free, 0.5, 1.0)
-    v0 = model.voltages(box_powers(lo, hi, tan_phi, t0))
-    if v0 is None:  # the centre is beyond the feeder: start from every user at its low end
+    cache: dict[bytes, tuple | None] = {}  # vertex -> (Q, |Q|, leg voltages, powers), None if no solution
+
+    def solve_points(ts: list[np.ndarray]) -> None:
+        todo = [t for t in ts if t.tobytes() not in cache]
+        if not todo:
+            return
+        s = box_powers(lo, hi, tan_phi, np.array(todo))
+        i, dv, ok = model.solve(s)
+        q = model.quantities(i)
+        for j, t in enumerate(todo):
+            cache[t.tobytes()] = (q[j], np.abs(q[j]), dv[j], s[j]) if ok[j] else None
+
+    solve_points([t0])
+    if cache[t0.tobytes()] is None:  # the centre is beyond the feeder: start from every user at its low end
         t0 = np.zeros(n)
-        v0 = model.voltages(box_powers(lo, hi, tan_phi, t0))
-        if v0 is None:
+        solve_points([t0])
+        if cache[t0.tobytes()] is None:
             return [Candidate(t0, np.inf, -1, ())]
-    swing = np.conj(swing_s) * free
-    c = lim.a[rows] @ v0
-    z = model.effect(v0, box_powers(lo, hi, tan_phi, t0), rows, swing)
+    q_all, _, dv0, s0 = cache[t0.tobytes()]
+    c = q_all[rows]
+    z = model.effect(dv0, s0, rows, swing)
     bound = np.abs(c) + 0.5 * np.abs(z).sum(axis=1)  # no vertex exceeds it (to first order)
     up_ok = bound >= lim.upper[rows] * (1 - screen)
     lo_rows = (lim.kind[rows] == VOLTAGE) & (lim.lower[rows] > 0)
@@ -152,31 +190,24 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
     lo_ok = lo_rows & (np.abs(c) - 0.5 * np.abs(proj).sum(axis=1) <= lim.lower[rows] * (1 + screen))
     # each (row, side) from a few starts: the best directions of its first-order model
     starts: list[tuple[tuple[int, str], np.ndarray]] = []
-    for i in np.flatnonzero(up_ok):
-        starts += [((int(rows[i]), "upper"), t) for t in _extremes(c[i], z[i], t0, free, "upper", starts_per_row)]
-    for i in np.flatnonzero(lo_ok):
-        starts += [((int(rows[i]), "lower"), t) for t in _extremes(c[i], z[i], t0, free, "lower", 1)]
+    for j in np.flatnonzero(up_ok):
+        starts += [((int(rows[j]), "upper"), t) for t in _extremes(c[j], z[j], t0, free, "upper", starts_per_row)]
+    for j in np.flatnonzero(lo_ok):
+        starts += [((int(rows[j]), "lower"), t) for t in _extremes(c[j], z[j], t0, free, "lower", 1)]
     if not starts:
         return []
-    evaluated: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
-
-    def exact(t: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        tb = t.tobytes()
-        if tb not in evaluated:
-            evaluated[tb] = model.excess(box_powers(lo, hi, tan_phi, t))
-        return evaluated[tb]
 
     def value(key: tuple[int, str], t: np.ndarray) -> float:
         """How bad vertex t is for (row, side): the row's magnitude, negated for a lower bound."""
-        _, v = exact(t)
-        if v is None:
+        got = cache[t.tobytes()]
+        if got is None:
             return np.inf
-        mag = abs(lim.a[key[0]] @ v)
-        return mag if key[1] == "upper" else -mag
+        return got[1][key[0]] if key[1] == "upper" else -got[1][key[0]]
 
     seen: dict[tuple[int, str], dict[bytes, float]] = {}  # every vertex met per limit, and its value
     current = list(starts)
     for _ in range(max_steps):
+        solve_points([t for _, t in current])
         for key, t in current:
             seen.setdefault(key, {})[t.tobytes()] = value(key, t)
         nxt = []
@@ -185,13 +216,12 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
             by_vertex.setdefault(t.tobytes(), []).append(key)
         for tb, keys in by_vertex.items():
             t = np.frombuffer(tb)
-            _, v = exact(t)
-            if v is None:
+            got = cache[tb]
+            if got is None:
                 continue
             ks = np.array([k for k, _ in keys])
-            qt = lim.a[ks] @ v
-            zt = model.effect(v, box_powers(lo, hi, tan_phi, t), ks, swing)
-            ct = qt + (zt * (0.5 - t)[None, :]).sum(axis=1)  # the same affine model, centred
+            zt = model.effect(got[2], got[3], ks, swing)
+            ct = got[0][ks] + (zt * (0.5 - t)[None, :]).sum(axis=1)  # the same affine model, centred
             for j, key in enumerate(keys):
                 t_new = _extremes(ct[j], zt[j], t, free, key[1], 1)[0]
                 if not np.array_equal(t_new, t):
@@ -199,44 +229,51 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         if not nxt:
             break
         current = nxt
-    best = _polish(seen, value, free, lim, polish_within)
+    best = _polish(seen, value, solve_points, free, lim, polish_within)
     out: dict[bytes, Candidate] = {}
     for key, (_, t) in best.items():
-        ex, v = exact(t)
         tb = t.tobytes()
-        worst = int(np.argmax(ex)) if v is not None else -1
-        side = "lower" if v is not None and lim.lower[worst] > 0 and lim.magnitudes(v)[worst] < lim.lower[worst] else "upper"
+        got = cache[tb]
+        if got is None:
+            out[tb] = Candidate(t, np.inf, -1, (out[tb].limits if tb in out else ()) + (key[0],))
+            continue
+        ex = lim.excess_of(got[1])
+        worst = int(np.argmax(ex))
+        side = "lower" if lim.lower[worst] > 0 and got[1][worst] < lim.lower[worst] else "upper"
         prev = out.get(tb)
         out[tb] = Candidate(t, float(np.max(ex)), worst, (prev.limits if prev else ()) + (key[0],), side)
     return sorted(out.values(), key=lambda x: -x.excess)
 
 
-def _polish(seen: dict, value, free: np.ndarray, lim: LimitMap, within: float, starts: int = 3,
+def _polish(seen: dict, value, solve_points, free: np.ndarray, lim: LimitMap, within: float, starts: int = 3,
             rounds: int = 3) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
     """The worst vertex per limit. For the limits near their bound, an exact 1-opt from the few
-    worst vertices met: flip one end-user at a time (each flip solved by the power flow, shared
-    by every limit at the same vertex), keep the worst, repeat."""
+    worst vertices met: every single end-user's move solved by the power flow (all at once, and
+    shared by every limit at the same vertex), the worst taken, repeated."""
     def excess(key, val: float) -> float:
         k, side = key
         return (val - lim.upper[k]) / lim.upper[k] if side == "upper" else (lim.lower[k] + val) / lim.lower[k]
 
+    movable = np.flatnonzero(free)
     best = {}
     for key, vertices in seen.items():
         ranked = sorted(vertices.items(), key=lambda kv: -kv[1])
         val, t = ranked[0][1], np.frombuffer(ranked[0][0])
         if np.isfinite(val) and excess(key, val) > -within:
-            for tb, v0 in ranked[:starts]:
-                v1, t1 = v0, np.frombuffer(tb)
+            for tb, v1 in ranked[:starts]:
+                t1 = np.frombuffer(tb)
                 for _ in range(rounds):
-                    moved = False
-                    for u in np.flatnonzero(free):
+                    flips = []
+                    for u in movable:
                         t2 = t1.copy()
                         t2[u] = 1.0 - t2[u]
-                        v2 = value(key, t2)
-                        if v2 > v1 + 1e-12:
-                            v1, t1, moved = v2, t2, True
-                    if not moved:
+                        flips.append(t2)
+                    solve_points(flips)
+                    vals = [value(key, t2) for t2 in flips]
+                    j = int(np.argmax(vals)) if vals else 0
+                    if not vals or vals[j] <= v1 + 1e-12:
                         break
+                    v1, t1 = vals[j], flips[j]
                 if v1 > val:
                     val, t = v1, t1
         best[key] = (val, t)
