@@ -50,6 +50,7 @@ from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 from nfca.opf.problem import TIE_BREAK, EnvelopeProblem
 from nfca.errors import InfeasibleError, SolverError, VerificationError
 from nfca.model.network import Feeder
+from nfca.model.voltages import check_voltage_limits
 from nfca.studies.profiles import Profiles
 from nfca.opf.formulation import (
     ZBusPowerFlow, add_neutral_voltage_limits,
@@ -159,7 +160,7 @@ class DynamicStudy:
 
     def summary(self) -> dict:
         """Compact: the static sets as in `nfca envelopes`, the dynamic ones as lists per interval."""
-        from nfca.studies.envelopes import jain_index, options_summary
+        from nfca.studies.envelopes import jain_index, limits_and_notices, options_summary
 
         part = sorted(self.participants)
         p = self.profiles
@@ -169,6 +170,7 @@ class DynamicStudy:
             "profiles": p.source, "intervals": len(p), "resolution_min": round(p.interval / pd.Timedelta(minutes=1), 6),
             "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
             "options": options_summary(self.options),
+            **limits_and_notices(self.feeder, self.options),
             "verified": self.verified, "seconds": round(self.seconds, 3), "workers": self.workers,
             "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
         }
@@ -223,6 +225,7 @@ def run_dynamic(
     """Dynamic and static envelopes of every method x direction over the profiles' horizon, every
     interval verified by OpenDSS; raise VerificationError if any fails (nothing is returned)."""
     t0 = time.perf_counter()
+    check_voltage_limits(feeder, options.limits)
     profiles = profiles.for_feeder(feeder)
     names = frozenset(u.name for u in feeder.end_users)
     chosen = names if participants is None else frozenset(participants)

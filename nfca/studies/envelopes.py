@@ -19,6 +19,8 @@ from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InputError, VerificationError
 from nfca.model.network import Feeder
+from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, voltage_limits_v
+from nfca.notices import Notice
 from nfca.verify import Verification, verify
 
 COLUMNS = [
@@ -67,6 +69,7 @@ class Study:
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
             "length_m": round(self.feeder.length_m, 3),
             "options": options_summary(self.options),
+            **limits_and_notices(self.feeder, self.options),
             "verified": self.verified, "seconds": round(self.seconds, 3), "methods": {},
         }
         for env, ver in zip(self.envelopes, self.verifications):
@@ -101,6 +104,17 @@ def options_summary(options: EnvelopeOptions) -> dict:
     }
 
 
+def study_notices(feeder: Feeder, options: EnvelopeOptions) -> tuple[Notice, ...]:
+    """What the reader assumed (the feeder's notices) and what the limits mean for its loads."""
+    return feeder.notices + rated_voltage_notices(feeder, options.limits)
+
+
+def limits_and_notices(feeder: Feeder, options: EnvelopeOptions) -> dict:
+    """summary.json's voltage limits in volts (per kind of customer voltage) and its notices."""
+    return {"voltage_limits": voltage_limits_v(feeder, options.limits),
+            "notices": [n.as_dict() for n in study_notices(feeder, options)]}
+
+
 def jain_index(x: np.ndarray) -> float:
     """Jain's fairness index: 1 when all equal, 1/n when one takes everything."""
     x = np.asarray(x, dtype=float)
@@ -120,6 +134,7 @@ def run_envelopes(
 ) -> Study:
     """Solve every method x direction, verify each by OpenDSS; raise if any fails verification."""
     t0 = time.perf_counter()
+    check_voltage_limits(feeder, options.limits)
     problem = EnvelopeProblem(feeder, options, participants)
     envs = []
     for d in directions:
