@@ -82,12 +82,27 @@ FeederArg = Annotated[Path, typer.Argument(help="OpenDSS feeder file (Master.dss
 
 
 def _options(vmin: float, vmax: float, power_factor: float, source_pu: Optional[float], reduce: bool,
-             kron: bool = False, v_neutral_max: Optional[float] = None):
+             kron: bool = False, v_neutral_max: Optional[float] = None, vmin_v: Optional[float] = None,
+             vmax_v: Optional[float] = None):
     from nfca.model.envelope import EnvelopeOptions
     from nfca.model.limits import Limits
 
-    limits = Limits(vmin_pu=vmin, vmax_pu=vmax, v_neutral_max_v=v_neutral_max)
+    limits = Limits(vmin_pu=vmin, vmax_pu=vmax, vmin_v=vmin_v, vmax_v=vmax_v, v_neutral_max_v=v_neutral_max)
     return EnvelopeOptions(limits=limits, power_factor=power_factor, source_pu=source_pu, reduce=reduce, kron=kron)
+
+
+def _ampacity(table: Optional[Path], default_a: Optional[float]):
+    """--ampacity CSV and --default-ampacity AMPS as the reader's ampacity rules."""
+    from nfca.model.ratings import AmpacityRules, read_ampacity_table
+
+    return read_ampacity_table(table, default_a) if table is not None else AmpacityRules(default_a=default_a)
+
+
+def _print_notices(notices) -> None:
+    """Each notice (what a default or an inference decided) on one line of stderr."""
+    for n in notices:
+        colour = "yellow" if n.level == "warning" else "cyan"
+        err.print(f"[{colour}]{n.level}:[/] {escape(n.message)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -104,6 +119,10 @@ def envelopes(
     power_factor: Annotated[float, typer.Option(help="Power factor of every participant.")] = 1.0,
     vmin: Annotated[float, typer.Option(help="Lower voltage limit (pu of nominal, EN 50160).")] = 0.90,
     vmax: Annotated[float, typer.Option(help="Upper voltage limit (pu of nominal, EN 50160).")] = 1.10,
+    vmin_v: Annotated[Optional[float], typer.Option(help="Lower voltage limit in volts of what each end-user sees (phase-to-neutral; phase-to-phase for phase-to-phase and delta users), e.g. 207 (EN 50160 on 230 V); overrides --vmin.")] = None,
+    vmax_v: Annotated[Optional[float], typer.Option(help="Upper voltage limit in volts, e.g. 253; overrides --vmax.")] = None,
+    ampacity: Annotated[Optional[Path], typer.Option(help="CSV linecode,amps (or line,amps): ampacities of lines, over the file's normamps.")] = None,
+    default_ampacity: Annotated[Optional[float], typer.Option(help="Ampacity (A) of every line the file and --ampacity leave without one (explicit opt-in; default: such lines are an error).")] = None,
     source_pu: Annotated[Optional[float], typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None,
     fmt: Annotated[list[Format], typer.Option("--format", help="Output format(s).")] = list(Format),
     reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = True,
@@ -118,16 +137,20 @@ def envelopes(
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS."""
     from nfca.engine.opendss import read_feeder
     from nfca.io.outputs import prepare_dir, write_study
-    from nfca.studies.envelopes import run_envelopes, select_participants, with_capacities
+    from nfca.model.voltages import describe_voltage_limits
+    from nfca.studies.envelopes import run_envelopes, select_participants, study_notices, with_capacities
 
-    opts = _options(vmin, vmax, power_factor, source_pu, reduce, kron, v_neutral_max)
+    opts = _options(vmin, vmax, power_factor, source_pu, reduce, kron, v_neutral_max, vmin_v, vmax_v)
     if ipopt_option:
         opts = dataclasses.replace(opts, ipopt_options=_ipopt_options(ipopt_option))
+    rules = _ampacity(ampacity, default_ampacity)
     prepare_dir(out)
     with err.status("reading feeder") as status:
-        f = read_feeder(feeder, default_capacity_kva=default_capacity)
+        f = read_feeder(feeder, default_capacity_kva=default_capacity, ampacity=rules)
         if capacities is not None:
             f = with_capacities(f, capacities)
+        _print_notices(study_notices(f, opts))
+        err.print(describe_voltage_limits(f, opts.limits), highlight=False, soft_wrap=True)
         chosen = select_participants(f, participants, seed)
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
             return _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status)
@@ -245,8 +268,11 @@ def _ipopt_options(pairs: list[str]) -> dict:
 def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
+    limits = "; ".join(f"{d['vmin_v']:g}-{d['vmax_v']:g} V {d['legs']} (nominal {d['nominal_v']:g} V)"
+                       for d in summary.get("voltage_limits", []))
     t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA",
-              caption="kW guaranteed; V: customer voltages (pu) and loading (%) in the OpenDSS verification")
+              caption="kW guaranteed; V: customer voltages (pu of nominal) and loading (%) in the OpenDSS verification"
+                      + (f"; voltage limits {limits}" if limits else ""))
     for c in ("method", "dir", "total", "min", "max", "Jain", "V min", "V max", "load %", "verified", "s"):
         t.add_column(c, no_wrap=True)
     for m, per in summary["methods"].items():
@@ -267,12 +293,16 @@ def powerflow(
     """Three-phase power flow with the UTOPF model, compared with OpenDSS."""
     from nfca.studies.validation import compare_powerflow
 
+    from nfca.notices import Notice
+
     report = compare_powerflow(feeder, load_kw)
+    _print_notices(Notice(**n) for n in report["notices"])
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         for k, v in report.items():
-            err.print(f"{k:>16}: {v}", highlight=False)
+            if k != "notices":
+                err.print(f"{k:>16}: {v}", highlight=False)
 
 
 @app.command("sweep-participation")

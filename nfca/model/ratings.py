@@ -46,6 +46,7 @@ class LineRating:
     linecode: str  # "" when the line has none
     file_a: float | None  # normamps given in the file (on the line or its code), None if not given
     rated: bool = True  # False for switches: not rated
+    length_units: int = 0  # OpenDSS's code of the units its length is in (0: none anywhere)
 
 
 def resolve_ampacities(lines: list[LineRating], rules: AmpacityRules) -> tuple[dict[str, float], tuple[Notice, ...]]:
@@ -96,10 +97,6 @@ def resolve_ampacities(lines: list[LineRating], rules: AmpacityRules) -> tuple[d
             f"({_codes(codes)})",
             level="warning", data={"lines": len(defaulted), "ampacity_a": rules.default_a,
                                    "linecodes": dict(sorted(codes.items()))}))
-    if missing:
-        notices.append(Notice(
-            "ampacity_missing", f"{len(missing)} line(s) without an ampacity are unrated in this power flow",
-            data={"lines": len(missing)}))
     return amps, tuple(notices)
 
 

@@ -59,33 +59,23 @@ def limits_v(group: LegGroup, limits: Limits) -> tuple[float, float]:
 
 
 def voltage_limits_v(feeder: Feeder, limits: Limits) -> list[dict]:
-    """The limits in volts per kind of customer voltage, as summary.json records them."""
-    out = []
+    """The limits in volts per kind of customer voltage and nominal, as summary.json records them."""
+    rows: dict[tuple[str, float], dict] = {}
     for g in leg_groups(feeder):
         lo, hi = limits_v(g, limits)
-        out.append({"legs": g.kind, "nominal_v": g.nominal_v, "rated_v": g.rated_v, "vmin_v": round(lo, 2),
-                    "vmax_v": round(hi, 2), "end_users": len(g.end_users)})
-    return out
+        row = rows.setdefault((g.kind, g.nominal_v), {"legs": g.kind, "nominal_v": g.nominal_v, "vmin_v": round(lo, 2),
+                                                      "vmax_v": round(hi, 2), "end_users": 0})
+        row["end_users"] += len(g.end_users)
+    return list(rows.values())
 
 
 def describe_voltage_limits(feeder: Feeder, limits: Limits) -> str:
-    """One line for the console: 'voltage limits 216.2-264.2 V phase-to-neutral (0.90-1.10 pu of 240.2 V)'."""
-    parts = []
-    for d in _merged(voltage_limits_v(feeder, limits)):
-        pu = (f" ({limits.vmin_pu:.2f}-{limits.vmax_pu:.2f} pu of {d['nominal_v']:g} V)"
-              if limits.vmin_v is None and limits.vmax_v is None else "")
-        parts.append(f"{d['vmin_v']:g}-{d['vmax_v']:g} V {d['legs']}{pu}")
-    return "voltage limits " + "; ".join(parts)
-
-
-def _merged(rows: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for d in rows:
-        key = (d["legs"], d["nominal_v"])
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out
+    """One line for the console: 'voltage limits 216.18-264.22 V phase-to-neutral (0.90-1.10 pu of 240.2 V)'."""
+    in_pu = limits.vmin_v is None and limits.vmax_v is None
+    return "voltage limits " + "; ".join(
+        f"{d['vmin_v']:g}-{d['vmax_v']:g} V {d['legs']}"
+        + (f" ({limits.vmin_pu:.2f}-{limits.vmax_pu:.2f} pu of {d['nominal_v']:g} V)" if in_pu else "")
+        for d in voltage_limits_v(feeder, limits))
 
 
 def check_voltage_limits(feeder: Feeder, limits: Limits) -> None:
@@ -121,7 +111,7 @@ def rated_voltage_notices(feeder: Feeder, limits: Limits) -> tuple[Notice, ...]:
             f"{limits.vmin_pu:.2f}-{limits.vmax_pu:.2f} pu are {lo:.1f}-{hi:.1f} V there; EN 50160 around "
             f"{(en_lo + en_hi) / 2:g} V is {en_lo:g}-{en_hi:g} V (--vmin-v {en_lo:g} --vmax-v {en_hi:g})",
             data={"legs": g.kind, "rated_v": g.rated_v, "nominal_v": g.nominal_v, "vmin_v": round(lo, 2),
-                  "vmax_v": round(hi, 2), "en50160_v": [en_lo, en_hi], "end_users": n,
+                  "vmax_v": round(hi, 2), "en50160_v": [round(en_lo, 1), round(en_hi, 1)], "end_users": n,
                   "example": g.end_users[0]}))
     return tuple(out)
 
