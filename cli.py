@@ -150,7 +150,6 @@ def envelopes(
         if capacities is not None:
             f = with_capacities(f, capacities)
         _print_notices(study_notices(f, opts))
-        err.print(describe_voltage_limits(f, opts.limits), highlight=False, soft_wrap=True)
         chosen = select_participants(f, participants, seed)
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
             return _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status)
@@ -159,6 +158,7 @@ def envelopes(
         status.update("writing outputs")
         files = write_study(study, out, tuple(x.value for x in fmt), crs)
     _print_summary(study.summary())
+    err.print(describe_voltage_limits(f, opts.limits), highlight=False, soft_wrap=True)
     err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
 
 
@@ -174,6 +174,9 @@ def _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, 
     files = write_dynamic(study, out, tuple(x.value for x in fmt))
     status.stop()
     _print_dynamic_summary(study.summary())
+    from nfca.model.voltages import describe_voltage_limits
+
+    err.print(describe_voltage_limits(f, opts.limits), highlight=False, soft_wrap=True)
     err.print(f"wrote {len(files)} file(s) to {out}", highlight=False)
 
 
@@ -268,11 +271,8 @@ def _ipopt_options(pairs: list[str]) -> dict:
 def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
-    limits = "; ".join(f"{d['vmin_v']:g}-{d['vmax_v']:g} V {d['legs']} (nominal {d['nominal_v']:g} V)"
-                       for d in summary.get("voltage_limits", []))
     t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA",
-              caption="kW guaranteed; V: customer voltages (pu of nominal) and loading (%) in the OpenDSS verification"
-                      + (f"; voltage limits {limits}" if limits else ""))
+              caption="kW guaranteed; V: customer voltages (pu of nominal) and loading (%) in the OpenDSS verification")
     for c in ("method", "dir", "total", "min", "max", "Jain", "V min", "V max", "load %", "verified", "s"):
         t.add_column(c, no_wrap=True)
     for m, per in summary["methods"].items():
