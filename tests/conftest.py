@@ -60,6 +60,11 @@ def three_wire_text(n_segments: int = 8, seg_m: float = 25.0, kw: float = 3.0) -
     return "\n".join(lines) + "\n"
 
 
+def error_lines(stderr: str) -> str:
+    """stderr without the progress lines the CLI prints in a log (`nfca: ...`, one per step)."""
+    return "\n".join(line for line in stderr.strip().splitlines() if not line.startswith("nfca: "))
+
+
 def write_dss(folder: Path, text: str, name: str = "Master.dss") -> Path:
     path = folder / name
     path.write_text(text)

@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import HEADER, four_wire_kron_text, three_wire_text, write_dss
+from conftest import HEADER, four_wire_kron_text, three_wire_text, write_dss, error_lines
 
 runner = CliRunner()
 NFCA = Path(sys.executable).parent / "nfca"
@@ -226,7 +226,7 @@ def test_bad_input(name, tmp_path):
     case = CASES[name]
     res = _run(case, tmp_path)
     assert res.exit_code == case.code, res.output
-    message = res.stderr.strip()
+    message = error_lines(res.stderr)
     assert "Traceback" not in res.output
     lines = message.splitlines()
     if case.command != "batch" or case.code != 7:
@@ -242,7 +242,7 @@ def test_unreadable_feeder_and_read_only_output_folder(tmp_path):
     feeder = text(_it())(tmp_path)
     feeder.chmod(0)
     res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(tmp_path / "out")])
-    assert res.exit_code == 2 and "cannot be read" in res.stderr and res.stderr.strip().count("\n") == 0
+    assert res.exit_code == 2 and "cannot be read" in res.stderr and error_lines(res.stderr).count("\n") == 0
     feeder.chmod(0o644)
     (tmp_path / "ro").mkdir(mode=0o555)
     res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(tmp_path / "ro")])
@@ -255,7 +255,7 @@ def test_debug_shows_the_traceback(tmp_path):
     quiet = subprocess.run([str(NFCA), "envelopes", str(feeder), "--out", str(tmp_path / "o")],
                            capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
-    assert quiet.stderr.strip().count("\n") == 0 and 'LineCode object "nope"' in quiet.stderr
+    assert error_lines(quiet.stderr).count("\n") == 0 and 'LineCode object "nope"' in quiet.stderr
     loud = subprocess.run([str(NFCA), "--debug", "envelopes", str(feeder), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120)
     assert loud.returncode != 0 and "Traceback" in loud.stderr and "FeederError" in loud.stderr

@@ -69,13 +69,14 @@ def voltage_limits_v(feeder: Feeder, limits: Limits) -> list[dict]:
     return list(rows.values())
 
 
-def describe_voltage_limits(feeder: Feeder, limits: Limits) -> str:
-    """One line for the console: 'voltage limits 216.18-264.22 V phase-to-neutral (0.90-1.10 pu of 240.2 V)'."""
-    in_pu = limits.vmin_v is None and limits.vmax_v is None
+def describe_voltage_limits(rows: list[dict], options: dict) -> str:
+    """The limits in one line, from summary.json's `voltage_limits` rows and `options`:
+    'voltage limits 216.18-264.22 V phase-to-neutral (0.90-1.10 pu of 240.2 V)'."""
+    in_pu = options.get("vmin_v") is None and options.get("vmax_v") is None
     return "voltage limits " + "; ".join(
         f"{d['vmin_v']:g}-{d['vmax_v']:g} V {d['legs']}"
-        + (f" ({limits.vmin_pu:.2f}-{limits.vmax_pu:.2f} pu of {d['nominal_v']:g} V)" if in_pu else "")
-        for d in voltage_limits_v(feeder, limits))
+        + (f" ({options['vmin_pu']:.2f}-{options['vmax_pu']:.2f} pu of {d['nominal_v']:g} V)" if in_pu else "")
+        for d in rows)
 
 
 def check_voltage_limits(feeder: Feeder, limits: Limits) -> None:

@@ -23,6 +23,7 @@ whether the profiles respect it.
 
 from __future__ import annotations
 
+from functools import cached_property
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import pandas as pd
 
 from nfca.engine.opendss import powerflows
 from nfca.studies.dynamic import DynamicStudy
-from nfca.model.envelope import Direction
+from nfca.model.envelope import Direction, Method
 from nfca.errors import InputError
 from nfca.verify import Verification, check
 
@@ -157,6 +158,7 @@ class ActivationStudy:
             df[f"curtailed_permanent_static_{m}_kwh"] = np.round(_curtailment(d, "static", m, kw).sum(axis=0) * h, 4)
         return df
 
+    @cached_property
     def summary(self) -> dict:
         d = self.dynamic
         h = d.profiles.hours
@@ -244,6 +246,79 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
     return ActivationStudy(d, policy, firm, needed, curtailed, resolved, after)
 
 
+@dataclass(frozen=True)
+class _Stored:
+    guaranteed_kw: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StoredChain:
+    """One method x direction of an earlier run: the static limits and the dynamic ones per interval."""
+
+    method: Method
+    direction: Direction
+    static: _Stored
+    dynamic: tuple[_Stored, ...]
+
+
+@dataclass(frozen=True)
+class StoredDynamic:
+    """The dynamic envelopes of an earlier `nfca envelopes --profiles` run, read back (what
+    `analyse` needs of a DynamicStudy)."""
+
+    feeder: object
+    options: object
+    profiles: object
+    participants: frozenset[str]
+    chains: tuple[StoredChain, ...]
+    verified: bool
+
+    def chain(self, method, direction) -> StoredChain:
+        method, direction = Method(method), Direction(direction)
+        return next(c for c in self.chains if c.method is method and c.direction is direction)
+
+
+def read_dynamic(folder: Path, feeder, profiles, options, methods=None) -> StoredDynamic:
+    """The envelopes of an earlier dynamic run in `folder` (envelopes.csv, summary.json), checked
+    against this feeder, these profiles and these limits; raises InputError naming a mismatch."""
+    import json
+
+    from nfca.io.schema import read_envelopes
+
+    folder = Path(folder)
+    summary_path = folder / "summary.json"
+    if not (folder / "envelopes.csv").is_file() or not summary_path.is_file():
+        raise InputError(f"{folder}: no envelopes.csv and summary.json (give the --out folder of `nfca envelopes --profiles`)")
+    df = read_envelopes(folder / "envelopes.csv")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{summary_path}: cannot read ({exc})") from None
+    if "timestamp" not in df.columns:
+        raise InputError(f"{folder}: holds static envelopes only; run `nfca envelopes --profiles` to get dynamic ones")
+    users = {u.name for u in feeder.end_users}
+    if set(df["end_user"]) != users:
+        raise InputError(f"{folder}: its end-users are not those of feeder {feeder.name}")
+    stamps = [str(t) for t in profiles.timestamps]
+    if sorted(set(df["timestamp"]) - {"static"}) != sorted(stamps):
+        raise InputError(f"{folder}: its intervals are not those of the profiles ({len(set(df['timestamp'])) - 1} "
+                         f"against {len(stamps)}); use the same profiles and --resolution")
+    o = summary.get("options", {})
+    mine = {"vmin_pu": options.limits.vmin_pu, "vmax_pu": options.limits.vmax_pu, "power_factor": options.power_factor}
+    for k, v in mine.items():
+        if k in o and abs(float(o[k]) - v) > 1e-9:
+            raise InputError(f"{folder}: computed with {k} = {o[k]}, not {v}: use the same options")
+    chains = []
+    for (m, d), g in df.groupby(["method", "direction"], sort=False):
+        if methods is not None and m not in methods:
+            continue
+        by_stamp = {t: dict(zip(x["end_user"], x["guaranteed_kw"])) for t, x in g.groupby("timestamp")}
+        chains.append(StoredChain(Method(m), Direction(d), _Stored(by_stamp["static"]),
+                                  tuple(_Stored(by_stamp[t]) for t in stamps)))
+    part = frozenset(df.loc[df["participant"], "end_user"])
+    return StoredDynamic(feeder, options, profiles, part, tuple(chains), bool(summary.get("verified", False)))
+
+
 def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
     """activations.csv (one row per activation), curtailment.csv (per end-user), intervals.csv,
     activations.json (summary and policy check) and activations.png."""
@@ -256,7 +331,7 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
         write_csv(out / "activations.csv", study.events_table()),
         write_csv(out / "curtailment.csv", study.users_table()),
         write_csv(out / "intervals.csv", intervals),
-        write_json(out / "activations.json", study.summary()),
-        plots.activations(intervals, study.events_table(), study.summary(), out / "activations.png",
+        write_json(out / "activations.json", study.summary),
+        plots.activations(intervals, study.events_table(), study.summary, out / "activations.png",
                           study.dynamic.options.limits.vmin_pu, study.dynamic.options.limits.vmax_pu),
     ]

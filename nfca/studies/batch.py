@@ -21,10 +21,28 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
+from nfca.model.ratings import AmpacityRules
 from nfca.errors import InputError, OutputError
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """What to compute for every feeder: the options, methods, directions, participants (a rule
+    or a CSV with a `feeder` column), capacities CSV, default capacity, the run's provenance and
+    the ampacity rules for lines without normamps."""
+
+    options: object = None  # EnvelopeOptions; None: the defaults
+    methods: tuple[str, ...] = METHODS
+    directions: tuple[str, ...] = DIRECTIONS
+    participants: str = "all"
+    seed: int = 0
+    capacities: Path | None = None
+    default_capacity_kva: float = 9.2
+    provenance: dict = field(default_factory=dict)
+    ampacity: AmpacityRules = AmpacityRules()  # ampacities of lines without normamps (nfca.model.ratings)
 
 
 @dataclass(frozen=True)
@@ -89,16 +107,20 @@ def is_done(out: Path, name: str) -> bool:
     return (result_dir(out, name) / "summary.json").is_file()
 
 
-def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) -> float:
+def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: str | None = None) -> float:
     """Compute, verify and write one feeder's envelopes; returns seconds. Runs in a worker."""
-    from nfca.engine.opendss import read_feeder
-    from nfca.model.envelope import EnvelopeOptions
+    from dataclasses import replace
+
     from nfca.io.outputs import write_study
-    from nfca.studies.envelopes import run_envelopes
+    from nfca.model.envelope import EnvelopeOptions
+    from nfca.studies.envelopes import prepare_feeder, run_envelopes
 
     t0 = time.perf_counter()
-    feeder = read_feeder(job.path)
-    study = run_envelopes(feeder, METHODS, DIRECTIONS, options or EnvelopeOptions())
+    spec = spec or BatchSpec()
+    feeder, chosen = prepare_feeder(job.path, spec.participants, spec.seed, spec.capacities,
+                                    spec.default_capacity_kva, job.name, spec.ampacity)
+    study = run_envelopes(feeder, spec.methods, spec.directions, spec.options or EnvelopeOptions(), chosen)
+    study = replace(study, provenance=spec.provenance)
     final = result_dir(out, job.name)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +128,7 @@ def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) 
     except OSError as exc:
         raise OutputError(f"{final.parent}: results folder cannot be written ({exc.strerror or exc})") from None
     try:
-        write_study(study, tmp, ("csv", "json", "gpkg"), crs)
+        write_study(study, tmp, ("csv", "json", "gpkg", "html"), crs)
         try:
             os.rename(tmp, final)  # atomic: the feeder's results appear whole or not at all
         except OSError as exc:
@@ -120,11 +142,11 @@ def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) 
     return time.perf_counter() - t0
 
 
-def _worker(job: FeederJob, out: Path, options, crs: str | None) -> tuple[str, float | None, str]:
+def _worker(job: FeederJob, out: Path, spec: BatchSpec | None, crs: str | None) -> tuple[str, float | None, str]:
     from nfca.errors import NfcaError
 
     try:
-        return job.name, run_feeder(job, out, options, crs), ""
+        return job.name, run_feeder(job, out, spec, crs), ""
     except NfcaError as exc:
         return job.name, None, str(exc)
     except Exception as exc:  # a bug in one feeder must not stop the others
@@ -134,7 +156,7 @@ def _worker(job: FeederJob, out: Path, options, crs: str | None) -> tuple[str, f
 def run_batch(
     jobs: list[FeederJob],
     out: Path,
-    options=None,
+    spec: BatchSpec | None = None,
     workers: int | None = None,
     dask_address: str | None = None,
     crs: str | None = None,
@@ -167,13 +189,13 @@ def run_batch(
         from distributed import Client, as_completed
 
         with Client(dask_address) as client:
-            futures = [client.submit(_worker, job, out, options, crs, key=f"nfca-{job.name}", pure=False) for job in todo]
+            futures = [client.submit(_worker, job, out, spec, crs, key=f"nfca-{job.name}", pure=False) for job in todo]
             for fut in as_completed(futures):
                 record(*fut.result())
     elif todo:
         n = workers or min(len(todo), os.cpu_count() or 1)
         with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as pool:
-            names = {pool.submit(_worker, job, out, options, crs): job.name for job in todo}
+            names = {pool.submit(_worker, job, out, spec, crs): job.name for job in todo}
             pending = set(names)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)

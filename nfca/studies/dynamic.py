@@ -35,7 +35,8 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from functools import cached_property
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable
@@ -111,6 +112,7 @@ class DynamicStudy:
     chains: tuple[ChainResult, ...]
     workers: int
     seconds: float
+    provenance: dict = field(default_factory=dict)  # what produced the study, for summary.json
 
     @property
     def verified(self) -> bool:
@@ -123,19 +125,19 @@ class DynamicStudy:
     def worst_case_kw(self, direction: Direction | str) -> dict[str, float]:
         return worst_case(self.profiles, Direction(direction))
 
-    def table(self) -> pd.DataFrame:
-        """envelopes.csv: a `timestamp` column (`static` for the static rows) before the
-        columns of `nfca envelopes`, and each end-user's `forecast_kw` (net, consumption +) in
-        that interval; static rows carry each end-user's extreme forecast over the horizon in
-        their direction (`worst_case`) and the lowest / highest voltage verified over all
-        intervals."""
-        from nfca.studies.envelopes import COLUMNS
+    def to_dataframe(self) -> pd.DataFrame:
+        """envelopes.csv (`nfca.io.schema.DYNAMIC_ENVELOPES`): a `timestamp` column (`static` for
+        the static rows) before the columns of `nfca envelopes`, and each end-user's `forecast_kw`
+        (net, consumption +) in that interval; static rows carry each end-user's extreme forecast
+        over the horizon in their direction (`worst_case`) and the lowest / highest voltage
+        verified over all intervals."""
+        from nfca.io import schema
 
         dist = self.feeder.distance_m()
         users = self.feeder.end_users
         stamps = [str(t) for t in self.profiles.timestamps]
         kw = self.profiles.kw.to_numpy()
-        blocks = []
+        rows = []
         for c in self.chains:
             worst = self.worst_case_kw(c.direction)
             sets = [(STATIC, c.static, c.static_verifications, [worst[u.name] for u in users])]
@@ -143,49 +145,40 @@ class DynamicStudy:
             for stamp, env, vers, forecast in sets:
                 vmin = {u.name: min(v.user_v_min_pu[u.name] for v in vers) for u in users}
                 vmax = {u.name: max(v.user_v_max_pu[u.name] for v in vers) for u in users}
-                blocks.append(pd.DataFrame({
-                    "timestamp": stamp, "end_user": [u.name for u in users], "connection_point": [u.bus for u in users],
-                    "bus": [u.bus for u in users], "phases": [u.phases for u in users],
-                    "connection": [u.connection for u in users], "capacity_kva": [u.capacity_kva for u in users],
-                    "direction": c.direction.value, "method": c.method.value,
-                    "participant": [env.participant[u.name] for u in users],
-                    "guaranteed_kw": [env.guaranteed_kw[u.name] for u in users],
-                    "binding": [env.binding[u.name] for u in users],
-                    "v_min_verified_pu": [round(vmin[u.name], 6) for u in users],
-                    "v_max_verified_pu": [round(vmax[u.name], 6) for u in users],
-                    "distance_m": [round(dist[u.bus], 3) for u in users],
-                    "forecast_kw": [round(float(x), 6) for x in forecast],
-                }))
-        return pd.concat(blocks, ignore_index=True)[["timestamp", *COLUMNS, "forecast_kw"]]
+                block = schema.set_rows(self.feeder, env, self.options, vmin, vmax, dist)
+                for row, f in zip(block, forecast):
+                    row["timestamp"], row["forecast_kw"] = stamp, round(float(f), 6)
+                rows += block
+        return schema.frame(rows, schema.DYNAMIC_ENVELOPES)
 
+    @cached_property
     def summary(self) -> dict:
-        """Compact: the static sets as in `nfca envelopes`, the dynamic ones as lists per interval."""
-        from nfca.studies.envelopes import jain_index, limits_and_notices, options_summary
+        """Compact: the static sets as in `nfca envelopes` (`nfca.io.schema.SET_SUMMARY`), the
+        dynamic ones as lists per interval."""
+        from nfca.io import schema
+        from nfca.studies.envelopes import limits_and_notices, options_summary
 
         part = sorted(self.participants)
         p = self.profiles
+        table = self.to_dataframe()
+        static_rows = table[table["timestamp"] == STATIC]
         out: dict = {
             "feeder": self.feeder.name, "path": str(self.feeder.path),
-            "end_users": len(self.feeder.end_users), "participants": len(part),
+            "end_users": len(self.feeder.end_users),
+            "connection_points": len(self.feeder.connection_points), "participants": len(part),
+            "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
+            "length_m": round(self.feeder.length_m, 3),
             "profiles": p.source, "intervals": len(p), "resolution_min": round(p.interval / pd.Timedelta(minutes=1), 6),
             "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
-            "options": options_summary(self.options),
-            **limits_and_notices(self.feeder, self.options),
-            "verified": self.verified, "seconds": round(self.seconds, 3), "workers": self.workers,
+            "options": options_summary(self.options, self.feeder),
+            "verified": self.verified, "complete": True, "seconds": round(self.seconds, 3), "workers": self.workers,
+            "provenance": self.provenance, **limits_and_notices(self.feeder, self.options),
             "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
         }
         for c in self.chains:
-            g = np.array([c.static.guaranteed_kw[n] for n in part])
-            sv = c.static_verifications
-            out["static"].setdefault(c.method.value, {})[c.direction.value] = {
-                "total_kw": round(float(g.sum()), 3), "min_kw": round(float(g.min()), 3) if g.size else 0.0,
-                "max_kw": round(float(g.max()), 3) if g.size else 0.0, "jain_index": round(jain_index(g), 6),
-                "solver_status": c.static.result.status, "iterations": c.static.iterations,
-                "v_min_pu": round(min(v.v_min_pu for v in sv), 6), "v_max_pu": round(max(v.v_max_pu for v in sv), 6),
-                "max_loading_pct": round(max(v.max_loading_pct for v in sv), 4),
-                "verified": all(v.verified for v in sv),
-                "violations": [x for v in sv for x in v.violations][:5],
-            }
+            rows = static_rows[(static_rows["method"] == c.method.value) & (static_rows["direction"] == c.direction.value)]
+            out["static"].setdefault(c.method.value, {})[c.direction.value] = schema.set_summary(
+                c.static, c.static_verifications, rows)
             totals = [round(sum(e.guaranteed_kw[n] for n in part), 3) for e in c.dynamic]
             mins = [round(min((e.guaranteed_kw[n] for n in part), default=0.0), 3) for e in c.dynamic]
             out["dynamic"].setdefault(c.method.value, {})[c.direction.value] = {
@@ -716,7 +709,7 @@ def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("c
     from nfca.io.outputs import prepare_dir, write_tables
 
     out = prepare_dir(out)
-    table = study.table()
+    table = study.to_dataframe()
     written = write_tables(study, out, table, formats)
     if "png" in formats:
         from nfca.io import plots

@@ -39,7 +39,7 @@ def test_readme_session(tmp_path):
                               "--vmin-v", "207", "--vmax-v", "253", "--out", str(out), "--format", "csv",
                               "--format", "json"])
     assert res.exit_code == 0, res.output
-    assert "voltage limits 207-253 V phase-to-neutral" in res.stderr
+    assert "voltage limits 207-253 V phase-to-neutral" in " ".join(res.stdout.split())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verified"]
     assert [n["kind"] for n in summary["notices"]] == ["voltage_bases_inferred", "ampacity_from_table",
