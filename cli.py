@@ -12,7 +12,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import errno
 import json
+import math
+import re
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ from rich.markup import escape
 
 from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
-from nfca.errors import NfcaError
+from nfca.errors import InputError, Interrupted, NfcaError
 from nfca.model.envelope import Direction, Method
 
 app = typer.Typer(
@@ -35,12 +39,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no 80-column cut
+# Text from feeder files and paths is never interpreted: no emoji codes, no highlighting; markup only
+# in nfca's own words (anything else goes through `escape`, errors through `one_line`).
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120,  # logs: no 80-column cut
+              emoji=False, highlight=False)
 DEBUG = {"on": False}
 POLICY_FAILED = 8  # `nfca activations`: the activation policy is not met (README, Exit codes)
 
 
 class Format(str, Enum):
+    """Output formats of `nfca envelopes` (html: report.html)."""
+
     csv = "csv"
     json = "json"
     gpkg = "gpkg"
@@ -48,28 +57,84 @@ class Format(str, Enum):
     html = "html"
 
 
+MESSAGE_CHARS = 500  # an error line is cut to about this, keeping where (file, line) and the end
+WORD_CHARS = 120  # a single word (a value, a path) longer than this is cut in its middle
+_WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
+
+
+def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """`text` safe for one terminal line: control characters shown as escapes, every word longer
+    than WORD_CHARS cut in its middle, and the whole cut in the middle to about `limit`
+    characters, keeping its start (file and line) and its end."""
+    text = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: "\\x%02x" % ord(m.group()), " ".join(text.split()))
+    text = re.sub(r"\S{%d,}" % (WORD_CHARS + 1), lambda m: m.group()[:80] + "…" + m.group()[-30:], text)
+    if len(text) <= limit:
+        return text
+    where = re.match(r"^.*? line \d+(?: \(redirected from .*? line \d+\))?:", text[: 2 * limit])
+    head = len(where.group()) + 40 if where and len(where.group()) < limit - 60 else limit * 2 // 3
+    return text[:head] + " … " + text[-(limit - head - 3):]
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(one_line(text) + "\n")
+    sys.stderr.flush()
+
+
+def _write_error(exc: BaseException) -> OSError | None:
+    """The OS error (no space, file too large, permission) behind an exception raised while writing."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(128 + signum)
+
+
 def handled(fn):
-    """Turn library errors into a one-line message and the documented exit code."""
+    """Turn library errors into a one-line message and the documented exit code; Ctrl-C, SIGTERM
+    and SIGHUP into "interrupted" (130, 143, 129) after everything half-written is removed."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
             return fn(*args, **kwargs)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            code = exc.exit_code if isinstance(exc, Interrupted) else 130
+            _say(exc.message if isinstance(exc, Interrupted) and exc.message else _interrupted())
+            raise typer.Exit(code) from None
         except NfcaError as exc:
             if DEBUG["on"]:
                 raise
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            _say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
-        except Exception as exc:  # a bug: say so in one line; --debug shows the traceback
+        except Exception as exc:
             if DEBUG["on"]:
                 raise
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for details)",
-                      highlight=False, soft_wrap=True)
+            os_error = _write_error(exc)
+            if os_error is not None:  # a full disk, a file size limit, a permission: not a bug
+                where = f"{os_error.filename}" if os_error.filename else "a temporary file (e.g. the solver's model)"
+                _say(f"error: {where} cannot be written ({os_error.strerror or os_error}); nothing was written")
+                raise typer.Exit(6) from None
+            _say(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)")  # a bug
             raise typer.Exit(1) from None
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     return wrapper
+
+
+def _interrupted() -> str:
+    from nfca.io.outputs import finished_runs
+
+    return f"interrupted; the run in {finished_runs[-1]} is complete" if finished_runs else \
+        "interrupted; nothing was written"
 
 
 def _version(show: bool) -> None:
@@ -85,6 +150,7 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
+    """Options of every command: --debug, --version."""
     DEBUG["on"] = debug
 
 
@@ -127,9 +193,16 @@ class StudyArgs:
         field(default_factory=list)
 
     def envelope_options(self):
-        """The library's EnvelopeOptions (limits included) from these options."""
+        """The library's EnvelopeOptions (limits included) from these options, every one checked
+        (finite numbers, seed, Ipopt options by Ipopt) before any computing."""
         from nfca.model.envelope import EnvelopeOptions
         from nfca.model.limits import Limits
+
+        _finite(default_capacity=self.default_capacity, firm_kw=self.firm_kw, firm_diversity=self.firm_diversity,
+                power_factor=self.power_factor, vmin=self.vmin, vmax=self.vmax, v_neutral_max=self.v_neutral_max,
+                source_pu=self.source_pu, vmin_v=self.vmin_v, vmax_v=self.vmax_v, default_ampacity=self.default_ampacity)
+        if self.seed < 0:
+            raise InputError(f"--seed must be 0 or a positive whole number, got {self.seed}")
 
         limits = Limits(vmin_pu=self.vmin, vmax_pu=self.vmax, vmin_v=self.vmin_v, vmax_v=self.vmax_v,
                         v_neutral_max_v=self.v_neutral_max)
@@ -162,10 +235,12 @@ class StudyArgs:
 
     @property
     def methods(self) -> list[str]:
+        """The methods as the library's names."""
         return [Method(m).value for m in self.method]
 
     @property
     def directions(self) -> list[str]:
+        """The directions as the library's names."""
         return [Direction(d).value for d in self.direction]
 
     def provenance(self, inputs: list[Path | None]) -> dict:
@@ -186,9 +261,11 @@ class OutputArgs:
     as_json: Annotated[bool, typer.Option("--json", help="Print the results (summary.json) on stdout instead of a table.")] = False
 
     def progress(self, total: int | None = None) -> "Progress":
+        """A progress reporter for `total` steps, quiet or verbose as asked."""
         return Progress(total, self.quiet, self.verbose)
 
     def note(self, text: str) -> None:
+        """One line on stderr, unless --quiet."""
         if not self.quiet:
             err.print(text, highlight=False, soft_wrap=True)
 
@@ -207,7 +284,7 @@ class OutputArgs:
         if self.as_json:
             sys.stdout.write(to_json(summary) + "\n")
         elif not self.quiet:
-            Console(width=None if sys.stdout.isatty() else 120).print(table(summary))
+            Console(width=None if sys.stdout.isatty() else 120, emoji=False, highlight=False).print(table(summary))
 
 
 def shared(*groups: type):
@@ -276,6 +353,7 @@ class Progress:
         self.last = now
 
     def stop(self) -> None:
+        """Remove the progress bar (before printing results)."""
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
@@ -309,25 +387,37 @@ def envelopes(
     Writes envelopes.csv, summary.json, envelopes.gpkg (with bus coordinates), figures and
     report.html to OUT; prints the results table (or --json) on stdout. Exit code 3 when some
     method or direction has no envelope (the others are written)."""
-    from nfca.io.outputs import prepare_dir, write_study
+    from nfca import engine
+
+    engine.prestart()  # OpenDSS loads in its own process while the rest is imported
+    _check_workers(workers)
+    if crs is not None:
+        from nfca.io.geo import parse_crs
+
+        parse_crs(crs)
+    if resolution is not None:
+        from nfca.studies.profiles import parse_resolution
+
+        parse_resolution(resolution)
+    from nfca.io.outputs import run_folder, write_study
     from nfca.studies.envelopes import run_envelopes
 
     opts = study.envelope_options()
     formats = tuple(x.value for x in fmt)
-    prepare_dir(out)
     n_sets = len(study.method) * len(study.direction)
-    with output.progress(n_sets + 3) as progress:
+    with run_folder(out) as folder, output.progress(n_sets + 3) as progress:
         progress("reading feeder")
         f, chosen = study.read(feeder)
         output.notices(f, opts)
         inputs = [feeder, study.capacities, _file(study.participants), _file(profiles), study.ampacity]
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
-            return _dynamic(f, profiles, resolution, study, output, opts, chosen, workers, out, formats, inputs, progress)
+            return _dynamic(f, profiles, resolution, study, output, opts, chosen, workers, folder, out, formats, inputs,
+                            progress)
         result = run_envelopes(f, study.methods, study.directions, opts, chosen,
                                progress=lambda s: progress(s if s.startswith("verifying") else f"solving {s}"))
         result = dataclasses.replace(result, provenance=study.provenance(inputs))
         progress("writing outputs")
-        files = write_study(result, out, formats, crs)
+        files = write_study(result, folder, formats, crs)
     summary = result.summary
     output.results(summary, _summary_table)
     output.note(f"wrote {len(files)} file(s) to {out}" + ("" if not output.verbose else f": {', '.join(p.name for p in files)}"))
@@ -342,13 +432,13 @@ def _exit_if_partial(per_method: dict, output: OutputArgs) -> None:
     """Exit code 3 (after writing the rest) when some method/direction has no envelope."""
     missing = [(m, d, s["reason"]) for m, per in per_method.items() for d, s in per.items() if s.get("status") == "infeasible"]
     for m, d, reason in missing:
-        err.print(f"[bold red]infeasible:[/] {m} {d}: {escape(reason)}", highlight=False, soft_wrap=True)
+        _say(f"infeasible: {m} {d}: {reason}")
     if missing:
         raise typer.Exit(3)
 
 
-def _dynamic(f, profiles, resolution, study: StudyArgs, output: OutputArgs, opts, chosen, workers, out, formats,
-             inputs, progress) -> None:
+def _dynamic(f, profiles, resolution, study: StudyArgs, output: OutputArgs, opts, chosen, workers, folder, out,
+             formats, inputs, progress) -> None:
     from nfca.studies.dynamic import run_dynamic, write_dynamic
     from nfca.studies.profiles import load_profiles
 
@@ -358,7 +448,7 @@ def _dynamic(f, profiles, resolution, study: StudyArgs, output: OutputArgs, opts
                          progress=lambda s: progress(f"solving {s}", 0))
     result = dataclasses.replace(result, provenance=study.provenance(inputs))
     progress("writing outputs")
-    files = write_dynamic(result, out, formats)
+    files = write_dynamic(result, folder, formats)
     progress.stop()
     output.results(result.summary, _dynamic_table)
     output.note(f"{result.seconds:.1f} s in {result.workers} process(es); wrote {len(files)} file(s) to {out}")
@@ -424,15 +514,20 @@ def activations(
     under static and dynamic limits; checks a temporary-activation policy (count and duration caps).
     Exit code 8 when the policy is not met or an activation leaves a limit violated."""
     from nfca.studies.activations import ActivationPolicy, analyse, read_dynamic, write_activations
-    from nfca.io.outputs import prepare_dir
+    from nfca import engine
+
+    engine.prestart()
+    from nfca.io.outputs import run_folder
     from nfca.studies.dynamic import run_dynamic
     from nfca.studies.profiles import load_profiles, parse_resolution
 
-    cap_duration = None if max_duration is None or max_duration.strip().lower() == "none" else parse_resolution(max_duration)
+    cap_duration = None if max_duration is None or max_duration.strip().lower() == "none" else parse_resolution(max_duration, "--max-duration")
     policy = ActivationPolicy(None if max_activations is None or max_activations < 0 else max_activations, cap_duration)
     opts = study.envelope_options()
-    prepare_dir(out)
-    with output.progress(5) as progress:
+    _check_workers(workers)
+    if resolution is not None:
+        parse_resolution(resolution)
+    with run_folder(out) as folder, output.progress(5) as progress:
         progress("reading feeder")
         f, chosen = study.read(feeder)
         output.notices(f, opts)
@@ -445,9 +540,11 @@ def activations(
             dyn = run_dynamic(f, prof, study.methods, study.directions, opts, chosen, workers,
                               progress=lambda s: progress(f"envelopes: {s}", 0))
         progress("power flows of the firm and the activated operation")
-        result = analyse(dyn, policy)
+        result = dataclasses.replace(analyse(dyn, policy),
+                                     provenance=study.provenance([feeder, study.capacities, _file(study.participants),
+                                                                  _file(profiles)]))
         progress("writing outputs")
-        files = write_activations(result, out)
+        files = write_activations(result, folder)
     s = result.summary
     pol = s["policy"]
     unresolved = {f"{m} {lim}": r["unresolved_intervals"] for m, per in s["resolved"].items() for lim, r in per.items()
@@ -473,26 +570,83 @@ def activations(
         why = [] if pol["satisfied"] else [f"{pol['activations']} activation(s), longest {pol['longest_min']:g} min "
                                              f"(cap {pol['max_count']} x {pol['max_duration_min']} min)"]
         why += [f"{k} limits leave {n} activated interval(s) violating a limit" for k, n in unresolved.items()]
-        err.print(f"[bold red]policy not met:[/] {escape('; '.join(why))}", highlight=False, soft_wrap=True)
+        _say(f"policy not met: {'; '.join(why)}")
         raise typer.Exit(POLICY_FAILED)
 
 
 def _ipopt_options(pairs: list[str]) -> dict:
-    """NAME=VALUE pairs to Ipopt options (integers, then numbers, else strings)."""
-    from nfca.errors import InputError
-
+    """NAME=VALUE pairs to Ipopt options, each typed and checked by Ipopt (see `_ipopt_value`)."""
     out: dict = {}
     for pair in pairs:
         name, sep, value = (x.strip() for x in pair.partition("="))
         if not (sep and name and value):
             raise InputError(f"--ipopt-option must be NAME=VALUE, got '{pair}'")
-        for cast in (int, float, str):
-            try:
-                out[name] = cast(value)
-                break
-            except ValueError:
-                continue
+        out[name] = _ipopt_value(name, value)
     return out
+
+
+def _ipopt_value(name: str, value: str):
+    """`value` typed as Ipopt's option `name` takes it (integer, number or string), checked by
+    Ipopt itself (name, type, range, allowed strings); InputError saying what Ipopt expects."""
+    import os
+    import tempfile
+
+    import cyipopt
+    import numpy as np
+
+    class _Nothing:
+        def objective(self, x):
+            return 0.0
+
+        def gradient(self, x):
+            return np.zeros(1)
+
+    typed: list = []
+    for cast in (int, float):
+        try:
+            typed.append(cast(value))
+        except ValueError:
+            pass
+    if any(isinstance(v, float) and not math.isfinite(v) for v in typed):
+        raise InputError(f"--ipopt-option {name}={value}: not a finite number")
+    typed.append(value)
+    problem = cyipopt.Problem(n=1, m=0, problem_obj=_Nothing(), lb=[0.0], ub=[1.0])
+    with tempfile.TemporaryFile() as said:  # Ipopt explains a refusal on its standard output
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(said.fileno(), 1)
+        try:
+            for v in typed:
+                try:
+                    problem.add_option(name, v)
+                    return v
+                except TypeError:
+                    continue
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            problem.close()
+        said.seek(0)
+        text = said.read().decode(errors="replace")
+    if "not a valid option" in text:
+        raise InputError(f"--ipopt-option {name}: not an Ipopt option")
+    kind = re.search(r"### \S+ \(([^)]*)\)", text)
+    rule = re.search(r"^(.*<=.*|.*<.*\+inf.*)$", text, re.M)
+    expects = ", ".join(x for x in ((kind.group(1) if kind else ""), (rule.group(1).strip() if rule else "")) if x)
+    raise InputError(f"--ipopt-option {name}={value}: not a value Ipopt takes for {name}"
+                     f"{f' ({expects})' if expects else ''}")
+
+
+def _finite(**values: float | None) -> None:
+    """Every numeric option a finite number (Typer reads 'inf' and 'nan' as floats)."""
+    for name, v in values.items():
+        if v is not None and not math.isfinite(v):
+            raise InputError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
 
 
 @app.command()
@@ -536,23 +690,28 @@ def sweep_participation(
     seeded random order (--seed); --participants is not used. Points where no envelope exists
     are marked infeasible (gaps in the figure)."""
     from nfca.io import plots
-    from nfca.io.outputs import prepare_dir, write_csv, write_json
+    from nfca.io.outputs import run_folder, write_csv, write_json
     from nfca.studies.envelopes import sweep_participation as sweep
 
-    prepare_dir(out)
+    if step < 1:
+        raise InputError(f"--step must be at least 1, got {step}")
     opts = study.envelope_options()
-    f, _ = study.read(feeder)
-    output.notices(f, opts)
-    n = len(f.end_users)
-    counts = sorted({n, *range(step, n + 1, step)})
-    with output.progress(len(counts) * len(study.method) * len(study.direction)) as progress:
-        df = sweep(f, counts, study.methods, study.directions, opts, study.seed, progress=progress)
-    write_csv(out / "participation.csv", df)
-    title = f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed})"
-    plots.participation_sweep(df, out / "participation.png", title)
-    summary = {"feeder": f.name, "end_users": n, "provenance": study.provenance([feeder, study.capacities]),
-               "points": df.to_dict(orient="records")}
-    write_json(out / "participation.json", summary)
+    with run_folder(out) as folder:
+        f, _ = study.read(feeder)
+        output.notices(f, opts)
+        n = len(f.end_users)
+        counts = sorted({n, *range(step, n + 1, step)})
+        with output.progress(len(counts) * len(study.method) * len(study.direction)) as progress:
+            df = sweep(f, counts, study.methods, study.directions, opts, study.seed, progress=progress)
+        write_csv(folder / "participation.csv", df)
+        from nfca.studies.envelopes import firm_rule
+
+        title = (f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed});\n"
+                 f"non-participants at {firm_rule(opts, f)}")
+        plots.participation_sweep(df, folder / "participation.png", title)
+        summary = {"feeder": f.name, "end_users": n, "provenance": study.provenance([feeder, study.capacities]),
+                   "points": df.to_dict(orient="records")}
+        write_json(folder / "participation.json", summary)
 
     def table(s: dict):
         from rich.table import Table
@@ -585,6 +744,11 @@ def batch(
     from nfca.studies.classify import classify as classify_results
     from nfca.io.outputs import write_csv
 
+    _check_workers(workers)
+    if crs is not None:
+        from nfca.io.geo import parse_crs
+
+        parse_crs(crs)
     jobs = discover(feeders)
     with output.progress(len(jobs)) as progress:
         report = run_batch(jobs, out, study.batch_spec([*feeders, study.capacities, _file(study.participants), study.ampacity]), workers, dask, crs, progress=lambda name, status: progress(f"{name} {status}"))
@@ -595,7 +759,7 @@ def batch(
     output.results(_batch_summary(out, report, types), _batch_table)
     output.note(f"{len(report.done)} computed, {len(report.skipped)} already done, {len(report.failed)} failed; results in {out}")
     for name, msg in report.failed.items():
-        err.print(f"[red]failed[/] {escape(name)}: {escape(msg)}", highlight=False, soft_wrap=True)
+        _say(f"failed {name}: {msg}")
     if report.failed:
         raise typer.Exit(7)
 
@@ -642,6 +806,7 @@ def classify(
 
 def _classification_figures(results: Path, types) -> None:
     from nfca.io.report import write_batch_report
+    from nfca.studies.classify import incomplete
 
     figures = []
     if not types.empty:
@@ -659,7 +824,7 @@ def _classification_figures(results: Path, types) -> None:
                 env = read_envelopes(results / "feeders" / name / "envelopes.csv")
                 figures.append(plots.envelope_bars(env[env["direction"] == "import"], results / f"type{t}_{name}_import.png",
                                                    "import", f"{name}, a type-{t} feeder").path)
-    write_batch_report(results, types, [Path(p) for p in figures])
+    write_batch_report(results, types, [Path(p) for p in figures], incomplete(results))
 
 
 app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")

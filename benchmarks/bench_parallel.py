@@ -45,7 +45,7 @@ def doubled(folder: Path, other_code: str | None) -> Path:
 
 
 def main() -> None:
-    from nfca.engine.opendss import read_feeder
+    from nfca.engine import read_feeder
     from nfca.model.reduction import merge_parallel, reduce_feeder
     from nfca.opf.problem import EnvelopeProblem
     from nfca.studies.envelopes import run_envelopes

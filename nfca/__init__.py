@@ -39,7 +39,7 @@ __version__ = "0.1.0"
 
 def read_feeder(path: str | Path, default_capacity_kva: float = 9.2) -> Feeder:
     """Read an OpenDSS feeder file into a Feeder (raises FeederError naming the element at fault)."""
-    from nfca.engine.opendss import read_feeder as read
+    from nfca.engine import read_feeder as read
 
     return read(Path(path), default_capacity_kva=default_capacity_kva)
 

@@ -71,6 +71,18 @@ def write_dss(folder: Path, text: str, name: str = "Master.dss") -> Path:
     return path
 
 
+def feeder_with_coordinates(folder: Path) -> Path:
+    """The 3x230 V test feeder with bus coordinates in metres (a building of five contracts on cp4)."""
+    text = three_wire_text() + "Buscoords xy.csv\n"
+    xy = {"mv": (-20, 0), "lv": (0, 0)}
+    for k in range(1, 9):
+        xy[f"n{k}"] = (25.0 * k, 0.0)
+        xy[f"cp{k}"] = (25.0 * k, 8.0 if k % 2 else -8.0)
+    (folder / "xy.csv").write_text("".join(f"{b},{x},{y}\n" for b, (x, y) in xy.items()))
+    (folder / "crs.txt").write_text("local\n")
+    return write_dss(folder, text)
+
+
 @pytest.fixture
 def kron_feeder(tmp_path: Path) -> Path:
     return write_dss(tmp_path, four_wire_kron_text())

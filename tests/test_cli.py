@@ -32,7 +32,8 @@ def test_envelopes_writes_verified_outputs(it_feeder, tmp_path):
             assert {c.name for c in schema.SET_SUMMARY} == set(s)
     for name in ("envelopes_import.png", "envelopes_export.png", "methods_compared.png", "report.html"):
         assert (out / name).stat().st_size > 0
-    assert not list(out.glob(".*"))  # no temporary files left behind
+    assert [p.name for p in out.glob(".*")] == [".nfca-run"]  # the run's marker, no temporary files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Master.dss", "out"]  # no temporary folder beside it
     assert {f.stat().st_mode & 0o777 for f in out.iterdir()} == {0o644}
     # the results table is on stdout, the note on stderr
     assert "optimal" in res.stdout and "Jain" in res.stdout and "wrote" in res.stderr
@@ -119,3 +120,17 @@ def test_unknown_participant_file_entry(it_feeder, tmp_path):
     plist.write_text("end_user\na1\nghost\n")
     res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--participants", str(plist)])
     assert res.exit_code == 2 and "ghost" in res.output
+
+
+def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
+    out = tmp_path / "sweep"
+    res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(out), "--step", "7",
+                              "--method", "fair", "--json"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out / "participation.csv")
+    bad = df[df["status"] == "infeasible"]
+    assert len(bad) and bad["mean_kw"].isna().all() and bad["reason"].str.contains("firm connections alone").all()
+    good = df[df["status"] != "infeasible"]
+    assert (good["participants"] == 14).all() and (good["mean_kw"] > 0).all()
+    assert json.loads(res.stdout)["points"][0]["participants"] == 7
+    assert (out / "participation.png").stat().st_size > 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import export_text, three_wire_text, four_wire_kron_text, write_dss
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.errors import FeederError
 from nfca.model.ratings import AmpacityRules
 

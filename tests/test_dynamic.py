@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cli import app
 from conftest import IEEE_EULV, four_wire_kron_text, write_dss
 from nfca.studies.activations import ActivationPolicy, analyse
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read, read_feeder
 from nfca.studies.dynamic import STATIC, _Chain, run_dynamic, write_dynamic
 from nfca.model.envelope import Direction, EnvelopeOptions, Method
 from nfca.opf.problem import EnvelopeProblem
@@ -66,7 +66,7 @@ def test_long_and_wide_csv_agree_and_resample_to_mean(case, tmp_path):
     (lambda df: df.drop(columns=["u3"]), "no profile for end-user u3"),
     (lambda df: df.assign(nobody=1.0), "nobody is not in feeder"),
     (lambda df: df.drop(index=df.index[2]), "evenly spaced"),
-    (lambda df: df.assign(u1=["x", 1, 1, 1, 1, 1]), "numbers"),
+    (lambda df: df.assign(u1=["x", 1, 1, 1, 1, 1]), "line 2: the power of u1 must be a finite number, got 'x'"),
 ])
 def test_bad_profiles_name_the_problem(case, tmp_path, edit, message):
     df = edit(case["profiles"].kw.rename_axis("timestamp").reset_index())
@@ -90,8 +90,9 @@ def test_opendss_load_shapes(tmp_path):
         "Edit Load.u1 daily=res",
         "Edit Load.u2 yearly=pv",
     ]) + "\n"
-    feeder = read_feeder(write_dss(tmp_path, text))
+    feeder, shapes = read(write_dss(tmp_path, text))
     prof = load_profiles("loadshapes", feeder)
+    assert prof.kw["u1"].max() == shapes["u1"].kw.max()  # the shapes read with the feeder
     assert prof.interval == pd.Timedelta(minutes=15) and len(prof) == 4
     np.testing.assert_allclose(prof.kw["u1"], [2.0, 4.0, 6.0, -2.0])  # multiplier x kW=4
     np.testing.assert_allclose(prof.kw["u2"], [-2.0, -2.0, -3.0, -3.0])  # kW as given (UseActual)
@@ -171,7 +172,7 @@ def test_table_has_timestamps_and_static_rows(case, tmp_path):
     assert (table["timestamp"] == STATIC).sum() == n_users * 4
     files = write_dynamic(study, tmp_path)
     assert {p.name for p in files} == {"envelopes.csv", "summary.json", "envelopes_time_import.png",
-                                       "envelopes_time_export.png"}
+                                       "envelopes_time_export.png", "report.html"}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["dynamic"]["fair"]["export"]["total_kw"]) == 6 and summary["verified"]
 

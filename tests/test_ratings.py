@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from conftest import error_lines, export_text, write_dss
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.errors import FeederError, InputError
 from nfca.model.ratings import AmpacityRules, LineRating, read_ampacity_table, resolve_ampacities
 from nfca.studies.validation import compare_powerflow

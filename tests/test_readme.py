@@ -21,3 +21,11 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert {p.name for p in scope["files"]} >= {"envelopes.csv", "summary.json", "report.html", "envelopes.gpkg"}
     names = [f.name for f in scope["study"].plot()]
     assert names == ["envelopes_import.png", "envelopes_export.png", "methods_compared.png", "map.png"]
+
+
+def test_readme_documents_every_published_column():
+    from nfca.io import schema
+
+    text = (ROOT / "README.md").read_text()
+    for c in (*schema.ENVELOPES, *schema.SET_SUMMARY):
+        assert f"| `{c.name}` | {c.unit} | {c.description} |" in text, c.name

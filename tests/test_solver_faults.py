@@ -20,7 +20,7 @@ import nfca.opf.problem
 import nfca.studies.envelopes
 from cli import app
 from conftest import four_wire_kron_text, three_wire_text, write_dss, error_lines
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import SolverError

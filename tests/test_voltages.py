@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from conftest import export_text, four_wire_kron_text, write_dss
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.errors import InputError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.model.limits import Limits

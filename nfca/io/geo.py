@@ -51,6 +51,12 @@ def feeder_crs(feeder, crs: str | None = None) -> str | None:
                 "or leave gpkg out of --format")
         text = path.read_text(encoding="utf-8").strip()
         crs, source = (text.splitlines()[0].strip() if text else ""), str(path)
+    return parse_crs(crs, source)
+
+
+def parse_crs(crs: str, source: str = "--crs") -> str:
+    """`crs` checked by pyproj (`local`: metres on a local grid); InputError naming `source`.
+    The CLI calls it before any computing."""
     if crs.lower() == "local":
         return LOCAL_CRS_WKT
     from pyproj import CRS
@@ -114,7 +120,7 @@ def end_user_xy(feeder) -> dict[str, tuple[float, float]]:
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     extent = math.hypot(max(xs) - min(xs), max(ys) - min(ys)) if xs else 1.0
-    step = max(extent, 1e-9) * 0.004  # spacing of the spiral's points, 0.4 % of the feeder's extent
+    step = max(extent, 1e-9) * 0.009  # spacing of the spiral's points, ~1 % of the feeder's extent
     out = {}
     for (x, y), names in by_spot.items():
         if len(names) == 1:

@@ -1,12 +1,26 @@
-"""Writing results: every file through `nfca.io.atomic` (a temporary name, then renamed into
-place), so a run that stops half-way never leaves a half-written file."""
+"""Writing results: a run's folder is replaced as a whole, and every file goes through
+`nfca.io.atomic` (a temporary name, then renamed into place), so a run that stops half-way never
+leaves a half-written file nor files of two runs side by side.
+
+`run_folder(out)` is where a command writes: an empty temporary sibling of `out`, swapped in
+for `out` (atomically, on Linux) only when the command succeeds. A folder is recognised as an
+earlier nfca run by its `.nfca-run` marker; nfca refuses to replace a non-empty folder without
+one (it is not nfca's to delete).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import json
 import math
+import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -14,7 +28,7 @@ from nfca.errors import OutputError
 from nfca.io.atomic import atomic_path, write_text
 
 FORMATS = ("csv", "json", "gpkg", "png", "html")
-__all__ = ["FORMATS", "prepare_dir", "write_csv", "write_json", "write_text", "write_tables", "write_study", "atomic_path"]
+__all__ = ["FORMATS", "RUN_MARKER", "run_folder", "prepare_dir", "write_csv", "write_json", "write_text", "write_tables", "write_study", "atomic_path"]
 
 
 def prepare_dir(out: Path) -> Path:
@@ -27,6 +41,101 @@ def prepare_dir(out: Path) -> Path:
     except OSError as exc:
         raise OutputError(f"{out}: output folder cannot be written ({exc.strerror or exc})") from None
     return out
+
+
+finished_runs: list[Path] = []  # run folders swapped in by this process (an interrupt after that lost nothing)
+RUN_MARKER = ".nfca-run"  # written last into a run's folder: it holds one complete nfca run
+_PARTIAL = ".nfca-partial"  # inside a run's temporary folder: the pid of the process writing it
+
+
+@contextlib.contextmanager
+def run_folder(out: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `out`; when the block succeeds, it replaces `out`
+    as a whole (the previous run, if any, is deleted). On any error or interruption the
+    temporary folder is removed and `out` is left as it was. Leftovers of a killed run (kill -9)
+    are removed by the next run into the same `out`.
+    """
+    out = Path(out).absolute()
+    _check_replaceable(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(out)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.nfca-"))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # a folder like any other (mkdtemp makes it private)
+        (tmp / _PARTIAL).write_text(str(os.getpid()))
+    except OSError as exc:
+        raise OutputError(f"{out}: output folder cannot be written ({exc.strerror or exc})") from None
+    try:
+        yield tmp
+        try:
+            (tmp / _PARTIAL).unlink()
+            write_text(tmp / RUN_MARKER, json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+            _swap(tmp, out)
+            finished_runs.append(out)
+        except OSError as exc:
+            raise OutputError(f"{out}: output folder cannot be written ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_replaceable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: output folder cannot be written (it is a file)")
+    if out.is_dir() and not (out / RUN_MARKER).is_file():
+        try:
+            with os.scandir(out) as it:
+                entries = next(it, None)
+        except OSError as exc:
+            raise OutputError(f"{out}: output folder cannot be written ({exc.strerror or exc})") from None
+        if entries is not None:
+            raise OutputError(f"{out}: the folder holds files that are not an nfca run (no {RUN_MARKER} marker); "
+                              "give a new or empty folder (nfca replaces a run's folder as a whole)")
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary folders of killed runs into `out`: named after it and holding a dead process's pid."""
+    for p in out.parent.glob(f".{out.name}.nfca-*"):
+        try:
+            pid = int((p / _PARTIAL).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or a finished swap's old run (handled below)
+        if not _alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Put `tmp` at `out`; the run `out` held, if any, ends at `tmp` (deleted by the caller)."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is not None:
+        at_fdcwd = -100
+        if renameat2(at_fdcwd, os.fsencode(tmp), at_fdcwd, os.fsencode(out), _RENAME_EXCHANGE) == 0:
+            return  # atomic: a reader sees the old run or the new one, never a mix
+        if ctypes.get_errno() not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.nfca-"))
+    (old / _PARTIAL).write_text(str(os.getpid()))
+    os.rename(out, old / "old")
+    os.rename(tmp, out)
+    os.rename(old, tmp)
 
 
 def write_csv(target: Path, df: pd.DataFrame) -> Path:
@@ -42,6 +151,7 @@ def write_json(target: Path, obj: dict) -> Path:
 
 
 def to_json(obj: dict) -> str:
+    """`obj` as indented JSON text, NaN and infinities as null."""
     return json.dumps(_clean(obj), indent=2, default=_jsonable, allow_nan=False)
 
 
@@ -96,5 +206,5 @@ def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str |
     if "html" in formats:
         from nfca.io.report import write_report
 
-        written.append(write_report(study, table, out / "report.html", figures, crs))
+        written.append(write_report(study, table, out / "report.html", figures))
     return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))

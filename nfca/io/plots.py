@@ -100,7 +100,7 @@ def envelope_bars(df: pd.DataFrame, target: Path | None, direction: str, title: 
     df = df[df["status"] != "infeasible"] if "status" in df.columns else df
     users = df.drop_duplicates("end_user").sort_values(["distance_m", "end_user"]).reset_index(drop=True)
     methods = list(dict.fromkeys(df["method"]))
-    pages = _pages(len(users))
+    pages = _pages(len(users), PAGE if len(methods) <= 2 else max(12, 2 * PAGE // len(methods)))  # ~120 bars a panel
     per_page = max(s.stop - s.start for s in pages)
     width = min(WIDTH_IN, max(7.0, 0.2 * per_page * max(1, len(methods)) ** 0.5 + 3))
     fig, axes = plt.subplots(len(pages), 1, figsize=(width, 1.2 + 3.0 * len(pages)), squeeze=False,
@@ -161,17 +161,20 @@ def methods_compared(df: pd.DataFrame, out: Path | None, title: str = "") -> Fig
     return _render(fig, "methods_compared.png", "Allocation methods compared", out)
 
 
-def scale_bar(ax, metres_per_unit: float = 1.0) -> None:
-    """A scale bar in the lower left corner: a round length near a fifth of the axis width."""
+def scale_bar(ax) -> None:
+    """A scale bar (data in metres): a round length near a fifth of the axis width, lower right,
+    on a white box so it stays readable over the network."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
     x0, x1 = ax.get_xlim()
-    y0, y1 = ax.get_ylim()
-    span_m = (x1 - x0) * metres_per_unit
-    nice = [1, 2, 5]
-    length = max((n * 10 ** e for e in range(0, 6) for n in nice if n * 10 ** e <= span_m / 5), default=1)
-    bx, by = x0 + 0.04 * (x1 - x0), y0 + 0.05 * (y1 - y0)
-    ax.plot([bx, bx + length / metres_per_unit], [by, by], color="black", lw=3, solid_capstyle="butt")
-    ax.text(bx + length / metres_per_unit / 2, by + 0.015 * (y1 - y0),
-            f"{length:g} m" if length < 1000 else f"{length / 1000:g} km", ha="center", va="bottom", fontsize=8)
+    span = abs(x1 - x0)
+    length = max((n * 10 ** e for e in range(0, 6) for n in (1, 2, 5) if n * 10 ** e <= span / 5), default=1)
+    label = f"{length:g} m" if length < 1000 else f"{length / 1000:g} km"
+    bar = AnchoredSizeBar(ax.transData, length, label, "lower right", pad=0.4, borderpad=0.6, sep=4,
+                          frameon=True, size_vertical=span / 250, fontproperties={"size": 8})
+    bar.patch.set_alpha(0.85)
+    bar.patch.set_edgecolor("#cccccc")
+    ax.add_artist(bar)
 
 
 def feeder_map(study, table: pd.DataFrame, out: Path | None, title: str = "", metric: bool = True) -> Figure:
@@ -275,7 +278,7 @@ def participation_sweep(df: pd.DataFrame, target: Path, title: str = "") -> Path
     ax.set_xlabel("number of end-users with an NFCA")
     ax.set_ylabel("mean guaranteed power per participant (kW)")
     ax.set_ylim(bottom=0)
-    ax.legend(loc="outside right upper", frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=5, frameon=False)
     ax.grid(alpha=0.3)
     fig.suptitle("Guaranteed power against participation" + (f"\n{title}" if title else ""))
     return _save(fig, target, "Guaranteed power against participation")
@@ -309,7 +312,7 @@ def grid_map(results: Path, types: pd.DataFrame, target: Path, column: str = "im
     import pyogrio
 
     fig, ax = plt.subplots(figsize=(10, 9), layout="constrained")
-    points, metric = [], True
+    points, metric, labels = [], True, {}
     for name in types["feeder"]:
         gpkg = Path(results) / "feeders" / name / "envelopes.gpkg"
         if not gpkg.exists():
@@ -322,8 +325,11 @@ def grid_map(results: Path, types: pd.DataFrame, target: Path, column: str = "im
             tr = gpd.read_file(gpkg, layer="transformers")
             if len(tr):
                 p = tr.geometry.iloc[0]
-                ax.plot(p.x, p.y, marker="^", color="black", markersize=5)
-                ax.annotate(name, (p.x, p.y), xytext=(3, 3), textcoords="offset points", fontsize=6)
+                labels.setdefault((round(p.x, 1), round(p.y, 1)), []).append(name)
+    for (x, y), names in labels.items():  # feeders of one substation share its transformer's spot
+        ax.plot(x, y, marker="^", color="black", markersize=6, zorder=5)
+        ax.annotate(", ".join(names), (x, y), xytext=(5, 3), textcoords="offset points", fontsize=7, zorder=6,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.75, "lw": 0})
     label = f"{column.removesuffix('_kw').replace('_', ' ')} / connection capacity"
     if points:
         pts = pd.concat(points)
@@ -339,7 +345,8 @@ def grid_map(results: Path, types: pd.DataFrame, target: Path, column: str = "im
     return _save(fig, target, "Grid map")
 
 
-def envelope_timeseries(df: pd.DataFrame, target: Path, direction: str, title: str = "", max_users: int = 60) -> Path:
+def envelope_timeseries(df: pd.DataFrame, target: Path | None, direction: str, title: str = "",
+                        max_users: int = 60) -> Figure:
     """Static against dynamic limits per participant over the horizon (seed Fig 3-11).
 
     One panel per participant (nearest the transformer first, at most `max_users`): its
@@ -386,10 +393,11 @@ def envelope_timeseries(df: pd.DataFrame, target: Path, direction: str, title: s
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False)
     shown = f" (first {len(users)} of {len(all_users)} participants)" if len(all_users) > len(users) else ""
-    fig.suptitle(f"Dynamic and static {direction} limits per participant{shown}" + (f"\n{title}" if title else ""))
+    fig.suptitle(f"Dynamic and static {direction} limits per participant{shown}; x: hours from {t0:%Y-%m-%d %H:%M}"
+                 + (f"\n{title}" if title else ""))
     fig.supylabel(f"guaranteed {direction} (kW)", fontsize=9)
-    fig.supxlabel(f"hours from {t0}", fontsize=9)
-    return _save(fig, target, f"Dynamic and static {direction} limits")
+    return _render(fig, Path(target).name if target else f"envelopes_time_{direction}.png",
+                   f"Dynamic and static {direction} limits", Path(target).parent if target else None)
 
 
 def activations(intervals: pd.DataFrame, events: pd.DataFrame, summary: dict, target: Path,

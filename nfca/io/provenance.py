@@ -13,6 +13,7 @@ from pathlib import Path
 
 
 def sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, hex."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -71,6 +71,7 @@ const userEls = D.users.map((u, i) => { const e = u.participant
                   'stroke-width': r / 5, class: 'end-user', 'data-user': u.name});
   const t = el('title', {}); e.appendChild(t); e.addEventListener('click', ev => { ev.stopPropagation(); show(i); });
   gu.appendChild(e); return [e, t, u]; });
+const UNITS = D.units;
 function fmt(x, d){ return (x === null || x === undefined || Number.isNaN(x)) ? '–' : x.toFixed(d); }
 function paint(){
   const s = sel.value, set = D.sets[s], cap = D.max_capacity || 1;
@@ -88,7 +89,7 @@ function show(i){
   let rows = '';
   Object.keys(D.sets).forEach(s => { const v = u.sets[s] || {};
     rows += `<tr><td>${D.sets[s].label}</td><td class="n">${v.kw === null || v.kw === undefined ? 'no envelope' : fmt(v.kw, 2)}</td>` +
-            `<td>${v.type || ''}</td><td>${v.element || ''}${v.phase ? ' ' + v.phase : ''}</td><td class="n">${v.value === null || v.value === undefined ? '' : v.value}</td></tr>`; });
+            `<td>${v.type || ''}</td><td>${v.element || ''}${v.phase ? ' ' + v.phase : ''}</td><td class="n">${v.value === null || v.value === undefined ? '' : v.value + ' ' + (UNITS[v.type] || '')}</td></tr>`; });
   panel.innerHTML = `<h3 id="user-name">${u.name}</h3><p>connection point <b>${u.cp}</b>, phases ${u.phases} (${u.connection}),
     capacity ${fmt(u.capacity_kva, 1)} kVA, ${fmt(u.distance_m, 1)} m from the transformer, ` +
     (u.participant ? 'NFCA participant' : `non-participant (firm ${fmt(u.firm_kw, 2)} kW)`) + `</p>
@@ -135,7 +136,7 @@ def map_data(study, table: pd.DataFrame) -> dict:
         sets[f"{d}_{m}"] = {"label": f"{m} {d}", "direction": d, "method": m}
     loading = {f"{e.direction.value}_{e.method.value}": v.line_loading_pct for e, v in zip(study.envelopes, study.verifications)}
     lines = [{"name": ln.name, "a": pos[ln.bus_from], "b": pos[ln.bus_to], "length_m": ln.length_m,
-              "ampacity_a": ln.ampacity_a, "loading": {k: round(v[ln.name], 2) for k, v in loading.items()}}
+              "ampacity_a": ln.ampacity_a, "loading": {k: round(v[ln.name], 2) for k, v in loading.items() if ln.name in v}}
              for ln in feeder.lines if ln.bus_from in pos and ln.bus_to in pos]
     users = []
     rows = {(r.end_user, f"{r.direction}_{r.method}"): r for r in table.itertuples(index=False)}
@@ -153,7 +154,9 @@ def map_data(study, table: pd.DataFrame) -> dict:
     tr_bus = list(dict.fromkeys(b for b, _ in tr.terminals))[-1] if tr is not None else feeder.source.bus
     transformer = {"name": tr.name if tr is not None else feeder.source.name, "x": pos[tr_bus][0], "y": pos[tr_bus][1]} \
         if tr_bus in pos else None
-    return {"feeder": feeder.name, "sets": sets, "lines": lines, "users": users, "transformer": transformer,
+    from nfca.io.schema import BINDING_UNITS
+
+    return {"feeder": feeder.name, "sets": sets, "units": BINDING_UNITS, "lines": lines, "users": users, "transformer": transformer,
             "max_capacity": max((u.capacity_kva for u in feeder.end_users), default=1.0)}
 
 
@@ -215,7 +218,7 @@ def _notices(summary: dict) -> str:
     return f"<section><h2>What nfca assumed</h2><ul id='notices'>{items}</ul></section>" if items else ""
 
 
-def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None) -> str:
+def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None, note: str = "") -> str:
     """The report as one HTML string."""
     s = summary or study.summary
     o = s["options"]
@@ -237,7 +240,8 @@ def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None) 
 <title>nfca report: {_esc(s['feeder'])}</title><style>{STYLE}</style></head>
 <body><header><h1>Guaranteed capacity under non-firm connection agreements: {_esc(s['feeder'])}</h1>
 <p>{s['participants']} of {s['end_users']} end-users with an NFCA; limits {o['vmin_pu']:.2f}-{o['vmax_pu']:.2f} pu,
-source {o['source_pu']} pu, power factor {o['power_factor']:g}; non-participants: {_esc(firm)}. {status}</p></header>
+source {o['source_pu']} pu, power factor {o['power_factor']:g}; non-participants: {_esc(firm)}. {status}</p>
+{f"<p>{_esc(note)}</p>" if note else ""}</header>
 <main>
 <section><h2>Summary per method and direction</h2>{_summary_table(s)}
 <p>Limiting elements: the line (current), transformer (rating) or bus (voltage) that stops the participants short of their
@@ -261,14 +265,16 @@ capacity, with the number of end-users it binds: what to reinforce first.</p></s
 """
 
 
-def write_report(study, table: pd.DataFrame, target: Path, figures=(), crs: str | None = None) -> Path:
-    """Write report.html for one envelope study."""
-    return write_text(target, render(study, table, figures))
+def write_report(study, table: pd.DataFrame, target: Path, figures=(), summary: dict | None = None,
+                 note: str = "") -> Path:
+    """Write report.html for one envelope study (`summary`: its summary.json, default study.summary)."""
+    return write_text(target, render(study, table, figures, summary, note))
 
 
-def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] = ()) -> Path:
+def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] = (),
+                       incomplete: dict[str, str] | None = None) -> Path:
     """RESULTS/report.html: every feeder with its type and totals, linking its own report.html,
-    and the batch's figures."""
+    the feeders that could not be typed (`incomplete`: name -> why), and the batch's figures."""
     results = Path(results)
     rows = []
     cols = ["end_users", "connection_points", "length_m", "capacity_kw", "optimal_import_kw", "fair_import_kw",
@@ -279,6 +285,8 @@ def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] =
         rows.append(f"<tr><td>{name}</td><td>{r['type']}</td>" +
                     "".join(f"<td class='n'>{_num(r.get(c), 0 if c in ('end_users', 'connection_points') else 2)}</td>"
                             for c in cols) + "</tr>")
+    untyped = "".join(f"<tr><td><a href='feeders/{_esc(n)}/report.html'>{_esc(n)}</a></td><td>{_esc(r)}</td></tr>"
+                      for n, r in (incomplete or {}).items())
     failures = results / "failures.csv"
     failed = pd.read_csv(failures) if failures.exists() and failures.stat().st_size else pd.DataFrame()
     fail_rows = "".join(f"<tr><td>{_esc(f.feeder)}</td><td>{_esc(f.error)}</td></tr>" for f in failed.itertuples()) \
@@ -294,6 +302,7 @@ def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] =
 Type 1: optimal and fair both reach the connection capacity; type 2: fair within a few % of optimal; type 3: fair well below.</p></header>
 <main><section><h2>Feeders (click a name for its report)</h2><div class='scroll'><table id='feeders'>
 <tr><th>feeder</th><th>type</th>{head}</tr>{''.join(rows)}</table></div></section>
+{f"<section><h2>Feeders without every envelope (not typed)</h2><table id='incomplete'><tr><th>feeder</th><th>no envelope</th></tr>{untyped}</table></section>" if untyped else ''}
 {f"<section><h2>Failed feeders</h2><table id='failures'><tr><th>feeder</th><th>error</th></tr>{fail_rows}</table></section>" if fail_rows else ''}
 <section><h2>Figures</h2>{figs or '<p>none</p>'}</section></main></body></html>
 """

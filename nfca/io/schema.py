@@ -83,7 +83,7 @@ SET_SUMMARY = _cols(
     ("total_kw", "kW", "float", "sum of the participants' guaranteed power"),
     ("min_kw", "kW", "float", "smallest participant envelope"),
     ("max_kw", "kW", "float", "largest participant envelope"),
-    ("jain_index", "", "float", "Jain's fairness index of the participants' envelopes, (sum g)^2 / (n sum g^2): 1 when all equal, 1/n when one takes all"),
+    ("jain_index", "", "float", "Jain's fairness index of the participants' envelopes (1 when all are equal)"),
     ("solver_status", "", "str", "Ipopt's outcome, normalised (optimal, acceptable, infeasible, ...)"),
     ("iterations", "", "int", "Ipopt iterations"),
     ("solves", "", "int", "Ipopt solves (progressive filling and retries take several)"),
@@ -123,6 +123,7 @@ DTYPES = {"str": "object", "float": "float64", "int": "int64", "bool": "bool"}
 
 
 def names(columns: Iterable[Column]) -> list[str]:
+    """The column names, in order."""
     return [c.name for c in columns]
 
 
@@ -148,7 +149,8 @@ def set_rows(feeder, env, options, v_min: dict[str, float], v_max: dict[str, flo
     """The `ENVELOPES` rows of one envelope set (static or one interval of a dynamic study)."""
     rows = []
     for u in feeder.end_users:
-        text = env.binding[u.name]
+        b = env.binding[u.name]
+        text = str(b)
         firm = firm_kw(u, options) if env.firm_kw is None else env.direction.sign * env.firm_kw[u.name]
         rows.append({
             "end_user": u.name, "connection_point": u.bus, "bus": u.bus, "phases": u.phases,
@@ -156,7 +158,7 @@ def set_rows(feeder, env, options, v_min: dict[str, float], v_max: dict[str, flo
             "direction": env.direction.value, "method": env.method.value,
             "participant": bool(env.participant[u.name]), "status": STATUS_OK,
             "guaranteed_kw": env.guaranteed_kw[u.name], "binding": text,
-            **binding_fields(text, feeder, u.capacity_kva),
+            **binding_fields(b, feeder, u.capacity_kva),
             "v_min_verified_pu": round(v_min[u.name], 6), "v_max_verified_pu": round(v_max[u.name], 6),
             "distance_m": round(dist[u.bus], 3),
         })
@@ -220,12 +222,19 @@ _CURRENT = re.compile(r"^ampacity line (?P<line>\S+)")
 _RATING = re.compile(r"^rating (?P<element>\S+)")
 
 
-def binding_fields(text: str, feeder, capacity_kva: float) -> dict:
-    """The binding limit as data (`binding_type`, `_element`, `_phase`, `_value`) from its text.
+def binding_fields(binding, feeder, capacity_kva: float) -> dict:
+    """The binding limit as data (`binding_type`, `_element`, `_phase`, `_value`).
 
-    The one place that reads the text of `EnvelopeSet.binding`; it goes when the envelope
-    problem reports the binding limit as data."""
+    `binding` is what the envelope problem reports per end-user: a record with `kind`,
+    `element`, `phase` and `value` (used as it is), or its text (read here, the one place that
+    parses it)."""
     out = {"binding_type": "none", "binding_element": "", "binding_phase": "", "binding_value": math.nan}
+    if hasattr(binding, "kind"):
+        kind = {"fairness": "none"}.get(binding.kind, binding.kind)
+        value = capacity_kva if kind == "capacity" and binding.value is None else binding.value
+        return {"binding_type": kind, "binding_element": binding.element or "", "binding_phase": binding.phase or "",
+                "binding_value": math.nan if value is None else float(value)}
+    text = str(binding)
     if text in ("capacity", "firm"):
         return out | {"binding_type": text, "binding_value": capacity_kva if text == "capacity" else math.nan}
     if m := _VOLTAGE.match(text):

@@ -24,13 +24,13 @@ whether the profiles respect it.
 from __future__ import annotations
 
 from functools import cached_property
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nfca.engine.opendss import powerflows
+from nfca.engine import powerflows
 from nfca.studies.dynamic import DynamicStudy
 from nfca.model.envelope import Direction, Method
 from nfca.errors import InputError
@@ -55,6 +55,9 @@ class ActivationPolicy:
 
 @dataclass(frozen=True)
 class ActivationStudy:
+    """When activations are needed over a horizon, the curtailment under each limits x method,
+    and whether the activated operation is within limits (`analyse` builds it)."""
+
     dynamic: DynamicStudy
     policy: ActivationPolicy
     firm: tuple[Verification, ...]  # everyone at its profile
@@ -62,10 +65,17 @@ class ActivationStudy:
     curtailed_kw: dict[tuple[str, str], np.ndarray]  # (limits, method) -> interval x end-user kW
     resolved: dict[tuple[str, str], np.ndarray]  # (limits, method) -> bool per interval (True where not needed)
     after: dict[tuple[str, str], dict[int, Verification]]  # activated intervals' OpenDSS checks
+    provenance: dict = field(default_factory=dict)  # what produced the study, for activations.json
+
+    def __repr__(self) -> str:
+        p = self.policy_check()
+        return (f"<ActivationStudy {self.dynamic.feeder.name}: {int(self.needed.sum())} of {len(self.needed)} intervals "
+                f"need an activation, {p['activations']} activation(s); policy {'met' if p['satisfied'] else 'NOT met'}>")
 
     # ------------------------------------------------------------------ derived
     @property
     def methods(self) -> list[str]:
+        """The envelope methods analysed."""
         return list(dict.fromkeys(m for _, m in self.curtailed_kw))
 
     @property
@@ -84,6 +94,7 @@ class ActivationStudy:
         return out
 
     def policy_check(self) -> dict:
+        """The activations against the policy's count and duration caps."""
         p, step = self.policy, self.dynamic.profiles.interval
         durations = [(j - k) * step for k, j in self.events]
         longest = max(durations, default=pd.Timedelta(0))
@@ -160,6 +171,7 @@ class ActivationStudy:
 
     @cached_property
     def summary(self) -> dict:
+        """activations.json: activation need, policy check, curtailed energy, resolution."""
         d = self.dynamic
         h = d.profiles.hours
         kw = d.profiles.kw.to_numpy()
@@ -172,7 +184,7 @@ class ActivationStudy:
             "policy": self.policy_check(),
             "participant_consumption_kwh": round(float(np.clip(kw[:, part], 0, None).sum() * h), 3),
             "participant_generation_kwh": round(float(np.clip(-kw[:, part], 0, None).sum() * h), 3),
-            "curtailed_kwh": {}, "resolved": {}, "envelopes_verified": d.verified,
+            "curtailed_kwh": {}, "resolved": {}, "envelopes_verified": d.verified, "provenance": self.provenance,
         }
         for (lim, m), c in self.curtailed_kw.items():
             out["curtailed_kwh"].setdefault(m, {})[lim] = round(float(c.sum() * h), 4)
@@ -227,7 +239,7 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
     def loads(p: np.ndarray) -> dict[str, tuple[float, float]]:
         return {n: (float(x), tan_phi * abs(float(x))) for n, x in zip(names, p)}
 
-    firm = tuple(check(feeder, pf, options) for pf in powerflows(feeder.path, [loads(r) for r in kw], options.source_pu))
+    firm = tuple(check(feeder, pf, options) for pf in powerflows(feeder, [loads(r) for r in kw], options.source_pu))
     needed = np.array([not v.verified for v in firm])
     methods = list(dict.fromkeys(c.method.value for c in d.chains))
     curtailed, resolved, after = {}, {}, {}
@@ -239,7 +251,7 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
             limited = np.clip(kw, -ge, gi)
             c = np.where(needed[:, None], kw - limited, 0.0)
             curtailed[(lim, m)] = np.abs(c)
-            flows = powerflows(feeder.path, [loads(limited[k]) for k in act], options.source_pu) if len(act) else []
+            flows = powerflows(feeder, [loads(limited[k]) for k in act], options.source_pu) if len(act) else []
             checks = {int(k): check(feeder, pf, options) for k, pf in zip(act, flows)}
             after[(lim, m)] = checks
             resolved[(lim, m)] = np.array([checks[k].verified if k in checks else True for k in range(len(kw))])
@@ -274,6 +286,7 @@ class StoredDynamic:
     verified: bool
 
     def chain(self, method, direction) -> StoredChain:
+        """The stored envelopes of one method and direction."""
         method, direction = Method(method), Direction(direction)
         return next(c for c in self.chains if c.method is method and c.direction is direction)
 

@@ -118,6 +118,20 @@ class DynamicStudy:
     def verified(self) -> bool:
         return all(c.verified for c in self.chains)
 
+    def __repr__(self) -> str:
+        p = self.profiles
+        return (f"<DynamicStudy {self.feeder.name}: {len(self.participants)} of {len(self.feeder.end_users)} end-users "
+                f"with an NFCA, {len(p)} intervals of {p.interval}, {len(self.chains)} envelope series; "
+                f"{'verified' if self.verified else 'NOT verified'}>")
+
+    def static_study(self):
+        """The static sets as a Study, each with its extremes over the intervals (for the report)."""
+        from nfca.studies.envelopes import Study
+
+        return Study(self.feeder, self.options, tuple(c.static for c in self.chains),
+                     tuple(_worst(c.static_verifications) for c in self.chains), self.seconds, self.participants,
+                     provenance=self.provenance)
+
     def chain(self, method: Method | str, direction: Direction | str) -> ChainResult:
         method, direction = Method(method), Direction(direction)
         return next(c for c in self.chains if c.method is method and c.direction is direction)
@@ -703,19 +717,46 @@ class _HorizonProblem(EnvelopeProblem):
 # ----------------------------------------------------------------------------- outputs
 
 
-def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png")) -> list[Path]:
-    """envelopes.csv (with `timestamp`), summary.json, and per direction the per-user time plot
-    envelopes_time_<direction>.png (seed Fig 3-11). Returns the files written."""
+def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png", "html")) -> list[Path]:
+    """envelopes.csv (with `timestamp`), summary.json, per direction the per-user time plot
+    envelopes_time_<direction>.png (seed Fig 3-11), and report.html (the static sets on the map,
+    the time plots). Returns the files written."""
     from nfca.io.outputs import prepare_dir, write_tables
 
     out = prepare_dir(out)
     table = study.to_dataframe()
-    written = write_tables(study, out, table, formats)
-    if "png" in formats:
+    written = write_tables(study, out, table, tuple(f for f in formats if f != "json"))
+    figures = []
+    if "png" in formats or "html" in formats:
         from nfca.io import plots
 
+        title = plots.context(study.summary)
         for d in dict.fromkeys(c.direction.value for c in study.chains):
-            written.append(plots.envelope_timeseries(table[table["direction"] == d], out / f"envelopes_time_{d}.png", d))
-    return written
+            target = out / f"envelopes_time_{d}.png" if "png" in formats else None
+            figures.append(plots.envelope_timeseries(table[table["direction"] == d], target, d, title))
+        written += [f.path for f in figures if f.path is not None]
+    if "html" in formats:
+        from nfca.io import plots
+        from nfca.io.report import write_report
+
+        static = study.static_study()
+        static_table = static.to_dataframe()
+        figures += plots.study_figures(static, static_table, None)
+        summary = {**study.summary, "methods": study.summary["static"]}
+        note = (f"Static envelopes: valid in every one of the {len(study.profiles)} intervals (dynamic ones per "
+                "interval in envelopes.csv and the time plots).")
+        written.append(write_report(static, static_table, out / "report.html", figures, summary=summary, note=note))
+    return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))
 
 
+def _worst(vs: tuple[Verification, ...]) -> Verification:
+    """One verification holding the extremes of several (a static set over the intervals)."""
+    users = vs[0].user_v_min_pu
+    return Verification(
+        converged=all(v.converged for v in vs), v_min_pu=min(v.v_min_pu for v in vs),
+        v_max_pu=max(v.v_max_pu for v in vs), max_loading_pct=max(v.max_loading_pct for v in vs),
+        verified=all(v.verified for v in vs), violations=tuple(x for v in vs for x in v.violations),
+        user_v_min_pu={u: min(v.user_v_min_pu[u] for v in vs) for u in users},
+        user_v_max_pu={u: max(v.user_v_max_pu[u] for v in vs) for u in users},
+        line_loading_pct={k: max(v.line_loading_pct[k] for v in vs) for k in vs[0].line_loading_pct},
+        v_neutral_max_v=max(v.v_neutral_max_v for v in vs))

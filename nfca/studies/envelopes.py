@@ -24,6 +24,7 @@ from nfca.model.network import Feeder
 from nfca.model.ratings import AmpacityRules
 from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, voltage_limits_v
 from nfca.notices import Notice
+from nfca.studies.profiles import read_table
 from nfca.verify import Verification, verify
 
 COLUMNS = schema.names(schema.ENVELOPES)  # envelopes.csv
@@ -53,6 +54,7 @@ class Study:
 
     @property
     def participant_names(self) -> frozenset[str]:
+        """The end-users with an NFCA."""
         if self.participants is not None:
             return self.participants
         if self.envelopes:
@@ -197,7 +199,7 @@ def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, c
 
     `feeder_name` (a batch) selects the rows of a `feeder` column in the CSVs, when they have one;
     `ampacity` gives lines without normamps theirs (`nfca.model.ratings`)."""
-    from nfca.engine.opendss import read_feeder
+    from nfca.engine import read_feeder
 
     f = read_feeder(path, default_capacity_kva=default_capacity_kva, ampacity=ampacity)
     if capacities is not None:
@@ -231,51 +233,50 @@ def select_participants(feeder: Feeder, spec: str, seed: int = 0, feeder_name: s
     return frozenset(chosen)
 
 
-def _read_csv(path: Path, **kw) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, **kw)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read CSV ({' '.join(str(exc).split())})") from None
+MAX_KVA = 1e5  # 100 MVA (and 100 MW): beyond any LV connection; a larger value is a unit error
 
 
 def _for_feeder(df: pd.DataFrame, feeder_name: str | None) -> pd.DataFrame:
     """The rows of one feeder when the table has a `feeder` column (a batch)."""
     if feeder_name is not None and "feeder" in df.columns:
-        return df[df["feeder"].astype(str).str.strip() == feeder_name]
+        return df[df["feeder"].str.strip() == feeder_name]
     return df
 
 
 def _read_names(path: Path, column: str, feeder_name: str | None = None) -> list[str]:
-    df = _for_feeder(_read_csv(path, dtype=str), feeder_name)
-    if column in df.columns:
-        return [s.strip().lower() for s in df[column].dropna()]
-    return [s.strip().lower() for s in [df.columns[0], *df.iloc[:, 0].dropna()]]
+    """End-user names as written (`NA`, `null`, `None`, `nan` are names), lower case."""
+    df = _for_feeder(read_table(path), feeder_name)
+    names = df[column] if column in df.columns else pd.Series([df.columns[0], *df.iloc[:, 0]], dtype=str)
+    return [s.strip().lower() for s in names if s.strip()]
 
 
 def with_capacities(feeder: Feeder, csv: Path, feeder_name: str | None = None) -> Feeder:
     """Per end-user connection capacity (`capacity_kva`) and firm value (`firm_kw`: what it uses
     as a non-participant, kW) from a CSV with column end_user and either or both of these; an
-    empty cell keeps the feeder's value. With a `feeder` column, only `feeder_name`'s rows."""
-    df = _for_feeder(_read_csv(csv), feeder_name)
+    empty cell keeps the feeder's value. With a `feeder` column, only `feeder_name`'s rows.
+    Names are read as written (`NA`, `null` are names); values must be finite (at most 1e5)."""
+    df = _for_feeder(read_table(csv), feeder_name)
     if "end_user" not in df.columns or not {"capacity_kva", "firm_kw"} & set(df.columns):
         raise InputError(f"{csv}: needs columns end_user and capacity_kva (and/or firm_kw)")
     found: dict[str, dict[str, float]] = {"capacity_kva": {}, "firm_kw": {}}
-    names = df["end_user"].astype(str).str.strip().str.lower()
+    names = df["end_user"].str.strip().str.lower()
     for column, what, whats, unit in (("capacity_kva", "capacity", "capacities", "kVA"),
                                       ("firm_kw", "firm value", "firm values", "kW")):
         if column not in df.columns:
             continue
-        values = pd.to_numeric(df[column], errors="coerce")
-        for row, name, x, raw in zip(df.index + 2, names, values, df[column]):
+        raws = df[column].str.strip()
+        values = pd.to_numeric(raws, errors="coerce")
+        for row, name, x, raw in zip(df.index + 2, names, values, raws):
             if name not in feeder.end_user:
                 raise InputError(f"{csv} line {row}: end-user {name} is not in feeder {feeder.name}")
-            if pd.isna(raw) and "capacity_kva" in df.columns and "firm_kw" in df.columns:
+            if raw == "" and "capacity_kva" in df.columns and "firm_kw" in df.columns:
                 continue  # the other column is given on this row
-            ok = np.isfinite(x) and (x > 0 if column == "capacity_kva" else x >= 0)
+            ok = np.isfinite(x) and (x > 0 if column == "capacity_kva" else x >= 0) and x <= MAX_KVA
             if not ok:
-                got = "nothing" if pd.isna(raw) else repr(raw)
+                got = "nothing" if raw == "" else repr(raw)
                 sign = "positive" if column == "capacity_kva" else "non-negative"
-                raise InputError(f"{csv} line {row}: {what} of {name} must be a {sign} number of {unit}, got {got}")
+                raise InputError(f"{csv} line {row}: {what} of {name} must be a {sign} number of {unit} "
+                                 f"(at most {MAX_KVA:g}), got {got}")
             seen = found[column]
             if name in seen and seen[name] != float(x):
                 raise InputError(f"{csv} line {row}: end-user {name} is given two {whats}, {seen[name]:g} and {x:g} {unit}")

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import three_wire_text, write_dss
+from conftest import feeder_with_coordinates
 from nfca.io.schema import read_envelopes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,18 +19,6 @@ ARTEFACTS = ROOT / "test-artefacts"
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run", "--window-size=1400,1000")
-
-
-def feeder_with_coordinates(folder: Path) -> Path:
-    """The 3x230 V test feeder with bus coordinates in metres (a building of five contracts on cp4)."""
-    text = three_wire_text() + "Buscoords xy.csv\n"
-    xy = {"mv": (-20, 0), "lv": (0, 0)}
-    for k in range(1, 9):
-        xy[f"n{k}"] = (25.0 * k, 0.0)
-        xy[f"cp{k}"] = (25.0 * k, 8.0 if k % 2 else -8.0)
-    (folder / "xy.csv").write_text("".join(f"{b},{x},{y}\n" for b, (x, y) in xy.items()))
-    (folder / "crs.txt").write_text("local\n")
-    return write_dss(folder, text)
 
 
 @pytest.fixture
@@ -80,6 +68,12 @@ def test_report_opens_offline_and_shows_each_end_user(tmp_path, browser):
             assert f"{r.method} {r.direction} {r.guaranteed_kw:.2f}" in shown  # same values as envelopes.csv
             if r.participant and r.binding_type != "capacity":
                 assert r.binding_element in shown
+    # the set chooser recolours the map: hover texts now name the chosen set
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "set")).select_by_visible_text("fair export")
+    title = browser.execute_script("return document.querySelector('#map .end-user title').textContent")
+    assert "fair export" in title
     ARTEFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTEFACTS / "report.png"))
     shutil.copy(out / "report.html", ARTEFACTS / "report.html")

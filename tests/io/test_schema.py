@@ -7,7 +7,7 @@ import math
 import pytest
 
 from conftest import three_wire_text, write_dss
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.errors import InputError
 from nfca.io import schema
 
