@@ -179,8 +179,8 @@ class StudyArgs:
     firm_kw: Annotated[Optional[float], typer.Option(help="Firm value of every non-participant (kW, at most its capacity); default: its full capacity.")] = None
     firm_diversity: Annotated[float, typer.Option(help="Firm value of non-participants as this factor x capacity x power factor (after-diversity demand), e.g. 0.3.")] = 1.0
     power_factor: Annotated[float, typer.Option(help="Power factor of every participant (vars consumed on import, absorbed on export).")] = 1.0
-    vmin: Annotated[float, typer.Option(help="Lower voltage limit (pu of nominal, EN 50160).")] = 0.90
-    vmax: Annotated[float, typer.Option(help="Upper voltage limit (pu of nominal, EN 50160).")] = 1.10
+    vmin: Annotated[float, typer.Option(help="Lower voltage limit in pu of each end-user's nominal voltage from the feeder's voltage bases (EN 50160's 0.90 only on a 230 V base; see --vmin-v).")] = 0.90
+    vmax: Annotated[float, typer.Option(help="Upper voltage limit in pu of the voltage bases (see --vmax-v).")] = 1.10
     vmin_v: Annotated[Optional[float], typer.Option(help="Lower voltage limit in volts of what each end-user sees (phase-to-neutral; phase-to-phase for phase-to-phase and delta users), e.g. 207 (EN 50160 on 230 V); overrides --vmin.")] = None
     vmax_v: Annotated[Optional[float], typer.Option(help="Upper voltage limit in volts, e.g. 253; overrides --vmax.")] = None
     ampacity: Annotated[Optional[Path], typer.Option(help="CSV linecode,amps (or line,amps): ampacities of lines, over the file's normamps; line codes the feeder does not use are ignored.")] = None
