@@ -56,6 +56,8 @@ def run_folder(out: Path) -> Iterator[Path]:
     are removed by the next run into the same `out`.
     """
     out = Path(out).absolute()
+    if out.is_symlink():  # replace the folder it points to, not the link
+        out = out.resolve()
     _check_replaceable(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
