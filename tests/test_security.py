@@ -312,6 +312,24 @@ def test_a_run_replaces_the_previous_run_as_a_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Master.dss", "out"]
 
 
+def test_a_run_folder_is_swapped_in_whole_or_not_at_all(tmp_path):
+    from nfca.io.outputs import run_folder
+
+    real = tmp_path / "real"
+    with run_folder(real) as folder:
+        (folder / "a.txt").write_text("run 1")
+    (tmp_path / "link").symlink_to(real)
+    with run_folder(tmp_path / "link") as folder:  # a link: the folder it points to is replaced
+        (folder / "b.txt").write_text("run 2")
+    assert (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in real.iterdir()) == [".nfca-run", "b.txt"]
+    with pytest.raises(RuntimeError), run_folder(real) as folder:
+        (folder / "c.txt").write_text("run 3, failing")
+        raise RuntimeError("failed half-way")
+    assert sorted(p.name for p in real.iterdir()) == [".nfca-run", "b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
 def test_a_folder_that_is_not_a_run_is_not_replaced(tmp_path):
     feeder = write_dss(tmp_path, three_wire_text(n_segments=3))
     (tmp_path / "mine").mkdir()
