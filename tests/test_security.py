@@ -339,6 +339,7 @@ def test_a_folder_that_is_not_a_run_is_not_replaced(tmp_path):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_exit_6_with_the_reason(tmp_path):
     """A file-size limit (as `ulimit -f`) makes writing fail with EFBIG: exit 6, never a solver failure."""
     import resource
@@ -488,6 +489,7 @@ def test_damaged_results_are_recomputed_and_names_are_never_temporary(tmp_path):
     assert sorted(pd.read_csv(out / "feeder_types.csv")["feeder"]) == [".hidden-1", "a", "b"]
 
 
+@pytest.mark.slow
 def test_in_a_batch_only_the_guilty_feeder_fails(tmp_path):
     root = tmp_path / "grid"
     write_dss(_mkdir(root / "good"), three_wire_text(n_segments=3))
