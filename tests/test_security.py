@@ -217,6 +217,21 @@ def test_an_engine_crash_is_one_line_naming_the_feeder(tmp_path, monkeypatch):
     assert powerflows(f, [{}])[0].converged  # a dead engine is replaced, the feeder compiled again
 
 
+def test_a_process_keeps_few_engines(tmp_path):
+    """Reading many feeders (and failing on some) keeps at most MAX_ENGINES engines and one spare."""
+    from nfca.engine import prestart, session
+
+    for k in range(5):
+        folder = tmp_path / f"f{k}"
+        folder.mkdir()
+        prestart()
+        read(write_dss(folder, _kron(n=2)))
+        with pytest.raises(FeederError):
+            read(write_dss(folder, _kron("Show voltages", n=2), "Bad.dss"))
+    alive = [e for e in [*session._engines.values(), *session._spare] if e.alive()]
+    assert len(alive) <= session.MAX_ENGINES + 1
+
+
 def test_power_flows_use_the_feeder_given_not_the_file(tmp_path):
     from dataclasses import replace
 
