@@ -102,7 +102,9 @@ def _remove_leftovers(out: Path) -> None:
         try:
             pid = int((p / _PARTIAL).read_text())
         except (OSError, ValueError):
-            continue  # not ours, or a finished swap's old run (handled below)
+            with contextlib.suppress(OSError):
+                p.rmdir()  # killed before its marker was written: empty (a folder with files is not ours)
+            continue
         if not _alive(pid):
             shutil.rmtree(p, ignore_errors=True)
 
