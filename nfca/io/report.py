@@ -71,6 +71,7 @@ const userEls = D.users.map((u, i) => { const e = u.participant
                   'stroke-width': r / 5, class: 'end-user', 'data-user': u.name});
   const t = el('title', {}); e.appendChild(t); e.addEventListener('click', ev => { ev.stopPropagation(); show(i); });
   gu.appendChild(e); return [e, t, u]; });
+const UNITS = D.units;
 function fmt(x, d){ return (x === null || x === undefined || Number.isNaN(x)) ? '–' : x.toFixed(d); }
 function paint(){
   const s = sel.value, set = D.sets[s], cap = D.max_capacity || 1;
@@ -88,7 +89,7 @@ function show(i){
   let rows = '';
   Object.keys(D.sets).forEach(s => { const v = u.sets[s] || {};
     rows += `<tr><td>${D.sets[s].label}</td><td class="n">${v.kw === null || v.kw === undefined ? 'no envelope' : fmt(v.kw, 2)}</td>` +
-            `<td>${v.type || ''}</td><td>${v.element || ''}${v.phase ? ' ' + v.phase : ''}</td><td class="n">${v.value === null || v.value === undefined ? '' : v.value}</td></tr>`; });
+            `<td>${v.type || ''}</td><td>${v.element || ''}${v.phase ? ' ' + v.phase : ''}</td><td class="n">${v.value === null || v.value === undefined ? '' : v.value + ' ' + (UNITS[v.type] || '')}</td></tr>`; });
   panel.innerHTML = `<h3 id="user-name">${u.name}</h3><p>connection point <b>${u.cp}</b>, phases ${u.phases} (${u.connection}),
     capacity ${fmt(u.capacity_kva, 1)} kVA, ${fmt(u.distance_m, 1)} m from the transformer, ` +
     (u.participant ? 'NFCA participant' : `non-participant (firm ${fmt(u.firm_kw, 2)} kW)`) + `</p>
@@ -153,7 +154,9 @@ def map_data(study, table: pd.DataFrame) -> dict:
     tr_bus = list(dict.fromkeys(b for b, _ in tr.terminals))[-1] if tr is not None else feeder.source.bus
     transformer = {"name": tr.name if tr is not None else feeder.source.name, "x": pos[tr_bus][0], "y": pos[tr_bus][1]} \
         if tr_bus in pos else None
-    return {"feeder": feeder.name, "sets": sets, "lines": lines, "users": users, "transformer": transformer,
+    from nfca.io.schema import BINDING_UNITS
+
+    return {"feeder": feeder.name, "sets": sets, "units": BINDING_UNITS, "lines": lines, "users": users, "transformer": transformer,
             "max_capacity": max((u.capacity_kva for u in feeder.end_users), default=1.0)}
 
 
