@@ -3,16 +3,18 @@
 A *layer* is one market clearing: a set of bids that may be activated (each up to a cap), the
 activations already decided by earlier layers (``prior``), and a choice of constraint families:
 
-* ``constraint_balance``            system balance: all up minus all down activation = imbalance
-* ``constraint_transmission``       PTDF line limits of the transmission network
-* ``constraint_distribution``       LinDistFlow with line and voltage limits (hard or soft)
-* ``constraint_interface_fixed``    a DSO market that must not change its interface flow
+* ``constraint_balance``         system balance: up minus down activation = remaining imbalance,
+                                 with the value-of-lost-load bids as the last resort
+* ``constraint_transmission``    PTDF line limits of the transmission network
+* ``constraint_distribution``    LinDistFlow with line and voltage limits (hard, relaxed or soft)
+* ``constraint_interface``       a DSO market whose net activation (so interface flow) is set
 
 Activations are dicts ``bid_id -> MW`` and always add up over layers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -23,7 +25,6 @@ from market_bridge.networks import Distribution, DistFlowState, lindistflow
 from market_bridge.solver import SolveResult, Solver
 
 Activation = dict[str, float]
-TOL = 1e-6
 
 
 # ------------------------------------------------------------------ activations -> physics
@@ -48,14 +49,23 @@ def distribution_state(case: Case, dname: str, act: Mapping[str, float]) -> Dist
     return lindistflow(case.distributions[dname], distribution_injection(case, dname, act))
 
 
-def transmission_injection(case: Case, act: Mapping[str, float]) -> np.ndarray:
-    """Transmission nodal net injection: base state, transmission bids, distribution nets."""
+def transmission_coefficient(case: Case, bid: Bid) -> np.ndarray:
+    """Transmission nodal injection (MW) of 1 MW of ``bid``: at its bus, at its network's
+    interface bus, or (value of lost load) where the imbalance sits."""
     t = case.transmission
+    if bid.kind == "voll":
+        return bid.sign * case.imbalance_share
+    col = np.zeros(len(t.bus_ids))
+    col[t.index(bid.bus if bid.area == "T" else case.interface_bus[bid.area])] = bid.sign
+    return col
+
+
+def transmission_injection(case: Case, act: Mapping[str, float]) -> np.ndarray:
+    """Transmission nodal net injection: base state plus every activated bid."""
     inj = case.base_injection_mw.copy()
-    for b in case.bids_in("T"):
-        inj[t.index(b.bus)] += b.sign * act.get(b.bid_id, 0.0)
-    for dname, bus in case.interface_bus.items():
-        inj[t.index(bus)] += net_activation(case.bids_in(dname), act)
+    for b in list(case.bids) + case.voll_bids:
+        if act.get(b.bid_id, 0.0):
+            inj += act[b.bid_id] * transmission_coefficient(case, b)
     return inj
 
 
@@ -121,15 +131,10 @@ def constraint_balance(m: pyo.ConcreteModel, need_mw: float) -> None:
 def constraint_transmission(m: pyo.ConcreteModel, case: Case, fixed_injection: np.ndarray) -> None:
     """PTDF line limits; distribution bids act at their network's interface bus."""
     t = case.transmission
-    flow0 = t.flows(fixed_injection)
-    coef: dict[str, np.ndarray] = {}
-    for b in m.bid_list:
-        bus = b.bus if b.area == "T" else case.interface_bus[b.area]
-        coef[b.bid_id] = b.sign * t.ptdf[:, t.index(bus)]
-
+    coef = {b.bid_id: t.ptdf @ transmission_coefficient(case, b) for b in m.bid_list}
     terms = {line: [(c[line], m.a[i]) for i, c in coef.items() if abs(c[line]) > 1e-12]
              for line in range(len(t.lines))}
-    add_line_limits(m, case, flow0, terms)
+    add_line_limits(m, case, t.flows(fixed_injection), terms)
 
 
 def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
@@ -205,12 +210,13 @@ def constraint_distribution(m: pyo.ConcreteModel, case: Case, dname: str, fixed_
     return blk
 
 
-def constraint_interface_fixed(m: pyo.ConcreteModel, dname: str) -> None:
-    """The layer's activations in ``dname`` net to zero: its interface flow stays as scheduled."""
+def constraint_interface(m: pyo.ConcreteModel, dname: str, net_mw: float = 0.0) -> None:
+    """The layer's net activation in ``dname`` is ``net_mw``: the interface flow is set (by an
+    earlier layer), so the DSO can only redispatch within its network."""
     bids = _bids_where(m, dname)
     if bids:
         m.add_component(f"iface_{dname}",
-                        pyo.Constraint(expr=sum(b.sign * m.a[b.bid_id] for b in bids) == 0.0))
+                        pyo.Constraint(expr=sum(b.sign * m.a[b.bid_id] for b in bids) == net_mw))
 
 
 def objective_cost(m: pyo.ConcreteModel, weights: Mapping[str, float] | None = None) -> None:
@@ -234,28 +240,41 @@ def read_activation(m: pyo.ConcreteModel) -> Activation:
 
 @dataclass(frozen=True)
 class LayerResult:
-    """One clearing: solver outcome, new activations and their cost."""
+    """One clearing: solver outcome, the volume each bid offered to it and what qualified (MW),
+    new activations and their cost (EUR, value of lost load included)."""
 
     name: str
     solve: SolveResult
     activation: Activation
     cost: float
     build_s: float
+    offered: dict[str, float] = field(default_factory=dict)
+    qualified: dict[str, float] = field(default_factory=dict)
+    activates: bool = True  # False for a reservation that only informs prequalification
 
 
 def clear_layer(case: Case, name: str, bids: Sequence[Bid], cap: Mapping[str, float],
                 prior: Mapping[str, float], *, balance: bool = False, transmission: bool = False,
-                distribution: Mapping[str, str] | None = None, interface_fixed: Iterable[str] = (),
-                weights: Mapping[str, float] | None = None) -> LayerResult:
+                distribution: Mapping[str, str] | None = None, interface: Mapping[str, float] | None = None,
+                weights: Mapping[str, float] | None = None, offered: Mapping[str, float] | None = None,
+                activates: bool = True) -> LayerResult:
     """Clear one market layer on top of the ``prior`` activations.
 
-    ``distribution`` maps network name to ``"hard"`` (own limits), ``"relaxed"`` (no violation
-    beyond the prior state) or ``"soft"`` (own limits, penalised slacks).
+    ``balance`` makes it the TSO's layer (the value-of-lost-load bids join). ``distribution`` maps
+    a network to ``"hard"`` (own limits), ``"relaxed"`` (no violation beyond the prior state) or
+    ``"soft"`` (own limits, penalised slacks); ``interface`` sets a network's net activation.
+    ``cap`` is what each bid may be activated in this layer (its qualified volume), ``offered``
+    what it offered before prequalification (default: ``cap``).
     """
-    import time
-
     start = time.perf_counter()
+    offer = dict(offered if offered is not None else cap)
+    listed = {b.bid_id: (offer.get(b.bid_id, 0.0), cap.get(b.bid_id, 0.0)) for b in bids
+              if max(offer.get(b.bid_id, 0.0), cap.get(b.bid_id, 0.0)) > 1e-9}
     bids = [b for b in bids if cap.get(b.bid_id, 0.0) > 1e-9]
+    cap = dict(cap)
+    if balance:
+        bids = bids + case.voll_bids
+        cap.update({b.bid_id: b.qty_mw for b in case.voll_bids})
     m = new_market(bids, cap)
     if balance:
         constraint_balance(m, case.imbalance_mw - net_activation(case.bids, prior))
@@ -266,11 +285,12 @@ def clear_layer(case: Case, name: str, bids: Sequence[Bid], cap: Mapping[str, fl
         inj = distribution_injection(case, dname, prior)
         limits = relaxed_limits(net, lindistflow(net, inj)) if mode == "relaxed" else grid_limits(net)
         constraint_distribution(m, case, dname, inj, limits, soft=(mode == "soft"), penalty=case.penalty)
-    for dname in interface_fixed:
-        constraint_interface_fixed(m, dname)
+    for dname, net_mw in (interface or {}).items():
+        constraint_interface(m, dname, net_mw)
     objective_cost(m, weights)
     build_s = time.perf_counter() - start
     res = Solver().solve(m)
     act = read_activation(m) if res.ok else {}
     cost = float(sum(b.price * act.get(b.bid_id, 0.0) for b in bids))
-    return LayerResult(name, res, act, cost, build_s)
+    return LayerResult(name, res, act, cost, build_s, {i: float(o) for i, (o, _) in listed.items()},
+                       {i: float(q) for i, (_, q) in listed.items()}, activates)

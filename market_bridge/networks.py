@@ -218,8 +218,9 @@ class Distribution:
 
 
 def build_distribution(case: MatpowerCase, name: str, load_scale: float, limit_mva: np.ndarray,
-                       vmin_pu: float, vmax_pu: float) -> Distribution:
-    """LinDistFlow data of a radial MATPOWER case; ``limit_mva`` per branch in case order."""
+                       vmin_pu: float, vmax_pu: float, v_root_pu: float = 1.0) -> Distribution:
+    """LinDistFlow data of a radial MATPOWER case; ``limit_mva`` per branch in case order,
+    ``v_root_pu`` the substation's set voltage."""
     ids = [int(b) for b in case.bus[:, BUS_I]]
     pos = {b: i for i, b in enumerate(ids)}
     br = case.branch[case.branch[:, BR_STATUS] > 0]
@@ -260,7 +261,7 @@ def build_distribution(case: MatpowerCase, name: str, load_scale: float, limit_m
         name=name, bus_ids=tuple(ids), parent=parent, child=child,
         r_pu=br[:, BR_R].copy(), x_pu=br[:, BR_X].copy(), base_mva=case.base_mva,
         load_mw=case.bus[:, PD] * load_scale, load_mvar=case.bus[:, QD] * load_scale,
-        limit_mva=limit, vmin_pu=vmin_pu, vmax_pu=vmax_pu, downstream=down,
+        limit_mva=limit, vmin_pu=vmin_pu, vmax_pu=vmax_pu, v_root_pu=v_root_pu, downstream=down,
     )
 
 
