@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
-from nfca.classify import CAPACITY_TOL, FAIR_TOL
+from nfca.studies.classify import CAPACITY_TOL, FAIR_TOL
 from nfca.errors import NfcaError
 
 app = typer.Typer(
@@ -83,10 +83,11 @@ FeederArg = Annotated[Path, typer.Argument(help="OpenDSS feeder file (Master.dss
 
 def _options(vmin: float, vmax: float, power_factor: float, source_pu: Optional[float], reduce: bool,
              kron: bool = False, v_neutral_max: Optional[float] = None):
-    from nfca.envelopes import EnvelopeOptions
+    from nfca.model.envelope import EnvelopeOptions
+    from nfca.model.limits import Limits
 
-    return EnvelopeOptions(vmin_pu=vmin, vmax_pu=vmax, power_factor=power_factor, source_pu=source_pu, reduce=reduce,
-                           kron=kron, v_neutral_max_v=v_neutral_max)
+    limits = Limits(vmin_pu=vmin, vmax_pu=vmax, v_neutral_max_v=v_neutral_max)
+    return EnvelopeOptions(limits=limits, power_factor=power_factor, source_pu=source_pu, reduce=reduce, kron=kron)
 
 
 @app.command()
@@ -115,9 +116,9 @@ def envelopes(
     workers: Annotated[Optional[int], typer.Option(help="With --profiles: processes (default: one per core, at most one per method x direction).")] = None,
 ) -> None:
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS."""
-    from nfca.dss import read_feeder
-    from nfca.outputs import prepare_dir, write_study
-    from nfca.study import run_envelopes, select_participants, with_capacities
+    from nfca.engine.opendss import read_feeder
+    from nfca.io.outputs import prepare_dir, write_study
+    from nfca.studies.envelopes import run_envelopes, select_participants, with_capacities
 
     opts = _options(vmin, vmax, power_factor, source_pu, reduce, kron, v_neutral_max)
     if ipopt_option:
@@ -139,8 +140,8 @@ def envelopes(
 
 
 def _dynamic(f, profiles, resolution, method, direction, opts, chosen, workers, out, fmt, status) -> None:
-    from nfca.dynamic import run_dynamic, write_dynamic
-    from nfca.profiles import load_profiles
+    from nfca.studies.dynamic import run_dynamic, write_dynamic
+    from nfca.studies.profiles import load_profiles
 
     status.update("reading profiles")
     prof = load_profiles(profiles, f, resolution)
@@ -190,12 +191,12 @@ def activations(
 ) -> None:
     """When NFCAs must be activated over the profiles, how often and how long, and the energy curtailed
     under static and dynamic limits; checks a temporary-activation policy (count and duration caps)."""
-    from nfca.activations import ActivationPolicy, analyse, write_activations
-    from nfca.dss import read_feeder
-    from nfca.dynamic import run_dynamic
-    from nfca.outputs import prepare_dir
-    from nfca.profiles import load_profiles, parse_resolution
-    from nfca.study import select_participants, with_capacities
+    from nfca.studies.activations import ActivationPolicy, analyse, write_activations
+    from nfca.engine.opendss import read_feeder
+    from nfca.studies.dynamic import run_dynamic
+    from nfca.io.outputs import prepare_dir
+    from nfca.studies.profiles import load_profiles, parse_resolution
+    from nfca.studies.envelopes import select_participants, with_capacities
 
     cap_duration = None if max_duration is None or max_duration.strip().lower() == "none" else parse_resolution(max_duration)
     policy = ActivationPolicy(None if max_activations is None or max_activations < 0 else max_activations, cap_duration)
@@ -264,7 +265,7 @@ def powerflow(
     load_kw: Annotated[Optional[float], typer.Option(help="Put every end-user at this power (kW, pf 1) instead of the file's.")] = None,
 ) -> None:
     """Three-phase power flow with the UTOPF model, compared with OpenDSS."""
-    from nfca.verify import compare_powerflow
+    from nfca.studies.validation import compare_powerflow
 
     report = compare_powerflow(feeder, load_kw)
     if as_json:
@@ -286,10 +287,10 @@ def sweep_participation(
     vmin: float = 0.90, vmax: float = 1.10, power_factor: float = 1.0,
 ) -> None:
     """Guaranteed power against the number of NFCA end-users (seed Fig 5-4)."""
-    from nfca import plots
-    from nfca.dss import read_feeder
-    from nfca.outputs import prepare_dir, write_csv
-    from nfca.study import sweep_participation as sweep
+    from nfca.io import plots
+    from nfca.engine.opendss import read_feeder
+    from nfca.io.outputs import prepare_dir, write_csv
+    from nfca.studies.envelopes import sweep_participation as sweep
 
     prepare_dir(out)
     f = read_feeder(feeder)
@@ -316,9 +317,9 @@ def batch(
     """Optimal and fair envelopes (import and export) for many feeders, then the feeder types."""
     from rich.progress import Progress
 
-    from nfca.batch import discover, run_batch
-    from nfca.classify import classify as classify_results
-    from nfca.outputs import write_csv
+    from nfca.studies.batch import discover, run_batch
+    from nfca.studies.classify import classify as classify_results
+    from nfca.io.outputs import write_csv
 
     jobs = discover(feeders)
     opts = _options(vmin, vmax, power_factor, None, True)
@@ -344,9 +345,9 @@ def classify(
     fair_tol: Annotated[float, typer.Option(help="Type 2 when fair is within this fraction of optimal.")] = FAIR_TOL,
 ) -> None:
     """Recompute RESULTS/feeder_types.csv and its figures."""
-    from nfca.classify import classify as classify_results
+    from nfca.studies.classify import classify as classify_results
     from nfca.errors import InputError
-    from nfca.outputs import write_csv
+    from nfca.io.outputs import write_csv
 
     types = classify_results(results, capacity_tol, fair_tol)
     if types.empty:
@@ -359,7 +360,7 @@ def classify(
 def _classification_figures(results: Path, types) -> None:
     import pandas as pd
 
-    from nfca import plots
+    from nfca.io import plots
 
     if types.empty:
         return

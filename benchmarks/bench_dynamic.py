@@ -72,10 +72,10 @@ def cli() -> None:
 
 
 def library() -> None:
-    from nfca.dss import read_feeder
-    from nfca.dynamic import run_dynamic
-    from nfca.profiles import load_profiles
-    from nfca.study import select_participants
+    from nfca.engine.opendss import read_feeder
+    from nfca.studies.dynamic import run_dynamic
+    from nfca.studies.profiles import load_profiles
+    from nfca.studies.envelopes import select_participants
 
     t0 = time.perf_counter()
     f = read_feeder(IEEE)

@@ -25,11 +25,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import four_wire_text, write_dss  # noqa: E402
 
-from nfca.dss import read_feeder  # noqa: E402
-from nfca.envelopes import EnvelopeOptions, EnvelopeProblem  # noqa: E402
-from nfca.reduction import kron_reduce, reduce_feeder  # noqa: E402
-from nfca.study import run_envelopes  # noqa: E402
-from nfca.utopf import per_unit, solve_powerflow  # noqa: E402
+from nfca.engine.opendss import read_feeder  # noqa: E402
+from nfca.model.envelope import EnvelopeOptions
+from nfca.opf.problem import EnvelopeProblem  # noqa: E402
+from nfca.model.reduction import kron_reduce, reduce_feeder  # noqa: E402
+from nfca.studies.envelopes import run_envelopes  # noqa: E402
+from nfca.opf.formulation import per_unit, solve_powerflow  # noqa: E402
 
 REPEAT = 5
 CASES = [("test feeder, 8 x 60 m, 10 users", dict()),

@@ -42,8 +42,9 @@ def bench_envelopes() -> None:
 
 def bench_reduction() -> None:
     """The exact reduction's speed-up on one solve (same feeder, same method)."""
-    from nfca.dss import read_feeder
-    from nfca.envelopes import EnvelopeOptions, EnvelopeProblem
+    from nfca.engine.opendss import read_feeder
+    from nfca.model.envelope import EnvelopeOptions
+    from nfca.opf.problem import EnvelopeProblem
 
     f = read_feeder(IEEE)
     for reduce in (True, False):
@@ -56,7 +57,7 @@ def bench_reduction() -> None:
 
 
 def bench_powerflow() -> None:
-    from nfca.verify import compare_powerflow
+    from nfca.studies.validation import compare_powerflow
 
     r = compare_powerflow(IEEE)
     print(f"power flow IEEE EU LV (full model, {r['buses']} buses): {r['seconds']:.2f} s, "
@@ -68,7 +69,7 @@ def bench_batch() -> None:
     import pandas as pd
 
     from feeders.sibelga import generate
-    from nfca.batch import discover, run_batch
+    from nfca.studies.batch import discover, run_batch
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = generate(1, Path(tmp) / "grid")

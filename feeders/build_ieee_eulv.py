@@ -23,7 +23,7 @@ import pandapower as pp
 import pandapower.networks as pn
 import pandas as pd
 
-from nfca.dss import compile_feeder
+from nfca.engine.opendss import compile_feeder
 
 SCENARIOS = ("on_peak_566", "off_peak_1", "off_peak_1440")
 """pandapower's load snapshots (minute 566, 1 and 1440 of the IEEE daily load profiles)."""

@@ -1,13 +1,15 @@
 """nfca: guaranteed-capacity operating envelopes for non-firm connection agreements on LV feeders.
 
-Data flows one way: feeder file -> `Feeder` (network) -> Pyomo UTOPF model -> envelopes ->
-OpenDSS verification -> outputs.
+Data flows one way, one sub-package per stage:
+feeder file -> `engine` (OpenDSS, the only code that touches it) -> `model` (Feeder, reduction) ->
+`opf` (UTOPF in Pyomo) -> `solver` (Ipopt) -> `verify` (OpenDSS power flows against the limits)
+-> `studies` (envelopes, dynamic, activations, batch, classification) -> `io` (files, figures).
 """
 
 from nfca.errors import (
     FeederError, InfeasibleError, InputError, NfcaError, OutputError, SolverError, VerificationError,
 )
-from nfca.network import Feeder, EndUser, ConnectionPoint, Line, LinearElement, Source, Bus
+from nfca.model.network import Bus, ConnectionPoint, EndUser, Feeder, Line, LinearElement, Source
 
 __all__ = [
     "NfcaError", "FeederError", "InputError", "SolverError", "InfeasibleError", "OutputError",

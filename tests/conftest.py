@@ -135,3 +135,51 @@ def four_wire_text(n_segments: int = 8, seg_m: float = 60.0, kw: float = 4.0, ea
 @pytest.fixture
 def four_wire_feeder(tmp_path: Path) -> Path:
     return write_dss(tmp_path, four_wire_text())
+
+
+def parallel_text(head: str = "identical", transformers: tuple[float, ...] = (250.0,), n_segments: int = 6,
+                  kw: float = 4.0, head_amps: float = 180.0, extra: str = "") -> str:
+    """A 416 V (Kron) feeder whose head cable (lv to n0, 60 m) is laid as exported from a GIS:
+
+    head: "identical" two cables of code `head` (`head_amps` each) in parallel; "equivalent" the
+    one cable they are (half the impedance, twice the ampacity); "mixed" a `head` cable in
+    parallel with an `alt` one of another type (other R/X, 120 A), so their currents split by a
+    complex, not fixed, share; "single" one `head` cable. The rest is code `main` (180 A).
+    transformers: the kVA of each transformer in parallel between mv and lv, all with the same
+    impedance in ohms (XHL and %R scale with kVA), so they share the current equally: (60, 60)
+    is the same feeder as (120,), and in (40, 60) the 40 kVA one limits the pair to 80 kVA.
+    Users: one single-phase wye user per segment and a three-phase one every third.
+    """
+    lines = ["Clear\nSet DefaultBaseFrequency=50",
+             "New Circuit.par basekv=11 pu=1.03 phases=3 bus1=mv MVAsc3=150 MVAsc1=120 basefreq=50"]
+    for t, kva in enumerate(transformers, 1):
+        scale = kva / transformers[0]
+        lines.append(f"New Transformer.tr{t} phases=3 windings=2 buses=[mv lv] conns=[delta wye] kVs=[11 0.416] "
+                     f"kVAs=[{kva} {kva}] XHL={4 * scale:g} %Rs=[{0.5 * scale:g} {0.5 * scale:g}] basefreq=50")
+    r1, x1, r0, x0 = 0.32, 0.075, 1.3, 0.09
+    lines.append(f"New LineCode.main nphases=3 R1={r1} X1={x1} R0={r0} X0={x0} C1=0 C0=0 units=km normamps=180 basefreq=50")
+    lines.append(f"New LineCode.head nphases=3 R1={r1} X1={x1} R0={r0} X0={x0} C1=0 C0=0 units=km "
+                 f"normamps={head_amps} basefreq=50")
+    lines.append(f"New LineCode.head2 nphases=3 R1={r1 / 2} X1={x1 / 2} R0={r0 / 2} X0={x0 / 2} C1=0 C0=0 units=km "
+                 f"normamps={2 * head_amps} basefreq=50")
+    lines.append("New LineCode.alt nphases=3 R1=0.21 X1=0.2 R0=0.8 X0=0.3 C1=0 C0=0 units=km normamps=120 basefreq=50")
+    lines.append("New LineCode.svc nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km normamps=80 basefreq=50")
+    if head == "equivalent":
+        lines.append("New Line.head bus1=lv bus2=n0 linecode=head2 length=60 units=m")
+    elif head == "single":
+        lines.append("New Line.head bus1=lv bus2=n0 linecode=head length=60 units=m")
+    else:
+        other = "alt" if head == "mixed" else "head"
+        lines.append("New Line.head bus1=lv bus2=n0 linecode=head length=60 units=m")
+        lines.append(f"New Line.head_b bus1=n0 bus2=lv linecode={other} length=60 units=m")  # laid the other way
+    prev = "n0"
+    for k in range(1, n_segments + 1):
+        lines.append(f"New Line.m{k} bus1={prev} bus2=n{k} linecode=main length=40 units=m")
+        lines.append(f"New Line.s{k} bus1=n{k} bus2=cp{k} linecode=svc length=10 units=m")
+        lines.append(f"New Load.u{k} bus1=cp{k}.{(k - 1) % 3 + 1} phases=1 kV=0.24 XfkVA=9.2 kW={kw} kvar=0 model=1")
+        if k % 3 == 0:
+            lines.append(f"New Load.t{k} bus1=cp{k}.1.2.3 phases=3 kV=0.416 XfkVA=27.7 kW={2 * kw} model=1")
+        prev = f"n{k}"
+    lines.append(extra)
+    lines.append("Set VoltageBases=[11 0.416]\nCalcVoltageBases")
+    return "\n".join(lines) + "\n"

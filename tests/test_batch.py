@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from conftest import four_wire_kron_text, three_wire_text, write_dss
-from nfca.batch import discover, run_batch
-from nfca.classify import classify, feeder_type
+from nfca.studies.batch import discover, run_batch
+from nfca.studies.classify import classify, feeder_type
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_killing_the_whole_batch_loses_nothing(grid, tmp_path):
 def test_a_feeder_finished_twice_keeps_one_result(grid, tmp_path):
     """A worker of a killed batch can go on and finish a feeder that the rerun computes too: the
     second to finish keeps the first's complete result and leaves nothing behind."""
-    from nfca.batch import FeederJob, run_feeder
+    from nfca.studies.batch import FeederJob, run_feeder
 
     out = tmp_path / "results"
     job = FeederJob("f0", grid / "f0" / "Master.dss")

@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 
 from cli import app
 from conftest import IEEE_EULV, four_wire_kron_text, write_dss
-from nfca.activations import ActivationPolicy, analyse
-from nfca.dss import read_feeder
-from nfca.dynamic import STATIC, _Chain, run_dynamic, write_dynamic
-from nfca.envelopes import Direction, EnvelopeOptions, EnvelopeProblem, Method
+from nfca.studies.activations import ActivationPolicy, analyse
+from nfca.engine.opendss import read_feeder
+from nfca.studies.dynamic import STATIC, _Chain, run_dynamic, write_dynamic
+from nfca.model.envelope import Direction, EnvelopeOptions, Method
+from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InputError
-from nfca.profiles import Profiles, load_profiles, read_csv
+from nfca.studies.profiles import Profiles, load_profiles, read_csv
 
 NON = ("u2", "u6", "t4")  # non-participants: held at their forecast
 LEVELS = [0.3, 1.5, -6.0, -6.0, 1.5, 8.5]  # kW per single-phase user (x3 for three-phase ones)
@@ -260,7 +261,7 @@ def test_ieee_eulv_day(tmp_path):
     np.testing.assert_allclose(committed.kw.to_numpy(), regenerated.to_numpy(), atol=1e-4)
     profiles = load_profiles(OUT, feeder, "15min")
     assert len(profiles) == 96
-    from nfca.study import select_participants
+    from nfca.studies.envelopes import select_participants
 
     study = run_dynamic(feeder, profiles, participants=select_participants(feeder, "0.5", 0))
     assert study.verified and all(len(c.dynamic) == 96 for c in study.chains)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import three_wire_text, write_dss
-from nfca.dss import read_feeder
-from nfca.envelopes import EnvelopeOptions, EnvelopeProblem
+from nfca.engine.opendss import read_feeder
+from nfca.model.envelope import EnvelopeOptions
+from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InfeasibleError
-from nfca.study import jain_index, run_envelopes, select_participants
+from nfca.studies.envelopes import jain_index, run_envelopes, select_participants
 
 METHODS = ["optimal", "fair", "proportional", "propfair", "maxmin"]
 

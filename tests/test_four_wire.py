@@ -15,14 +15,16 @@ from typer.testing import CliRunner
 
 from cli import app
 from conftest import four_wire_text, write_dss
-from nfca.dss import powerflow, read_feeder
-from nfca.envelopes import EnvelopeOptions
+from nfca.engine.opendss import powerflow, read_feeder
+from nfca.model.envelope import EnvelopeOptions
+from nfca.model.limits import Limits
 from nfca.errors import FeederError, InputError
-from nfca.network import EARTH, PHASES
-from nfca.reduction import kron_reduce, reduce_feeder
-from nfca.study import run_envelopes
-from nfca.utopf import per_unit, solve_powerflow
-from nfca.verify import compare_powerflow, verify
+from nfca.model.network import EARTH, PHASES, check_earthing
+from nfca.model.reduction import kron_reduce, reduce_feeder
+from nfca.studies.envelopes import run_envelopes
+from nfca.opf.formulation import per_unit, solve_powerflow
+from nfca.studies.validation import compare_powerflow
+from nfca.verify import verify
 
 TOL_PU = 1e-6
 EARTHINGS = ["transformer", "rneut", "line", "multi"]
@@ -67,6 +69,28 @@ def test_earthing_line_is_an_element_not_a_branch(tmp_path):
     f = read_feeder(write_dss(tmp_path, four_wire_text(earthing="line")))
     assert "earth" not in {line.name for line in f.lines}
     assert "Line.earth" in {el.name for el in f.elements}
+
+
+def test_a_millimetre_line_does_not_hide_the_earthing(tmp_path):
+    """A 1 mm line (an export artefact, ~1e6 S) in a group earthed through 5 ohm: still earthed,
+    and the model agrees with OpenDSS on it; the same group without its earthing is still refused."""
+    tiny = "New Line.tiny bus1=cp8.1.2.3.4 bus2=tiny.1.2.3.4 linecode=4x95al length=0.001 units=m\nSet VoltageBases"
+    path = write_dss(tmp_path, four_wire_text(r_earth=5.0).replace("Set VoltageBases", tiny))
+    f = read_feeder(path)
+    assert "tiny" in {line.name for line in f.lines}
+    assert compare_powerflow(path)["max_abs_dv_pu"] <= TOL_PU
+    floating = write_dss(tmp_path, four_wire_text(earthing="none").replace("Set VoltageBases", tiny), "none.dss")
+    with pytest.raises(FeederError, match="not earthed"):
+        read_feeder(floating)
+
+
+def test_earthing_tolerance_is_absolute(four_wire_path):
+    """Earthed means at least EARTHED_S (1e-4 S, under 10 kohm) to earth, whatever else is in the
+    group: a 2 ohm reactor passes at the default and fails when 1 S is demanded."""
+    f = read_feeder(four_wire_path)
+    check_earthing(f)
+    with pytest.raises(FeederError, match=r"less than 1 S"):
+        check_earthing(f, earthed_s=1.0)
 
 
 def test_floating_neutral_is_reported_by_name(tmp_path):
@@ -126,7 +150,7 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
                 if (e.method.value, e.direction.value) == ("fair", "import"))
     limit = round(0.7 * free.v_neutral_max_v, 1)
     f = read_feeder(four_wire_path)
-    lim = run_envelopes(f, ["fair"], ["import"], EnvelopeOptions(v_neutral_max_v=limit))
+    lim = run_envelopes(f, ["fair"], ["import"], EnvelopeOptions(limits=Limits(v_neutral_max_v=limit)))
     assert lim.verified
     ver, env = lim.verifications[0], lim.envelopes[0]
     assert ver.v_neutral_max_v <= limit + 1e-6 * 240
@@ -134,15 +158,15 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
     assert env.total_kw < fair_import.total_kw
     assert any(b.startswith("neutral voltage bus") and b.endswith(f"{limit:g} V") for b in env.binding.values())
     # verification catches an envelope that breaks the neutral limit
-    tight = EnvelopeOptions(v_neutral_max_v=0.5 * limit)
+    tight = EnvelopeOptions(limits=Limits(v_neutral_max_v=0.5 * limit))
     assert not verify(f, [env], tight)[0].verified
 
 
 def test_neutral_limit_options():
     with pytest.raises(InputError, match="explicit neutral"):
-        EnvelopeOptions(kron=True, v_neutral_max_v=10.0)
+        EnvelopeOptions(kron=True, limits=Limits(v_neutral_max_v=10.0))
     with pytest.raises(InputError, match="positive"):
-        EnvelopeOptions(v_neutral_max_v=0.0)
+        EnvelopeOptions(limits=Limits(v_neutral_max_v=0.0))
 
 
 # ----------------------------------------------------------------------------- Kron reduction

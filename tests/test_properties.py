@@ -27,10 +27,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import HEADER
-from nfca.dss import read_feeder
-from nfca.envelopes import EnvelopeOptions, EnvelopeProblem
-from nfca.reduction import reduce_feeder
-from nfca.study import run_envelopes
+from nfca.engine.opendss import read_feeder
+from nfca.model.envelope import EnvelopeOptions
+from nfca.opf.problem import EnvelopeProblem
+from nfca.model.reduction import reduce_feeder
+from nfca.studies.envelopes import run_envelopes
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")

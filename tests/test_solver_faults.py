@@ -16,14 +16,15 @@ import pytest
 from pyomo.contrib.pynumero.interfaces import cyipopt_interface
 from typer.testing import CliRunner
 
-import nfca.envelopes
-import nfca.study
+import nfca.opf.problem
+import nfca.studies.envelopes
 from cli import app
 from conftest import four_wire_kron_text, three_wire_text, write_dss
-from nfca.dss import read_feeder
-from nfca.envelopes import EnvelopeOptions, EnvelopeProblem
+from nfca.engine.opendss import read_feeder
+from nfca.model.envelope import EnvelopeOptions
+from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import SolverError
-from nfca.utopf import SolveResult
+from nfca.solver import Result as SolveResult
 
 runner = CliRunner()
 ONE = ["--method", "optimal", "--direction", "import", "--format", "csv", "--format", "json"]
@@ -94,7 +95,7 @@ def test_infeasible_names_the_limit_and_is_not_retried(tmp_path):
 
 def _failing_first(monkeypatch, first: SolveResult | dict):
     """Make the first Ipopt attempt fail (a result, or options passed to it); later ones run normally."""
-    real = nfca.envelopes.solve
+    real = nfca.opf.problem.solve_ipopt
     calls = []
 
     def solve(m, options=None):
@@ -103,7 +104,7 @@ def _failing_first(monkeypatch, first: SolveResult | dict):
             return first if isinstance(first, SolveResult) else real(m, {**(options or {}), **first})
         return real(m, options)
 
-    monkeypatch.setattr(nfca.envelopes, "solve", solve)
+    monkeypatch.setattr(nfca.opf.problem, "solve_ipopt", solve)
     return calls
 
 
@@ -133,7 +134,7 @@ def test_an_infeasible_verdict_the_zero_envelope_contradicts_is_retried(small, t
 
 def test_an_infeasible_verdict_that_persists_is_a_solver_failure(small, tmp_path, monkeypatch):
     verdict = SolveResult("infeasible", "Infeasible_Problem_Detected: Converged to a point of local infeasibility", 9, 0.0)
-    monkeypatch.setattr(nfca.envelopes, "solve", lambda m, options=None: verdict)
+    monkeypatch.setattr(nfca.opf.problem, "solve_ipopt", lambda m, options=None: verdict)
     out = tmp_path / "out"
     res = _envelopes(small, out)
     assert res.exit_code == 4, res.output
@@ -143,13 +144,13 @@ def test_an_infeasible_verdict_that_persists_is_a_solver_failure(small, tmp_path
 
 
 def test_an_envelope_that_fails_verification_is_not_written(small, tmp_path, monkeypatch):
-    real = nfca.study.verify
+    real = nfca.studies.envelopes.verify
 
     def inflated(feeder, envs, options):  # publish twice what the model proved: OpenDSS must object
         envs = [dataclasses.replace(e, guaranteed_kw={k: 2 * v for k, v in e.guaranteed_kw.items()}) for e in envs]
         return real(feeder, envs, options)
 
-    monkeypatch.setattr(nfca.study, "verify", inflated)
+    monkeypatch.setattr(nfca.studies.envelopes, "verify", inflated)
     out = tmp_path / "out"
     res = _envelopes(small, out)
     assert res.exit_code == 5, res.output

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nfca.dss import powerflow, read_feeder
-from nfca.reduction import reduce_feeder
-from nfca.utopf import admittance_matrix, per_unit, solve_powerflow
-from nfca.verify import compare_powerflow
+from nfca.engine.opendss import powerflow, read_feeder
+from nfca.model.reduction import reduce_feeder
+from nfca.opf.formulation import admittance_matrix, per_unit, solve_powerflow
+from nfca.studies.validation import compare_powerflow
 
 TOL_PU = 1e-6
 

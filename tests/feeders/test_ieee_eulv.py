@@ -7,7 +7,7 @@ from pathlib import Path
 import opendssdirect as dss
 import pytest
 
-from nfca.dss import compile_feeder
+from nfca.engine.opendss import compile_feeder
 from feeders.build_ieee_eulv import (
     ALIGNABLE, END_USER_KVA, SCENARIOS, build, compare_with_pandapower, load_phases,
     snapshot_loads,

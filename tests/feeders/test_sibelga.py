@@ -11,7 +11,7 @@ import opendssdirect as dss
 import pytest
 
 from feeders import sibelga
-from nfca.dss import compile_feeder
+from nfca.engine.opendss import compile_feeder
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nfca.dss import PowerFlow, powerflows
-from nfca.envelopes import EnvelopeOptions, EnvelopeSet
-from nfca.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
+from nfca.engine import PowerFlow, powerflows
+from nfca.model.envelope import EnvelopeOptions, EnvelopeSet, firm_kw
+from nfca.model.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
 
-V_TOL_PU = 1e-6  # the model agrees with OpenDSS to ~1e-9 pu
-LOADING_TOL_PCT = 1e-4
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def envelope_loads(feeder: Feeder, env: EnvelopeSet, options: EnvelopeOptions) -
             p = env.firm_kw[u.name]
             loads[u.name] = (p, tan_phi * abs(p))
             continue
-        g = env.guaranteed_kw[u.name] if env.participant[u.name] else u.capacity_kva * options.power_factor
+        g = env.guaranteed_kw[u.name] if env.participant[u.name] else firm_kw(u, options)
         loads[u.name] = (env.direction.sign * g, tan_phi * g)
     return loads
 
@@ -59,34 +57,38 @@ def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verificati
     """Compare one OpenDSS solution with the limits."""
     violations = []
     vmin_u, vmax_u = {}, {}
-    vn_max, vn_lim = 0.0, options.v_neutral_max_v
+    limits = options.limits
+    v_tol, loading_tol = limits.v_tol_pu, limits.loading_tol_pct
+    vn_max, vn_lim = 0.0, limits.v_neutral_max_v
     for u in feeder.end_users:
         base = feeder.buses[u.bus].kv_base_ln * 1e3
         mags = []
         for leg in u.legs:
             vp = pf.voltages.get((u.bus, leg[0]), 0) if leg[0] != EARTH else 0
             vq = pf.voltages.get((u.bus, leg[1]), 0) if leg[1] != EARTH else 0
-            mag = abs(vp - vq) / (base * leg_nominal_pu(leg))
+            nominal_v = base * leg_nominal_pu(leg)
+            mag = abs(vp - vq) / nominal_v
             mags.append(mag)
-            if mag < options.vmin_pu - V_TOL_PU or mag > options.vmax_pu + V_TOL_PU:
+            lo, hi = limits.voltage_bounds_pu(nominal_v)
+            if mag < lo - v_tol or mag > hi + v_tol:
                 violations.append(f"voltage at {u.name} (bus {u.bus} {leg_label(leg)}) {mag:.4f} pu")
         vmin_u[u.name], vmax_u[u.name] = min(mags), max(mags)
         for node in sorted({n for leg in u.legs for n in leg if n != EARTH and n not in PHASES}):
             vn = abs(pf.voltages.get((u.bus, node), 0))
             vn_max = max(vn_max, vn)
-            if vn_lim is not None and vn > vn_lim + V_TOL_PU * base:
+            if vn_lim is not None and vn > vn_lim + v_tol * base:
                 violations.append(f"neutral voltage at {u.name} (bus {u.bus} node {node}) {vn:.3f} V")
     loading = {}
     for line in feeder.lines:
         pct = 100 * pf.line_amps[line.name] / line.ampacity_a
         loading[line.name] = pct
-        if pct > 100 + LOADING_TOL_PCT:
+        if pct > 100 + loading_tol:
             violations.append(f"line {line.name} loaded {pct:.2f} %")
     for el in feeder.elements:
         if el.rating_a > 0 and el.name in pf.element_amps:
             pct = 100 * pf.element_amps[el.name] / el.rating_a
             loading[el.name] = pct
-            if pct > 100 + LOADING_TOL_PCT:
+            if pct > 100 + loading_tol:
                 violations.append(f"{el.name} loaded {pct:.2f} %")
     if not pf.converged:
         violations.insert(0, "OpenDSS power flow did not converge")
@@ -102,49 +104,3 @@ def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verificati
         line_loading_pct=loading,
         v_neutral_max_v=float(vn_max),
     )
-
-
-def compare_powerflow(path, load_kw: float | None = None, reduce: bool = False) -> dict:
-    """UTOPF in power-flow mode against OpenDSS at the same loads: the model's first test.
-
-    `load_kw` puts every end-user at that power (pf 1); otherwise the file's loads are used.
-    """
-    import time
-
-    from nfca.dss import read_feeder
-    from nfca.reduction import reduce_feeder
-    from nfca.utopf import per_unit, solve_powerflow
-
-    t0 = time.perf_counter()
-    feeder = read_feeder(path)
-    loads = {u.name: ((load_kw, 0.0) if load_kw is not None else (u.p_kw, u.q_kvar)) for u in feeder.end_users}
-    model_feeder = reduce_feeder(feeder) if reduce else feeder
-    net = per_unit(model_feeder)
-    t1 = time.perf_counter()
-    ours = solve_powerflow(net, loads)
-    t2 = time.perf_counter()
-    ref = powerflows(path, [loads])[0]
-    err = {bn: abs(v - ref.voltages[bn]) / (feeder.buses[bn[0]].kv_base_ln * 1e3) for bn, v in ours.voltages_v.items()}
-    dv = max(err.values())
-    dv_neutral = [e for (_, node), e in err.items() if node != EARTH and node not in PHASES]
-    from nfca.utopf import leg_voltages_pu
-
-    vl = leg_voltages_pu(net, ours.v_pu)
-    return {
-        "feeder": feeder.name,
-        "max_abs_dv_pu": float(dv),  # over every conductor, neutrals included (to earth)
-        "neutral_conductors": len(dv_neutral),
-        "max_abs_dv_neutral_pu": float(max(dv_neutral, default=0.0)),
-        "buses": len(feeder.buses),
-        "model_buses": len(model_feeder.buses),
-        "lines": len(feeder.lines),
-        "end_users": len(feeder.end_users),
-        "total_load_kw": round(sum(p for p, _ in loads.values()), 6),
-        "v_min_pu": float(vl.min()),
-        "v_max_pu": float(vl.max()),
-        "solver_status": ours.result.status,
-        "iterations": ours.result.iterations,
-        "seconds": round(t2 - t1, 4),
-        "read_seconds": round(t1 - t0, 4),
-        "opendss_converged": ref.converged,
-    }

@@ -1,9 +1,14 @@
-"""Exact network reduction: drop dead-end branches without end-users, merge series segments.
+"""Exact network reduction: merge parallel cables, drop dead-end branches without end-users,
+merge series segments.
 
-Both are exact for lines without shunt admittance: a dead end with nobody on it carries no
-current, and segments in series with no user or branch between them carry the same current,
-so their impedances add and the lowest ampacity of the chain is the chain's limit. Voltages
-are only limited where end-users connect, and those buses are kept.
+All are exact for lines without shunt admittance. Parallel cables whose impedance matrices are
+proportional (the same cable type, laid twice) share the current in fixed real proportions, so
+they are one cable with the parallel impedance whose ampacity is the lowest of each original's
+ampacity divided by its share. A dead end with nobody on it carries no current, and segments in
+series with no user or branch between them carry the same current, so their impedances add and
+the lowest ampacity of the chain is the chain's limit. Voltages are only limited where end-users
+connect, and those buses are kept. Parallel branches that cannot be merged exactly (different
+cable types, transformers) stay as they are, each limited by its own rating.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ from dataclasses import replace
 import numpy as np
 
 from nfca.errors import FeederError
-from nfca.network import EARTH, PHASES, Feeder, Line
+from nfca.model.network import EARTH, PHASES, Feeder, Line
 
 
 def reduce_feeder(feeder: Feeder) -> Feeder:
     """An equivalent feeder with fewer buses; end-user buses, sources and elements are kept."""
+    feeder = merge_parallel(feeder)
     keep = {feeder.source.bus} | {u.bus for u in feeder.end_users}
     keep |= {b for el in feeder.elements for b, _ in el.terminals}
     parent = feeder.parent
@@ -25,6 +31,8 @@ def reduce_feeder(feeder: Feeder) -> Feeder:
     down: dict[str, list[int]] = {b: [] for b in feeder.buses}
     up: dict[str, int] = {}
     for k, line in lines.items():
+        if line.bus_to in up:  # parallel branches left as they are: keep both ends
+            keep |= {line.bus_from, line.bus_to}
         down[line.bus_from].append(k)
         up[line.bus_to] = k
 
@@ -63,9 +71,66 @@ def reduce_feeder(feeder: Feeder) -> Feeder:
     return replace(feeder, buses=buses, lines=kept)
 
 
+def merge_parallel(feeder: Feeder) -> Feeder:
+    """The feeder with every group of parallel cables that shares its current in fixed real
+    proportions merged into one cable (exact); other parallel branches are left as they are."""
+    lines = list(feeder.lines)
+    for group in feeder.branches:
+        if len(group) > 1 and all(isinstance(e, Line) for e in group):
+            merged = _parallel(group)
+            if merged is not None:
+                at = lines.index(group[0])
+                lines = [x for x in lines if not any(x is g for g in group)]
+                lines.insert(min(at, len(lines)), merged)
+    if len(lines) == len(feeder.lines):
+        return feeder
+    return replace(feeder, lines=tuple(lines))
+
+
+def _parallel(group: tuple[Line, ...]) -> Line | None:
+    """Parallel cables as one, or None when their current split is not a fixed real share per
+    cable (impedance matrices not proportional, conductors not the same, shunt admittance)."""
+    first = group[0]
+    ends = (first.bus_from, first.bus_to)
+    zs = []
+    for line in group:
+        if line.has_shunt:
+            return None
+        if (line.bus_from, line.bus_to) == ends:
+            pairs = dict(zip(line.nodes_from, line.nodes_to))
+            perm_from = line.nodes_from
+        else:  # laid the other way round
+            pairs = dict(zip(line.nodes_to, line.nodes_from))
+            perm_from = line.nodes_to
+        if sorted(pairs) != sorted(first.nodes_from) or any(pairs[a] != b for a, b in zip(first.nodes_from, first.nodes_to)):
+            return None
+        perm = [perm_from.index(n) for n in first.nodes_from]
+        zs.append(line.z_ohm[np.ix_(perm, perm)])
+    ref = zs[0]
+    ratios = []
+    for z in zs:
+        k = float(np.real(np.vdot(ref, z) / np.vdot(ref, ref)))
+        if not k > 0 or not np.allclose(z, k * ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max()):
+            return None
+        ratios.append(k)
+    y = np.array([1 / k for k in ratios])
+    share = y / y.sum()  # of the group's current, per cable
+    limit = [line.ampacity_a / s for line, s in zip(group, share)]
+    weakest = group[int(np.argmin(limit))]
+    return replace(
+        first,
+        z_ohm=ref / y.sum(),
+        length_m=min(line.length_m for line in group),
+        ampacity_a=float(min(limit)),
+        merged=tuple(n for line in group for n in (line.merged or (line.name,))),
+        limiting_line=weakest.rating_name,
+        is_switch=all(line.is_switch for line in group),
+    )
+
+
 def _oriented(line: Line, parent: dict) -> Line:
     """The line with bus_from upstream (towards the source)."""
-    if parent.get(line.bus_from, (None, None))[1] is line:
+    if parent.get(line.bus_from, (None, None))[0] == line.bus_to:
         return replace(line, bus_from=line.bus_to, bus_to=line.bus_from,
                        nodes_from=line.nodes_to, nodes_to=line.nodes_from)
     return line

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from nfca.outputs import atomic_path  # noqa: E402
+from nfca.io.outputs import atomic_path  # noqa: E402
 
 METHOD_COLOURS = {"optimal": "#8fd18f", "fair": "#1f7a3a", "proportional": "#5aa9e6",
                   "propfair": "#f2a541", "maxmin": "#9b5de5"}

@@ -14,9 +14,11 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from nfca.envelopes import Direction, EnvelopeOptions, EnvelopeProblem, EnvelopeSet, Method
+from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
+
+from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InputError, VerificationError
-from nfca.network import Feeder
+from nfca.model.network import Feeder
 from nfca.verify import Verification, verify
 
 COLUMNS = [
@@ -64,8 +66,7 @@ class Study:
             "participants": int(sum(next(iter(self.envelopes)).participant.values())) if self.envelopes else 0,
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
             "length_m": round(self.feeder.length_m, 3),
-            "options": {k: getattr(self.options, k) for k in ("vmin_pu", "vmax_pu", "power_factor", "source_pu", "reduce",
-                                                                "kron", "v_neutral_max_v")},
+            "options": options_summary(self.options),
             "verified": self.verified, "seconds": round(self.seconds, 3), "methods": {},
         }
         for env, ver in zip(self.envelopes, self.verifications):
@@ -87,6 +88,17 @@ class Study:
                 "violations": list(ver.violations),
             }
         return out
+
+
+def options_summary(options: EnvelopeOptions) -> dict:
+    """The study's assumptions as summary.json records them."""
+    lim = options.limits
+    return {
+        "vmin_pu": lim.vmin_pu, "vmax_pu": lim.vmax_pu, "vmin_v": lim.vmin_v, "vmax_v": lim.vmax_v,
+        "v_neutral_max_v": lim.v_neutral_max_v, "v_margin_pu": lim.v_margin_pu, "i_margin": lim.i_margin,
+        "power_factor": options.power_factor, "source_pu": options.source_pu, "reduce": options.reduce,
+        "kron": options.kron, "firm_kw": options.firm_kw, "firm_diversity": options.firm_diversity,
+    }
 
 
 def jain_index(x: np.ndarray) -> float:

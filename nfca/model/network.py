@@ -3,7 +3,7 @@
 This is the *engineering* model: names from the feeder file, SI units. Conductors are the
 feeder file's node numbers: 1, 2, 3 are phases, 0 is earth (never a variable) and 4 and above
 are neutral conductors. Everything the optimiser needs is derived from here, in per unit, by
-`nfca.utopf`; results are mapped back to these names.
+`nfca.opf`; results are mapped back to these names.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from nfca.errors import FeederError
+from nfca.notices import Notice
 
 EARTH = 0
 PHASES = (1, 2, 3)
@@ -105,6 +106,7 @@ class EndUser:
     capacity_kva: float
     p_kw: float = 0.0
     q_kvar: float = 0.0
+    firm_kw: float | None = None  # its firm value when it does not take an NFCA; None: the study's rule
 
     @property
     def phases(self) -> str:
@@ -150,6 +152,7 @@ class Feeder:
     elements: tuple[LinearElement, ...]
     source: Source
     end_users: tuple[EndUser, ...]
+    notices: tuple[Notice, ...] = ()  # what the reader assumed where the file was silent
 
     @cached_property
     def connection_points(self) -> tuple[ConnectionPoint, ...]:
@@ -167,20 +170,32 @@ class Feeder:
         return float(sum(line.length_m for line in self.lines))
 
     @cached_property
+    def branches(self) -> tuple[tuple[Line | LinearElement, ...], ...]:
+        """Series elements grouped by the buses they join: parallel cables or transformers between
+        the same buses form one group, a radial feeder's branch."""
+        return tuple(_branches(self).values())
+
+    @cached_property
+    def tree(self) -> dict[str, tuple[str | None, tuple[Line | LinearElement, ...]]]:
+        """Radial tree: each bus's upstream bus and the branch (parallel elements) between them."""
+        return _tree(self)[0]
+
+    @cached_property
     def parent(self) -> dict[str, tuple[str, Line | LinearElement | None]]:
-        """Radial tree: each bus's upstream bus and the element between them."""
-        return _tree(self)
+        """Radial tree: each bus's upstream bus and the element between them (the first of parallel ones)."""
+        return {b: (up, group[0] if group else None) for b, (up, group) in self.tree.items()}
 
     @cached_property
     def path_lines(self) -> dict[str, tuple[Line, ...]]:
-        """The lines on each bus's path from the source."""
+        """The lines on each bus's path from the source (every one of parallel cables)."""
+        tree = self.tree
         out: dict[str, tuple[Line, ...]] = {}
 
         def walk(bus: str) -> tuple[Line, ...]:
             if bus not in out:
-                up, elem = self.parent[bus]
+                up, group = tree[bus]
                 above = () if up is None else walk(up)
-                out[bus] = above + (elem,) if isinstance(elem, Line) else above
+                out[bus] = above + tuple(e for e in group if isinstance(e, Line))
             return out[bus]
 
         for b in self.buses:
@@ -188,64 +203,103 @@ class Feeder:
         return out
 
     def distance_m(self) -> dict[str, float]:
-        """Cable length from the source to every bus."""
-        return {b: float(sum(line.length_m for line in p)) for b, p in self.path_lines.items()}
+        """Cable length from the source to every bus (the shortest of parallel cables)."""
+        tree = self.tree
+        out: dict[str, float] = {}
+
+        def walk(bus: str) -> float:
+            if bus not in out:
+                up, group = tree[bus]
+                hop = min((e.length_m for e in group if isinstance(e, Line)), default=0.0)
+                out[bus] = 0.0 if up is None else walk(up) + hop
+            return out[bus]
+
+        for b in self.buses:
+            walk(b)
+        return out
 
 
-def _tree(feeder: Feeder) -> dict[str, tuple[str | None, Line | LinearElement | None]]:
-    adj: dict[str, list[tuple[str, Line | LinearElement]]] = {b: [] for b in feeder.buses}
-    for line in feeder.lines:
-        adj[line.bus_from].append((line.bus_to, line))
-        adj[line.bus_to].append((line.bus_from, line))
-    for el in feeder.elements:
-        buses = list(dict.fromkeys(b for b, _ in el.terminals))
-        for a in buses:
-            for b in buses:
-                if a != b:
-                    adj[a].append((b, el))
-    parent: dict[str, tuple[str | None, Line | LinearElement | None]] = {feeder.source.bus: (None, None)}
+def _buses_of(element: Line | LinearElement) -> tuple[str, ...]:
+    if isinstance(element, Line):
+        return tuple(sorted({element.bus_from, element.bus_to}))
+    return tuple(sorted({b for b, _ in element.terminals}))
+
+
+def _branches(feeder: Feeder) -> dict[tuple[str, ...], tuple[Line | LinearElement, ...]]:
+    """Series elements (lines, and elements on two or more buses) by the set of buses they join."""
+    out: dict[tuple[str, ...], list[Line | LinearElement]] = {}
+    for e in (*feeder.lines, *feeder.elements):
+        buses = _buses_of(e)
+        if len(buses) > 1:
+            out.setdefault(buses, []).append(e)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _tree(feeder: Feeder) -> tuple[dict[str, tuple[str | None, tuple]], list[tuple[str, ...]]]:
+    """Breadth-first tree from the source over branches (groups of parallel elements): each
+    reached bus's upstream bus and branch, and the branches that close a loop."""
+    groups = _branches(feeder)
+    adj: dict[str, list[tuple[str, ...]]] = {b: [] for b in feeder.buses}
+    for key in groups:
+        for b in key:
+            adj.setdefault(b, []).append(key)
+    parent: dict[str, tuple[str | None, tuple]] = {feeder.source.bus: (None, ())}
+    used: dict[tuple[str, ...], int] = {}  # buses each branch was the first to reach
     order = [feeder.source.bus]
     for bus in order:
-        for nxt, elem in adj[bus]:
-            if nxt not in parent:
-                parent[nxt] = (bus, elem)
-                order.append(nxt)
-    return parent
+        for key in adj.get(bus, []):
+            for nxt in key:
+                if nxt not in parent:
+                    parent[nxt] = (bus, groups[key])
+                    used[key] = used.get(key, 0) + 1
+                    order.append(nxt)
+    loops = [key for key in groups if all(b in parent for b in key) and used.get(key, 0) < len(key) - 1]
+    return parent, loops
 
 
 def check_topology(feeder: Feeder) -> None:
-    """Raise FeederError naming the element if the feeder is not one radial tree from the source."""
-    parent = _tree(feeder)
+    """Raise FeederError naming the elements if the feeder is not one radial tree from the source.
+
+    Parallel elements between the same buses (cables laid in parallel, transformers in parallel)
+    are one branch of the tree; a loop through three or more buses is a mesh.
+    """
+    parent, loops = _tree(feeder)
     missing = [b for b in feeder.buses if b not in parent]
     if missing:
         users = [u.name for u in feeder.end_users if u.bus in missing]
-        extra = f" (end-users {', '.join(users[:3])} are cut off)" if users else ""
+        extra = f"; end-users {', '.join(users[:3])}{' ...' if len(users) > 3 else ''} are cut off" if users else ""
         lost = set(missing)
-        cut = next((f"Line.{line.name}" for line in feeder.lines if {line.bus_from, line.bus_to} & lost),
-                    f"Load.{users[0]}" if users else "")
+        cut = next((_label(e) for g in _branches(feeder).values() for e in g if set(_buses_of(e)) & lost),
+                   f"Load.{users[0]}" if users else "")
+        src = feeder.source
         raise FeederError(
-            f"{cut + ': ' if cut else ''}bus {missing[0]} is not connected to the source{extra}; "
-            f"{len(missing)} bus(es) disconnected in all"
+            f"{cut + ': ' if cut else ''}bus {missing[0]} is not connected to the source ({src.name} at bus "
+            f"{src.bus}){extra}; {len(missing)} bus(es) disconnected in all"
         )
-    n_series = len(feeder.lines) + sum(
-        len(set(b for b, _ in el.terminals)) - 1 for el in feeder.elements if len({b for b, _ in el.terminals}) > 1
-    )
-    if n_series > len(feeder.buses) - 1:
-        # Name a line that closes a loop: one whose both ends were reached through other elements.
-        for line in feeder.lines:
-            a, b = line.bus_from, line.bus_to
-            if parent[a][1] is not line and parent[b][1] is not line:
-                loop = [f"Line.{line.name}"] + [_label(e) for e in _tree_path(parent, a, b)]
-                shown = ", ".join(loop[:8]) + (", ..." if len(loop) > 8 else "")
-                raise FeederError(
-                    f"Line.{line.name} closes a loop between buses {a} and {b} ({shown}): "
-                    "meshed feeders are not supported"
-                )
-        raise FeederError("the feeder is meshed: meshed feeders are not supported")
+    if loops:
+        groups = _branches(feeder)
+        key = loops[0]
+        closing = groups[key][0]
+        # the branch's buses not reached through it: a tree path joins each to the branch's first bus
+        root = min(key, key=lambda b: _depth(parent, b))
+        other = next(b for b in key if b != root and parent[b][1] != groups[key])
+        loop = [_label(e) for e in groups[key]] + [_label(g[0]) for g in _tree_path(parent, root, other)]
+        shown = ", ".join(loop[:8]) + (", ..." if len(loop) > 8 else "")
+        raise FeederError(
+            f"{_label(closing)} closes a loop between buses {root} and {other} ({shown}): "
+            "meshed feeders are not supported"
+        )
+
+
+def _depth(parent: dict, bus: str) -> int:
+    d = 0
+    while parent[bus][0] is not None:
+        bus, d = parent[bus][0], d + 1
+    return d
 
 
 def _tree_path(parent: dict, a: str, b: str) -> list:
-    """The elements on the tree path between buses a and b."""
+    """The branches (groups) on the tree path between buses a and b."""
     def up(x: str) -> list[str]:
         out = [x]
         while parent[out[-1]][0] is not None:
@@ -261,16 +315,24 @@ def _label(element) -> str:
     return f"Line.{element.name}" if isinstance(element, Line) else element.name
 
 
-def check_earthing(feeder: Feeder, rel_tol: float = 1e-6) -> None:
+# A galvanic group is earthed when raising all its voltages together by 1 V drives at least this
+# current (A) to earth, i.e. its earth paths conduct at least 1e-4 S (together under 10 kohm).
+# OpenDSS's anti-floating shunts on a transformer winding give about 3e-8 of the winding's
+# admittance: 3e-6 S on a 250 kVA 416 V winding, 3e-5 S on 2.5 MVA. Absolute, so that a very short
+# line in the group (a 1 mm export artefact, 1e6 S) cannot hide a 5 ohm earthing reactor.
+EARTHED_S = 1e-4
+
+
+def check_earthing(feeder: Feeder, earthed_s: float = EARTHED_S) -> None:
     """Raise FeederError naming a neutral conductor that has no path to earth (a floating neutral).
 
     Conductors joined by lines or by one winding of a transformer form galvanic groups. A group
-    is earthed when raising all its voltages together drives current to earth (through an
-    earthing reactor or resistance, a transformer's Rneut, a line to node 0, the source...).
-    OpenDSS only holds a floating group with its 1 ppm anti-float shunts, which leaves the
-    neutral-to-earth voltage undetermined, so a floating group with a neutral conductor (node
-    >= 4) is rejected. A floating three-wire group (an IT grid on a delta winding) is accepted:
-    its customers see phase-to-phase voltages only.
+    is earthed when raising all its voltages together by 1 V drives at least `earthed_s` amperes
+    to earth (through an earthing reactor or resistance, a transformer's Rneut, a line to node 0,
+    the source...). OpenDSS only holds a floating group with its tiny anti-float shunts, which
+    leaves the neutral-to-earth voltage undetermined, so a floating group with a neutral
+    conductor (node >= 4) is rejected. A floating three-wire group (an IT grid on a delta
+    winding) is accepted: its customers see phase-to-phase voltages only.
     """
     nodes = sorted({(b, n) for b, bus in feeder.buses.items() for n in bus.nodes if n != EARTH})
     ix = {bn: i for i, bn in enumerate(nodes)}
@@ -306,29 +368,21 @@ def check_earthing(feeder: Feeder, rel_tol: float = 1e-6) -> None:
     union([(src.bus, n) for n in src.nodes])
 
     group_of = np.array([find(i) for i in range(len(nodes))])
-    residual = np.zeros((len(nodes),), dtype=complex)
-    scale = np.zeros(len(nodes))
-    floating = []
     for g in np.unique(group_of):
-        residual[:] = 0
-        touched = False
-        for terms, y in branches:
-            x = np.array([1.0 if (t in ix and group_of[ix[t]] == g) else 0.0 for t in terms])
-            if not x.any():
-                continue
-            touched = True
-            c = y @ x
-            for t, ci in zip(terms, c):
-                if t in ix:
-                    residual[ix[t]] += ci
-                    if group_of[ix[t]] == g:
-                        scale[ix[t]] = max(scale[ix[t]], abs(ci), float(np.max(np.abs(y))))
         members = np.flatnonzero(group_of == g)
-        if touched and np.max(np.abs(residual)) <= rel_tol * np.max(scale[members]):
-            floating.append(members)
-    for members in floating:
         neutrals = [nodes[i] for i in members if nodes[i][1] >= 4]
         if not neutrals:
+            continue
+        # Current leaving every conductor when the group's voltages rise by 1 V together: within
+        # the group the lines carry none, so what leaves goes to earth (or to another group).
+        out = np.zeros(len(nodes), dtype=complex)
+        for terms, y in branches:
+            x = np.array([1.0 if (t in ix and group_of[ix[t]] == g) else 0.0 for t in terms])
+            if x.any():
+                for t, c in zip(terms, y @ x):
+                    if t in ix:
+                        out[ix[t]] += c
+        if np.abs(out).sum() >= earthed_s:
             continue
         star = [(el.name, t) for el in feeder.elements if el.kind == "transformer" for t in el.terminals
                 if t in neutrals]
@@ -336,7 +390,8 @@ def check_earthing(feeder: Feeder, rel_tol: float = 1e-6) -> None:
         where = f" (the star point of {star[0][0]})" if star else ""
         raise FeederError(
             f"the neutral conductor {bus}.{node}{where} is not earthed: nothing connects it, or "
-            f"the {len(members)} conductors galvanically joined to it, to earth, so the neutral-to-earth voltage is undetermined; earth "
+            f"the {len(members)} conductors galvanically joined to it, to earth (together less than "
+            f"{earthed_s:g} S), so the neutral-to-earth voltage is undetermined; earth "
             f"it, e.g. 'New Reactor.earth phases=1 bus1={bus}.{node} bus2={bus}.0 R=1 X=0' "
             f"(floating neutrals are not supported)"
         )

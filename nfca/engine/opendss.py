@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from nfca.errors import FeederError, InputError, SolverError
-from nfca.network import (
+from nfca.model.network import (
     EARTH, PHASES, Bus, EndUser, Feeder, Line, LinearElement, Source, check_earthing, check_topology,
 )
 

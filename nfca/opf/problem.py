@@ -20,22 +20,23 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 
 import numpy as np
 import pyomo.environ as pyo
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.network import Feeder
-from nfca.reduction import kron_reduce, reduce_feeder
-from nfca.utopf import (
-    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, SolveResult, ZBusPowerFlow, add_neutral_voltage_limits, add_thermal_limits,
+from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method, firm_kw
+from nfca.model.network import Feeder
+from nfca.model.reduction import kron_reduce, reduce_feeder
+from nfca.opf.formulation import (
+    ZBusPowerFlow, add_neutral_voltage_limits, add_thermal_limits,
     add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, leg_voltages_pu,
-    neutral_voltages_v, per_unit, set_voltages, solve, voltages,
+    neutral_voltages_v, per_unit, set_voltages, voltages,
 )
+from nfca.solver import IPOPT_OPTIONS, Result, solve_ipopt
 
 TIE_BREAK = 1e-5
-# The Ipopt options of `EnvelopeProblem._solve`'s retry (over utopf.IPOPT_OPTIONS).
+# The Ipopt options of `EnvelopeProblem._solve`'s retry (over nfca.solver.IPOPT_OPTIONS).
 RETRY_OPTIONS = {"mu_strategy": "monotone", "nlp_scaling_method": "gradient-based", "max_iter": 3000}
 
 
@@ -43,76 +44,6 @@ def _attempt(start: str, options: dict) -> str:
     o = {**IPOPT_OPTIONS, **options}
     return (f"{start}, {o['mu_strategy']} barrier, {o.get('nlp_scaling_method', 'gradient-based')} scaling, "
             f"max_iter {o['max_iter']}")
-
-
-class Method(str, Enum):
-    optimal = "optimal"
-    fair = "fair"
-    proportional = "proportional"
-    propfair = "propfair"
-    maxmin = "maxmin"
-
-
-class Direction(str, Enum):
-    import_ = "import"
-    export = "export"
-
-    @property
-    def sign(self) -> float:
-        return 1.0 if self is Direction.import_ else -1.0
-
-
-@dataclass(frozen=True)
-class EnvelopeOptions:
-    """Physical assumptions of an envelope study, with their defaults."""
-
-    vmin_pu: float = 0.90  # EN 50160 lower limit of the supply voltage
-    vmax_pu: float = 1.10  # EN 50160 upper limit
-    power_factor: float = 1.0  # of every participant, both directions (vars absorbed/consumed)
-    source_pu: float | None = None  # None: the feeder file's source voltage
-    reduce: bool = True  # exact network reduction before optimising
-    kron: bool = False  # optimise on the Kron-reduced model (neutrals taken as perfectly earthed)
-    v_neutral_max_v: float | None = None  # neutral-to-earth limit (V) at end-users; None: off
-    # Ipopt options for every attempt, over nfca's (utopf.IPOPT_OPTIONS) and the retry's, as
-    # (name, value) pairs or a dict, e.g. {"max_iter": 50}; `nfca envelopes --ipopt-option max_iter=50`.
-    ipopt_options: tuple[tuple[str, float | int | str], ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ipopt_options", tuple(sorted(dict(self.ipopt_options).items())))
-        if not 0 < self.vmin_pu < 1 < self.vmax_pu:
-            raise InputError(f"voltage limits must satisfy 0 < vmin < 1 < vmax, got {self.vmin_pu}, {self.vmax_pu}")
-        if not 0 < self.power_factor <= 1:
-            raise InputError(f"power factor must be in (0, 1], got {self.power_factor}")
-        if self.source_pu is not None and not 0.8 <= self.source_pu <= 1.2:
-            raise InputError(f"source voltage must be within 0.8-1.2 pu, got {self.source_pu}")
-        if self.v_neutral_max_v is not None and not self.v_neutral_max_v > 0:
-            raise InputError(f"the neutral voltage limit must be positive (V), got {self.v_neutral_max_v}")
-        if self.v_neutral_max_v is not None and self.kron:
-            raise InputError("a neutral voltage limit needs the explicit neutral: the Kron-reduced model has none")
-
-
-@dataclass(frozen=True)
-class EnvelopeSet:
-    """Guaranteed power of every end-user for one method and direction (kW, non-negative)."""
-
-    method: Method
-    direction: Direction
-    guaranteed_kw: dict[str, float]
-    participant: dict[str, bool]
-    binding: dict[str, str]
-    result: SolveResult
-    seconds: float
-    iterations: int
-    solves: int
-    v_min_pu: float  # of the model's solution, over limited customer voltages
-    v_max_pu: float
-    # Net power (kW, consumption +) the non-participants were held at, e.g. their forecast in one
-    # interval of a dynamic study; None: their firm capacity in the envelope's direction.
-    firm_kw: dict[str, float] | None = None
-
-    @property
-    def total_kw(self) -> float:
-        return float(sum(v for k, v in self.guaranteed_kw.items() if self.participant[k]))
 
 
 @dataclass
@@ -137,6 +68,8 @@ class EnvelopeProblem:
         self.tan_phi = math.tan(math.acos(o.power_factor))
         self.cap = self.net.user_cap * o.power_factor  # pu of active power
         self.part = np.array([n in self.participants for n in self.net.users])
+        # what a non-participant uses (pu of active power): its firm connection
+        self.firm = np.array([firm_kw(self.model_feeder.end_user[n], o) * 1e3 / self.net.s_base_va for n in self.net.users])
         self.m = self._build()
         self.paths = {b: {line.name for line in p} for b, p in self.model_feeder.path_lines.items()}
 
@@ -144,12 +77,13 @@ class EnvelopeProblem:
     def _build(self) -> pyo.ConcreteModel:
         net = self.net
         m = build_model(net)
-        add_voltage_limits(m, net, self.options.vmin_pu, self.options.vmax_pu)
-        add_thermal_limits(m, net)
-        if self.options.v_neutral_max_v is not None:
-            add_neutral_voltage_limits(m, net, self.options.v_neutral_max_v)
+        limits = self.options.limits
+        add_voltage_limits(m, net, limits)
+        add_thermal_limits(m, net, limits)
+        if limits.v_neutral_max_v is not None:
+            add_neutral_voltage_limits(m, net, limits)
         m.sign = pyo.Param(mutable=True, initialize=1.0)
-        m.g = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(self.cap[u])), initialize=0.0)
+        m.g = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(max(self.cap[u], self.firm[u]))), initialize=0.0)
         m.link_p = pyo.Constraint(m.U, rule=lambda m, u: m.p[u] == m.sign * m.g[u])
         m.link_q = pyo.Constraint(m.U, rule=lambda m, u: m.q[u] == self.tan_phi * m.g[u])
         m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
@@ -187,14 +121,14 @@ class EnvelopeProblem:
             m.link_p[u].activate()
             m.link_q[u].activate()
             if not self.part[u]:
-                m.g[u].fix(float(self.cap[u]))  # a firm connection: its capacity is guaranteed
+                m.g[u].fix(float(self.firm[u]))  # a firm connection: its firm value is guaranteed
                 if firm is not None:  # ... but it draws the given power, e.g. its forecast
                     m.link_p[u].deactivate()
                     m.link_q[u].deactivate()
                     m.p[u].fix(float(firm[u]))
                     m.q[u].fix(float(self.tan_phi * abs(firm[u])))
         # Warm start: the power flow with participants at a quarter of their capacity.
-        g0 = np.where(self.part, 0.25 * self.cap, self.cap)
+        g0 = np.where(self.part, 0.25 * self.cap, self.firm)
         s = self._user_s(direction, g0, firm)
         v = fixed_point_voltages(self.net, s)
         if np.all(np.isfinite(v)):
@@ -204,7 +138,7 @@ class EnvelopeProblem:
             if not m.g[u].fixed:
                 m.g[u].set_value(float(g0[u]))
 
-    def _solve(self) -> SolveResult:
+    def _solve(self) -> Result:
         """Solve; when Ipopt fails, retry once from the same start (the power flow of the warm start,
         or the previous step's solution) with a monotone barrier and gradient-based scaling.
 
@@ -213,16 +147,16 @@ class EnvelopeProblem:
         """
         user = dict(self.options.ipopt_options)
         start = [(v, v.value) for v in self.m.component_data_objects(pyo.Var, descend_into=True)]
-        res = solve(self.m, user or None)
+        res = solve_ipopt(self.m, user or None)
         self.attempts = [(_attempt("warm start", user), res)]
         context = getattr(self, "_context", None)
         proved = res.status == "infeasible" and context is not None and bool(self._firm_violations(*context))
         if not res.ok and not proved:
             for var, value in start:
                 var.set_value(value, skip_validation=True)
-            res2 = solve(self.m, {**RETRY_OPTIONS, **user})
+            res2 = solve_ipopt(self.m, {**RETRY_OPTIONS, **user})
             self.attempts.append((_attempt("the same warm start again", {**RETRY_OPTIONS, **user}), res2))
-            res = SolveResult(res2.status, res2.message, res.iterations + res2.iterations, res.seconds + res2.seconds)
+            res = res.then(res2)
         return res
 
     def _failure_message(self, method: Method, direction: Direction) -> str:
@@ -253,7 +187,7 @@ class EnvelopeProblem:
             raise SolverError(self._failure_message(method, direction))
         return self._envelope_set(method, direction, runs, t0, firm_kw)
 
-    def _envelope_set(self, method: Method, direction: Direction, runs: list[SolveResult], t0: float,
+    def _envelope_set(self, method: Method, direction: Direction, runs: list[Result], t0: float,
                       firm_kw: dict[str, float] | None = None) -> EnvelopeSet:
         """The published envelope set of the model's current (solved) state."""
         res = runs[-1]
@@ -280,7 +214,7 @@ class EnvelopeProblem:
             firm_kw=None if firm_kw is None else dict(firm_kw),
         )
 
-    def _optimal(self) -> list[SolveResult]:
+    def _optimal(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         b.obj = pyo.Objective(
@@ -288,7 +222,7 @@ class EnvelopeProblem:
         )
         return [self._solve()]
 
-    def _fair(self) -> list[SolveResult]:
+    def _fair(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         b.t = pyo.Var(bounds=(0, None), initialize=0.0)
@@ -310,7 +244,7 @@ class EnvelopeProblem:
             runs.append(self._solve())
         return runs
 
-    def _proportional(self) -> list[SolveResult]:
+    def _proportional(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         b.alpha = pyo.Var(bounds=(0, 1), initialize=0.25)
@@ -318,7 +252,7 @@ class EnvelopeProblem:
         b.prop = pyo.Constraint(free, rule=lambda b, u: m.g[u] == b.alpha * float(self.cap[u]))
         return [self._solve()]
 
-    def _propfair(self) -> list[SolveResult]:
+    def _propfair(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         for u in free:
@@ -330,7 +264,7 @@ class EnvelopeProblem:
             for u in free:
                 m.g[u].setlb(0.0)
 
-    def _maxmin(self) -> list[SolveResult]:
+    def _maxmin(self) -> list[Result]:
         m, b = self.m, self.m.method
         free = [u for u in m.U if self.part[u]]
         level: dict[int, float] = {}  # frozen users and the floor they were frozen at
@@ -370,24 +304,26 @@ class EnvelopeProblem:
         """Name the limit that stops each end-user short of its capacity."""
         m, net = self.m, self.net
         active: list[tuple[float, str, str, set | None]] = []  # (dual, label, kind, lines on path)
+        limits = self.options.limits
         vl = leg_voltages_pu(net, v)
-        vmin, vmax = self.options.vmin_pu, self.options.vmax_pu
+        lo, hi = net.voltage_bounds_pu(limits)
+        lo_real, hi_real = net.voltage_bounds_pu(limits, margin=False)
         for k, (p, q, nom, label) in enumerate(net.vlegs):
             bus = label.split()[1]
-            if vl[k] <= vmin + V_MARGIN_PU + 1e-5:
-                active.append((abs(m.dual.get(m.v_lower[k], 0.0)), f"voltage {label} {vmin:.2f} pu", "v", bus))
-            elif vl[k] >= vmax - V_MARGIN_PU - 1e-5:
-                active.append((abs(m.dual.get(m.v_upper[k], 0.0)), f"voltage {label} {vmax:.2f} pu", "v", bus))
-        vn_max = self.options.v_neutral_max_v
+            if vl[k] <= lo[k] + 1e-5:
+                active.append((abs(m.dual.get(m.v_lower[k], 0.0)), f"voltage {label} {lo_real[k]:.2f} pu", "v", bus))
+            elif vl[k] >= hi[k] - 1e-5:
+                active.append((abs(m.dual.get(m.v_upper[k], 0.0)), f"voltage {label} {hi_real[k]:.2f} pu", "v", bus))
+        vn_max = limits.v_neutral_max_v
         if vn_max is not None:
             for k, ((i, label), vn) in enumerate(zip(net.vneutral, neutral_voltages_v(net, v))):
-                if vn >= vn_max - (V_MARGIN_PU + 1e-5) * net.v_base[i]:
+                if vn >= vn_max - (limits.v_margin_pu + 1e-5) * net.v_base[i]:
                     active.append((abs(m.dual.get(m.v_neutral[k], 0.0)), f"neutral voltage {label} {vn_max:g} V",
                                    "v", label.split()[1]))
         lines = {line.name: line for line in self.model_feeder.lines}
         for c in m.C:
             i2 = pyo.value(m.ir[c]) ** 2 + pyo.value(m.ii[c]) ** 2
-            if i2 >= (net.c_imax[c] * (1 - I_MARGIN)) ** 2 * (1 - 1e-5):
+            if i2 >= (net.c_imax[c] * (1 - limits.i_margin)) ** 2 * (1 - 1e-5):
                 line = lines[net.c_line[c]]
                 active.append((abs(m.dual.get(m.i_line[c], 0.0)), f"ampacity line {line.rating_name}", "l", line.name))
         for k, (e, r, re, im, lim) in enumerate(m.element_terms):
@@ -417,36 +353,36 @@ class EnvelopeProblem:
         if bad:
             return (f"no {direction.value} envelope exists: with NFCA users at zero the firm connections alone "
                     f"violate {len(bad)} limit(s), first {bad[0]} (voltage limits "
-                    f"{self.options.vmin_pu}-{self.options.vmax_pu} pu)")
+                    f"{self.options.limits.describe()})")
         return f"no {direction.value} envelope exists: Ipopt found the limits infeasible"
 
     def _firm_violations(self, direction: Direction, firm_kw: dict[str, float] | None = None) -> list[str]:
         """The limits the firm connections alone violate, with every participant at zero (the
         model's publication margins included: then the model has no feasible point)."""
-        net = self.net
-        g0 = np.where(self.part, 0.0, self.cap)
+        net, limits = self.net, self.options.limits
+        g0 = np.where(self.part, 0.0, self.firm)
         s = self._user_s(direction, g0, self._firm_pu(firm_kw))
         with np.errstate(all="ignore"):
             v = ZBusPowerFlow(net).solve(s, tol=1e-9, max_iter=1000)
         if v is None or not np.all(np.isfinite(v)):
             return ["the power flow of the firm connections alone does not converge (they are far beyond the feeder's limits)"]
         vl = leg_voltages_pu(net, v)
-        bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl)
-               if x < self.options.vmin_pu + V_MARGIN_PU or x > self.options.vmax_pu - V_MARGIN_PU]
-        if self.options.v_neutral_max_v is not None:
+        lo, hi = net.voltage_bounds_pu(limits)
+        bad = [f"voltage {net.vlegs[k][3]} at {x:.3f} pu" for k, x in enumerate(vl) if x < lo[k] or x > hi[k]]
+        if limits.v_neutral_max_v is not None:
             bad += [f"neutral voltage {net.vneutral[k][1]} at {x:.1f} V"
-                    for k, x in enumerate(neutral_voltages_v(net, v)) if x > self.options.v_neutral_max_v]
+                    for k, x in enumerate(neutral_voltages_v(net, v)) if x > limits.v_neutral_max_v]
         lines = {line.name: line for line in self.model_feeder.lines}
         for sl, z in zip(net.line_slices, net.line_z):
             vf = np.array([v[i] if i >= 0 else 0 for i in net.c_from[sl]])
             vt = np.array([v[i] if i >= 0 else 0 for i in net.c_to[sl]])
             i = np.abs(np.linalg.solve(z, vf - vt))
-            if np.any(i > net.c_imax[sl] * (1 - I_MARGIN)):
+            if np.any(i > net.c_imax[sl] * (1 - limits.i_margin)):
                 line = lines[net.c_line[sl.start]]
                 bad.append(f"ampacity line {line.rating_name} at {100 * np.max(i / net.c_imax[sl]):.0f} %")
         for e, (ix, y, rated, imax) in enumerate(zip(net.el_idx, net.el_y, net.el_rated, net.el_imax)):
             ve = np.array([v[j] if j >= 0 else 0 for j in ix])
             for r, lim in zip(rated, imax):
-                if abs(y[r] @ ve) > lim * (1 - I_MARGIN):
+                if abs(y[r] @ ve) > lim * (1 - limits.i_margin):
                     bad.append(f"rating {self.model_feeder.elements[e].name} at {100 * abs(y[r] @ ve) / lim:.0f} %")
         return bad

@@ -92,7 +92,7 @@ def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str |
     if "gpkg" in formats and has_coordinates(study.feeder):
         written.append(write_geopackage(study, table, out / "envelopes.gpkg", crs))
     if "png" in formats:
-        from nfca import plots
+        from nfca.io import plots
 
         for d in sorted(table["direction"].unique()):
             written.append(plots.envelope_bars(table[table["direction"] == d], out / f"envelopes_{d}.png", d))

@@ -7,16 +7,13 @@ a short list of constraint families (PowerModels style):
     m = build_model(net)       # variables, Ohm's law, end-user injections, KCL
     add_voltage_limits(m, net, 0.9, 1.1); add_thermal_limits(m, net)
 
-With every end-user's power fixed the model is a three-phase power flow; `nfca.envelopes` adds
+With every end-user's power fixed the model is a three-phase power flow; `nfca.opf.problem` adds
 the guaranteed-power variables and objectives.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyomo.environ as pyo
@@ -24,7 +21,9 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
+from nfca.solver import Result, solve_ipopt
+from nfca.model.limits import Limits
+from nfca.model.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
 
 S_BASE_KVA = 10.0  # per-phase power base; end-user powers are then O(1)
 
@@ -62,6 +61,21 @@ class PuNetwork:
     vlegs: tuple[tuple[int, int, float, str], ...]
     # neutral conductors (node >= 4) end-users are connected to: (node index, label)
     vneutral: tuple[tuple[int, str], ...] = ()
+    vleg_nominal_v: np.ndarray = field(default_factory=lambda: np.zeros(0))  # V, per limited voltage
+
+    def voltage_bounds_pu(self, limits: Limits, margin: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper limits of every limited customer voltage (pu of its nominal), with the
+        model's margin inside them unless `margin` is False."""
+        lo, hi = limits.voltage_bounds_pu(self.vleg_nominal_v)
+        d = limits.v_margin_pu if margin else 0.0
+        return lo + d, hi - d
+
+    def neutral_max_pu(self, limits: Limits, margin: bool = True) -> np.ndarray:
+        """Upper limit of every limited neutral-to-earth voltage (pu of its node's base)."""
+        if limits.v_neutral_max_v is None:
+            return np.full(len(self.vneutral), np.inf)
+        d = limits.v_margin_pu if margin else 0.0
+        return np.array([limits.v_neutral_max_v / self.v_base[i] - d for i, _ in self.vneutral])
 
     @property
     def n(self) -> int:
@@ -131,6 +145,7 @@ def per_unit(feeder: Feeder, s_base_kva: float = S_BASE_KVA, source_pu: float | 
         src_idx=src_idx, src_y=src.y_s * vb_src**2 / s_base, src_e=src.e_v / vb_src * (1.0 if source_pu is None else source_pu / src.pu),
         users=tuple(users), user_legs=tuple(legs), user_cap=np.array(caps), vlegs=tuple(vlegs.values()),
         vneutral=tuple(vneutral.values()),
+        vleg_nominal_v=np.array([v_base[p if p >= 0 else q] * nom for p, q, nom, _ in vlegs.values()]),
     )
 
 
@@ -341,36 +356,30 @@ def constraint_kcl(m: pyo.ConcreteModel, net: PuNetwork) -> None:
     m.kcl_im = pyo.Constraint(m.N, rule=lambda m, i: pyo.quicksum(out_im[i]) == float(inj[i].imag))
 
 
-# Publication margins: the model's limits are this much tighter than the real ones, so that the
-# published envelopes (rounded down to whole watts) verify in OpenDSS even where rounding one
-# user down moves a phasor the wrong way (delta users share conductors).
-V_MARGIN_PU = 1e-4
-I_MARGIN = 1e-3
-
-
-def add_voltage_limits(m: pyo.ConcreteModel, net: PuNetwork, vmin_pu: float, vmax_pu: float) -> None:
-    """vmin^2 <= |V+ - V-|^2 / nominal^2 <= vmax^2 on every voltage an end-user sees."""
+def add_voltage_limits(m: pyo.ConcreteModel, net: PuNetwork, limits: Limits) -> None:
+    """lower^2 <= |V+ - V-|^2 / nominal^2 <= upper^2 on every voltage an end-user sees (with the
+    model's margin inside the limits, so published values rounded down still verify)."""
+    lo, hi = net.voltage_bounds_pu(limits)
     m.VL = pyo.RangeSet(0, len(net.vlegs) - 1)
-    m.vmin = pyo.Param(mutable=True, initialize=vmin_pu + V_MARGIN_PU)
-    m.vmax = pyo.Param(mutable=True, initialize=vmax_pu - V_MARGIN_PU)
 
     def mag2(m, k):
         p, q, nom, _ = net.vlegs[k]
         vp, vq = _v(m, p), _v(m, q)
         return ((vp[0] - vq[0]) ** 2 + (vp[1] - vq[1]) ** 2) / nom**2
 
-    m.v_lower = pyo.Constraint(m.VL, rule=lambda m, k: mag2(m, k) >= m.vmin**2)
-    m.v_upper = pyo.Constraint(m.VL, rule=lambda m, k: mag2(m, k) <= m.vmax**2)
+    m.v_lower = pyo.Constraint(m.VL, rule=lambda m, k: mag2(m, k) >= float(lo[k]) ** 2)
+    m.v_upper = pyo.Constraint(m.VL, rule=lambda m, k: mag2(m, k) <= float(hi[k]) ** 2)
 
 
-def add_neutral_voltage_limits(m: pyo.ConcreteModel, net: PuNetwork, v_max_v: float) -> None:
-    """|V_n| <= v_max_v (volts, to earth) on every neutral conductor an end-user is connected to."""
+def add_neutral_voltage_limits(m: pyo.ConcreteModel, net: PuNetwork, limits: Limits) -> None:
+    """|V_n| <= the neutral limit (volts, to earth) on every neutral conductor an end-user is connected to."""
     m.NL = pyo.RangeSet(0, len(net.vneutral) - 1)
-    lim = [v_max_v / net.v_base[i] - V_MARGIN_PU for i, _ in net.vneutral]
+    lim = net.neutral_max_pu(limits)
     if min(lim, default=1.0) <= 0:
-        raise InputError(f"the neutral voltage limit {v_max_v} V is too small to be held (margin {V_MARGIN_PU} pu)")
+        raise InputError(f"the neutral voltage limit {limits.v_neutral_max_v} V is too small to be held "
+                         f"(margin {limits.v_margin_pu} pu)")
     m.v_neutral = pyo.Constraint(
-        m.NL, rule=lambda m, k: m.vr[net.vneutral[k][0]] ** 2 + m.vi[net.vneutral[k][0]] ** 2 <= lim[k] ** 2
+        m.NL, rule=lambda m, k: m.vr[net.vneutral[k][0]] ** 2 + m.vi[net.vneutral[k][0]] ** 2 <= float(lim[k]) ** 2
     )
 
 
@@ -379,111 +388,23 @@ def neutral_voltages_v(net: PuNetwork, v: np.ndarray) -> np.ndarray:
     return np.array([abs(v[i]) * net.v_base[i] for i, _ in net.vneutral])
 
 
-def add_thermal_limits(m: pyo.ConcreteModel, net: PuNetwork) -> None:
-    """|I|^2 <= Imax^2 on every line conductor and every rated transformer terminal."""
-    imax = net.c_imax * (1 - I_MARGIN)
+def add_thermal_limits(m: pyo.ConcreteModel, net: PuNetwork, limits: Limits) -> None:
+    """|I|^2 <= Imax^2 on every line conductor and every rated transformer terminal (less the margin)."""
+    keep = 1 - limits.i_margin
+    imax = net.c_imax * keep
     m.i_line = pyo.Constraint(m.C, rule=lambda m, c: m.ir[c] ** 2 + m.ii[c] ** 2 <= float(imax[c]) ** 2)
     terms = []
     for e, (ix, y, rated, imax) in enumerate(zip(net.el_idx, net.el_y, net.el_rated, net.el_imax)):
         for r, lim in zip(rated, imax):
             re = sum(y[r, b].real * m.vr[j] - y[r, b].imag * m.vi[j] for b, j in enumerate(ix) if j >= 0)
             im = sum(y[r, b].real * m.vi[j] + y[r, b].imag * m.vr[j] for b, j in enumerate(ix) if j >= 0)
-            terms.append((e, r, re, im, float(lim) * (1 - I_MARGIN)))
+            terms.append((e, r, re, im, float(lim) * keep))
     m.ET = pyo.RangeSet(0, len(terms) - 1)
     m.element_terms = terms
     m.i_element = pyo.Constraint(m.ET, rule=lambda m, k: terms[k][2] ** 2 + terms[k][3] ** 2 <= terms[k][4] ** 2)
 
 
-# ----------------------------------------------------------------------------- solving
-
-
-@dataclass(frozen=True)
-class SolveResult:
-    """A normalised solver outcome (same fields whatever the solver)."""
-
-    # "optimal", "acceptable", "infeasible", "iteration_limit", "time_limit", "numerical_failure", "error"
-    status: str
-    message: str  # Ipopt's status name and message, e.g. "Maximum_Iterations_Exceeded: Maximum number ..."
-    iterations: int
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("optimal", "acceptable")
-
-
-IPOPT_OPTIONS = {
-    "tol": 1e-9,
-    "constr_viol_tol": 1e-9,
-    "acceptable_tol": 1e-7,
-    "max_iter": 500,
-    "print_level": 0,
-    "mu_strategy": "adaptive",
-    "linear_solver": "mumps",
-    "bound_relax_factor": 0.0,  # envelopes never exceed capacity, not even by 1e-8
-}
-
-
-# Ipopt's ApplicationReturnStatus by return code, and how `solve` normalises them.
-IPOPT_STATUS = {
-    0: "Solve_Succeeded", 1: "Solved_To_Acceptable_Level", 2: "Infeasible_Problem_Detected",
-    3: "Search_Direction_Becomes_Too_Small", 4: "Diverging_Iterates", 5: "User_Requested_Stop",
-    6: "Feasible_Point_Found", -1: "Maximum_Iterations_Exceeded", -2: "Restoration_Failed",
-    -3: "Error_In_Step_Computation", -4: "Maximum_CpuTime_Exceeded", -10: "Not_Enough_Degrees_Of_Freedom",
-    -11: "Invalid_Problem_Definition", -12: "Invalid_Option", -13: "Invalid_Number_Detected",
-    -100: "Unrecoverable_Exception", -101: "NonIpopt_Exception_Thrown", -102: "Insufficient_Memory",
-    -199: "Internal_Error",
-}
-_NORMALISED = {
-    "Solve_Succeeded": "optimal", "Solved_To_Acceptable_Level": "acceptable",
-    "Infeasible_Problem_Detected": "infeasible", "Maximum_Iterations_Exceeded": "iteration_limit",
-    "Maximum_CpuTime_Exceeded": "time_limit", "Search_Direction_Becomes_Too_Small": "numerical_failure",
-    "Diverging_Iterates": "numerical_failure", "Restoration_Failed": "numerical_failure",
-    "Error_In_Step_Computation": "numerical_failure", "Invalid_Number_Detected": "numerical_failure",
-}
-
-
-@contextlib.contextmanager
-def _quiet_pyomo():
-    """Pyomo logs (with tracebacks) what `solve` reports as a status: keep stderr to nfca's one line."""
-    log = logging.getLogger("pyomo")
-    level = log.level
-    log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def solve(m: pyo.ConcreteModel, options: dict | None = None) -> SolveResult:
-    """Solve with Ipopt through Pyomo's cyipopt interface; never raises for solver outcomes."""
-    iters = [0]
-
-    def count(nlp, alg_mod, iter_count, *args):
-        iters[0] = iter_count
-        return True
-
-    solver = pyo.SolverFactory("cyipopt")
-    solver.config.options.update({**IPOPT_OPTIONS, **(options or {})})
-    solver.config.intermediate_callback = count
-    t0 = time.perf_counter()
-    try:
-        with _quiet_pyomo():
-            res = solver.solve(m, tee=False)
-    except Exception as exc:  # evaluation errors inside Ipopt
-        msg = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        return SolveResult("error", msg, iters[0], time.perf_counter() - t0)
-    seconds = time.perf_counter() - t0
-    msg = res.solver.message.decode() if isinstance(res.solver.message, bytes) else str(res.solver.message)
-    name = IPOPT_STATUS.get(getattr(res.solver, "return_code", None), "")
-    if name:
-        status = _NORMALISED.get(name, "error")
-        msg = f"{name}: {msg}"
-    else:  # not from cyipopt's return code: go by Pyomo's termination condition
-        tc = str(res.solver.termination_condition)
-        status = {"optimal": "optimal", "infeasible": "infeasible", "maxIterations": "iteration_limit",
-                  "maxTimeLimit": "time_limit"}.get(tc, "acceptable" if "acceptable" in msg.lower() else "error")
-    return SolveResult(status, msg, iters[0], seconds)
+# ----------------------------------------------------------------------------- solution values
 
 
 def voltages(m: pyo.ConcreteModel, net: PuNetwork) -> np.ndarray:
@@ -504,7 +425,7 @@ def set_voltages(m: pyo.ConcreteModel, v: np.ndarray) -> None:
 class PowerFlowResult:
     voltages_v: dict[tuple[str, int], complex]
     v_pu: np.ndarray
-    result: SolveResult
+    result: Result
 
 
 def solve_powerflow(net: PuNetwork, loads_kw_kvar: dict[str, tuple[float, float]] | None = None) -> PowerFlowResult:
@@ -525,7 +446,7 @@ def solve_powerflow(net: PuNetwork, loads_kw_kvar: dict[str, tuple[float, float]
         m.p[k].fix(s[name][0])
         m.q[k].fix(s[name][1])
     init_leg_currents(m, net, voltages(m, net), s_user)
-    res = solve(m)
+    res = solve_ipopt(m)
     if res.status == "infeasible":
         raise InfeasibleError(f"the power flow has no solution at these loads ({res.message})")
     if not res.ok:

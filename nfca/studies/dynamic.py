@@ -45,15 +45,18 @@ import pandas as pd
 import pyomo.environ as pyo
 import scipy.sparse as sp
 
-from nfca.envelopes import TIE_BREAK, Direction, EnvelopeOptions, EnvelopeProblem, EnvelopeSet, Method
+from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
+
+from nfca.opf.problem import TIE_BREAK, EnvelopeProblem
 from nfca.errors import InfeasibleError, SolverError, VerificationError
-from nfca.network import Feeder
-from nfca.profiles import Profiles
-from nfca.utopf import (
-    I_MARGIN, IPOPT_OPTIONS, V_MARGIN_PU, SolveResult, ZBusPowerFlow, add_neutral_voltage_limits,
+from nfca.model.network import Feeder
+from nfca.studies.profiles import Profiles
+from nfca.opf.formulation import (
+    ZBusPowerFlow, add_neutral_voltage_limits,
     add_thermal_limits, add_voltage_limits, build_model, fixed_point_voltages, init_leg_currents, set_voltages,
     voltages,
 )
+from nfca.solver import IpoptSession, Result
 from nfca.verify import Verification, verify
 
 METHODS = (Method.optimal, Method.fair)
@@ -71,9 +74,6 @@ WARM_OPTIONS = {
     "warm_start_mult_bound_push": 1e-9,
     "mu_init": 1e-6,
 }
-_IPOPT_STATUS = {0: "optimal", 1: "acceptable", 2: "infeasible", -1: "iteration_limit", -4: "time_limit",
-                 -5: "time_limit"}
-
 
 # ----------------------------------------------------------------------------- results
 
@@ -128,7 +128,7 @@ class DynamicStudy:
         that interval; static rows carry each end-user's extreme forecast over the horizon in
         their direction (`worst_case`) and the lowest / highest voltage verified over all
         intervals."""
-        from nfca.study import COLUMNS
+        from nfca.studies.envelopes import COLUMNS
 
         dist = self.feeder.distance_m()
         users = self.feeder.end_users
@@ -159,7 +159,7 @@ class DynamicStudy:
 
     def summary(self) -> dict:
         """Compact: the static sets as in `nfca envelopes`, the dynamic ones as lists per interval."""
-        from nfca.study import jain_index
+        from nfca.studies.envelopes import jain_index, options_summary
 
         part = sorted(self.participants)
         p = self.profiles
@@ -168,7 +168,7 @@ class DynamicStudy:
             "end_users": len(self.feeder.end_users), "participants": len(part),
             "profiles": p.source, "intervals": len(p), "resolution_min": round(p.interval / pd.Timedelta(minutes=1), 6),
             "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
-            "options": {k: getattr(self.options, k) for k in ("vmin_pu", "vmax_pu", "power_factor", "source_pu", "reduce")},
+            "options": options_summary(self.options),
             "verified": self.verified, "seconds": round(self.seconds, 3), "workers": self.workers,
             "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
         }
@@ -308,52 +308,6 @@ def _compact(v: Verification) -> Verification:
 # ----------------------------------------------------------------------------- one chain
 
 
-_PROBLEM: list = []
-
-
-def _ipopt(nlp, x0: np.ndarray, options: dict, lb: np.ndarray | None = None, ub: np.ndarray | None = None,
-           warm: tuple | None = None) -> tuple[SolveResult, tuple | None]:
-    """One Ipopt run on a PyNumero NLP, with variable bounds `lb`, `ub` (default: the NLP's) and,
-    for a warm start, the multipliers `warm` = (constraints, lower bounds, upper bounds).
-    Returns the normalised result and (x, multipliers...) when Ipopt returned a point."""
-    if not _PROBLEM:
-        from pyomo.contrib.pynumero.interfaces.cyipopt_interface import CyIpoptNLP
-
-        class Problem(CyIpoptNLP):
-            def __init__(self, nlp, lb, ub, callback):
-                self._lb, self._ub = lb, ub
-                super().__init__(nlp, intermediate_callback=callback)
-
-            def x_lb(self):
-                return self._lb
-
-            def x_ub(self):
-                return self._ub
-
-        _PROBLEM.append(Problem)
-    iters = [0]
-
-    def count(nlp, alg_mod, iter_count, *args):
-        iters[0] = iter_count
-        return True
-
-    prob = _PROBLEM[0](nlp, nlp.primals_lb() if lb is None else lb, nlp.primals_ub() if ub is None else ub, count)
-    for k, v in {**IPOPT_OPTIONS, **options}.items():
-        prob.add_option(k, v)
-    t0 = time.perf_counter()
-    try:
-        lam, zl, zu = warm if warm is not None else (None, None, None)
-        x, info = prob.solve(x0, lagrange=lam, zl=zl, zu=zu)
-    except Exception as exc:  # evaluation errors inside Ipopt
-        return SolveResult("error", " ".join(str(exc).split())[:200], iters[0], time.perf_counter() - t0), None
-    finally:
-        prob.close()
-    msg = info["status_msg"]
-    msg = msg.decode() if isinstance(msg, bytes) else str(msg)
-    res = SolveResult(_IPOPT_STATUS.get(info["status"], "error"), msg, iters[0], time.perf_counter() - t0)
-    return res, (x, info["mult_g"], info["mult_x_L"], info["mult_x_U"])
-
-
 class _Chain:
     """One method x direction: a model whose non-participants' power is set by bounds."""
 
@@ -404,15 +358,16 @@ class _Chain:
                 m.g[u].setlb(1e-6)
             b.obj = pyo.Objective(expr=sum(float(cap[u]) * pyo.log(m.g[u]) for u in free), sense=pyo.maximize)
         nlp = self.nlp = PyomoNLP(m)
+        self.session = IpoptSession(nlp)
         self.ip = np.array(nlp.get_primal_indices([m.p[u] for u in self.non]), dtype=int)
         self.iq = np.array(nlp.get_primal_indices([m.q[u] for u in self.non]), dtype=int)
         self.lb0, self.ub0 = nlp.primals_lb().copy(), nlp.primals_ub().copy()
         self.vars = nlp.get_pyomo_variables()
 
-    def _ipopt(self, lb, ub, x0, extra: dict, warm=None) -> tuple[SolveResult, tuple | None]:
+    def _ipopt(self, lb, ub, x0, extra: dict, warm=None) -> tuple[Result, tuple | None]:
         self.solves += 1
         user = dict(getattr(self.options, "ipopt_options", ()))  # the user's Ipopt options win
-        return _ipopt(self.nlp, x0, {**extra, **user}, lb, ub, warm)
+        return self.session.solve(x0, {**extra, **user}, lb, ub, warm)
 
     def _cold_start(self, firm: np.ndarray) -> np.ndarray:
         """Power flow with participants at a quarter of capacity, non-participants at `firm`."""
@@ -551,7 +506,7 @@ class _Chain:
             guaranteed_kw=dict(zip(P.net.users, kw.tolist())),
             participant=dict(zip(P.net.users, P.part.tolist())),
             binding={n: "capacity" for n in P.net.users},
-            result=SolveResult("optimal", "every participant at capacity is within limits (power flow): "
+            result=Result("optimal", "every participant at capacity is within limits (power flow): "
                                           "not optimised", 0, time.perf_counter() - t0),
             seconds=time.perf_counter() - t0, iterations=0, solves=0, v_min_pu=vmin, v_max_pu=vmax,
             firm_kw=dict(firm_kw),
@@ -563,13 +518,13 @@ class _CapacityScreen:
     limits with the model's margins: a quick, exact test of a fixed operating point."""
 
     def __init__(self, problem: EnvelopeProblem):
-        net, o = problem.net, problem.options
+        net, limits = problem.net, problem.options.limits
         self.net = net
         self.pf = ZBusPowerFlow(net)
         self.vp = np.array([p for p, _, _, _ in net.vlegs])
         self.vq = np.array([q for _, q, _, _ in net.vlegs])
         self.vnom = np.array([nom for _, _, nom, _ in net.vlegs])
-        self.vmin, self.vmax = o.vmin_pu + V_MARGIN_PU, o.vmax_pu - V_MARGIN_PU
+        self.vmin, self.vmax = net.voltage_bounds_pu(limits)
         # line conductor currents I = Z^-1 (V_from - V_to) and rated element terminal currents
         rows, cols, vals = [], [], []
         for sl, z in zip(net.line_slices, net.line_z):
@@ -581,19 +536,19 @@ class _CapacityScreen:
                         if node >= 0:
                             rows.append(c), cols.append(node), vals.append(sign * zi[a, b])
         self.line = sp.csr_matrix((vals, (rows, cols)), shape=(len(net.c_from), net.n), dtype=complex)
-        self.imax = net.c_imax * (1 - I_MARGIN)
+        self.imax = net.c_imax * (1 - limits.i_margin)
         rows, cols, vals, lims = [], [], [], []
         for ix, y, rated, imax in zip(net.el_idx, net.el_y, net.el_rated, net.el_imax):
             for r, lim in zip(rated, imax):
                 for b, j in enumerate(ix):
                     if j >= 0:
                         rows.append(len(lims)), cols.append(j), vals.append(y[r, b])
-                lims.append(lim * (1 - I_MARGIN))
+                lims.append(lim * (1 - limits.i_margin))
         self.elem = sp.csr_matrix((vals, (rows, cols)), shape=(len(lims), net.n), dtype=complex)
         self.emax = np.array(lims)
-        vn = getattr(o, "v_neutral_max_v", None)  # neutral-to-earth limit at end-users (four-wire)
+        vn = limits.v_neutral_max_v  # neutral-to-earth limit at end-users (four-wire)
         self.vn_idx = np.array([i for i, _ in net.vneutral], dtype=int) if vn is not None else np.zeros(0, dtype=int)
-        self.vn_max = np.array([vn / net.v_base[i] - V_MARGIN_PU for i in self.vn_idx])
+        self.vn_max = net.neutral_max_pu(limits) if vn is not None else np.zeros(0)
 
     def excess(self, s_user: np.ndarray) -> tuple[float, float, float]:
         """How far (pu of the limit) the worst limit is exceeded at end-user powers `s_user` (pu,
@@ -646,7 +601,7 @@ class _HorizonProblem(EnvelopeProblem):
         M.method = pyo.Block()
         self.warm_ready = False  # the model holds a solution and its multipliers
 
-    def _solve(self) -> SolveResult:
+    def _solve(self) -> Result:
         """Warm-started from the last solution (and its multipliers) when there is one."""
         if self.warm_ready:
             res = self._warm_solve()
@@ -656,7 +611,7 @@ class _HorizonProblem(EnvelopeProblem):
         self.warm_ready = res.ok
         return res
 
-    def _warm_solve(self) -> SolveResult:
+    def _warm_solve(self) -> Result:
         from pyomo.contrib.pynumero.interfaces.pyomo_nlp import PyomoNLP
 
         M = self.m
@@ -666,7 +621,7 @@ class _HorizonProblem(EnvelopeProblem):
         warm = (np.array([M.dual.get(c, 0.0) for c in cons], dtype=float),
                 np.array([M.ipopt_zL_out.get(v, 0.0) for v in xs], dtype=float),
                 np.array([M.ipopt_zU_out.get(v, 0.0) for v in xs], dtype=float))
-        res, out = _ipopt(nlp, x0, {**WARM_OPTIONS, **dict(getattr(self.options, "ipopt_options", ()))}, warm=warm)
+        res, out = IpoptSession(nlp).solve(x0, {**WARM_OPTIONS, **dict(getattr(self.options, "ipopt_options", ()))}, warm=warm)
         if res.ok:
             x, lam, zl, zu = out
             nlp.set_primals(x)
@@ -681,10 +636,10 @@ class _HorizonProblem(EnvelopeProblem):
         net, o, M = self.net, self.options, self.m
         part = [u for u in M.U if self.part[u]]
         b = build_model(net)
-        add_voltage_limits(b, net, o.vmin_pu, o.vmax_pu)
-        add_thermal_limits(b, net)
-        if getattr(o, "v_neutral_max_v", None) is not None:
-            add_neutral_voltage_limits(b, net, o.v_neutral_max_v)
+        add_voltage_limits(b, net, o.limits)
+        add_thermal_limits(b, net, o.limits)
+        if o.limits.v_neutral_max_v is not None:
+            add_neutral_voltage_limits(b, net, o.limits)
         M.add_component(f"interval{len(self.blocks)}", b)
         b.link_p = pyo.Constraint(part, rule=lambda b, u: b.p[u] == M.sign * M.g[u])
         b.link_q = pyo.Constraint(part, rule=lambda b, u: b.q[u] == self.tan_phi * M.g[u])
@@ -755,13 +710,13 @@ class _HorizonProblem(EnvelopeProblem):
 def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png")) -> list[Path]:
     """envelopes.csv (with `timestamp`), summary.json, and per direction the per-user time plot
     envelopes_time_<direction>.png (seed Fig 3-11). Returns the files written."""
-    from nfca.outputs import prepare_dir, write_tables
+    from nfca.io.outputs import prepare_dir, write_tables
 
     out = prepare_dir(out)
     table = study.table()
     written = write_tables(study, out, table, formats)
     if "png" in formats:
-        from nfca import plots
+        from nfca.io import plots
 
         for d in dict.fromkeys(c.direction.value for c in study.chains):
             written.append(plots.envelope_timeseries(table[table["direction"] == d], out / f"envelopes_time_{d}.png", d))

@@ -91,10 +91,10 @@ def is_done(out: Path, name: str) -> bool:
 
 def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) -> float:
     """Compute, verify and write one feeder's envelopes; returns seconds. Runs in a worker."""
-    from nfca.dss import read_feeder
-    from nfca.envelopes import EnvelopeOptions
-    from nfca.outputs import write_study
-    from nfca.study import run_envelopes
+    from nfca.engine.opendss import read_feeder
+    from nfca.model.envelope import EnvelopeOptions
+    from nfca.io.outputs import write_study
+    from nfca.studies.envelopes import run_envelopes
 
     t0 = time.perf_counter()
     feeder = read_feeder(job.path)
@@ -141,7 +141,7 @@ def run_batch(
     progress: Callable[[str, str], None] | None = None,
 ) -> BatchReport:
     """Run every job not already done; `progress(name, status)` after each feeder."""
-    from nfca.outputs import prepare_dir, write_csv
+    from nfca.io.outputs import prepare_dir, write_csv
 
     out = prepare_dir(out)
     report = BatchReport()

@@ -6,7 +6,7 @@ value at a timestamp is the mean power over the interval that starts there. Prof
 * a CSV, long (`end_user, timestamp, p_kw`, one row per end-user and interval) or wide (a
   `timestamp` column and one column per end-user), at any regular resolution; or
 * the feeder's own OpenDSS load shapes (each load's `daily`, else `yearly`, else `duty` shape
-  times its kW; a load without one is constant), read by `nfca.dss.load_shapes`.
+  times its kW; a load without one is constant), read by `nfca.engine.load_shapes`.
 
 `Profiles.resample` brings them to a coarser resolution (mean power per interval).
 """
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from nfca.errors import InputError
-from nfca.network import Feeder
+from nfca.model.network import Feeder
 
 LOADSHAPES = "loadshapes"  # `--profiles loadshapes`: the feeder's own OpenDSS load shapes
 LOADSHAPE_START = pd.Timestamp("2000-01-01")  # nominal date of load-shape hour 0
@@ -170,7 +170,7 @@ def _regular_step(index: pd.DatetimeIndex, source) -> pd.Timedelta:
 def from_load_shapes(feeder: Feeder) -> Profiles:
     """The feeder's OpenDSS load shapes on one regular grid (the finest step that fits all of
     them), over the longest shape; shorter shapes repeat, as OpenDSS repeats them."""
-    from nfca.dss import load_shapes
+    from nfca.engine.opendss import load_shapes
 
     series = load_shapes(feeder.path)
     shaped = {n: s for n, s in series.items() if s.shape}

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nfca.dss import powerflows
-from nfca.dynamic import DynamicStudy
-from nfca.envelopes import Direction
+from nfca.engine.opendss import powerflows
+from nfca.studies.dynamic import DynamicStudy
+from nfca.model.envelope import Direction
 from nfca.errors import InputError
 from nfca.verify import Verification, check
 
@@ -247,8 +247,8 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
 def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
     """activations.csv (one row per activation), curtailment.csv (per end-user), intervals.csv,
     activations.json (summary and policy check) and activations.png."""
-    from nfca import plots
-    from nfca.outputs import prepare_dir, write_csv, write_json
+    from nfca.io import plots
+    from nfca.io.outputs import prepare_dir, write_csv, write_json
 
     out = prepare_dir(out)
     intervals = study.intervals_table()
@@ -258,5 +258,5 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
         write_csv(out / "intervals.csv", intervals),
         write_json(out / "activations.json", study.summary()),
         plots.activations(intervals, study.events_table(), study.summary(), out / "activations.png",
-                          study.dynamic.options.vmin_pu, study.dynamic.options.vmax_pu),
+                          study.dynamic.options.limits.vmin_pu, study.dynamic.options.limits.vmax_pu),
     ]

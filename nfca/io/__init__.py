@@ -1,0 +1,1 @@
+"""Outputs: atomic writers, tables, GeoPackage and figures."""
