@@ -19,10 +19,12 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
 
 from market_bridge.cases import Bid, Case
 from market_bridge.networks import Distribution, DistFlowState, lindistflow
-from market_bridge.solver import SolveResult, Solver
+from market_bridge.solver import Solver
+from nfca.solver import Result
 
 Activation = dict[str, float]
 
@@ -129,11 +131,24 @@ def constraint_balance(m: pyo.ConcreteModel, need_mw: float) -> None:
 
 
 def constraint_transmission(m: pyo.ConcreteModel, case: Case, fixed_injection: np.ndarray) -> None:
-    """PTDF line limits; distribution bids act at their network's interface bus."""
+    """PTDF line limits. The bids of one distribution network act at its interface bus, so they
+    enter through one net-injection variable per network (fewer terms per line)."""
     t = case.transmission
-    coef = {b.bid_id: t.ptdf @ transmission_coefficient(case, b) for b in m.bid_list}
-    terms = {line: [(c[line], m.a[i]) for i, c in coef.items() if abs(c[line]) > 1e-12]
-             for line in range(len(t.lines))}
+    terms: dict[int, list] = {line: [] for line in range(len(t.lines))}
+    own = [b for b in m.bid_list if b.area == "T"]
+    for b in own:
+        col = (t.ptdf @ transmission_coefficient(case, b)).tolist()
+        for line, c in enumerate(col):
+            if abs(c) > 1e-12:
+                terms[line].append((c, m.a[b.bid_id]))
+    areas = sorted({b.area for b in m.bid_list if b.area != "T"})
+    m.iface_net = pyo.Var(areas)
+    m.iface_def = pyo.Constraint(areas, rule=lambda _m, d: m.iface_net[d] == sum(
+        b.sign * m.a[b.bid_id] for b in m.bid_list if b.area == d))
+    for d in areas:
+        for line, c in enumerate(t.ptdf[:, t.index(case.interface_bus[d])].tolist()):
+            if abs(c) > 1e-12:
+                terms[line].append((c, m.iface_net[d]))
     add_line_limits(m, case, t.flows(fixed_injection), terms)
 
 
@@ -142,12 +157,13 @@ def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
     """``-limit <= flow0 + sum(coef * var) <= limit`` per transmission line. A line no variable
     reaches is skipped (its flow is fixed; the caller's base state must respect it)."""
     t = case.transmission
+    flow0, limit = flow0.tolist(), t.limit_mw.tolist()
 
     def rule(_m, line, upper):
         if not terms[line]:
             return pyo.Constraint.Skip
-        expr = flow0[line] + sum(c * v for c, v in terms[line])
-        return expr <= t.limit_mw[line] if upper else expr >= -t.limit_mw[line]
+        expr = flow0[line] + sum(float(c) * v for c, v in terms[line])
+        return expr <= limit[line] if upper else expr >= -limit[line]
 
     m.T_lines = pyo.RangeSet(0, len(t.lines) - 1)
     m.t_max = pyo.Constraint(m.T_lines, rule=lambda _m, line: rule(_m, line, True))
@@ -157,56 +173,55 @@ def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
 def constraint_distribution(m: pyo.ConcreteModel, case: Case, dname: str, fixed_injection: np.ndarray,
                             limits: DistLimits, soft: bool = False, penalty: float = 0.0,
                             bids: Sequence[Bid] | None = None, var=None, tag: str = "") -> pyo.Block:
-    """LinDistFlow of network ``dname`` with line and voltage limits, as a block of ``m``.
+    """LinDistFlow line and voltage limits of network ``dname`` on the bids' activations, as a
+    block of ``m``.
 
-    Node balance: ``P_k = load_j - fixed_inj_j - sum(sign * a_b at j) + sum(P of j's children)``.
-    ``soft=True`` adds non-negative slacks on every limit, priced at ``penalty`` per MW (flows)
-    and per 0.01 pu^2 (voltages), so a DSO market that cannot remove a violation still clears.
-    ``bids``/``var`` let a caller attach other variables (e.g. envelope caps) than ``m.a``.
+    LinDistFlow is linear, so each branch flow and squared node voltage is its value in the state
+    ``fixed_injection`` leaves plus a sensitivity times each activation: a bid at node i changes
+    the flow of every branch above i by ``-sign`` MW and ``v_j^2`` by ``sign * w_sensitivity[j, i]``.
+    A limit that no activation within the variables' bounds can reach is left out (exact), so a
+    model holds only the limits that can bind. ``soft=True`` adds a non-negative slack to every
+    limit, priced at ``penalty`` per MW (flows) and per 0.01 pu^2 (voltages), so a DSO market that
+    cannot remove a violation still clears. ``bids``/``var`` let a caller attach other variables
+    than ``m.a``.
     """
     net = case.distributions[dname]
-    bids = _bids_where(m, dname) if bids is None else list(bids)
+    bids = [b for b in (_bids_where(m, dname) if bids is None else bids)]
     var = m.a if var is None else var
     blk = pyo.Block()
     m.add_component(f"dist_{dname}{tag}", blk)
-    nb, nn = len(net.parent), net.n_nodes
-    q = net.q_flow_mvar
-    at_node: dict[int, list[Bid]] = {}
-    for b in bids:
-        at_node.setdefault(net.node(b.bus), []).append(b)
-    children: dict[int, list[int]] = {}
-    for k in range(nb):
-        children.setdefault(int(net.parent[k]), []).append(k)
-    blk.K = pyo.RangeSet(0, nb - 1)
-    blk.N = pyo.RangeSet(0, nn - 1)
-    blk.P = pyo.Var(blk.K)
-    blk.w = pyo.Var(blk.N)
-    blk.w[0].fix(net.v_root_pu ** 2)
-
-    def node_balance(_b, k):
-        j = int(net.child[k])
-        return blk.P[k] == (net.load_mw[j] - fixed_injection[j]
-                            - sum(b.sign * var[b.bid_id] for b in at_node.get(j, []))
-                            + sum(blk.P[c] for c in children.get(j, [])))
-
-    def voltage_drop(_b, k):
-        i, j = int(net.parent[k]), int(net.child[k])
-        return blk.w[j] == blk.w[i] - 2.0 * (net.r_pu[k] * blk.P[k] + net.x_pu[k] * q[k]) / net.base_mva
-
-    blk.balance = pyo.Constraint(blk.K, rule=node_balance)
-    blk.drop = pyo.Constraint(blk.K, rule=voltage_drop)
+    state = lindistflow(net, fixed_injection)
+    nodes = np.array([net.node(b.bus) for b in bids], dtype=int)
+    sign = np.array([b.sign for b in bids], dtype=float)
+    ub = np.array([var[b.bid_id].ub or 0.0 for b in bids], dtype=float)
+    rows = []  # (kind, index, base value, coefficients per bid, bound, upper?)
+    for kind, base, sens, hi, lo in (
+            ("p", state.p_mw, -net.downstream[:, nodes] * sign, limits.p_max, limits.p_min),
+            ("w", state.v_pu ** 2, net.w_sensitivity[:, nodes] * sign, limits.w_max, limits.w_min)):
+        reach_up = base + np.clip(sens, 0, None) @ ub
+        reach_down = base + np.clip(sens, None, 0) @ ub
+        first = 1 if kind == "w" else 0  # the root's voltage is fixed
+        for i in range(first, len(base)):
+            if reach_up[i] > hi[i] + 1e-9:
+                rows.append((kind, i, base[i], sens[i], hi[i], True))
+            if reach_down[i] < lo[i] - 1e-9:
+                rows.append((kind, i, base[i], sens[i], lo[i], False))
+    blk.R = pyo.RangeSet(0, len(rows) - 1) if rows else pyo.Set(initialize=[])
     if soft:
-        blk.sp = pyo.Var(blk.K, bounds=(0, None))
-        blk.sw = pyo.Var(blk.N, bounds=(0, None))
-        sp, sw = blk.sp, blk.sw
-        m.penalty_terms.append(penalty * (sum(sp.values()) + 100.0 * sum(sw.values())))
-    else:
-        sp = {k: 0.0 for k in range(nb)}
-        sw = {n: 0.0 for n in range(nn)}
-    blk.p_max = pyo.Constraint(blk.K, rule=lambda _b, k: blk.P[k] <= limits.p_max[k] + sp[k])
-    blk.p_min = pyo.Constraint(blk.K, rule=lambda _b, k: blk.P[k] >= limits.p_min[k] - sp[k])
-    blk.w_max = pyo.Constraint(pyo.RangeSet(1, nn - 1), rule=lambda _b, n: blk.w[n] <= limits.w_max[n] + sw[n])
-    blk.w_min = pyo.Constraint(pyo.RangeSet(1, nn - 1), rule=lambda _b, n: blk.w[n] >= limits.w_min[n] - sw[n])
+        blk.slack = pyo.Var(blk.R, bounds=(0, None))
+        m.penalty_terms.append(float(penalty) * sum((1.0 if rows[r][0] == "p" else 100.0) * blk.slack[r]
+                                                    for r in blk.R))
+
+    def limit(_b, r):
+        kind, i, base, coef, bound, upper = rows[r]
+        nz = np.flatnonzero(np.abs(coef) > 1e-15)
+        expr = LinearExpression(constant=float(base), linear_coefs=coef[nz].tolist(),
+                                linear_vars=[var[bids[j].bid_id] for j in nz])
+        slack = blk.slack[r] if soft else 0.0
+        return expr <= float(bound) + slack if upper else expr >= float(bound) - slack
+
+    blk.limits = pyo.Constraint(blk.R, rule=limit)
+    blk.rows = [(kind, i, upper) for kind, i, *_, upper in rows]
     return blk
 
 
@@ -222,7 +237,7 @@ def constraint_interface(m: pyo.ConcreteModel, dname: str, net_mw: float = 0.0) 
 def objective_cost(m: pyo.ConcreteModel, weights: Mapping[str, float] | None = None) -> None:
     """Minimise bid cost (or ``weights`` per bid) plus any soft-limit penalties."""
     w = {b.bid_id: b.price for b in m.bid_list} if weights is None else weights
-    m.obj = pyo.Objective(expr=sum(w[i] * m.a[i] for i in m.B) + sum(m.penalty_terms), sense=pyo.minimize)
+    m.obj = pyo.Objective(expr=sum(float(w[i]) * m.a[i] for i in m.B) + sum(m.penalty_terms), sense=pyo.minimize)
 
 
 def read_activation(m: pyo.ConcreteModel) -> Activation:
@@ -244,7 +259,7 @@ class LayerResult:
     new activations and their cost (EUR, value of lost load included)."""
 
     name: str
-    solve: SolveResult
+    solve: Result
     activation: Activation
     cost: float
     build_s: float

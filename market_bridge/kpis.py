@@ -91,9 +91,9 @@ def _row(keys: list[str], row: dict[str, Any]) -> dict[str, Any]:
 def kpi_row(case: Case, res: SchemeResult, common_cost: float) -> dict[str, Any]:
     """One KPI row (see ``KPI_COLUMNS``); ``common_cost`` is the reference of the inefficiency."""
     act = res.activation
-    ok = res.status == "ok"
+    ok = res.status.ok
     row: dict[str, Any] = {"case": case.name, "seed": case.seed, "scheme": res.scheme,
-                           "prequalification": res.prequalification, "status": res.status,
+                           "prequalification": res.prequalification, "status": str(res.status),
                            "cost_eur": res.cost, "time_s": res.time_s, "message": res.message,
                            "shortfall_mw": res.shortfall_mw if ok else float("nan")}
     row["bid_cost_eur"] = res.cost - case.voll_eur_per_mw * res.shortfall_mw if ok else float("nan")
@@ -146,7 +146,7 @@ def interface_rows(case: Case, res: SchemeResult) -> list[dict[str, Any]]:
 
 def violation_rows(case: Case, res: SchemeResult) -> list[dict[str, Any]]:
     """Every limit the outcome breaks (``violations.csv``)."""
-    if res.status != "ok":
+    if not res.status.ok:
         return []
     head = {"case": case.name, "seed": case.seed, "scheme": res.scheme, "prequalification": res.prequalification}
     return [_row(VIOLATION_COLUMNS, head | r) for r in violations(case, res.activation)]
@@ -169,7 +169,7 @@ def evaluate(case: Case, schemes: Iterable[str]) -> tuple[pd.DataFrame, list[Sch
     rows = []
     for n, r in zip(names, results):
         base = ref[uses_nfca(case, n)]
-        rows.append(kpi_row(case, r, base.cost if base.status == "ok" else float("nan")))
+        rows.append(kpi_row(case, r, base.cost if base.status.ok else float("nan")))
     return pd.DataFrame(rows, columns=KPI_COLUMNS), results
 
 

@@ -194,6 +194,7 @@ class Distribution:
     vmax_pu: float
     v_root_pu: float = 1.0
     downstream: np.ndarray = field(repr=False, default=None)  # (n_branches, n_nodes) 0/1
+    w_sensitivity: np.ndarray = field(repr=False, default=None)  # (n_nodes, n_nodes) d(v^2)/dP, 1/MW
 
     @property
     def n_nodes(self) -> int:
@@ -257,11 +258,16 @@ def build_distribution(case: MatpowerCase, name: str, load_scale: float, limit_m
     limit = np.asarray(limit_mva, float)
     if limit.shape != (len(br),):
         raise ValueError(f"{name}: expected {len(br)} branch limits, got {limit.shape}")
+    r_pu = br[:, BR_R].copy()
+    # An injection of 1 MW at node i raises w_j = v_j^2 by 2 * (resistance of the path shared by
+    # i and j) / S_base: the LinDistFlow voltage drop equation summed along the path.
+    w_sens = down.T @ (2.0 * r_pu[:, None] / case.base_mva * down)
     return Distribution(
         name=name, bus_ids=tuple(ids), parent=parent, child=child,
-        r_pu=br[:, BR_R].copy(), x_pu=br[:, BR_X].copy(), base_mva=case.base_mva,
+        r_pu=r_pu, x_pu=br[:, BR_X].copy(), base_mva=case.base_mva,
         load_mw=case.bus[:, PD] * load_scale, load_mvar=case.bus[:, QD] * load_scale,
         limit_mva=limit, vmin_pu=vmin_pu, vmax_pu=vmax_pu, v_root_pu=v_root_pu, downstream=down,
+        w_sensitivity=w_sens,
     )
 
 

@@ -45,7 +45,8 @@ from market_bridge.clearing import (
     transmission_injection,
 )
 from market_bridge.prequalification import prequalify, unqualified_share
-from market_bridge.solver import SolveResult, Solver
+from market_bridge.solver import Solver
+from nfca.solver import Result, Status
 
 SCHEMES = ("multilevel_01", "multilevel_02", "multilevel_03", "multilevel_04", "multilevel_05",
            "multilevel_06", "multilevel_06_seed", "bid_aggregation", "common")
@@ -61,7 +62,7 @@ class SchemeResult:
 
     scheme: str
     case: str
-    status: str  # ok | infeasible | error
+    status: Status  # optimal when every layer solved
     activation: Activation
     cost: float
     time_s: float
@@ -95,8 +96,8 @@ def _finish(case: Case, scheme: str, layers: list[LayerResult], start: float, **
     used = [lr for lr in layers if lr.activates]
     act = add_activations(*(lr.activation for lr in used))
     bad = [lr for lr in layers if not lr.solve.ok]
-    status = "ok" if not bad else bad[0].solve.status
-    msg = "" if not bad else f"{bad[0].name}: {bad[0].solve.status}"
+    status = Status.optimal if not bad else bad[0].solve.status
+    msg = "" if not bad else f"{bad[0].name}: {bad[0].solve.status} ({bad[0].solve.message})"
     prices = {b.bid_id: b.price for b in list(case.bids) + case.voll_bids}
     cost = float(sum(prices[k] * v for k, v in act.items())) if not bad else float("nan")
     return SchemeResult(scheme, case.name, status, act if not bad else {}, cost,
@@ -303,7 +304,7 @@ def bid_aggregation(case: Case, step_mw: float | None = None) -> SchemeResult:
     full = _full(list(case.bids))
     empty = [d for d, c in curves.items() if not len(c.net_mw)]
     if empty:  # a network no activation of its bids makes grid-safe: nothing to aggregate
-        res = SolveResult("infeasible", np.nan, 0.0, f"no grid-safe point in {empty[0]}")
+        res = Result(Status.infeasible, f"no grid-safe activation of the bids of {empty[0]}")
         return _finish(case, "bid_aggregation", [LayerResult("aggregation_milp", res, {}, 0.0, 0.0, full, full)],
                        start, step_mw=step)
     t_bids = case.bids_in("T") + case.voll_bids
