@@ -72,7 +72,7 @@ def cli() -> None:
 
 
 def library() -> None:
-    from nfca.engine.opendss import read_feeder
+    from nfca.engine import read_feeder
     from nfca.studies.dynamic import run_dynamic
     from nfca.studies.profiles import load_profiles
     from nfca.studies.envelopes import select_participants

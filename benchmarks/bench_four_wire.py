@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import four_wire_text, write_dss  # noqa: E402
 
-from nfca.engine.opendss import read_feeder  # noqa: E402
+from nfca.engine import read_feeder  # noqa: E402
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem  # noqa: E402
 from nfca.model.reduction import kron_reduce, reduce_feeder  # noqa: E402

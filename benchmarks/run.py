@@ -42,7 +42,7 @@ def bench_envelopes() -> None:
 
 def bench_reduction() -> None:
     """The exact reduction's speed-up on one solve (same feeder, same method)."""
-    from nfca.engine.opendss import read_feeder
+    from nfca.engine import read_feeder
     from nfca.model.envelope import EnvelopeOptions
     from nfca.opf.problem import EnvelopeProblem
 

@@ -15,15 +15,15 @@ import copy
 import functools
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
-import opendssdirect as dss
 import pandapower as pp
 import pandapower.networks as pn
 import pandas as pd
 
-from nfca.engine.opendss import compile_feeder
+from nfca import engine
 
 SCENARIOS = ("on_peak_566", "off_peak_1", "off_peak_1440")
 """pandapower's load snapshots (minute 566, 1 and 1440 of the IEEE daily load profiles)."""
@@ -281,26 +281,24 @@ ALIGNABLE = ("source", "trafo_z0")
 
 
 def _solve_opendss(master: Path, loads: dict[str, tuple[float, float]], align: tuple[str, ...]
-                   ) -> tuple[dict[str, complex], np.ndarray]:
-    """Solve the OpenDSS model with ``loads``.
+                   ) -> tuple[dict[tuple[str, int], complex], np.ndarray]:
+    """Solve the OpenDSS model with ``loads`` (through nfca's engine).
 
-    Returns node name ('bus.phase') -> voltage (V), and the magnitudes (A) of the zero-,
-    positive- and negative-sequence currents in the transformer's LV terminal.
+    Returns (bus, node) -> voltage (V), and the magnitudes (A) of the zero-, positive- and
+    negative-sequence currents in the transformer's LV terminal.
     """
-    compile_feeder(master)
-    if "source" in align:
-        dss.Text.Command("Edit Vsource.source MVAsc3=1e12 MVAsc1=1e12")
-    for name, (kw, kvar) in loads.items():
-        dss.Loads.Name(name)
-        dss.Loads.kW(kw)
-        dss.Loads.kvar(kvar)
-    dss.Text.Command("Set Tolerance=1e-10 MaxIterations=100")
-    dss.Text.Command("Solve")
-    assert dss.Solution.Converged(), "OpenDSS did not converge"
-    volts = np.array(dss.Circuit.AllBusVolts()).view(complex)
-    dss.Transformers.First()
-    i012_lv = np.array(dss.CktElement.SeqCurrents()[3:6])
-    return dict(zip(dss.Circuit.AllNodeNames(), volts)), i012_lv
+    with tempfile.TemporaryDirectory() as tmp:
+        model = master
+        if "source" in align:  # the same model with an ideal source
+            model = Path(tmp) / "Master.dss"
+            model.write_text(f'Redirect "{master.resolve()}"\nEdit Vsource.source MVAsc3=1e12 MVAsc1=1e12\n')
+        feeder, _ = engine.read(model)
+        pf = engine.powerflows(feeder, [loads])[0]
+    assert pf.converged, "OpenDSS did not converge"
+    (i_abc,) = pf.transformer_currents_a.values()
+    a = np.exp(2j * np.pi / 3)
+    i012_lv = np.abs(np.array([[1, 1, 1], [1, a, a * a], [1, a * a, a]]) @ i_abc / 3)
+    return dict(pf.voltages), i012_lv
 
 
 def _solve_pandapower(scenario: str, align: tuple[str, ...]) -> pp.pandapowerNet:
@@ -346,7 +344,7 @@ def compare_with_pandapower(master: Path, scenario: str, *, align: tuple[str, ..
     for i in lv:
         vbase = 1e3 * net.bus.at[i, "vn_kv"] / math.sqrt(3)
         for k, ph in enumerate(PHASES, start=1):
-            v = volts[f"{names[i]}.{k}"]
+            v = volts[(names[i], k)]
             vm_dss.append(abs(v) / vbase)
             va_dss.append(math.degrees(np.angle(v)))
             vm_pp.append(res.at[i, f"vm_{ph}_pu"])

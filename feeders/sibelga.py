@@ -82,7 +82,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
 import statistics
 from collections import Counter
@@ -90,6 +89,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from nfca.io.atomic import atomic_path, write_text
 
 V_LL = 230.0  # phase-to-phase voltage of the IT network (V)
 PF = 0.95
@@ -506,11 +507,8 @@ def _build(seed: int) -> list[Feeder]:
 # ----------------------------------------------------------------------------- writing
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write text to a temp file in the same folder, then rename: never a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    """Write text atomically (nfca's one atomic writer): never a half-written file."""
+    write_text(path, text)
 
 
 def _linecodes() -> str:
@@ -583,15 +581,13 @@ def _write_gpkg(feeders: list[Feeder], path: Path) -> None:
                                        "kva": f.kva_tr, "mvasc3": f.mvasc3, "lv_feeders": 0,
                                        "geometry": Point(f.sub_xy)})["lv_feeders"] += 1
     subs_df = gpd.GeoDataFrame(list(subs.values()), crs=CRS)
-    tmp = path.with_name(f".{path.name}.tmp.gpkg")
-    tmp.unlink(missing_ok=True)
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2000-01-01T00:00:00Z"})
     try:
-        for name, df in (("lines", lines), ("connection_points", cps), ("substations", subs_df)):
-            pyogrio.write_dataframe(df, tmp, layer=name, driver="GPKG")
+        with atomic_path(path) as tmp:
+            for name, df in (("lines", lines), ("connection_points", cps), ("substations", subs_df)):
+                pyogrio.write_dataframe(df, tmp, layer=name, driver="GPKG")
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
-    os.replace(tmp, path)
 
 
 def generate(seed: int, out_dir: Path) -> Path:
@@ -608,6 +604,7 @@ def generate(seed: int, out_dir: Path) -> Path:
         folder = out_dir / f.name
         folder.mkdir(exist_ok=True)
         _atomic_write(folder / "Master.dss", _master(f, seed))
+        _atomic_write(folder / "crs.txt", f"{CRS}\n")  # the CRS of buscoords.csv (nfca reads it)
         _atomic_write(folder / "buscoords.csv",
                       "".join(f"{b},{x:.2f},{y:.2f}\n" for b, (x, y) in f.nodes.items()))
         rows.append((f.name, f.mv_feeder, f.substation, f"{f.name}/Master.dss", f"{f.length_m:.1f}",

@@ -1,19 +1,88 @@
 """nfca: guaranteed-capacity operating envelopes for non-firm connection agreements on LV feeders.
 
+    import nfca
+    study = nfca.compute_envelopes("feeder.dss", methods=["optimal", "fair"], participants=0.5, seed=1)
+    study.to_dataframe()   # one row per end-user x direction x method (envelopes.csv)
+    study.summary          # totals, fairness, verification per method and direction (summary.json)
+    study.plot()           # the figures
+    study.write("results") # every output file, report.html included
+
 Data flows one way, one sub-package per stage:
 feeder file -> `engine` (OpenDSS, the only code that touches it) -> `model` (Feeder, reduction) ->
 `opf` (UTOPF in Pyomo) -> `solver` (Ipopt) -> `verify` (OpenDSS power flows against the limits)
 -> `studies` (envelopes, dynamic, activations, batch, classification) -> `io` (files, figures).
+Importing nfca loads neither Pyomo nor matplotlib nor geopandas: they load when first used.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 from nfca.errors import (
     FeederError, InfeasibleError, InputError, NfcaError, OutputError, SolverError, VerificationError,
 )
 from nfca.model.network import Bus, ConnectionPoint, EndUser, Feeder, Line, LinearElement, Source
 
+if TYPE_CHECKING:
+    from nfca.model.envelope import EnvelopeOptions
+    from nfca.studies.envelopes import Study
+
 __all__ = [
+    "compute_envelopes", "read_feeder",
     "NfcaError", "FeederError", "InputError", "SolverError", "InfeasibleError", "OutputError",
     "VerificationError",
     "Feeder", "EndUser", "ConnectionPoint", "Line", "LinearElement", "Source", "Bus",
 ]
 __version__ = "0.1.0"
+
+
+def read_feeder(path: str | Path, default_capacity_kva: float = 9.2) -> Feeder:
+    """Read an OpenDSS feeder file into a Feeder (raises FeederError naming the element at fault)."""
+    from nfca.engine import read_feeder as read
+
+    return read(Path(path), default_capacity_kva=default_capacity_kva)
+
+
+def compute_envelopes(
+    feeder: str | Path | Feeder,
+    methods: Iterable[str] = ("optimal", "fair"),
+    directions: Iterable[str] = ("import", "export"),
+    participants: str | float | Iterable[str] = "all",
+    seed: int = 0,
+    capacities: str | Path | None = None,
+    firm_kw: float | None = None,
+    firm_diversity: float = 1.0,
+    vmin_pu: float = 0.90,
+    vmax_pu: float = 1.10,
+    power_factor: float = 1.0,
+    source_pu: float | None = None,
+    options: EnvelopeOptions | None = None,
+    default_capacity_kva: float = 9.2,
+) -> Study:
+    """Guaranteed import/export of every end-user, each envelope set verified by OpenDSS.
+
+    `feeder`: an OpenDSS file or a Feeder. `participants`: "all", a fraction (a random subset
+    drawn with `seed`), a list of end-user names or a CSV of them. `capacities`: a CSV
+    end_user[,capacity_kva][,firm_kw]. Non-participants use their firm value: `firm_kw` each,
+    or `firm_diversity` x capacity x power factor (default: full capacity). `options` (an
+    EnvelopeOptions) replaces the limit and physics arguments. Returns a Study; raises an
+    NfcaError subclass (InputError, FeederError, InfeasibleError, ...) naming what is wrong."""
+    from nfca.model.envelope import EnvelopeOptions
+    from nfca.model.limits import Limits
+    from nfca.studies.envelopes import run_envelopes, select_participants, with_capacities
+
+    f = feeder if isinstance(feeder, Feeder) else read_feeder(feeder, default_capacity_kva)
+    if capacities is not None:
+        f = with_capacities(f, Path(capacities))
+    if isinstance(participants, (str, float, int)):
+        chosen = select_participants(f, str(participants), seed)
+    else:
+        chosen = frozenset(str(p).lower() for p in participants)
+        unknown = sorted(chosen - {u.name for u in f.end_users})
+        if unknown:
+            raise InputError(f"participants: end-user {unknown[0]} is not in feeder {f.name}")
+    if options is None:
+        options = EnvelopeOptions(limits=Limits(vmin_pu=vmin_pu, vmax_pu=vmax_pu), power_factor=power_factor,
+                                  source_pu=source_pu, firm_kw=firm_kw, firm_diversity=firm_diversity)
+    return run_envelopes(f, list(methods), list(directions), options, chosen)

@@ -41,3 +41,16 @@ class OutputError(NfcaError):
     """An output folder or file cannot be written."""
 
     exit_code = 6
+
+
+class Interrupted(BaseException):
+    """A signal (SIGTERM, SIGHUP; Ctrl-C is KeyboardInterrupt) stopped the work: everything half
+    written is removed on the way out, and the CLI exits with 128 + the signal's number.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it.
+    """
+
+    def __init__(self, exit_code: int = 130, message: str = ""):
+        super().__init__(message or f"interrupted (exit {exit_code})")
+        self.exit_code = exit_code
+        self.message = message

@@ -10,6 +10,12 @@ need_apt=()
 dpkg -s libamplsolver-dev >/dev/null 2>&1 || need_apt+=(libamplsolver-dev)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+# The test suite opens report.html in a real headless browser (Debian's chromium, driven by
+# Selenium through chromium-driver; nothing is downloaded at test time). NFCA_NO_BROWSER=1 skips it.
+if [ "${NFCA_NO_BROWSER:-0}" != 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -60,10 +60,27 @@ def three_wire_text(n_segments: int = 8, seg_m: float = 25.0, kw: float = 3.0) -
     return "\n".join(lines) + "\n"
 
 
+def error_lines(stderr: str) -> str:
+    """stderr without the progress lines the CLI prints in a log (`nfca: ...`, one per step)."""
+    return "\n".join(line for line in stderr.strip().splitlines() if not line.startswith("nfca: "))
+
+
 def write_dss(folder: Path, text: str, name: str = "Master.dss") -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+def feeder_with_coordinates(folder: Path) -> Path:
+    """The 3x230 V test feeder with bus coordinates in metres (a building of five contracts on cp4)."""
+    text = three_wire_text() + "Buscoords xy.csv\n"
+    xy = {"mv": (-20, 0), "lv": (0, 0)}
+    for k in range(1, 9):
+        xy[f"n{k}"] = (25.0 * k, 0.0)
+        xy[f"cp{k}"] = (25.0 * k, 8.0 if k % 2 else -8.0)
+    (folder / "xy.csv").write_text("".join(f"{b},{x},{y}\n" for b, (x, y) in xy.items()))
+    (folder / "crs.txt").write_text("local\n")
+    return write_dss(folder, text)
 
 
 @pytest.fixture

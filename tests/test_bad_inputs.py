@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import HEADER, four_wire_kron_text, three_wire_text, write_dss
+from conftest import HEADER, four_wire_kron_text, three_wire_text, write_dss, error_lines
 
 runner = CliRunner()
 NFCA = Path(sys.executable).parent / "nfca"
@@ -93,7 +93,7 @@ NOT_UTF8 = "New Line.x1 bus1=n3 bus2=x1 linecode=c16 length=10 units=m\n" \
 CASES: dict[str, Case] = {
     # --- the .dss text
     "syntax: unknown command": Case(text(_kron("Nwe Line.x1 bus1=n4 bus2=x1 linecode=main length=10")), 2,
-                                    ("Master.dss line", 'Unknown Command: "Nwe"', "Line.x1")),
+                                    ("Master.dss line", 'Unknown command "Nwe"', "Line.x1")),
     "syntax: unknown class": Case(text(_kron("New Lien.x1 bus1=n4 bus2=x1 linecode=main length=10")), 2,
                                   ("Master.dss line", 'Object Type "Lien" not found')),
     "syntax: unknown property": Case(text(_kron("New Line.x1 bsu1=n4 bus2=x1 linecode=main length=10")), 2,
@@ -102,7 +102,7 @@ CASES: dict[str, Case] = {
                                  ("Master.dss line", "Line.x1", '"abc"')),
     "syntax: error in a redirected file": Case(redirected, 2, ("Extra.dss line 2", "Line.x9", '"lenght"')),
     "syntax: binary garbage": Case(text("\x00\x01PK\x03\x04 binary", encoding="latin-1"), 2,
-                                   ("Master.dss line 1", "new circuit")),
+                                   ("Master.dss", "not a text file")),
     "missing line code": Case(text(_kron("New Line.x1 bus1=n4 bus2=x1 linecode=nope length=10")), 2,
                               ("Line.x1", 'LineCode object "nope" not found')),
     "missing file in a Redirect": Case(text(_kron("Redirect nothere.dss")), 2,
@@ -192,6 +192,40 @@ CASES: dict[str, Case] = {
                                                extra=lambda tmp, f: ["--vmin", "1.2"]),
     "malformed Ipopt option": Case(text(_it()), 2, ("--ipopt-option", "NAME=VALUE", "max_iter"),
                                    extra=lambda tmp, f: ["--ipopt-option", "max_iter"]),
+    # --- values that are not numbers (NaN, infinity) or not plausible, named with the value
+    "NaN capacity in the file": Case(text(_kron("New Load.bad bus1=n4.1 phases=1 kV=0.24 XfkVA=NaN kW=1")), 2,
+                                     ("Master.dss line", "Load.bad", "XfkVA=NaN", "not a number")),
+    "NaN power in the file": Case(text(_kron("New Load.bad bus1=n4.1 phases=1 kV=0.24 XfkVA=5 kW=NaN")), 2,
+                                  ("Master.dss line", "Load.bad", "kW=NaN")),
+    "infinite length in the file": Case(text(_kron("New Line.x1 bus1=n4 bus2=x1 linecode=main length=inf")), 2,
+                                        ("Master.dss line", "Line.x1", "length=inf")),
+    "transformer rated 0 kVA": Case(
+        text(_kron("New Transformer.t2 phases=3 windings=2 buses=[n4 x2] conns=[wye wye] kVs=[0.416 0.416] "
+                   "kVAs=[0 0] XHL=4\nNew Load.far bus1=x2.1 phases=1 kV=0.24 kW=1")), 2,
+        ("Transformer.t2", "kVA of winding 1 must be a positive number, got 0")),
+    "--vmax inf": Case(text(_it()), 2, ("--vmax must be a finite number", "inf"),
+                       extra=lambda tmp, f: ["--vmax", "inf"]),
+    "--default-capacity inf": Case(text(_it()), 2, ("--default-capacity must be a finite number",),
+                                   extra=lambda tmp, f: ["--default-capacity", "inf"]),
+    "--seed -1": Case(text(_it()), 2, ("--seed must be 0 or a positive whole number, got -1",),
+                      extra=lambda tmp, f: ["--seed", "-1"]),
+    "capacity CSV with 1e300 kVA": Case(text(_it()), 2, ("caps.csv line 2", "a1", "at most", "'1e300'"),
+                                        extra=csv("caps.csv", "end_user,capacity_kva\na1,1e300\n")),
+    "Ipopt option of the wrong type": Case(text(_it()), 2, ("--ipopt-option max_iter=abc", "Integer"),
+                                           extra=lambda tmp, f: ["--ipopt-option", "max_iter=abc"]),
+    "Ipopt option out of range": Case(text(_it()), 2, ("--ipopt-option tol=-1", "Number"),
+                                      extra=lambda tmp, f: ["--ipopt-option", "tol=-1"]),
+    "unknown Ipopt option": Case(text(_it()), 2, ("--ipopt-option nosuch", "not an Ipopt option"),
+                                 extra=lambda tmp, f: ["--ipopt-option", "nosuch=1"]),
+    "unknown coordinate reference system": Case(text(_it()), 2, ("--crs", "not a coordinate reference system"),
+                                                extra=lambda tmp, f: ["--crs", "EPSG:99999999"]),
+    "profile value of 1e300 kW": Case(text(_it()), 2, ("p.csv line 2", "'1e300'"),
+                                      extra=csv("p.csv", "timestamp,a1\n2024-01-01 00:00,1e300\n", "--profiles")),
+    "whole-number timestamps": Case(text(_it()), 2, ("p.csv line 2", "'0' is a number, not a date and time"),
+                                    extra=csv("p.csv", "timestamp,a1\n0,1\n900,1\n", "--profiles")),
+    "a duration that is not one": Case(text(_it()), 2, ("--max-duration", "'abc'", "not a duration"),
+                                       extra=lambda tmp, f: ["--profiles", "loadshapes", "--max-duration", "abc",
+                                                             "--out", str(tmp / "out")], command="activations"),
     # --- output folders
     "output folder is a file": Case(text(_it()), 6, ("taken", "output folder cannot be written"),
                                     extra=out_is_a_file),
@@ -228,7 +262,7 @@ def test_bad_input(name, tmp_path):
     case = CASES[name]
     res = _run(case, tmp_path)
     assert res.exit_code == case.code, res.output
-    message = res.stderr.strip()
+    message = error_lines(res.stderr)
     assert "Traceback" not in res.output
     lines = message.splitlines()
     if case.command != "batch" or case.code != 7:
@@ -244,7 +278,7 @@ def test_unreadable_feeder_and_read_only_output_folder(tmp_path):
     feeder = text(_it())(tmp_path)
     feeder.chmod(0)
     res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(tmp_path / "out")])
-    assert res.exit_code == 2 and "cannot be read" in res.stderr and res.stderr.strip().count("\n") == 0
+    assert res.exit_code == 2 and "cannot be read" in res.stderr and error_lines(res.stderr).count("\n") == 0
     feeder.chmod(0o644)
     (tmp_path / "ro").mkdir(mode=0o555)
     res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(tmp_path / "ro")])
@@ -257,7 +291,7 @@ def test_debug_shows_the_traceback(tmp_path):
     quiet = subprocess.run([str(NFCA), "envelopes", str(feeder), "--out", str(tmp_path / "o")],
                            capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
-    assert quiet.stderr.strip().count("\n") == 0 and 'LineCode object "nope"' in quiet.stderr
+    assert error_lines(quiet.stderr).count("\n") == 0 and 'LineCode object "nope"' in quiet.stderr
     loud = subprocess.run([str(NFCA), "--debug", "envelopes", str(feeder), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120)
     assert loud.returncode != 0 and "Traceback" in loud.stderr and "FeederError" in loud.stderr

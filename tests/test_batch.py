@@ -62,3 +62,22 @@ def test_batch_on_a_local_dask_cluster(grid, tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         report = run_batch(jobs, tmp_path / "dask", dask_address=cluster.scheduler_address)
     assert sorted(report.done) == ["long", "short"]
+
+
+def test_batch_cli_shares_the_study_options_and_writes_a_report(grid, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    out = tmp_path / "results"
+    res = CliRunner().invoke(app, ["batch", str(grid), "--out", str(out), "--workers", "2", "--method", "fair",
+                                   "--method", "optimal", "--direction", "import", "--direction", "export",
+                                   "--participants", "0.5", "--firm-diversity", "0.4", "--json"])
+    assert res.exit_code == 7, res.output  # "broken" fails, the others are written
+    summary = json.loads((out / "feeders" / "long" / "summary.json").read_text())
+    assert summary["participants"] == round(0.5 * summary["end_users"]) and "0.4 x" in summary["options"]["firm"]
+    assert summary["provenance"]["participants"]["spec"] == "0.5"
+    report = (out / "report.html").read_text()
+    assert "href='feeders/long/report.html'" in report and "href='feeders/short/report.html'" in report
+    assert "broken" in report and (out / "feeders" / "long" / "report.html").stat().st_size > 0
+    assert {r["feeder"] for r in json.loads(res.stdout)["feeders"]} == {"long", "short"}

@@ -7,7 +7,11 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
+import hashlib
+
+import nfca
 from cli import app
+from nfca.io import schema
 from conftest import four_wire_kron_text, write_dss
 
 runner = CliRunner()
@@ -15,22 +19,73 @@ runner = CliRunner()
 
 def test_envelopes_writes_verified_outputs(it_feeder, tmp_path):
     out = tmp_path / "out"
-    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(out), "--format", "csv",
-                              "--format", "json", "--format", "png"])
+    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(out), "--participants", "0.5", "--seed", "3",
+                              "--firm-diversity", "0.5"])
     assert res.exit_code == 0, res.output
-    df = pd.read_csv(out / "envelopes.csv")
-    required = {"end_user", "connection_point", "bus", "phases", "connection", "capacity_kva", "direction",
-                "method", "guaranteed_kw", "binding"}
-    assert required <= set(df.columns)
+    df = schema.read_envelopes(out / "envelopes.csv")
+    assert list(df.columns) == schema.names(schema.ENVELOPES)
     assert len(df) == 14 * 2 * 2  # end-users x directions x methods
     summary = json.loads((out / "summary.json").read_text())
     for per in summary["methods"].values():
         for s in per.values():
             assert s["verified"] and s["solver_status"] in ("optimal", "acceptable")
-            assert {"total_kw", "min_kw", "max_kw", "jain_index", "iterations", "seconds", "v_min_pu",
-                    "v_max_pu", "max_loading_pct"} <= set(s)
-    assert (out / "fair_vs_optimal.png").stat().st_size > 0
-    assert not list(out.glob(".*"))  # no temporary files left behind
+            assert {c.name for c in schema.SET_SUMMARY} == set(s)
+    for name in ("envelopes_import.png", "envelopes_export.png", "methods_compared.png", "report.html"):
+        assert (out / name).stat().st_size > 0
+    assert [p.name for p in out.glob(".*")] == [".nfca-run"]  # the run's marker, no temporary files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Master.dss", "out"]  # no temporary folder beside it
+    assert {f.stat().st_mode & 0o777 for f in out.iterdir()} == {0o644}
+    # the results table is on stdout, the note on stderr
+    assert "optimal" in res.stdout and "Jain" in res.stdout and "wrote" in res.stderr
+    # provenance: version, options, input hashes, participants, the source voltage actually used
+    p = summary["provenance"]
+    assert p["nfca_version"] == nfca.__version__ and p["participants"]["seed"] == 3
+    assert p["inputs"][str(it_feeder)] == hashlib.sha256(it_feeder.read_bytes()).hexdigest()
+    assert summary["options"]["source_pu"] == 1.0 and summary["participants"] == 7
+    # the binding limit as data, and non-participants marked as firm
+    part = df[df["participant"]]
+    assert (part["binding_type"] != "firm").all() and (df[~df["participant"]]["binding_type"] == "firm").all()
+    limited = part[part["binding_type"] != "capacity"]
+    assert len(limited) and limited["binding_element"].str.len().gt(0).all() and limited["binding_value"].gt(0).all()
+
+
+def test_json_quiet_and_version(it_feeder, tmp_path):
+    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--json", "--quiet",
+                              "--method", "fair", "--direction", "import", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == ""  # --quiet: no progress, no note
+    summary = json.loads(res.stdout)
+    assert summary["methods"]["fair"]["import"]["total_kw"] > 0
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"nfca {nfca.__version__}"
+
+
+def test_progress_lines_in_a_log(it_feeder, tmp_path):
+    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--format", "csv",
+                              "--method", "fair"])
+    steps = [line for line in res.stderr.splitlines() if line.startswith("nfca:")]
+    assert [s.split(maxsplit=3)[-1] for s in steps] == [
+        "reading feeder", "solving fair import", "solving fair export", "verifying with OpenDSS",
+        "writing outputs"]
+
+
+def test_firm_diversity_and_firm_kw_raise_the_envelopes(it_feeder, tmp_path):
+    """Non-participants that use less leave more room: a planner's after-diversity demand."""
+    def fair_total(*extra):
+        res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--format", "json",
+                                  "--participants", "0.5", "--json", "--method", "fair", "--direction", "import", *extra])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    full, diverse = fair_total("--firm-diversity", "0.5"), fair_total("--firm-diversity", "0.3")
+    assert "0.5 x" in full["options"]["firm"] and "0.3 x" in diverse["options"]["firm"]
+    assert diverse["methods"]["fair"]["import"]["total_kw"] > full["methods"]["fair"]["import"]["total_kw"] + 1
+    caps = tmp_path / "caps.csv"
+    caps.write_text("end_user,firm_kw\n" + "".join(f"{n},2.76\n" for n in ("a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8",
+                                                                           "d3", "d6", "b0", "b1", "b2", "b3")))
+    own = fair_total("--capacities", str(caps), "--firm-diversity", "0.5")
+    assert "14 end-user(s) with their own firm_kw" in own["options"]["firm"]
+    assert own["methods"]["fair"]["import"]["total_kw"] > full["methods"]["fair"]["import"]["total_kw"] + 1
 
 
 def test_powerflow_json(kron_feeder):
@@ -65,3 +120,17 @@ def test_unknown_participant_file_entry(it_feeder, tmp_path):
     plist.write_text("end_user\na1\nghost\n")
     res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--participants", str(plist)])
     assert res.exit_code == 2 and "ghost" in res.output
+
+
+def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
+    out = tmp_path / "sweep"
+    res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(out), "--step", "7",
+                              "--method", "fair", "--json"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out / "participation.csv")
+    bad = df[df["status"] == "infeasible"]
+    assert len(bad) and bad["mean_kw"].isna().all() and bad["reason"].str.contains("firm connections alone").all()
+    good = df[df["status"] != "infeasible"]
+    assert (good["participants"] == 14).all() and (good["mean_kw"] > 0).all()
+    assert json.loads(res.stdout)["points"][0]["participants"] == 7
+    assert (out / "participation.png").stat().st_size > 0

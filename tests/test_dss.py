@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import three_wire_text, four_wire_kron_text, write_dss
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.errors import FeederError
 
 

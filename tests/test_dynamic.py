@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cli import app
 from conftest import IEEE_EULV, four_wire_kron_text, write_dss
 from nfca.studies.activations import ActivationPolicy, analyse
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read, read_feeder
 from nfca.studies.dynamic import STATIC, _Chain, run_dynamic, write_dynamic
 from nfca.model.envelope import Direction, EnvelopeOptions, Method
 from nfca.opf.problem import EnvelopeProblem
@@ -66,7 +66,7 @@ def test_long_and_wide_csv_agree_and_resample_to_mean(case, tmp_path):
     (lambda df: df.drop(columns=["u3"]), "no profile for end-user u3"),
     (lambda df: df.assign(nobody=1.0), "nobody is not in feeder"),
     (lambda df: df.drop(index=df.index[2]), "evenly spaced"),
-    (lambda df: df.assign(u1=["x", 1, 1, 1, 1, 1]), "numbers"),
+    (lambda df: df.assign(u1=["x", 1, 1, 1, 1, 1]), "line 2: the power of u1 must be a finite number, got 'x'"),
 ])
 def test_bad_profiles_name_the_problem(case, tmp_path, edit, message):
     df = edit(case["profiles"].kw.rename_axis("timestamp").reset_index())
@@ -90,8 +90,9 @@ def test_opendss_load_shapes(tmp_path):
         "Edit Load.u1 daily=res",
         "Edit Load.u2 yearly=pv",
     ]) + "\n"
-    feeder = read_feeder(write_dss(tmp_path, text))
+    feeder, shapes = read(write_dss(tmp_path, text))
     prof = load_profiles("loadshapes", feeder)
+    assert prof.kw["u1"].max() == shapes["u1"].kw.max()  # the shapes read with the feeder
     assert prof.interval == pd.Timedelta(minutes=15) and len(prof) == 4
     np.testing.assert_allclose(prof.kw["u1"], [2.0, 4.0, 6.0, -2.0])  # multiplier x kW=4
     np.testing.assert_allclose(prof.kw["u2"], [-2.0, -2.0, -3.0, -3.0])  # kW as given (UseActual)
@@ -164,14 +165,14 @@ def test_intervals_at_capacity_are_not_optimised(case):
 
 def test_table_has_timestamps_and_static_rows(case, tmp_path):
     study = case["study"]
-    table = study.table()
+    table = study.to_dataframe()
     n_users = len(case["feeder"].end_users)
     assert list(table.columns[:2]) == ["timestamp", "end_user"] and "forecast_kw" in table.columns
     assert len(table) == n_users * 4 * 7
     assert (table["timestamp"] == STATIC).sum() == n_users * 4
     files = write_dynamic(study, tmp_path)
     assert {p.name for p in files} == {"envelopes.csv", "summary.json", "envelopes_time_import.png",
-                                       "envelopes_time_export.png"}
+                                       "envelopes_time_export.png", "report.html"}
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["dynamic"]["fair"]["export"]["total_kw"]) == 6 and summary["verified"]
 
@@ -209,7 +210,7 @@ def test_curtailment_is_the_excess_over_the_envelope_when_activated(case):
                     ge = (exp.static if lim == "static" else exp.dynamic[k]).guaranteed_kw[u]
                     expected = max(0.0, kw[k, j] - gi) + max(0.0, -kw[k, j] - ge) if u in part else 0.0
                     assert c[k, j] == pytest.approx(expected, abs=1e-9)
-    s = result.summary()
+    s = result.summary
     # dynamic limits curtail no more than static ones here (fair: a common level, higher when dynamic)
     assert s["curtailed_kwh"]["fair"]["dynamic"] <= s["curtailed_kwh"]["fair"]["static"] + 1e-6
     assert s["curtailed_kwh"]["fair"]["permanent_static"] >= s["curtailed_kwh"]["fair"]["static"]
@@ -232,14 +233,47 @@ def test_cli_dynamic_envelopes_and_activations(case, tmp_path):
     out = tmp_path / "act"
     res = runner.invoke(app, ["activations", str(case["path"]), *args, "--workers", "1", "--max-activations", "1",
                               "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    assert "policy NOT satisfied" in " ".join(res.output.split())
+    assert res.exit_code == 8, res.output  # the policy is not met: documented exit code
+    assert "policy NOT satisfied" in " ".join(res.stdout.split()) and "policy not met" in res.stderr
     events = pd.read_csv(out / "activations.csv")
     assert len(events) == 2
     for name in ("curtailment.csv", "intervals.csv", "activations.json", "activations.png"):
         assert (out / name).stat().st_size > 0
     res = runner.invoke(app, ["envelopes", str(case["path"]), *args, "--resolution", "7min", "--out", str(out)])
     assert res.exit_code == 2 and "whole multiple" in res.output
+
+
+def test_activations_reuse_an_earlier_run(case, tmp_path):
+    runner = CliRunner()
+    args = ["--profiles", str(case["csv"]), "--participants", _participants_csv(case, tmp_path), "--method", "fair"]
+    env = tmp_path / "env"
+    res = runner.invoke(app, ["envelopes", str(case["path"]), *args, "--workers", "1", "--out", str(env),
+                              "--format", "csv", "--format", "json", "--quiet"])
+    assert res.exit_code == 0, res.output
+    policy = ["--max-activations", "2", "--max-duration", "30min", "--json"]
+    fresh = runner.invoke(app, ["activations", str(case["path"]), *args, *policy, "--workers", "1",
+                                "--out", str(tmp_path / "a1")])
+    reused = runner.invoke(app, ["activations", str(case["path"]), *args, *policy, "--envelopes", str(env),
+                                 "--out", str(tmp_path / "a2")])
+    assert fresh.exit_code == reused.exit_code and fresh.exit_code in (0, 8), fresh.output
+    a, b = json.loads(fresh.stdout), json.loads(reused.stdout)
+    assert a["curtailed_kwh"] == b["curtailed_kwh"] and a["policy"] == b["policy"] and a["policy"]["satisfied"]
+    res = runner.invoke(app, ["activations", str(case["path"]), *args, "--envelopes", str(env), "--resolution", "30min",
+                              "--out", str(tmp_path / "a3")])
+    assert res.exit_code == 2 and "intervals are not those of the profiles" in res.stderr
+
+
+def test_static_and_dynamic_results_share_one_schema(case):
+    from nfca.io import schema
+    from nfca.studies.envelopes import run_envelopes
+
+    dyn = case["study"]
+    assert list(dyn.to_dataframe().columns) == ["timestamp", *schema.names(schema.ENVELOPES), "forecast_kw"]
+    static = run_envelopes(case["feeder"], ["fair"], ["import"], dyn.options, case["part"])
+    assert list(static.to_dataframe().columns) == schema.names(schema.ENVELOPES)
+    assert set(static.summary["options"]) == set(dyn.summary["options"])  # kron, v_neutral_max_v... in both
+    keys = set(schema.names(schema.SET_SUMMARY))
+    assert set(static.summary["methods"]["fair"]["import"]) == keys == set(dyn.summary["static"]["fair"]["import"])
 
 
 def _participants_csv(case, tmp_path) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import three_wire_text, write_dss
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InfeasibleError

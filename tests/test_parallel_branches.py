@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import HEADER, parallel_text, write_dss
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.errors import FeederError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.model.reduction import merge_parallel, reduce_feeder

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import HEADER
-from nfca.engine.opendss import read_feeder
+from nfca.engine import read_feeder
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem
 from nfca.model.reduction import reduce_feeder

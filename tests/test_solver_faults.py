@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 import nfca.opf.problem
 import nfca.studies.envelopes
 from cli import app
-from conftest import four_wire_kron_text, three_wire_text, write_dss
-from nfca.engine.opendss import read_feeder
+from conftest import four_wire_kron_text, three_wire_text, write_dss, error_lines
+from nfca.engine import read_feeder
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import SolverError
@@ -44,7 +44,7 @@ def _nothing_written(out):
 
 
 def _one_line(res) -> str:
-    message = res.stderr.strip()
+    message = error_lines(res.stderr)
     assert message.count("\n") == 0 and "Traceback" not in res.output and "WARNING" not in res.output, message
     return message
 

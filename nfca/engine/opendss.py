@@ -1,22 +1,26 @@
-"""OpenDSS at arm's length: the one reader that turns a feeder file into a `Feeder`, and the
-independent power flow that verifies envelopes. Nothing else in nfca imports opendssdirect.
+"""OpenDSS itself: this module runs inside the engine process (`nfca.engine.worker`) and nowhere
+else. It compiles a feeder from the commands `nfca.engine.script` checked, reads it into a
+`Feeder` and its load shapes, and solves power flows on the same compiled circuit.
 
-OpenDSS keeps global state (active circuit, working directory), so every call here compiles
-the feeder afresh and restores the working directory.
+The engine is locked down before anything runs: no editor, no forms, no change of folder, no
+DOS commands, and its working folder and data path are a private empty folder, so that
+nothing it writes can land outside it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Mapping
 
 import numpy as np
 
+from nfca.engine.script import Command, read_script
 from nfca.errors import FeederError, InputError, SolverError
+from nfca.notices import Notice
 from nfca.model.network import (
     EARTH, PHASES, Bus, EndUser, Feeder, Line, LinearElement, Source, check_earthing, check_topology,
 )
@@ -31,93 +35,86 @@ DEFAULT_CAPACITY_KVA = 9.2  # single-phase 40 A at 230 V, the ALEXANDER D3.3 stu
 _OPENDSS_DEFAULT_BASES = [0.208, 0.48, 12.47, 24.9, 34.5, 115.0, 230.0]
 
 
-def _dss():
-    import opendssdirect as dss  # imported here so worker processes each get their own engine
+def start(workdir: Path):
+    """Start OpenDSS locked down, working in `workdir` (private, empty); return opendssdirect."""
+    import opendssdirect as dss
 
+    for switch in (dss.Basic.AllowEditor, dss.Basic.AllowForms, dss.Basic.AllowChangeDir, dss.Basic.AllowDOScmd):
+        switch(False)
+    os.chdir(workdir)
+    dss.Basic.DataPath(str(workdir))
+    _WORKDIR[:] = [dss.Basic.DataPath()]
     return dss
 
 
-def compile_feeder(path: Path | str):
-    """Compile a feeder file into a fresh OpenDSS circuit and return the opendssdirect module.
+_WORKDIR: list[str] = []  # the engine's private data path, as OpenDSS reports it
 
-    OpenDSS's defaults are restored first (its base frequency survives `Clear`), the working
-    directory is kept, and a file OpenDSS cannot read raises FeederError.
-    """
-    dss = _dss()
-    path = Path(path)
-    if path.is_dir():
-        raise FeederError(f"{path}: is a folder, not a feeder file (give the path of its Master.dss)")
-    if not path.is_file():
-        raise FeederError(f"{path}: no such feeder file")
+
+def run_command(dss, text: str) -> None:
+    """Run one command; if it moved OpenDSS's data folder (where it writes) out of the private
+    one, move it back and refuse (ValueError) before any later command can write there."""
     try:
-        path.open("rb").close()
-    except OSError as exc:
-        raise FeederError(f"{path}: the feeder file cannot be read ({exc.strerror or exc})") from None
-    cwd = os.getcwd()
-    try:
-        dss.Text.Command("Clear")
-        dss.Text.Command("Set DefaultBaseFrequency=60")  # OpenDSS's default; it survives Clear
-        try:
-            dss.Text.Command(f'Redirect "{path.resolve()}"')
-        except UnicodeDecodeError:  # OpenDSS's message quotes a name that is not UTF-8
-            raise FeederError(_not_utf8(path)) from None
-        except Exception as exc:  # opendssdirect raises DSSException with OpenDSS's message
-            raise FeederError(_opendss_error(dss, path, exc)) from None
+        dss.Text.Command(text)
     finally:
-        os.chdir(cwd)
+        if _WORKDIR and dss.Basic.DataPath() != _WORKDIR[0]:
+            dss.Basic.DataPath(_WORKDIR[0])
+            raise ValueError("the command moves OpenDSS's data folder, where it writes: not allowed")
+
+
+def vocabulary(dss) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """OpenDSS's commands and `Set` options, lower case, in its own order (for abbreviations)."""
+    ex = dss.Executive
+    return (tuple(ex.Command(i).lower() for i in range(1, ex.NumCommands() + 1)),
+            tuple(ex.Option(i).lower() for i in range(1, ex.NumOptions() + 1)))
+
+
+def compile_feeder(dss, path: Path, shown_as: Path) -> None:
+    """Compile the feeder file `path` (absolute) into a fresh circuit, command by command, each
+    checked first; messages name it `shown_as`.
+
+    OpenDSS's defaults are restored first (its base frequency survives `Clear`).
+    """
+    commands = read_script(path, *vocabulary(dss), shown_as=shown_as)
+    dss.Text.Command("Clear")
+    dss.Text.Command("Set DefaultBaseFrequency=60")  # OpenDSS's default; it survives Clear
+    for cmd in commands:
+        try:
+            run_command(dss, cmd.text)
+        except Exception as exc:  # opendssdirect raises DSSException with OpenDSS's message
+            raise FeederError(_opendss_error(dss, cmd, exc)) from None
     try:
         circuit = dss.Circuit.Name()
     except Exception:  # an empty file: "There is no active circuit"
         circuit = ""
     if circuit == "":
-        raise FeederError(f"{path}: the file defines no circuit (no 'New Circuit' line)")
+        raise FeederError(f"{shown_as}: the file defines no circuit (no 'New Circuit' line)")
     if dss.Circuit.NumBuses() == 0:  # neither CalcVoltageBases nor Solve in the file: list the buses
         dss.Text.Command("MakeBusList")
-    try:
-        dss.Circuit.AllElementNames(), dss.Circuit.AllBusNames()
-    except UnicodeDecodeError:
-        raise FeederError(_not_utf8(path)) from None
-    return dss
-
-
-@contextlib.contextmanager
-def _compiled(path: Path):
-    """`compile_feeder` for a block; the working directory is restored after it too."""
-    cwd = os.getcwd()
-    try:
-        yield compile_feeder(path)
-    finally:
-        os.chdir(cwd)
 
 
 def _clean(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-_DSS_WHERE = re.compile(r'\[file: "(?P<file>[^"]*)", line: (?P<line>\d+)\]')
+def _opendss_error(dss, cmd: Command, exc: Exception) -> str:
+    """OpenDSS's message on one line: where (file and line), what, and OpenDSS's error number.
 
-
-def _opendss_error(dss, path: Path, exc: Exception) -> str:
-    """OpenDSS's message on one line: where (file and line), what, and OpenDSS's error number."""
+    A command from a file outside the feeder's folder is not quoted (nor is OpenDSS's message,
+    which quotes it): its content is not the feeder's to show.
+    """
     text = _clean(exc)
-    where = str(path)
-    locs = list(_DSS_WHERE.finditer(text))  # innermost first: the redirected file, then its callers
-    if locs:
-        text, where = text[: locs[0].start()].strip(), f"{locs[0]['file']} line {locs[0]['line']}"
-        if len(locs) > 1:
-            where += f" (redirected from {Path(locs[-1]['file']).name} line {locs[-1]['line']})"
     code = re.match(r"\(#(\d+)\)\s*", text)
     number = f" (OpenDSS error {code.group(1)})" if code else ""
     text = text[code.end():] if code else text
     singular = re.search(r'Matrix Inversion Error for Line "([^"]+)"', text)
     if singular:  # raised while building Y, at whatever line asked for it: name the line instead
         return _singular_line(dss, singular.group(1)) + number
+    if not cmd.shown:
+        return f"{cmd.where}: OpenDSS refused this command{number} (not quoted: the file is outside the feeder's folder)"
     if "Error Description:" in text:  # "Exception Raised While Processing DSS Command: ... Error Description: ..."
         what = text.split("Error Description:", 1)[1].split("Probable Cause:")[0].strip()
-        command = text.split("Processing DSS Command:", 1)[1].split("Error Description:")[0].strip() \
-            if "Processing DSS Command:" in text else ""
-        text = f"{what} in '{command}'" if command else what
-    return f"{where}: {text}{number}"
+        text = f"{what} in '{cmd.excerpt()}'"
+    return f"{cmd.where}: {text}{number}"
 
 
 def _singular_line(dss, name: str) -> str:
@@ -131,23 +128,6 @@ def _singular_line(dss, name: str) -> str:
     return f"Line.{name}: zero impedance (its R and X, or its line code's, are all zero)"
 
 
-def _not_utf8(path: Path) -> str:
-    """Name the first line of the feeder's files that is not UTF-8 (OpenDSS names come back as UTF-8)."""
-    files = [path, *sorted(f for f in path.parent.glob("*") if f.suffix.lower() == ".dss" and f != path)]
-    for f in files:
-        try:
-            data = f.read_bytes()
-        except OSError:
-            continue
-        for k, raw in enumerate(data.splitlines(), 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                shown = raw.decode("utf-8", "replace").strip()[:80]
-                return f"{f} line {k} is not UTF-8 text ('{shown}'): save the feeder's files as UTF-8"
-    return f"{path}: the feeder's names are not UTF-8 text: save its files as UTF-8"
-
-
 def _cmatrix(flat: list[float]) -> np.ndarray:
     a = np.asarray(flat, dtype=float)
     n = int(round(math.sqrt(a.size // 2)))
@@ -158,43 +138,86 @@ def _split_bus(spec: str) -> str:
     return spec.split(".")[0].lower()
 
 
-def read_feeder(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> Feeder:
-    """Read any radial OpenDSS feeder into a `Feeder`; raise FeederError naming what is wrong.
+def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> Feeder:
+    """The compiled radial feeder as a `Feeder`; raise FeederError naming what is wrong.
 
     Loads without XfkVA get `default_capacity_kva`; 0 makes XfkVA compulsory (a load without it
-    is an error).
+    is an error). Elements the file disables (`enabled=no`) are left out, as OpenDSS leaves them
+    out of its solution, with a notice (`Feeder.notices`).
     """
-    path = Path(path)
-    if not default_capacity_kva >= 0:
+    if not default_capacity_kva >= 0 or not math.isfinite(default_capacity_kva):
         raise InputError(f"--default-capacity must be 0 (XfkVA compulsory) or a positive kVA, got {default_capacity_kva}")
-    with _compiled(path) as dss:
-        bases = _bus_bases(dss)
-        # Bases from OpenDSS's own list (the file sets none) would be silently wrong (0.48 kV
-        # for a 0.416 kV grid); bases the file sets bus by bus (SetkVBase) are its own.
-        if list(dss.Settings.VoltageBases()) == _OPENDSS_DEFAULT_BASES and all(
-                b == 0 or any(abs(b * math.sqrt(3) - d) < 1e-6 * d for d in _OPENDSS_DEFAULT_BASES) for b in bases):
-            raise FeederError(f"{path}: no voltage bases: add 'Set VoltageBases=[...]' (line-to-line kV of "
-                              "every level, e.g. [11 0.416]) and 'CalcVoltageBases' after the elements")
-        if all(b == 0 for b in bases):
-            dss.Text.Command("CalcVoltageBases")
-        names = [n for n in dss.Circuit.AllElementNames()]
-        _check_supported(dss, names)
-        buses = _read_buses(dss)
-        source = _read_source(dss, names)
-        earthing = {n for n in names if n.lower().startswith("line.") and _is_earthing_line(dss, n)}
-        lines = tuple(_read_line(dss, n) for n in names if n.lower().startswith("line.") and n not in earthing)
-        elements = tuple(
-            _read_element(dss, n)
-            for n in names
-            if n.split(".")[0].lower() in ("transformer", "capacitor", "reactor") or n in earthing
-        )
-        end_users = tuple(
-            _read_load(dss, n, default_capacity_kva) for n in names if n.lower().startswith("load.")
-        )
-        circuit = dss.Circuit.Name()
-    feeder = Feeder(circuit, str(path), buses, lines, elements, source, end_users)
+    names, disabled = _enabled_elements(dss)
+    notices = [Notice("disabled_elements", f"{path}: {len(disabled)} disabled element(s) ignored (enabled=no), as "
+                      f"OpenDSS ignores them: {', '.join(disabled[:5])}{', …' if len(disabled) > 5 else ''}",
+                      data={"count": len(disabled), "elements": disabled})] if disabled else []
+    _check_supported(dss, names)
+    _check_numbers(dss, names)
+    bases = _bus_bases(dss)
+    # Bases from OpenDSS's own list (the file sets none) would be silently wrong (0.48 kV
+    # for a 0.416 kV grid); bases the file sets bus by bus (SetkVBase) are its own.
+    if list(dss.Settings.VoltageBases()) == _OPENDSS_DEFAULT_BASES and all(
+            b == 0 or any(abs(b * math.sqrt(3) - d) < 1e-6 * d for d in _OPENDSS_DEFAULT_BASES) for b in bases):
+        raise FeederError(f"{path}: no voltage bases: add 'Set VoltageBases=[...]' (line-to-line kV of "
+                          "every level, e.g. [11 0.416]) and 'CalcVoltageBases' after the elements")
+    if all(b == 0 for b in bases):
+        dss.Text.Command("CalcVoltageBases")
+    buses = _read_buses(dss)
+    source = _read_source(dss, names)
+    earthing = {n for n in names if n.lower().startswith("line.") and _is_earthing_line(dss, n)}
+    lines = tuple(_read_line(dss, n) for n in names if n.lower().startswith("line.") and n not in earthing)
+    elements = tuple(
+        _read_element(dss, n)
+        for n in names
+        if n.split(".")[0].lower() in ("transformer", "capacitor", "reactor") or n in earthing
+    )
+    end_users = tuple(
+        _read_load(dss, n, default_capacity_kva) for n in names if n.lower().startswith("load.")
+    )
+    feeder = Feeder(dss.Circuit.Name(), str(path), buses, lines, elements, source, end_users, notices=tuple(notices))
     _check_feeder(feeder)
     return feeder
+
+
+def _enabled_elements(dss) -> tuple[list[str], list[str]]:
+    """The circuit's elements that take part in its solution, and the disabled ones."""
+    enabled, disabled = [], []
+    for n in dss.Circuit.AllElementNames():
+        dss.Circuit.SetActiveElement(n)
+        (enabled if dss.CktElement.Enabled() else disabled).append(n)
+    return enabled, disabled
+
+
+def _check_numbers(dss, names: list[str]) -> None:
+    """Ratings, voltages and powers that must be finite (and positive where it matters), named
+    before any of them feeds a voltage base or a matrix (where they would be misdiagnosed)."""
+    def bad(full: str, what: str, value: float, positive: bool = False) -> None:
+        if not math.isfinite(value) or (positive and value <= 0):
+            need = "a positive number" if positive else "a finite number"
+            raise FeederError(f"{full}: {what} must be {need}, got {value:g}")
+
+    for full in names:
+        kind, name = full.split(".", 1)
+        kind = kind.lower()
+        if kind == "transformer":
+            dss.Transformers.Name(name)
+            for w in range(1, dss.Transformers.NumWindings() + 1):
+                dss.Transformers.Wdg(w)
+                bad(full, f"kVA of winding {w}", dss.Transformers.kVA(), positive=True)
+                bad(full, f"kV of winding {w}", dss.Transformers.kV(), positive=True)
+        elif kind == "load":
+            dss.Loads.Name(name)
+            bad(full, "kW", dss.Loads.kW())
+            bad(full, "kvar", dss.Loads.kvar())
+            bad(full, "XfkVA", dss.Loads.XfkVA())
+        elif kind == "vsource":
+            dss.Vsources.Name(name)
+            bad(full, "basekv", dss.Vsources.BasekV(), positive=True)
+            bad(full, "pu", dss.Vsources.PU(), positive=True)
+        elif kind == "line":
+            dss.Lines.Name(name)
+            bad(full, "length", dss.Lines.Length())
+            bad(full, "normamps", dss.Lines.NormAmps())
 
 
 def _bus_bases(dss) -> list[float]:
@@ -427,59 +450,119 @@ def _check_feeder(feeder: Feeder) -> None:
 # ----------------------------------------------------------------------------- power flow
 
 
+class _Row(Mapping):
+    """A read-only mapping from names to one row of an array, sharing one index among many rows."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, index: Mapping, values: np.ndarray):
+        self._index, self._values = index, values
+
+    def __getitem__(self, key):
+        return self._values[self._index[key]]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
 @dataclass(frozen=True)
 class PowerFlow:
     """An OpenDSS power flow: node voltages (V, complex) and element currents (A)."""
 
     converged: bool
-    voltages: dict[tuple[str, int], complex]
-    line_amps: dict[str, float]  # max conductor current per line
-    element_amps: dict[str, float]  # max rated-terminal current per transformer
+    voltages: Mapping[tuple[str, int], complex]
+    line_amps: Mapping[str, float]  # max conductor current per line
+    element_amps: Mapping[str, float]  # max rated-terminal current per transformer
     iterations: int
+    # per transformer, the complex phase currents of its rated (last) winding, in node order
+    transformer_currents_a: Mapping[str, np.ndarray] = None  # type: ignore[assignment]
 
 
-def powerflow(path: Path | str, loads_kw_kvar: dict[str, tuple[float, float]] | None = None) -> PowerFlow:
-    """Solve the feeder in OpenDSS with the named loads at the given (kW, kvar)."""
-    return powerflows(path, [loads_kw_kvar or {}])[0]
+@dataclass(frozen=True)
+class FlowLayout:
+    """Where a power flow's numbers sit in the engine's arrays; sent once per compiled feeder."""
+
+    loads: tuple[str, ...]  # the order of load powers sent to the engine
+    nodes: Mapping[tuple[str, int], int]
+    lines: Mapping[str, int]
+    transformers: Mapping[str, int]  # into the amps array
+    transformer_phases: Mapping[str, slice]  # into the transformer currents array
+
+    def flow(self, converged: bool, iterations: int, v: np.ndarray, amps: np.ndarray, i_tr: np.ndarray) -> PowerFlow:
+        return PowerFlow(bool(converged), _Row(self.nodes, v), _Row(self.lines, amps), _Row(self.transformers, amps),
+                         int(iterations), {n: i_tr[sl] for n, sl in self.transformer_phases.items()})
 
 
-def powerflows(
-    path: Path | str, scenarios: list[dict[str, tuple[float, float]]], source_pu: float | None = None
-) -> list[PowerFlow]:
-    """Solve the feeder in OpenDSS once per scenario of load powers (constant P and Q).
+class Flows:
+    """Power flows on the compiled feeder, one per case of load powers (constant P and Q).
 
-    The feeder is compiled once. Loads not named keep the file's values. Loads are forced to
-    the constant-power model over the whole voltage range (vminpu 0.5, vmaxpu 1.5) so OpenDSS
-    solves the physics the envelopes promise; the convergence tolerance is 1e-10 pu.
-    `source_pu` overrides the source voltage.
+    Loads are forced to the constant-power model over the whole voltage range (vminpu 0.5,
+    vmaxpu 1.5) so OpenDSS solves the physics the envelopes promise; the convergence tolerance
+    is 1e-10 pu.
     """
-    out = []
-    with _compiled(Path(path)) as dss:
-        known = {n.lower() for n in dss.Loads.AllNames()}
-        for name in known:
+
+    def __init__(self, dss, feeder: Feeder):
+        self.dss = dss
+        loads = tuple(u.name for u in feeder.end_users)
+        for name in loads:
             dss.Loads.Name(name)
             dss.Loads.Model(1)
             dss.Loads.Vminpu(0.5)
             dss.Loads.Vmaxpu(1.5)
-        if source_pu is not None:
-            dss.Vsources.First()
-            dss.Vsources.PU(source_pu)
+        self.kw_kvar = np.array([[u.p_kw, u.q_kvar] for u in feeder.end_users], dtype=float).reshape(-1, 2)
+        dss.Vsources.Name(feeder.source.name.split(".", 1)[1])
+        self.source_pu = dss.Vsources.PU()
         dss.Text.Command("Set Tolerance=1e-10")
         dss.Text.Command("Set MaxIterations=200")
         dss.Text.Command("Set Mode=Snap")
-        layout = _current_layout(dss)
-        for loads in scenarios:
-            for name, (p, q) in loads.items():
-                if name.lower() not in known:
-                    raise FeederError(f"Load.{name} is not in {path}")
-                dss.Loads.Name(name)
-                dss.Loads.kW(p)
-                dss.Loads.kvar(q)
-            out.append(_solve_snapshot(dss, layout))
-    return out
+        self.pos, self.owner, keys, tr_pos = _current_layout(dss)
+        self.tr_pos = np.array(tr_pos, dtype=int)
+        self.n_keys = len(keys)
+        nodes = {}
+        for i, nn in enumerate(dss.Circuit.AllNodeNames()):
+            bus, node = nn.rsplit(".", 1)
+            nodes[(bus.lower(), int(node))] = i
+        phases, k = {}, 0
+        for kind, name, n in keys:
+            if kind == "transformer":
+                phases[name] = slice(k, k + n)
+                k += n
+        self.layout = FlowLayout(
+            loads, nodes, {name: i for i, (kind, name, _) in enumerate(keys) if kind == "line"},
+            {name: i for i, (kind, name, _) in enumerate(keys) if kind == "transformer"}, phases)
+
+    def solve(self, kw_kvar: np.ndarray, source_pu: float | None) -> tuple[np.ndarray, ...]:
+        """Solve each case; `kw_kvar` (cases x loads x 2) in `layout.loads` order. Returns the
+        arrays `FlowLayout.flow` takes, one row per case."""
+        dss = self.dss
+        dss.Vsources.PU(self.source_pu if source_pu is None else source_pu)
+        n = len(kw_kvar)
+        conv, iters = np.zeros(n, dtype=bool), np.zeros(n, dtype=int)
+        v = np.zeros((n, len(self.layout.nodes)), dtype=complex)
+        amps = np.zeros((n, self.n_keys))
+        i_tr = np.zeros((n, len(self.tr_pos)), dtype=complex)
+        for c in range(n):
+            for j in np.flatnonzero(np.any(kw_kvar[c] != self.kw_kvar, axis=1)):
+                dss.Loads.Name(self.layout.loads[j])
+                dss.Loads.kW(kw_kvar[c, j, 0])
+                dss.Loads.kvar(kw_kvar[c, j, 1])
+                self.kw_kvar[j] = kw_kvar[c, j]
+            try:
+                dss.Solution.Solve()
+            except Exception as exc:
+                raise SolverError(f"OpenDSS power flow failed: {_clean(exc)}") from None
+            conv[c], iters[c] = dss.Solution.Converged(), dss.Solution.Iterations()
+            v[c] = np.asarray(dss.Circuit.AllBusVolts()).view(complex)
+            currents = np.asarray(dss.PDElements.AllCurrents()).view(complex)
+            np.maximum.at(amps[c], self.owner, np.abs(currents[self.pos]))
+            i_tr[c] = currents[self.tr_pos]
+        return conv, iters, v, amps, i_tr
 
 
-def _current_layout(dss) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def _current_layout(dss) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str, int]], list[int]]:
     """Where each line's and transformer's rated conductor currents sit in OpenDSS's array of all
     PD element currents (lines: every conductor but earth; transformers: the last winding's
     phases), so that one call per power flow reads them all. Computed once per compile."""
@@ -489,57 +572,27 @@ def _current_layout(dss) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]
     offsets = np.concatenate([[0], np.cumsum(ncond * nterm)])
     pos: list[int] = []
     owner: list[int] = []
-    keys: list[tuple[str, str]] = []
+    keys: list[tuple[str, str, int]] = []
+    tr_pos: list[int] = []
     for e, full in enumerate(names):
         cls, name = full.split(".", 1)
         if cls.lower() not in ("line", "transformer"):
             continue
         dss.Circuit.SetActiveElement(full)
+        if not dss.CktElement.Enabled():
+            continue
         order = dss.CktElement.NodeOrder()
         if cls.lower() == "line":
             idx = [i for i, n in enumerate(order) if n != EARTH]
-            keys.append(("line", name))
+            keys.append(("line", name, len(idx)))
         else:
             nc, nt = ncond[e], nterm[e]
             idx = [i for i in range((nt - 1) * nc, nt * nc) if order[i] in PHASES]
-            keys.append(("transformer", f"Transformer.{name}"))
+            keys.append(("transformer", f"Transformer.{name}", len(idx)))
+            tr_pos += [int(offsets[e]) + i for i in idx]
         pos += [int(offsets[e]) + i for i in idx]
         owner += [len(keys) - 1] * len(idx)
-    return np.array(pos, dtype=int), np.array(owner, dtype=int), keys
-
-
-def _solve_snapshot(dss, layout: tuple | None = None) -> PowerFlow:
-    try:
-        dss.Solution.Solve()
-    except Exception as exc:
-        raise SolverError(f"OpenDSS power flow failed: {_clean(exc)}") from None
-    volts = np.asarray(dss.Circuit.AllBusVolts())
-    voltages = {}
-    for i, nn in enumerate(dss.Circuit.AllNodeNames()):
-        bus, node = nn.rsplit(".", 1)
-        voltages[(bus.lower(), int(node))] = complex(volts[2 * i], volts[2 * i + 1])
-    if layout is not None:
-        pos, owner, keys = layout
-        amps = np.zeros(len(keys))
-        np.maximum.at(amps, owner, np.asarray(dss.PDElements.AllCurrentsMagAng())[0::2][pos])
-        line_amps = {n: float(a) for (kind, n), a in zip(keys, amps) if kind == "line"}
-        element_amps = {n: float(a) for (kind, n), a in zip(keys, amps) if kind == "transformer"}
-        return PowerFlow(bool(dss.Solution.Converged()), voltages, line_amps, element_amps, dss.Solution.Iterations())
-    line_amps = {}
-    for name in dss.Lines.AllNames():
-        dss.Circuit.SetActiveElement(f"Line.{name}")
-        cur = np.asarray(dss.CktElement.CurrentsMagAng())[0::2]
-        order = dss.CktElement.NodeOrder()
-        line_amps[name] = float(max(c for c, n in zip(cur, order) if n != EARTH))
-    element_amps = {}
-    for name in dss.Transformers.AllNames():
-        dss.Circuit.SetActiveElement(f"Transformer.{name}")
-        cur = np.asarray(dss.CktElement.CurrentsMagAng())[0::2]
-        nc, nt = dss.CktElement.NumConductors(), dss.CktElement.NumTerminals()
-        order = dss.CktElement.NodeOrder()
-        last = slice((nt - 1) * nc, nt * nc)
-        element_amps[f"Transformer.{name}"] = float(max(c for c, n in zip(cur[last], order[last]) if n in PHASES))
-    return PowerFlow(bool(dss.Solution.Converged()), voltages, line_amps, element_amps, dss.Solution.Iterations())
+    return np.array(pos, dtype=int), np.array(owner, dtype=int), keys, tr_pos
 
 
 # ----------------------------------------------------------------------------- load shapes
@@ -558,34 +611,39 @@ class LoadShapeSeries:
     interval_h: float
 
 
-def load_shapes(path: Path | str) -> dict[str, LoadShapeSeries]:
-    """Every load's `daily` (else `yearly`, else `duty`) load shape times its kW (the multipliers
-    are kW when the shape has UseActual=yes). A load without a shape keeps its kW (one point)."""
+def load_shapes(dss) -> dict[str, LoadShapeSeries]:
+    """Every enabled load's `daily` (else `yearly`, else `duty`) load shape times its kW (the
+    multipliers are kW when the shape has UseActual=yes). A load without a shape keeps its kW
+    (one point)."""
     out = {}
-    with _compiled(Path(path)) as dss:
-        shapes = {}
-        for name in dss.LoadShape.AllNames():
-            dss.LoadShape.Name(name)
-            mult = np.asarray(dss.LoadShape.PMult(), dtype=float)
-            step = dss.LoadShape.HrInterval()
-            if step > 0:
-                hours = step * np.arange(mult.size)
-            else:
-                hours = np.asarray(dss.LoadShape.TimeArray(), dtype=float)[: mult.size]
-                if hours.size != mult.size or np.any(np.diff(hours) <= 0):
-                    raise FeederError(f"LoadShape.{name}: its hour array must rise and match its multipliers")
-                step = float(hours[-1] - hours[-2]) if hours.size > 1 else 1.0
-            shapes[name.lower()] = (hours, mult, float(step), bool(dss.LoadShape.UseActual()))
-        for name in dss.Loads.AllNames():
-            dss.Loads.Name(name)
-            shape = next((s.lower() for s in (dss.Loads.Daily(), dss.Loads.Yearly(), dss.Loads.Duty())
-                          if s and s.lower() != "none"), "")
-            kw = dss.Loads.kW()
-            if not shape:
-                out[name.lower()] = LoadShapeSeries("", np.zeros(1), np.array([kw]), 24.0)
-                continue
-            if shape not in shapes:
-                raise FeederError(f"Load.{name}: load shape {shape} is not defined")
-            hours, mult, step, actual = shapes[shape]
-            out[name.lower()] = LoadShapeSeries(shape, hours, mult if actual else mult * kw, step)
+    shapes = {}
+    for name in dss.LoadShape.AllNames():
+        dss.LoadShape.Name(name)
+        mult = np.asarray(dss.LoadShape.PMult(), dtype=float)
+        step = dss.LoadShape.HrInterval()
+        if step > 0:
+            hours = step * np.arange(mult.size)
+        else:
+            hours = np.asarray(dss.LoadShape.TimeArray(), dtype=float)[: mult.size]
+            if hours.size != mult.size or np.any(np.diff(hours) <= 0):
+                raise FeederError(f"LoadShape.{name}: its hour array must rise and match its multipliers")
+            step = float(hours[-1] - hours[-2]) if hours.size > 1 else 1.0
+        if not np.all(np.isfinite(mult)) or not math.isfinite(step):
+            raise FeederError(f"LoadShape.{name}: its multipliers and interval must be finite numbers")
+        shapes[name.lower()] = (hours, mult, float(step), bool(dss.LoadShape.UseActual()))
+    for name in dss.Loads.AllNames():
+        dss.Circuit.SetActiveElement(f"Load.{name}")
+        if not dss.CktElement.Enabled():
+            continue
+        dss.Loads.Name(name)
+        shape = next((s.lower() for s in (dss.Loads.Daily(), dss.Loads.Yearly(), dss.Loads.Duty())
+                      if s and s.lower() != "none"), "")
+        kw = dss.Loads.kW()
+        if not shape:
+            out[name.lower()] = LoadShapeSeries("", np.zeros(1), np.array([kw]), 24.0)
+            continue
+        if shape not in shapes:
+            raise FeederError(f"Load.{name}: load shape {shape} is not defined")
+        hours, mult, step, actual = shapes[shape]
+        out[name.lower()] = LoadShapeSeries(shape, hours, mult if actual else mult * kw, step)
     return out

@@ -154,6 +154,11 @@ class Feeder:
     end_users: tuple[EndUser, ...]
     notices: tuple[Notice, ...] = ()  # what the reader assumed where the file was silent
 
+    def __repr__(self) -> str:  # short: a notebook must not print thousands of buses
+        return (f"<Feeder {self.name}: {len(self.buses)} buses, {len(self.lines)} lines, {len(self.end_users)} end-users "
+                f"on {len(self.connection_points)} connection points, {self.length_m:,.0f} m of cable, "
+                f"source {self.source.pu:g} pu>")
+
     @cached_property
     def connection_points(self) -> tuple[ConnectionPoint, ...]:
         by_bus: dict[str, list[str]] = {}

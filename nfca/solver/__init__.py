@@ -5,7 +5,16 @@
 with new bounds and a warm start.
 """
 
-from nfca.solver.ipopt import IPOPT_OPTIONS, IpoptSession, solve_ipopt
 from nfca.solver.status import Result, Status
 
 __all__ = ["Status", "Result", "solve_ipopt", "IpoptSession", "IPOPT_OPTIONS"]
+
+
+def __getattr__(name: str):
+    """The Ipopt part loads Pyomo (~0.7 s): only when first used, so `import nfca` and the CLI's
+    start stay fast (issue 16)."""
+    if name in ("solve_ipopt", "IpoptSession", "IPOPT_OPTIONS"):
+        from nfca.solver import ipopt
+
+        return getattr(ipopt, name)
+    raise AttributeError(f"module 'nfca.solver' has no attribute {name!r}")

@@ -85,6 +85,8 @@ def solve_ipopt(m: pyo.ConcreteModel, options: dict | None = None) -> Result:
     try:
         with _quiet_pyomo():
             res = solver.solve(m, tee=False)
+    except OSError:  # a full disk or a file-size limit is not a solver outcome
+        raise
     except Exception as exc:  # evaluation errors inside Ipopt
         msg = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         return Result(Status.error, msg, iters[0], time.perf_counter() - t0)
@@ -142,6 +144,8 @@ class IpoptSession:
         try:
             lam, zl, zu = warm if warm is not None else (None, None, None)
             x, info = prob.solve(x0, lagrange=lam, zl=zl, zu=zu)
+        except OSError:  # a full disk or a file-size limit is not a solver outcome
+            raise
         except Exception as exc:  # evaluation errors inside Ipopt
             return Result(Status.error, " ".join(str(exc).split())[:200], iters[0], time.perf_counter() - t0), None
         finally:

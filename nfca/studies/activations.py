@@ -23,15 +23,16 @@ whether the profiles respect it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nfca.engine.opendss import powerflows
+from nfca.engine import powerflows
 from nfca.studies.dynamic import DynamicStudy
-from nfca.model.envelope import Direction
+from nfca.model.envelope import Direction, Method
 from nfca.errors import InputError
 from nfca.verify import Verification, check
 
@@ -54,6 +55,9 @@ class ActivationPolicy:
 
 @dataclass(frozen=True)
 class ActivationStudy:
+    """When activations are needed over a horizon, the curtailment under each limits x method,
+    and whether the activated operation is within limits (`analyse` builds it)."""
+
     dynamic: DynamicStudy
     policy: ActivationPolicy
     firm: tuple[Verification, ...]  # everyone at its profile
@@ -61,10 +65,17 @@ class ActivationStudy:
     curtailed_kw: dict[tuple[str, str], np.ndarray]  # (limits, method) -> interval x end-user kW
     resolved: dict[tuple[str, str], np.ndarray]  # (limits, method) -> bool per interval (True where not needed)
     after: dict[tuple[str, str], dict[int, Verification]]  # activated intervals' OpenDSS checks
+    provenance: dict = field(default_factory=dict)  # what produced the study, for activations.json
+
+    def __repr__(self) -> str:
+        p = self.policy_check()
+        return (f"<ActivationStudy {self.dynamic.feeder.name}: {int(self.needed.sum())} of {len(self.needed)} intervals "
+                f"need an activation, {p['activations']} activation(s); policy {'met' if p['satisfied'] else 'NOT met'}>")
 
     # ------------------------------------------------------------------ derived
     @property
     def methods(self) -> list[str]:
+        """The envelope methods analysed."""
         return list(dict.fromkeys(m for _, m in self.curtailed_kw))
 
     @property
@@ -83,6 +94,7 @@ class ActivationStudy:
         return out
 
     def policy_check(self) -> dict:
+        """The activations against the policy's count and duration caps."""
         p, step = self.policy, self.dynamic.profiles.interval
         durations = [(j - k) * step for k, j in self.events]
         longest = max(durations, default=pd.Timedelta(0))
@@ -157,7 +169,9 @@ class ActivationStudy:
             df[f"curtailed_permanent_static_{m}_kwh"] = np.round(_curtailment(d, "static", m, kw).sum(axis=0) * h, 4)
         return df
 
+    @cached_property
     def summary(self) -> dict:
+        """activations.json: activation need, policy check, curtailed energy, resolution."""
         d = self.dynamic
         h = d.profiles.hours
         kw = d.profiles.kw.to_numpy()
@@ -170,7 +184,7 @@ class ActivationStudy:
             "policy": self.policy_check(),
             "participant_consumption_kwh": round(float(np.clip(kw[:, part], 0, None).sum() * h), 3),
             "participant_generation_kwh": round(float(np.clip(-kw[:, part], 0, None).sum() * h), 3),
-            "curtailed_kwh": {}, "resolved": {}, "envelopes_verified": d.verified,
+            "curtailed_kwh": {}, "resolved": {}, "envelopes_verified": d.verified, "provenance": self.provenance,
         }
         for (lim, m), c in self.curtailed_kw.items():
             out["curtailed_kwh"].setdefault(m, {})[lim] = round(float(c.sum() * h), 4)
@@ -225,7 +239,7 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
     def loads(p: np.ndarray) -> dict[str, tuple[float, float]]:
         return {n: (float(x), tan_phi * abs(float(x))) for n, x in zip(names, p)}
 
-    firm = tuple(check(feeder, pf, options) for pf in powerflows(feeder.path, [loads(r) for r in kw], options.source_pu))
+    firm = tuple(check(feeder, pf, options) for pf in powerflows(feeder, [loads(r) for r in kw], options.source_pu))
     needed = np.array([not v.verified for v in firm])
     methods = list(dict.fromkeys(c.method.value for c in d.chains))
     curtailed, resolved, after = {}, {}, {}
@@ -237,11 +251,85 @@ def analyse(study: DynamicStudy, policy: ActivationPolicy = ActivationPolicy()) 
             limited = np.clip(kw, -ge, gi)
             c = np.where(needed[:, None], kw - limited, 0.0)
             curtailed[(lim, m)] = np.abs(c)
-            flows = powerflows(feeder.path, [loads(limited[k]) for k in act], options.source_pu) if len(act) else []
+            flows = powerflows(feeder, [loads(limited[k]) for k in act], options.source_pu) if len(act) else []
             checks = {int(k): check(feeder, pf, options) for k, pf in zip(act, flows)}
             after[(lim, m)] = checks
             resolved[(lim, m)] = np.array([checks[k].verified if k in checks else True for k in range(len(kw))])
     return ActivationStudy(d, policy, firm, needed, curtailed, resolved, after)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    guaranteed_kw: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StoredChain:
+    """One method x direction of an earlier run: the static limits and the dynamic ones per interval."""
+
+    method: Method
+    direction: Direction
+    static: _Stored
+    dynamic: tuple[_Stored, ...]
+
+
+@dataclass(frozen=True)
+class StoredDynamic:
+    """The dynamic envelopes of an earlier `nfca envelopes --profiles` run, read back (what
+    `analyse` needs of a DynamicStudy)."""
+
+    feeder: object
+    options: object
+    profiles: object
+    participants: frozenset[str]
+    chains: tuple[StoredChain, ...]
+    verified: bool
+
+    def chain(self, method, direction) -> StoredChain:
+        """The stored envelopes of one method and direction."""
+        method, direction = Method(method), Direction(direction)
+        return next(c for c in self.chains if c.method is method and c.direction is direction)
+
+
+def read_dynamic(folder: Path, feeder, profiles, options, methods=None) -> StoredDynamic:
+    """The envelopes of an earlier dynamic run in `folder` (envelopes.csv, summary.json), checked
+    against this feeder, these profiles and these limits; raises InputError naming a mismatch."""
+    import json
+
+    from nfca.io.schema import read_envelopes
+
+    folder = Path(folder)
+    summary_path = folder / "summary.json"
+    if not (folder / "envelopes.csv").is_file() or not summary_path.is_file():
+        raise InputError(f"{folder}: no envelopes.csv and summary.json (give the --out folder of `nfca envelopes --profiles`)")
+    df = read_envelopes(folder / "envelopes.csv")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{summary_path}: cannot read ({exc})") from None
+    if "timestamp" not in df.columns:
+        raise InputError(f"{folder}: holds static envelopes only; run `nfca envelopes --profiles` to get dynamic ones")
+    users = {u.name for u in feeder.end_users}
+    if set(df["end_user"]) != users:
+        raise InputError(f"{folder}: its end-users are not those of feeder {feeder.name}")
+    stamps = [str(t) for t in profiles.timestamps]
+    if sorted(set(df["timestamp"]) - {"static"}) != sorted(stamps):
+        raise InputError(f"{folder}: its intervals are not those of the profiles ({len(set(df['timestamp'])) - 1} "
+                         f"against {len(stamps)}); use the same profiles and --resolution")
+    o = summary.get("options", {})
+    mine = {"vmin_pu": options.limits.vmin_pu, "vmax_pu": options.limits.vmax_pu, "power_factor": options.power_factor}
+    for k, v in mine.items():
+        if k in o and abs(float(o[k]) - v) > 1e-9:
+            raise InputError(f"{folder}: computed with {k} = {o[k]}, not {v}: use the same options")
+    chains = []
+    for (m, d), g in df.groupby(["method", "direction"], sort=False):
+        if methods is not None and m not in methods:
+            continue
+        by_stamp = {t: dict(zip(x["end_user"], x["guaranteed_kw"])) for t, x in g.groupby("timestamp")}
+        chains.append(StoredChain(Method(m), Direction(d), _Stored(by_stamp["static"]),
+                                  tuple(_Stored(by_stamp[t]) for t in stamps)))
+    part = frozenset(df.loc[df["participant"], "end_user"])
+    return StoredDynamic(feeder, options, profiles, part, tuple(chains), bool(summary.get("verified", False)))
 
 
 def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
@@ -256,7 +344,7 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
         write_csv(out / "activations.csv", study.events_table()),
         write_csv(out / "curtailment.csv", study.users_table()),
         write_csv(out / "intervals.csv", intervals),
-        write_json(out / "activations.json", study.summary()),
-        plots.activations(intervals, study.events_table(), study.summary(), out / "activations.png",
+        write_json(out / "activations.json", study.summary),
+        plots.activations(intervals, study.events_table(), study.summary, out / "activations.png",
                           study.dynamic.options.limits.vmin_pu, study.dynamic.options.limits.vmax_pu),
     ]

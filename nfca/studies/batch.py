@@ -1,15 +1,23 @@
 """Envelopes for many feeders in parallel, resumable.
 
-Each feeder's results are computed in a worker and land in `RESULTS/feeders/<name>/` by one
-atomic directory rename, so an interrupted batch resumes where it stopped: finished feeders are
-skipped, unfinished ones leave nothing behind. A feeder that fails is reported in
-`RESULTS/failures.csv` and does not stop the others (it is tried again on the next run).
+Each feeder's results are computed in a worker, written into `RESULTS/.nfca-work/` and land in
+`RESULTS/feeders/<name>/` by one atomic directory rename, with a completeness marker
+(`.nfca-complete`: every file's size and SHA-256) written last. A rerun skips the feeders whose
+marker checks out and recomputes the others (missing, damaged, half-written), whatever their
+names. A feeder that fails is reported in `RESULTS/failures.csv` and does not stop the others (it
+is tried again on the next run). Ctrl-C or SIGTERM cancels the feeders not started, stops the
+workers (and their OpenDSS engines) and leaves only finished feeders behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -21,20 +29,39 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from nfca.errors import InputError, OutputError
+from nfca.errors import InputError, Interrupted, OutputError
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")
 
 
 @dataclass(frozen=True)
+class BatchSpec:
+    """What to compute for every feeder: the options, methods, directions, participants (a rule
+    or a CSV with a `feeder` column), capacities CSV, default capacity and the run's provenance."""
+
+    options: object = None  # EnvelopeOptions; None: the defaults
+    methods: tuple[str, ...] = METHODS
+    directions: tuple[str, ...] = DIRECTIONS
+    participants: str = "all"
+    seed: int = 0
+    capacities: Path | None = None
+    default_capacity_kva: float = 9.2
+    provenance: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FeederJob:
+    """One feeder of a batch: its name (its results folder) and its file."""
+
     name: str
     path: Path
 
 
 @dataclass
 class BatchReport:
+    """What a batch run did: feeders computed, skipped (already done) and failed (with why)."""
+
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -72,42 +99,73 @@ def _name(path: Path, root: Path) -> str:
 
 
 def _from_manifest(manifest: Path) -> list[FeederJob]:
-    try:
-        df = pd.read_csv(manifest, dtype=str)
-    except Exception as exc:
-        raise InputError(f"{manifest}: cannot read manifest ({' '.join(str(exc).split())})") from None
+    from nfca.studies.profiles import read_table
+
+    df = read_table(manifest)
     if not {"feeder", "master"} <= set(df.columns):
         raise InputError(f"{manifest}: a manifest needs columns feeder and master")
     return [FeederJob(str(r.feeder), (manifest.parent / str(r.master)).resolve()) for r in df.itertuples()]
 
 
+COMPLETE = ".nfca-complete"  # written last into a feeder's results: its files' sizes and hashes
+WORK = ".nfca-work"  # RESULTS/.nfca-work: feeders being written, and damaged results on their way out
+LOCK = ".nfca-lock"
+
+
 def result_dir(out: Path, name: str) -> Path:
+    """The results folder of one feeder."""
     return Path(out) / "feeders" / name
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mark_complete(folder: Path) -> None:
+    """Write the completeness marker of a feeder's results (last, once every file is in place)."""
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _digest(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != COMPLETE}
+    (folder / COMPLETE).write_text(json.dumps({"files": files}, indent=1) + "\n")
+
+
 def is_done(out: Path, name: str) -> bool:
-    return (result_dir(out, name) / "summary.json").is_file()
+    """Whether the feeder's results are complete: its marker lists files that are all there, whole."""
+    folder = result_dir(out, name)
+    try:
+        files = json.loads((folder / COMPLETE).read_text())["files"]
+        return bool(files) and "summary.json" in files and all(
+            (folder / f).stat().st_size == meta["bytes"] and _digest(folder / f) == meta["sha256"]
+            for f, meta in files.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
-def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) -> float:
+def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: str | None = None) -> float:
     """Compute, verify and write one feeder's envelopes; returns seconds. Runs in a worker."""
-    from nfca.engine.opendss import read_feeder
-    from nfca.model.envelope import EnvelopeOptions
+    from dataclasses import replace
+
     from nfca.io.outputs import write_study
-    from nfca.studies.envelopes import run_envelopes
+    from nfca.model.envelope import EnvelopeOptions
+    from nfca.studies.envelopes import prepare_feeder, run_envelopes
 
     t0 = time.perf_counter()
-    feeder = read_feeder(job.path)
-    study = run_envelopes(feeder, METHODS, DIRECTIONS, options or EnvelopeOptions())
+    spec = spec or BatchSpec()
+    feeder, chosen = prepare_feeder(job.path, spec.participants, spec.seed, spec.capacities,
+                                    spec.default_capacity_kva, job.name)
+    study = run_envelopes(feeder, spec.methods, spec.directions, spec.options or EnvelopeOptions(), chosen)
+    study = replace(study, provenance=spec.provenance)
     final = result_dir(out, job.name)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{job.name}-"))
+        (Path(out) / WORK).mkdir(exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=Path(out) / WORK, prefix="feeder-"))
     except OSError as exc:
         raise OutputError(f"{final.parent}: results folder cannot be written ({exc.strerror or exc})") from None
     try:
-        write_study(study, tmp, ("csv", "json", "gpkg"), crs)
+        write_study(study, tmp, ("csv", "json", "gpkg", "html"), crs)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; results are for everyone to read, as files are
         try:
+            mark_complete(tmp)
             os.rename(tmp, final)  # atomic: the feeder's results appear whole or not at all
         except OSError as exc:
             # Another run finished this feeder first (say a worker of a killed batch that went on):
@@ -120,39 +178,60 @@ def run_feeder(job: FeederJob, out: Path, options=None, crs: str | None = None) 
     return time.perf_counter() - t0
 
 
-def _worker(job: FeederJob, out: Path, options, crs: str | None) -> tuple[str, float | None, str]:
+def _worker_init() -> None:
+    """A worker ignores Ctrl-C (the batch stops it) and dies with the batch (Linux)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _worker(job: FeederJob, out: Path, spec: BatchSpec | None, crs: str | None) -> tuple[str, float | None, str]:
     from nfca.errors import NfcaError
 
     try:
-        return job.name, run_feeder(job, out, options, crs), ""
+        return job.name, run_feeder(job, out, spec, crs), ""
     except NfcaError as exc:
         return job.name, None, str(exc)
     except Exception as exc:  # a bug in one feeder must not stop the others
         return job.name, None, f"internal error: {type(exc).__name__}: {exc}"
 
 
-def run_batch(
-    jobs: list[FeederJob],
-    out: Path,
-    options=None,
-    workers: int | None = None,
-    dask_address: str | None = None,
-    crs: str | None = None,
-    progress: Callable[[str, str], None] | None = None,
-) -> BatchReport:
-    """Run every job not already done; `progress(name, status)` after each feeder."""
-    from nfca.io.outputs import prepare_dir, write_csv
+@contextlib.contextmanager
+def _locked(out: Path):
+    """One batch at a time per results folder (an advisory lock, released when the process ends)."""
+    import fcntl
 
-    out = prepare_dir(out)
+    try:
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"{out}: output folder cannot be written ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(f"{out}: another nfca batch is writing to this folder; wait for it or choose another --out") \
+                from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run_locked(jobs, out, spec, workers, dask_address, crs, progress) -> BatchReport:
+    shutil.rmtree(out / WORK, ignore_errors=True)  # leftovers of a killed run (this process holds the lock)
     report = BatchReport()
     todo = []
     for job in jobs:
         if is_done(out, job.name):
             report.skipped.append(job.name)
-        else:
-            todo.append(job)
-    for stale in (out / "feeders").glob(".*-*") if (out / "feeders").exists() else []:
-        shutil.rmtree(stale, ignore_errors=True)  # leftovers of a killed run
+            continue
+        if result_dir(out, job.name).exists():  # damaged or incomplete: recomputed from scratch
+            (out / WORK).mkdir(exist_ok=True)
+            os.rename(result_dir(out, job.name), tempfile.mkdtemp(dir=out / WORK, prefix="damaged-"))
+        todo.append(job)
+    shutil.rmtree(out / WORK, ignore_errors=True)
 
     def record(name: str, seconds: float | None, error: str) -> None:
         if seconds is None:
@@ -163,28 +242,80 @@ def run_batch(
         if progress:
             progress(name, "failed" if seconds is None else "done")
 
-    if dask_address:
-        from distributed import Client, as_completed
+    try:
+        if dask_address:
+            from distributed import Client, as_completed
 
-        with Client(dask_address) as client:
-            futures = [client.submit(_worker, job, out, options, crs, key=f"nfca-{job.name}", pure=False) for job in todo]
-            for fut in as_completed(futures):
-                record(*fut.result())
-    elif todo:
-        n = workers or min(len(todo), os.cpu_count() or 1)
-        with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as pool:
-            names = {pool.submit(_worker, job, out, options, crs): job.name for job in todo}
-            pending = set(names)
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    try:
+            with Client(dask_address) as client:
+                futures = [client.submit(_worker, job, out, spec, crs, key=f"nfca-{job.name}", pure=False)
+                           for job in todo]
+                try:
+                    for fut in as_completed(futures):
                         record(*fut.result())
-                    except BrokenProcessPool:  # a worker was killed: the rest resumes next run
-                        if is_done(out, names[fut]):  # it finished before the pool broke
-                            record(names[fut], 0.0, "")
-                        else:
-                            record(names[fut], None, "worker process died; rerun the batch to resume")
+                finally:
+                    client.cancel(futures)
+        elif todo:
+            _run_local(todo, out, spec, workers, crs, record)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        shutil.rmtree(out / WORK, ignore_errors=True)  # the stopped workers' half-written feeders
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        finished = len(report.done) + len(report.skipped)
+        raise Interrupted(code, f"interrupted; {finished} feeder(s) finished, rerun to resume") from None
+    return report
+
+
+def _run_local(todo: list[FeederJob], out: Path, spec, workers: int | None, crs: str | None, record) -> None:
+    n = workers or min(len(todo), os.cpu_count() or 1)
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), initializer=_worker_init)
+    try:
+        names = {pool.submit(_worker, job, out, spec, crs): job.name for job in todo}
+        pending = set(names)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                try:
+                    record(*fut.result())
+                except BrokenProcessPool:  # a worker was killed: the rest resumes next run
+                    if is_done(out, names[fut]):  # it finished before the pool broke
+                        record(names[fut], 0.0, "")
+                    else:
+                        record(names[fut], None, "worker process died; rerun the batch to resume")
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and stop the workers now (their engines die with them)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+
+
+def run_batch(
+    jobs: list[FeederJob],
+    out: Path,
+    spec: BatchSpec | None = None,
+    workers: int | None = None,
+    dask_address: str | None = None,
+    crs: str | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> BatchReport:
+    """Run every job not already done; `progress(name, status)` after each feeder."""
+    from nfca.io.outputs import prepare_dir, write_csv
+
+    out = prepare_dir(out)
+    with _locked(out):
+        report = _run_locked(jobs, out, spec, workers, dask_address, crs, progress)
     failures = pd.DataFrame(sorted(report.failed.items()), columns=["feeder", "error"])
     write_csv(out / "failures.csv", failures)
     return report

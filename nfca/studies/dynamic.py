@@ -35,7 +35,8 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from functools import cached_property
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable
@@ -110,10 +111,25 @@ class DynamicStudy:
     chains: tuple[ChainResult, ...]
     workers: int
     seconds: float
+    provenance: dict = field(default_factory=dict)  # what produced the study, for summary.json
 
     @property
     def verified(self) -> bool:
         return all(c.verified for c in self.chains)
+
+    def __repr__(self) -> str:
+        p = self.profiles
+        return (f"<DynamicStudy {self.feeder.name}: {len(self.participants)} of {len(self.feeder.end_users)} end-users "
+                f"with an NFCA, {len(p)} intervals of {p.interval}, {len(self.chains)} envelope series; "
+                f"{'verified' if self.verified else 'NOT verified'}>")
+
+    def static_study(self):
+        """The static sets as a Study, each with its extremes over the intervals (for the report)."""
+        from nfca.studies.envelopes import Study
+
+        return Study(self.feeder, self.options, tuple(c.static for c in self.chains),
+                     tuple(_worst(c.static_verifications) for c in self.chains), self.seconds, self.participants,
+                     provenance=self.provenance)
 
     def chain(self, method: Method | str, direction: Direction | str) -> ChainResult:
         method, direction = Method(method), Direction(direction)
@@ -122,19 +138,19 @@ class DynamicStudy:
     def worst_case_kw(self, direction: Direction | str) -> dict[str, float]:
         return worst_case(self.profiles, Direction(direction))
 
-    def table(self) -> pd.DataFrame:
-        """envelopes.csv: a `timestamp` column (`static` for the static rows) before the
-        columns of `nfca envelopes`, and each end-user's `forecast_kw` (net, consumption +) in
-        that interval; static rows carry each end-user's extreme forecast over the horizon in
-        their direction (`worst_case`) and the lowest / highest voltage verified over all
-        intervals."""
-        from nfca.studies.envelopes import COLUMNS
+    def to_dataframe(self) -> pd.DataFrame:
+        """envelopes.csv (`nfca.io.schema.DYNAMIC_ENVELOPES`): a `timestamp` column (`static` for
+        the static rows) before the columns of `nfca envelopes`, and each end-user's `forecast_kw`
+        (net, consumption +) in that interval; static rows carry each end-user's extreme forecast
+        over the horizon in their direction (`worst_case`) and the lowest / highest voltage
+        verified over all intervals."""
+        from nfca.io import schema
 
         dist = self.feeder.distance_m()
         users = self.feeder.end_users
         stamps = [str(t) for t in self.profiles.timestamps]
         kw = self.profiles.kw.to_numpy()
-        blocks = []
+        rows = []
         for c in self.chains:
             worst = self.worst_case_kw(c.direction)
             sets = [(STATIC, c.static, c.static_verifications, [worst[u.name] for u in users])]
@@ -142,48 +158,40 @@ class DynamicStudy:
             for stamp, env, vers, forecast in sets:
                 vmin = {u.name: min(v.user_v_min_pu[u.name] for v in vers) for u in users}
                 vmax = {u.name: max(v.user_v_max_pu[u.name] for v in vers) for u in users}
-                blocks.append(pd.DataFrame({
-                    "timestamp": stamp, "end_user": [u.name for u in users], "connection_point": [u.bus for u in users],
-                    "bus": [u.bus for u in users], "phases": [u.phases for u in users],
-                    "connection": [u.connection for u in users], "capacity_kva": [u.capacity_kva for u in users],
-                    "direction": c.direction.value, "method": c.method.value,
-                    "participant": [env.participant[u.name] for u in users],
-                    "guaranteed_kw": [env.guaranteed_kw[u.name] for u in users],
-                    "binding": [env.binding[u.name] for u in users],
-                    "v_min_verified_pu": [round(vmin[u.name], 6) for u in users],
-                    "v_max_verified_pu": [round(vmax[u.name], 6) for u in users],
-                    "distance_m": [round(dist[u.bus], 3) for u in users],
-                    "forecast_kw": [round(float(x), 6) for x in forecast],
-                }))
-        return pd.concat(blocks, ignore_index=True)[["timestamp", *COLUMNS, "forecast_kw"]]
+                block = schema.set_rows(self.feeder, env, self.options, vmin, vmax, dist)
+                for row, f in zip(block, forecast):
+                    row["timestamp"], row["forecast_kw"] = stamp, round(float(f), 6)
+                rows += block
+        return schema.frame(rows, schema.DYNAMIC_ENVELOPES)
 
+    @cached_property
     def summary(self) -> dict:
-        """Compact: the static sets as in `nfca envelopes`, the dynamic ones as lists per interval."""
-        from nfca.studies.envelopes import jain_index, options_summary
+        """Compact: the static sets as in `nfca envelopes` (`nfca.io.schema.SET_SUMMARY`), the
+        dynamic ones as lists per interval."""
+        from nfca.io import schema
+        from nfca.studies.envelopes import options_summary
 
         part = sorted(self.participants)
         p = self.profiles
+        table = self.to_dataframe()
+        static_rows = table[table["timestamp"] == STATIC]
         out: dict = {
             "feeder": self.feeder.name, "path": str(self.feeder.path),
-            "end_users": len(self.feeder.end_users), "participants": len(part),
+            "end_users": len(self.feeder.end_users),
+            "connection_points": len(self.feeder.connection_points), "participants": len(part),
+            "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
+            "length_m": round(self.feeder.length_m, 3),
             "profiles": p.source, "intervals": len(p), "resolution_min": round(p.interval / pd.Timedelta(minutes=1), 6),
             "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
-            "options": options_summary(self.options),
-            "verified": self.verified, "seconds": round(self.seconds, 3), "workers": self.workers,
+            "options": options_summary(self.options, self.feeder),
+            "verified": self.verified, "complete": True, "seconds": round(self.seconds, 3), "workers": self.workers,
+            "provenance": self.provenance, "notices": [n.as_dict() for n in self.feeder.notices],
             "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
         }
         for c in self.chains:
-            g = np.array([c.static.guaranteed_kw[n] for n in part])
-            sv = c.static_verifications
-            out["static"].setdefault(c.method.value, {})[c.direction.value] = {
-                "total_kw": round(float(g.sum()), 3), "min_kw": round(float(g.min()), 3) if g.size else 0.0,
-                "max_kw": round(float(g.max()), 3) if g.size else 0.0, "jain_index": round(jain_index(g), 6),
-                "solver_status": c.static.result.status, "iterations": c.static.iterations,
-                "v_min_pu": round(min(v.v_min_pu for v in sv), 6), "v_max_pu": round(max(v.v_max_pu for v in sv), 6),
-                "max_loading_pct": round(max(v.max_loading_pct for v in sv), 4),
-                "verified": all(v.verified for v in sv),
-                "violations": [x for v in sv for x in v.violations][:5],
-            }
+            rows = static_rows[(static_rows["method"] == c.method.value) & (static_rows["direction"] == c.direction.value)]
+            out["static"].setdefault(c.method.value, {})[c.direction.value] = schema.set_summary(
+                c.static, c.static_verifications, rows)
             totals = [round(sum(e.guaranteed_kw[n] for n in part), 3) for e in c.dynamic]
             mins = [round(min((e.guaranteed_kw[n] for n in part), default=0.0), 3) for e in c.dynamic]
             out["dynamic"].setdefault(c.method.value, {})[c.direction.value] = {
@@ -707,19 +715,46 @@ class _HorizonProblem(EnvelopeProblem):
 # ----------------------------------------------------------------------------- outputs
 
 
-def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png")) -> list[Path]:
-    """envelopes.csv (with `timestamp`), summary.json, and per direction the per-user time plot
-    envelopes_time_<direction>.png (seed Fig 3-11). Returns the files written."""
+def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png", "html")) -> list[Path]:
+    """envelopes.csv (with `timestamp`), summary.json, per direction the per-user time plot
+    envelopes_time_<direction>.png (seed Fig 3-11), and report.html (the static sets on the map,
+    the time plots). Returns the files written."""
     from nfca.io.outputs import prepare_dir, write_tables
 
     out = prepare_dir(out)
-    table = study.table()
-    written = write_tables(study, out, table, formats)
-    if "png" in formats:
+    table = study.to_dataframe()
+    written = write_tables(study, out, table, tuple(f for f in formats if f != "json"))
+    figures = []
+    if "png" in formats or "html" in formats:
         from nfca.io import plots
 
+        title = plots.context(study.summary)
         for d in dict.fromkeys(c.direction.value for c in study.chains):
-            written.append(plots.envelope_timeseries(table[table["direction"] == d], out / f"envelopes_time_{d}.png", d))
-    return written
+            target = out / f"envelopes_time_{d}.png" if "png" in formats else None
+            figures.append(plots.envelope_timeseries(table[table["direction"] == d], target, d, title))
+        written += [f.path for f in figures if f.path is not None]
+    if "html" in formats:
+        from nfca.io import plots
+        from nfca.io.report import write_report
+
+        static = study.static_study()
+        static_table = static.to_dataframe()
+        figures += plots.study_figures(static, static_table, None)
+        summary = {**study.summary, "methods": study.summary["static"]}
+        note = (f"Static envelopes: valid in every one of the {len(study.profiles)} intervals (dynamic ones per "
+                "interval in envelopes.csv and the time plots).")
+        written.append(write_report(static, static_table, out / "report.html", figures, summary=summary, note=note))
+    return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))
 
 
+def _worst(vs: tuple[Verification, ...]) -> Verification:
+    """One verification holding the extremes of several (a static set over the intervals)."""
+    users = vs[0].user_v_min_pu
+    return Verification(
+        converged=all(v.converged for v in vs), v_min_pu=min(v.v_min_pu for v in vs),
+        v_max_pu=max(v.v_max_pu for v in vs), max_loading_pct=max(v.max_loading_pct for v in vs),
+        verified=all(v.verified for v in vs), violations=tuple(x for v in vs for x in v.violations),
+        user_v_min_pu={u: min(v.user_v_min_pu[u] for v in vs) for u in users},
+        user_v_max_pu={u: max(v.user_v_max_pu[u] for v in vs) for u in users},
+        line_loading_pct={k: max(v.line_loading_pct[k] for v in vs) for k in vs[0].line_loading_pct},
+        v_neutral_max_v=max(v.v_neutral_max_v for v in vs))

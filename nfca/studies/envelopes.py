@@ -7,7 +7,8 @@ a summary dict) and writes nothing.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from functools import cached_property
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -18,95 +19,130 @@ from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 
 from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InputError, VerificationError
+from nfca.io import schema
 from nfca.model.network import Feeder
+from nfca.studies.profiles import read_table
 from nfca.verify import Verification, verify
 
-COLUMNS = [
-    "end_user", "connection_point", "bus", "phases", "connection", "capacity_kva", "direction", "method",
-    "participant", "guaranteed_kw", "binding", "v_min_verified_pu", "v_max_verified_pu", "distance_m",
-]
+COLUMNS = schema.names(schema.ENVELOPES)  # envelopes.csv
 
 
 @dataclass(frozen=True)
 class Study:
+    """The envelope sets of one feeder (methods x directions), each with its OpenDSS verification.
+
+    `infeasible` holds the sets with no envelope, (method, direction) -> reason; `provenance`
+    what produced the study (version, options, input hashes), written into summary.json."""
+
     feeder: Feeder
     options: EnvelopeOptions
     envelopes: tuple[EnvelopeSet, ...]
     verifications: tuple[Verification, ...]
     seconds: float
+    participants: frozenset[str] | None = None
+    infeasible: dict[tuple[str, str], str] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        sets = [f"{e.method.value} {e.direction.value} {e.total_kw:.1f} kW" for e in self.envelopes]
+        sets += [f"{m} {d} infeasible" for m, d in self.infeasible]
+        return (f"<Study {self.feeder.name}: {len(self.participant_names)} of {len(self.feeder.end_users)} "
+                f"end-users with an NFCA; {', '.join(sets)}; {'verified' if self.verified else 'NOT verified'}>")
+
+    @property
+    def participant_names(self) -> frozenset[str]:
+        """The end-users with an NFCA."""
+        if self.participants is not None:
+            return self.participants
+        if self.envelopes:
+            return frozenset(k for k, p in self.envelopes[0].participant.items() if p)
+        return frozenset(u.name for u in self.feeder.end_users)
 
     @property
     def verified(self) -> bool:
+        """Every envelope set that exists passed the OpenDSS verification."""
         return all(v.verified for v in self.verifications)
 
-    def table(self) -> pd.DataFrame:
-        """One row per end-user x direction x method (the envelopes.csv layout)."""
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per end-user x direction x method (envelopes.csv, `nfca.io.schema.ENVELOPES`)."""
         dist = self.feeder.distance_m()
         rows = []
         for env, ver in zip(self.envelopes, self.verifications):
-            for u in self.feeder.end_users:
-                rows.append({
-                    "end_user": u.name, "connection_point": u.bus, "bus": u.bus, "phases": u.phases,
-                    "connection": u.connection, "capacity_kva": u.capacity_kva,
-                    "direction": env.direction.value, "method": env.method.value,
-                    "participant": env.participant[u.name], "guaranteed_kw": env.guaranteed_kw[u.name],
-                    "binding": env.binding[u.name],
-                    "v_min_verified_pu": round(ver.user_v_min_pu[u.name], 6),
-                    "v_max_verified_pu": round(ver.user_v_max_pu[u.name], 6),
-                    "distance_m": round(dist[u.bus], 3),
-                })
-        return pd.DataFrame(rows, columns=COLUMNS)
+            rows += schema.set_rows(self.feeder, env, self.options, ver.user_v_min_pu, ver.user_v_max_pu, dist)
+        for (m, d), reason in self.infeasible.items():
+            rows += schema.infeasible_rows(self.feeder, self.options, m, d, reason, self.participant_names, dist)
+        return schema.frame(rows, schema.ENVELOPES)
 
+    @cached_property
     def summary(self) -> dict:
-        """Per method and direction: totals, fairness, solver and verification figures."""
+        """summary.json: the feeder, the assumptions, provenance, and per method and direction
+        the `nfca.io.schema.SET_SUMMARY` figures."""
+        table = self.to_dataframe()
         out: dict = {
             "feeder": self.feeder.name, "path": str(self.feeder.path),
             "end_users": len(self.feeder.end_users),
             "connection_points": len(self.feeder.connection_points),
-            "participants": int(sum(next(iter(self.envelopes)).participant.values())) if self.envelopes else 0,
+            "participants": len(self.participant_names),
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
             "length_m": round(self.feeder.length_m, 3),
-            "options": options_summary(self.options),
-            "verified": self.verified, "seconds": round(self.seconds, 3), "methods": {},
+            "options": options_summary(self.options, self.feeder),
+            "verified": self.verified, "complete": not self.infeasible, "seconds": round(self.seconds, 3),
+            "provenance": self.provenance, "notices": [n.as_dict() for n in self.feeder.notices], "methods": {},
         }
         for env, ver in zip(self.envelopes, self.verifications):
-            g = np.array([env.guaranteed_kw[k] for k, p in env.participant.items() if p])
-            out["methods"].setdefault(env.method.value, {})[env.direction.value] = {
-                "total_kw": round(float(g.sum()), 3) if g.size else 0.0,
-                "min_kw": round(float(g.min()), 3) if g.size else 0.0,
-                "max_kw": round(float(g.max()), 3) if g.size else 0.0,
-                "jain_index": round(jain_index(g), 6),
-                "solver_status": env.result.status,
-                "iterations": env.iterations,
-                "solves": env.solves,
-                "seconds": round(env.seconds, 3),
-                "v_min_pu": round(ver.v_min_pu, 6),
-                "v_max_pu": round(ver.v_max_pu, 6),
-                "max_loading_pct": round(ver.max_loading_pct, 4),
-                "v_neutral_max_v": round(ver.v_neutral_max_v, 4),
-                "verified": ver.verified,
-                "violations": list(ver.violations),
-            }
+            rows = table[(table["method"] == env.method.value) & (table["direction"] == env.direction.value)]
+            out["methods"].setdefault(env.method.value, {})[env.direction.value] = schema.set_summary(env, [ver], rows)
+        for (m, d), reason in self.infeasible.items():
+            out["methods"].setdefault(m, {})[d] = schema.infeasible_summary(reason)
         return out
 
+    def plot(self):
+        """The study's figures (per-user bars per direction, the methods compared, the map when
+        the feeder has coordinates), shown inline in a notebook; `.png` holds each one's bytes."""
+        from nfca.io import plots
 
-def options_summary(options: EnvelopeOptions) -> dict:
-    """The study's assumptions as summary.json records them."""
+        return plots.Figures(plots.study_figures(self, self.to_dataframe(), None))
+
+    def write(self, folder: Path | str, formats: Iterable[str] = ("csv", "json", "gpkg", "png", "html"),
+              crs: str | None = None) -> list[Path]:
+        """Write envelopes.csv, summary.json, envelopes.gpkg, the figures and report.html to
+        `folder` (as `nfca envelopes --out` does); returns the files written."""
+        from nfca.io.outputs import write_study
+
+        return write_study(self, Path(folder), tuple(formats), crs)
+
+
+def options_summary(options: EnvelopeOptions, feeder: Feeder | None = None) -> dict:
+    """The study's assumptions as summary.json records them; with the feeder, the source voltage
+    actually used (the file's when not set) and the firm values of non-participants in words."""
     lim = options.limits
-    return {
+    out = {
         "vmin_pu": lim.vmin_pu, "vmax_pu": lim.vmax_pu, "vmin_v": lim.vmin_v, "vmax_v": lim.vmax_v,
         "v_neutral_max_v": lim.v_neutral_max_v, "v_margin_pu": lim.v_margin_pu, "i_margin": lim.i_margin,
         "power_factor": options.power_factor, "source_pu": options.source_pu, "reduce": options.reduce,
         "kron": options.kron, "firm_kw": options.firm_kw, "firm_diversity": options.firm_diversity,
+        "ipopt_options": dict(options.ipopt_options),
     }
+    if feeder is not None:
+        if options.source_pu is None:
+            out["source_pu"] = feeder.source.pu
+        out["firm"] = firm_rule(options, feeder)
+    return out
 
 
-def jain_index(x: np.ndarray) -> float:
-    """Jain's fairness index: 1 when all equal, 1/n when one takes everything."""
-    x = np.asarray(x, dtype=float)
-    if x.size == 0 or not np.any(x):
-        return 1.0
-    return float(x.sum() ** 2 / (x.size * (x**2).sum()))
+def firm_rule(options: EnvelopeOptions, feeder: Feeder | None = None) -> str:
+    """What non-participants are assumed to use while the envelopes hold, in words."""
+    own = sum(u.firm_kw is not None for u in feeder.end_users) if feeder is not None else 0
+    if options.firm_kw is not None:
+        rule = f"{options.firm_kw:g} kW each (at most capacity x power factor)"
+    elif options.firm_diversity == 1.0:
+        rule = "full connection capacity x power factor (the default)"
+    else:
+        rule = f"{options.firm_diversity:g} x connection capacity x power factor (diversity)"
+    return rule + (f"; {own} end-user(s) with their own firm_kw from --capacities" if own else "")
+
+
+jain_index = schema.jain_index
 
 
 def run_envelopes(
@@ -130,7 +166,8 @@ def run_envelopes(
     if progress:
         progress("verifying with OpenDSS")
     vers = verify(feeder, envs, options)
-    study = Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0)
+    chosen = frozenset(u.name for u in feeder.end_users) if participants is None else frozenset(participants)
+    study = Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, chosen)
     if require_verified and not study.verified:
         bad = next((e, v) for e, v in zip(envs, vers) if not v.verified)
         raise VerificationError(
@@ -140,8 +177,22 @@ def run_envelopes(
     return study
 
 
-def select_participants(feeder: Feeder, spec: str, seed: int = 0) -> frozenset[str]:
-    """`all`, a fraction in (0, 1] (a seeded random subset), or a file listing end-users."""
+def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, capacities: Path | None = None,
+                   default_capacity_kva: float = 9.2, feeder_name: str | None = None) -> tuple[Feeder, frozenset[str]]:
+    """Read a feeder, apply a capacities CSV and choose the participants: (Feeder, participants).
+
+    `feeder_name` (a batch) selects the rows of a `feeder` column in the CSVs, when they have one."""
+    from nfca.engine import read_feeder
+
+    f = read_feeder(path, default_capacity_kva=default_capacity_kva)
+    if capacities is not None:
+        f = with_capacities(f, capacities, feeder_name)
+    return f, select_participants(f, participants, seed, feeder_name)
+
+
+def select_participants(feeder: Feeder, spec: str, seed: int = 0, feeder_name: str | None = None) -> frozenset[str]:
+    """`all`, a fraction in [0, 1] (a seeded random subset), or a CSV listing end-users (column
+    `end_user`, else the first; with a `feeder` column only the rows of `feeder_name`)."""
     names = [u.name for u in feeder.end_users]
     if spec == "all":
         return frozenset(names)
@@ -158,44 +209,64 @@ def select_participants(feeder: Feeder, spec: str, seed: int = 0) -> frozenset[s
     path = Path(spec)
     if not path.is_file():
         raise InputError(f"--participants: '{spec}' is neither 'all', a fraction nor a readable file")
-    chosen = _read_names(path, "end_user")
+    chosen = _read_names(path, "end_user", feeder_name)
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         raise InputError(f"{path}: end-user {unknown[0]} is not in feeder {feeder.name}")
     return frozenset(chosen)
 
 
-def _read_names(path: Path, column: str) -> list[str]:
-    try:
-        df = pd.read_csv(path, dtype=str)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read CSV ({' '.join(str(exc).split())})") from None
-    if column in df.columns:
-        return [s.strip().lower() for s in df[column].dropna()]
-    return [s.strip().lower() for s in [df.columns[0], *df.iloc[:, 0].dropna()]]
+MAX_KVA = 1e5  # 100 MVA (and 100 MW): beyond any LV connection; a larger value is a unit error
 
 
-def with_capacities(feeder: Feeder, csv: Path) -> Feeder:
-    """Override end-users' connection capacities from a CSV with columns end_user, capacity_kva."""
-    try:
-        df = pd.read_csv(csv)
-    except Exception as exc:
-        raise InputError(f"{csv}: cannot read CSV ({' '.join(str(exc).split())})") from None
-    if not {"end_user", "capacity_kva"} <= set(df.columns):
-        raise InputError(f"{csv}: needs columns end_user and capacity_kva")
-    caps = {}
-    values = pd.to_numeric(df["capacity_kva"], errors="coerce")
-    for row, (name, cap, raw) in enumerate(zip(df["end_user"].astype(str).str.strip().str.lower(), values,
-                                               df["capacity_kva"]), start=2):
-        if name not in feeder.end_user:
-            raise InputError(f"{csv} line {row}: end-user {name} is not in feeder {feeder.name}")
-        if not np.isfinite(cap) or cap <= 0:
-            got = "nothing" if pd.isna(raw) else repr(raw)
-            raise InputError(f"{csv} line {row}: capacity of {name} must be a positive number of kVA, got {got}")
-        if name in caps and caps[name] != float(cap):
-            raise InputError(f"{csv} line {row}: end-user {name} is given two capacities, {caps[name]:g} and {cap:g} kVA")
-        caps[name] = float(cap)
-    users = tuple(replace(u, capacity_kva=caps.get(u.name, u.capacity_kva)) for u in feeder.end_users)
+def _for_feeder(df: pd.DataFrame, feeder_name: str | None) -> pd.DataFrame:
+    """The rows of one feeder when the table has a `feeder` column (a batch)."""
+    if feeder_name is not None and "feeder" in df.columns:
+        return df[df["feeder"].str.strip() == feeder_name]
+    return df
+
+
+def _read_names(path: Path, column: str, feeder_name: str | None = None) -> list[str]:
+    """End-user names as written (`NA`, `null`, `None`, `nan` are names), lower case."""
+    df = _for_feeder(read_table(path), feeder_name)
+    names = df[column] if column in df.columns else pd.Series([df.columns[0], *df.iloc[:, 0]], dtype=str)
+    return [s.strip().lower() for s in names if s.strip()]
+
+
+def with_capacities(feeder: Feeder, csv: Path, feeder_name: str | None = None) -> Feeder:
+    """Per end-user connection capacity (`capacity_kva`) and firm value (`firm_kw`: what it uses
+    as a non-participant, kW) from a CSV with column end_user and either or both of these; an
+    empty cell keeps the feeder's value. With a `feeder` column, only `feeder_name`'s rows.
+    Names are read as written (`NA`, `null` are names); values must be finite (at most 1e5)."""
+    df = _for_feeder(read_table(csv), feeder_name)
+    if "end_user" not in df.columns or not {"capacity_kva", "firm_kw"} & set(df.columns):
+        raise InputError(f"{csv}: needs columns end_user and capacity_kva (and/or firm_kw)")
+    found: dict[str, dict[str, float]] = {"capacity_kva": {}, "firm_kw": {}}
+    names = df["end_user"].str.strip().str.lower()
+    for column, what, whats, unit in (("capacity_kva", "capacity", "capacities", "kVA"),
+                                      ("firm_kw", "firm value", "firm values", "kW")):
+        if column not in df.columns:
+            continue
+        raws = df[column].str.strip()
+        values = pd.to_numeric(raws, errors="coerce")
+        for row, name, x, raw in zip(df.index + 2, names, values, raws):
+            if name not in feeder.end_user:
+                raise InputError(f"{csv} line {row}: end-user {name} is not in feeder {feeder.name}")
+            if raw == "" and "capacity_kva" in df.columns and "firm_kw" in df.columns:
+                continue  # the other column is given on this row
+            ok = np.isfinite(x) and (x > 0 if column == "capacity_kva" else x >= 0) and x <= MAX_KVA
+            if not ok:
+                got = "nothing" if raw == "" else repr(raw)
+                sign = "positive" if column == "capacity_kva" else "non-negative"
+                raise InputError(f"{csv} line {row}: {what} of {name} must be a {sign} number of {unit} "
+                                 f"(at most {MAX_KVA:g}), got {got}")
+            seen = found[column]
+            if name in seen and seen[name] != float(x):
+                raise InputError(f"{csv} line {row}: end-user {name} is given two {whats}, {seen[name]:g} and {x:g} {unit}")
+            seen[name] = float(x)
+    caps, firm = found["capacity_kva"], found["firm_kw"]
+    users = tuple(replace(u, capacity_kva=caps.get(u.name, u.capacity_kva), firm_kw=firm.get(u.name, u.firm_kw))
+                  for u in feeder.end_users)
     return replace(feeder, end_users=users)
 
 
@@ -212,7 +283,8 @@ def sweep_participation(
 
     Participants are the first k of one seeded random order, so each set contains the smaller
     ones. When the firm connections alone violate a limit there is no envelope: the row says
-    `infeasible` and carries zero guaranteed power. Every feasible point is verified by OpenDSS.
+    `infeasible`, with no guaranteed power (NaN, a gap in a figure, never zero) and the reason.
+    Every feasible point is verified by OpenDSS.
     """
     from nfca.errors import InfeasibleError
 
@@ -229,13 +301,13 @@ def sweep_participation(
                 try:
                     problem = problem or EnvelopeProblem(feeder, options, chosen)
                     env = problem.solve(m, d)
-                except InfeasibleError:
-                    rows.append({**row, "status": "infeasible", "total_kw": 0.0, "mean_kw": 0.0,
-                                 "min_kw": 0.0, "verified": False})
+                except InfeasibleError as exc:
+                    rows.append({**row, "status": "infeasible", "total_kw": np.nan, "mean_kw": np.nan,
+                                 "min_kw": np.nan, "verified": False, "reason": str(exc)})
                     continue
                 ver = verify(feeder, [env], options)[0]
                 g = np.array([env.guaranteed_kw[n] for n in chosen]) if chosen else np.zeros(0)
                 rows.append({**row, "status": env.result.status, "total_kw": float(g.sum()),
                              "mean_kw": float(g.mean()) if g.size else 0.0,
-                             "min_kw": float(g.min()) if g.size else 0.0, "verified": ver.verified})
+                             "min_kw": float(g.min()) if g.size else 0.0, "verified": ver.verified, "reason": ""})
     return pd.DataFrame(rows)

@@ -6,7 +6,7 @@ value at a timestamp is the mean power over the interval that starts there. Prof
 * a CSV, long (`end_user, timestamp, p_kw`, one row per end-user and interval) or wide (a
   `timestamp` column and one column per end-user), at any regular resolution; or
 * the feeder's own OpenDSS load shapes (each load's `daily`, else `yearly`, else `duty` shape
-  times its kW; a load without one is constant), read by `nfca.engine.load_shapes`.
+  times its kW; a load without one is constant), read with the feeder by `nfca.engine.read`.
 
 `Profiles.resample` brings them to a coarser resolution (mean power per interval).
 """
@@ -14,6 +14,7 @@ value at a timestamp is the mean power over the interval that starts there. Prof
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +85,16 @@ class Profiles:
         return Profiles(self.kw[names], self.interval, self.source)
 
 
-def parse_resolution(text: str | pd.Timedelta) -> pd.Timedelta:
-    """'15min', '1h', '1min', '30s' ... as a positive Timedelta."""
+def parse_resolution(text: str | pd.Timedelta, option: str = "--resolution") -> pd.Timedelta:
+    """'15min', '1h', '1min', '30s' ... as a positive Timedelta (`option` names it in errors)."""
+    if isinstance(text, str) and re.fullmatch(r"\s*[+-]?[\d.]+\s*", text):
+        raise InputError(f"{option}: '{text}' needs a unit, e.g. {text.strip()}min or {text.strip()}h")
     try:
         step = pd.Timedelta(text)
     except (ValueError, TypeError):
-        raise InputError(f"--resolution: '{text}' is not a duration such as 15min, 1h or 1min") from None
-    if step <= pd.Timedelta(0):
-        raise InputError(f"--resolution must be positive, got {text}")
+        raise InputError(f"{option}: '{text}' is not a duration such as 15min, 1h or 1min") from None
+    if pd.isna(step) or step <= pd.Timedelta(0):
+        raise InputError(f"{option} must be positive, got {text}")
     return step
 
 
@@ -101,54 +104,99 @@ def _fmt(step: pd.Timedelta) -> str:
 
 
 def load_profiles(spec: str | Path, feeder: Feeder, resolution: str | None = None) -> Profiles:
-    """Profiles for `feeder` from a CSV or, with `spec` = 'loadshapes', its OpenDSS load shapes."""
+    """Profiles for `feeder` from a CSV or, with `spec` = 'loadshapes', its OpenDSS load shapes
+    (those `nfca.engine.read` read with the feeder: the file is not parsed again)."""
     if str(spec).strip().lower() == LOADSHAPES:
-        profiles = from_load_shapes(feeder)
+        from nfca.engine import load_shapes
+
+        profiles = from_load_shapes(feeder, load_shapes(feeder))
     else:
         profiles = read_csv(Path(spec))
     return profiles.for_feeder(feeder).resample(resolution)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV as text, every cell as written: nothing is read as missing (`NA`, `null`, `None`,
+    `nan` are names), headers stripped."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read CSV ({' '.join(str(exc).split())})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def numbers(cells: pd.Series, path: Path, what: str, limit: float) -> np.ndarray:
+    """Cells as finite numbers within ±`limit`; InputError naming the row and the value otherwise."""
+    text = cells.str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (np.abs(np.nan_to_num(values)) > limit)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raw = text.iloc[k]
+        got = "nothing" if raw == "" else repr(raw)
+        beyond = f" within ±{limit:g}" if np.isfinite(values[k]) else ""
+        raise InputError(f"{path} line {k + 2}: {what} must be a finite number{beyond}, got {got}")
+    return values
+
+
+def timestamps(cells: pd.Series, path: Path) -> pd.DatetimeIndex:
+    """Dates and times as written (ISO 8601 or other unambiguous forms). Times with a UTC offset
+    (e.g. across a daylight-saving change) are read as UTC; a whole number is refused (it would be
+    read as nanoseconds since 1970)."""
+    text = cells.str.strip()
+    number = text.str.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")
+    if number.any():
+        k = int(np.argmax(number.to_numpy()))
+        raise InputError(f"{path} line {k + 2}: timestamp {text.iloc[k]!r} is a number, not a date and time "
+                         "(write e.g. 2024-01-01 00:15)")
+    zoned = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
+    if zoned.any() and not zoned.all():
+        k = int(np.argmax((zoned != zoned.iloc[0]).to_numpy()))
+        raise InputError(f"{path} line {k + 2}: timestamp {text.iloc[k]!r} mixes times with and without a UTC offset")
+    for fmt in ("ISO8601", "mixed"):
+        parsed = pd.to_datetime(text, format=fmt, utc=bool(zoned.any()), errors="coerce")
+        if not parsed.isna().any():
+            return pd.DatetimeIndex(parsed)
+    k = int(np.argmax(parsed.isna().to_numpy()))
+    raise InputError(f"{path} line {k + 2}: timestamp {text.iloc[k]!r} is not a date and time")
+
+
+MAX_KW = 1e5  # 100 MW: beyond any LV end-user; a larger value is a unit error
 
 
 def read_csv(path: Path) -> Profiles:
     """A long (`end_user, timestamp, p_kw`) or wide (`timestamp` + one column per end-user) CSV."""
     if not path.is_file():
         raise InputError(f"--profiles: {path} is not a readable file (or 'loadshapes')")
-    try:
-        df = pd.read_csv(path)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read CSV ({' '.join(str(exc).split())})") from None
-    df.columns = [str(c).strip() for c in df.columns]
+    df = read_table(path)
     lower = {c.lower(): c for c in df.columns}
     if "timestamp" not in lower:
         raise InputError(f"{path}: needs a timestamp column (long: end_user,timestamp,p_kw; wide: timestamp "
                          f"and one column per end-user)")
+    stamps = timestamps(df[lower["timestamp"]], path)
     if {"end_user", "p_kw"} <= set(lower):
-        long = df.rename(columns={lower["end_user"]: "end_user", lower["timestamp"]: "timestamp",
-                                  lower["p_kw"]: "p_kw"})
-        long["end_user"] = long["end_user"].astype(str).str.strip().str.lower()
+        long = pd.DataFrame({"end_user": df[lower["end_user"]].str.strip().str.lower(), "timestamp": stamps,
+                             "p_kw": numbers(df[lower["p_kw"]], path, "p_kw", MAX_KW)})
         dup = long.duplicated(["end_user", "timestamp"])
         if dup.any():
             row = long[dup].iloc[0]
             raise InputError(f"{path}: end-user {row['end_user']} has two values at {row['timestamp']}")
         wide = long.pivot(index="timestamp", columns="end_user", values="p_kw")
     else:
-        wide = df.set_index(lower["timestamp"])
-        wide.columns = [str(c).strip().lower() for c in wide.columns]
-        if wide.columns.duplicated().any():
-            raise InputError(f"{path}: end-user {wide.columns[wide.columns.duplicated()][0]} has two columns")
-    try:
-        wide.index = pd.to_datetime(wide.index)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path}: timestamps must be dates and times ({' '.join(str(exc).split())})") from None
+        users = [c for c in df.columns if c != lower["timestamp"]]
+        wide = pd.DataFrame({c.strip().lower(): numbers(df[c], path, f"the power of {c}", MAX_KW) for c in users},
+                            index=stamps)
+        names = [c.strip().lower() for c in users]
+        dups = [n for n in names if names.count(n) > 1]
+        if dups:
+            raise InputError(f"{path}: end-user {dups[0]} has two columns")
     wide = wide.sort_index()
-    try:
-        wide = wide.astype(float)
-    except (ValueError, TypeError):
-        raise InputError(f"{path}: power values must be numbers (kW)") from None
     bad = ~np.isfinite(wide.to_numpy())
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise InputError(f"{path}: no value (or not a number) for end-user {wide.columns[c]} at {wide.index[r]}")
+        raise InputError(f"{path}: no value for end-user {wide.columns[c]} at {wide.index[r]}")
+    wide.columns = [str(c) for c in wide.columns]
     return Profiles(wide, _regular_step(wide.index, path), str(path))
 
 
@@ -167,12 +215,10 @@ def _regular_step(index: pd.DatetimeIndex, source) -> pd.Timedelta:
     return pd.Timedelta(steps[0])
 
 
-def from_load_shapes(feeder: Feeder) -> Profiles:
-    """The feeder's OpenDSS load shapes on one regular grid (the finest step that fits all of
-    them), over the longest shape; shorter shapes repeat, as OpenDSS repeats them."""
-    from nfca.engine.opendss import load_shapes
-
-    series = load_shapes(feeder.path)
+def from_load_shapes(feeder: Feeder, series: dict) -> Profiles:
+    """The feeder's OpenDSS load shapes (`nfca.engine.read`'s) on one regular grid (the finest
+    step that fits all of them), over the longest shape; shorter shapes repeat, as OpenDSS
+    repeats them."""
     shaped = {n: s for n, s in series.items() if s.shape}
     if not shaped:
         raise InputError(f"{feeder.path}: no load has a daily, yearly or duty load shape")

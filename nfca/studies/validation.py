@@ -29,7 +29,7 @@ def compare_powerflow(path, load_kw: float | None = None, reduce: bool = False) 
     t1 = time.perf_counter()
     ours = solve_powerflow(net, loads)
     t2 = time.perf_counter()
-    ref = powerflows(path, [loads])[0]
+    ref = powerflows(feeder, [loads])[0]
     err = {bn: abs(v - ref.voltages[bn]) / (feeder.buses[bn[0]].kv_base_ln * 1e3) for bn, v in ours.voltages_v.items()}
     dv = max(err.values())
     dv_neutral = [e for (_, node), e in err.items() if node != EARTH and node not in PHASES]

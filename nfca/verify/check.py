@@ -49,7 +49,7 @@ def envelope_loads(feeder: Feeder, env: EnvelopeSet, options: EnvelopeOptions) -
 
 def verify(feeder: Feeder, envs: list[EnvelopeSet], options: EnvelopeOptions) -> list[Verification]:
     """Verify each envelope set on the full feeder; one OpenDSS compile for all of them."""
-    flows = powerflows(feeder.path, [envelope_loads(feeder, e, options) for e in envs], options.source_pu)
+    flows = powerflows(feeder, [envelope_loads(feeder, e, options) for e in envs], options.source_pu)
     return [check(feeder, pf, options) for pf in flows]
 
 

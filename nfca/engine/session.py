@@ -1,0 +1,218 @@
+"""The caller's side of the engine: OpenDSS runs in a child process (`nfca.engine.worker`), which
+compiles a feeder once and then serves every power flow on it; a process keeps at most
+`MAX_ENGINES` of them, reused for the next feeder read (a study of many feeders starts one).
+
+A crash of OpenDSS (a segmentation fault on a malformed file) ends that child only and becomes
+a one-line FeederError naming the feeder. Requests and replies are pickled over a pipe; power
+flows travel as numpy arrays (one request for a whole list of cases), so that the verification
+of an envelope costs about what it costs in-process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nfca import errors
+from nfca.engine.opendss import DEFAULT_CAPACITY_KVA
+from nfca.errors import FeederError
+
+if TYPE_CHECKING:
+    from nfca.engine.opendss import FlowLayout, LoadShapeSeries, PowerFlow
+    from nfca.model.network import Feeder
+
+LoadShapes = dict  # end-user name -> LoadShapeSeries
+MAX_ENGINES = 2  # engines kept alive per process (the feeder being worked on, and the one before)
+
+
+class Engine:
+    """One OpenDSS child process holding one compiled feeder (a later `read` compiles another in
+    its place: a fresh circuit, the same process)."""
+
+    def __init__(self) -> None:
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "nfca.engine.worker", str(down_r), str(up_w)], pass_fds=(down_r, up_w),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finally:
+            os.close(down_r)
+            os.close(up_w)
+        self._send = Connection(down_w, readable=False)
+        self._recv = Connection(up_r, writable=False)
+        self._ready = False
+        self.path = ""
+        self.feeder: Feeder | None = None
+        self.layout: FlowLayout | None = None
+
+    def _ask(self, request: tuple, doing: str):
+        try:
+            if not self._ready:
+                self._recv.recv()
+                self._ready = True
+            self._send.send(request)
+            reply = self._recv.recv()
+        except (EOFError, OSError):
+            raise FeederError(f"{self.path}: the OpenDSS engine crashed while {doing} ({self._death()}); "
+                              "the feeder file is not usable as it is") from None
+        if reply[0] == "ok":
+            return reply[1]
+        if reply[0] == "error":
+            raise getattr(errors, reply[1], errors.NfcaError)(reply[2])
+        raise RuntimeError(f"in the OpenDSS engine: {reply[1]}: {reply[2]}")
+
+    def _death(self) -> str:
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.close()
+            return "it stopped answering"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit status {code}"
+
+    def read(self, path: str, default_capacity_kva: float) -> tuple[Feeder, LoadShapes]:
+        self.path = path
+        feeder, shapes, self.layout = self._ask(("read", path, os.path.abspath(path), default_capacity_kva),
+                                                "reading the feeder")
+        self.feeder, self.shapes = feeder, shapes
+        return feeder, shapes
+
+    def powerflows(self, feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
+                   source_pu: float | None) -> list[PowerFlow]:
+        import numpy as np
+
+        layout = self.layout
+        given, known = feeder.end_user, self.feeder.end_user
+        base = np.array([((u := given.get(n) or known[n]).p_kw, u.q_kvar) for n in layout.loads],
+                        dtype=float).reshape(-1, 2)
+        where = {n: i for i, n in enumerate(layout.loads)}
+        kw_kvar = np.repeat(base[None, :, :], len(cases), axis=0)
+        for c, loads in enumerate(cases):
+            for name, pq in loads.items():
+                j = where.get(name, where.get(name.lower()))
+                if j is None:
+                    raise FeederError(f"Load.{name} is not in {feeder.path}")
+                kw_kvar[c, j] = pq
+        conv, iters, v, amps, i_tr = self._ask(("powerflows", kw_kvar, source_pu), "solving a power flow")
+        return [layout.flow(conv[c], iters[c], v[c], amps[c], i_tr[c]) for c in range(len(cases))]
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def close(self) -> None:
+        for conn in (self._send, self._recv):
+            try:
+                conn.close()
+            except OSError:
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+_engines: dict[str, Engine] = {}  # feeder path -> its engine, most recently used last
+_spare: list[Engine] = []
+
+
+def prestart() -> None:
+    """Start an engine now, so that OpenDSS loads while the caller does other work."""
+    if not _spare:
+        _spare.append(Engine())
+
+
+def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> tuple[Feeder, LoadShapes]:
+    """Read any radial OpenDSS feeder: its `Feeder` and every load's load shape, from one compile.
+
+    The file is read as `nfca.engine.script` allows (no programs, no files written, Redirect
+    loops named), then compiled in an engine process that stays up for `powerflows` on the same
+    feeder. Loads without XfkVA get `default_capacity_kva`; 0 makes XfkVA compulsory. Raise
+    FeederError naming what is wrong; what the reader assumed (e.g. disabled elements left out)
+    is in `Feeder.notices`.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FeederError(f"{path}: is a folder, not a feeder file (give the path of its Master.dss)")
+    if not path.is_file():
+        raise FeederError(f"{path}: no such feeder file")
+    try:
+        path.open("rb").close()
+    except OSError as exc:
+        raise FeederError(f"{path}: the feeder file cannot be read ({exc.strerror or exc})") from None
+    key = _key(path)
+    engine = _engines.pop(key, None) or (_spare.pop() if _spare else None)
+    if engine is None and len(_engines) >= MAX_ENGINES:  # reuse the least recently used one
+        engine = _engines.pop(next(iter(_engines)))
+    if engine is None or not engine.alive():
+        if engine is not None:
+            engine.close()
+        engine = Engine()
+    try:
+        feeder, shapes = engine.read(str(path), default_capacity_kva)
+    except errors.NfcaError:
+        if engine.alive():  # a bad file: the engine is fine, keep it for the next one
+            _spare.append(engine)
+        raise
+    except BaseException:
+        engine.close()
+        raise
+    _engines[key] = engine
+    return feeder, shapes
+
+
+def read_feeder(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> Feeder:
+    """`read(path)[0]`: the feeder without its load shapes."""
+    return read(path, default_capacity_kva)[0]
+
+
+def load_shapes(feeder: Feeder) -> LoadShapes:
+    """The load shapes `read` returned with `feeder` (the same compile; read again only in
+    another process)."""
+    engine = _engines.get(_key(Path(feeder.path)))
+    return engine.shapes if engine is not None else read(feeder.path)[1]
+
+
+def powerflows(feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
+               source_pu: float | None = None) -> list[PowerFlow]:
+    """Solve `feeder` in OpenDSS once per case of load powers (kW, kvar; consumption positive).
+
+    Every load's power comes from the case, else from `feeder` (its end-users' p_kw, q_kvar):
+    never from the file. The network is the one compiled by `read` (in this process; another
+    process compiles the same file once). `source_pu` overrides the source voltage.
+    """
+    if not cases:
+        return []
+    key = _key(Path(feeder.path))
+    engine = _engines.get(key)
+    if engine is None or not engine.alive():
+        if engine is not None:
+            _engines.pop(key).close()
+        read(feeder.path)
+        engine = _engines[key]
+    _engines[key] = _engines.pop(key)  # most recently used last
+    return engine.powerflows(feeder, cases, source_pu)
+
+
+def close_all() -> None:
+    """Stop every engine of this process (they also stop when it exits)."""
+    while _engines:
+        _engines.popitem()[1].close()
+    while _spare:
+        _spare.pop().close()
+
+
+def _key(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+atexit.register(close_all)

@@ -1,0 +1,80 @@
+"""report.html in a real headless Chromium (Debian's chromium and chromium-driver, driven by
+Selenium; no browser download): it loads from the file alone, logs no console error, draws one
+marker per end-user, and clicking an end-user shows its envelopes as envelopes.csv has them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from conftest import feeder_with_coordinates
+from nfca.io.schema import read_envelopes
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTEFACTS = ROOT / "test-artefacts"
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--window-size=1400,1000")
+
+
+@pytest.fixture
+def browser():
+    assert Path(CHROMIUM).exists() and Path(DRIVER).exists(), "chromium and chromium-driver missing: run `make setup`"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+def test_report_opens_offline_and_shows_each_end_user(tmp_path, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "out"
+    feeder = feeder_with_coordinates(tmp_path)
+    res = CliRunner().invoke(app, ["envelopes", str(feeder), "--out", str(out), "--participants", "0.7",
+                                   "--firm-diversity", "0.5", "--seed", "2", "--quiet"])
+    assert res.exit_code == 0, res.output
+    df = read_envelopes(out / "envelopes.csv")
+    browser.get((out / "report.html").as_uri())
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert not fetched  # everything is in the file: nothing fetched, from the network or elsewhere
+    markers = browser.find_elements(By.CSS_SELECTOR, "#map .end-user")
+    users = sorted(df["end_user"].unique())
+    assert sorted(m.get_attribute("data-user") for m in markers) == users
+    # the five contracts of the building on cp4 are spread, not stacked on one point
+    spots = {(m.get_attribute("cx") or m.get_attribute("x"), m.get_attribute("cy") or m.get_attribute("y"))
+             for m in markers}
+    assert len(spots) == len(users)
+    for name in ("b2", df[~df["participant"]]["end_user"].iloc[0]):
+        marker = next(m for m in markers if m.get_attribute("data-user") == name)
+        ActionChains(browser).move_to_element(marker).click().perform()
+        assert browser.find_element(By.ID, "user-name").text == name
+        shown = browser.find_element(By.ID, "user-values").text
+        for r in df[df["end_user"] == name].itertuples():
+            assert f"{r.method} {r.direction} {r.guaranteed_kw:.2f}" in shown  # same values as envelopes.csv
+            if r.participant and r.binding_type != "capacity":
+                assert r.binding_element in shown
+    # the set chooser recolours the map: hover texts now name the chosen set
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "set")).select_by_visible_text("fair export")
+    title = browser.execute_script("return document.querySelector('#map .end-user title').textContent")
+    assert "fair export" in title
+    ARTEFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTEFACTS / "report.png"))
+    shutil.copy(out / "report.html", ARTEFACTS / "report.html")
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
