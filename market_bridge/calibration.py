@@ -1,8 +1,8 @@
 """Derivation of the shipped market cases A-D (``market_bridge/cases/*.toml``) from design rules.
 
-``python -m market_bridge.calibration`` rewrites the four case files and prints the data
-statements of ``market_bridge/README.md`` (between its ``calibration`` markers); the tests check
-that both are reproduced. Every number in a case file is a design choice made here, with its
+``python -m market_bridge.calibration`` rewrites the four case files and the data statements of
+``market_bridge/README.md`` (between its ``calibration`` markers); the tests check that both are
+reproduced. Every number in a case file is a design choice made here, with its
 reason, or computed here from the MATPOWER data and those choices.
 
 The design makes the seed's chapter-4 mechanisms happen for physical reasons:
@@ -330,6 +330,17 @@ def readme_block() -> str:
     return "\n".join(lines)
 
 
+README = Path(__file__).resolve().parent / "README.md"
+BEGIN, END = "<!-- calibration: begin -->", "<!-- calibration: end -->"
+
+
+def update_readme(path: Path = README) -> None:
+    """Replace the data statements between the README's calibration markers."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    path.write_text(head + BEGIN + "\n" + readme_block() + "\n" + END + rest.split(END, 1)[1])
+
+
 def write_cases(folder: Path = CASES_DIR) -> list[Path]:
     """Write the four case files."""
     out = []
@@ -343,4 +354,5 @@ def write_cases(folder: Path = CASES_DIR) -> list[Path]:
 if __name__ == "__main__":
     for p in write_cases():
         print(f"wrote {p}")
-    print(readme_block())
+    update_readme()
+    print(f"updated the data statements in {README}")

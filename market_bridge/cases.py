@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nfca.errors import InputError
+from nfca.io import schema
+
 from market_bridge.networks import (
     Distribution,
     Transmission,
@@ -28,12 +31,11 @@ CASES_DIR = Path(__file__).resolve().parent / "cases"
 SEEDS = (2406, 4889)  # the two bid-data seeds every finding is checked on (arXiv 2406.04889)
 PREQUALIFICATION_METHODS = ("price_oe", "uniform_oe", "interrface", "nfca")
 NFCA_METHODS = ("optimal", "fair", "proportional", "propfair", "maxmin")
-ENVELOPE_COLUMNS = ("end_user", "capacity_kva", "direction", "method", "participant", "guaranteed_kw")
 DEFAULT_VOLL = 3000.0  # EUR/MW, see [market] voll_eur_per_mw
 SITE_BIDS = ("der", "critical")  # [bids.der] and [bids.critical]: bids at listed nodes, sized in MW
 
 
-class CaseError(ValueError):
+class CaseError(InputError):
     """A case file or envelope file that cannot be used; the message names the problem."""
 
 
@@ -144,36 +146,19 @@ def read_spec(path: Path) -> dict[str, Any]:
         raise CaseError(f"cannot read case file {path}: {exc}") from exc
 
 
-def _as_bool(col: pd.Series, path: Path) -> pd.Series:
-    text = col.astype(str).str.strip().str.lower()
-    ok = text.isin(["true", "false", "1", "0"])
-    if not ok.all():
-        raise CaseError(f"envelopes file {path}: participant must be True or False, got {col[~ok].iloc[0]!r}")
-    return text.isin(["true", "1"])
-
-
 def read_envelopes(path: Path) -> pd.DataFrame:
-    """Read and validate an ``envelopes.csv`` written by ``nfca envelopes``."""
+    """Read an ``envelopes.csv`` written by ``nfca envelopes`` through the results schema
+    (``nfca.io.schema``), and check what the market needs: a known method per row. Without a
+    ``participant`` column every end-user is a participant."""
     try:
-        df = pd.read_csv(path, dtype={"end_user": str}, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise CaseError(f"envelopes file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise CaseError(f"cannot read envelopes file {path}: {exc}") from exc
-    missing = [c for c in ENVELOPE_COLUMNS if c not in df.columns]
-    if missing:
-        raise CaseError(f"envelopes file {path} lacks columns {missing}")
-    if not df["direction"].isin(["import", "export"]).all():
-        raise CaseError(f"envelopes file {path}: direction must be import or export")
+        df = schema.read_envelopes(path)
+    except InputError as exc:
+        raise CaseError(str(exc)) from None
     if not df["method"].isin(NFCA_METHODS).all():
-        raise CaseError(f"envelopes file {path}: unknown method in {sorted(set(df['method']))}")
-    for col in ("guaranteed_kw", "capacity_kva"):
-        val = pd.to_numeric(df[col], errors="coerce")
-        if val.isna().any() or (val < 0).any():
-            bad = df.loc[val.isna() | (val < 0), "end_user"].iloc[0]
-            raise CaseError(f"envelopes file {path}: {col} of end-user {bad} must be a number >= 0")
-        df[col] = val
-    df["participant"] = _as_bool(df["participant"], path)
+        bad = sorted(set(df["method"]) - set(NFCA_METHODS))
+        raise CaseError(f"{path}: unknown envelope method {bad[0]!r} (known: {', '.join(NFCA_METHODS)})")
+    if "participant" not in df.columns:
+        df["participant"] = True
     return df
 
 

@@ -125,9 +125,20 @@ def _bids_where(m: pyo.ConcreteModel, area: str) -> list[Bid]:
     return [b for b in m.bid_list if b.area == area]
 
 
+def linear(coefs: Sequence[float], variables: Sequence, constant: float = 0.0) -> LinearExpression:
+    """``constant + sum(coef * var)`` as one Pyomo linear expression (fast to build and hand over)."""
+    return LinearExpression(constant=float(constant), linear_coefs=[float(c) for c in coefs],
+                            linear_vars=list(variables))
+
+
+def net_expression(m: pyo.ConcreteModel, bids: Sequence[Bid]) -> LinearExpression:
+    """Up minus down activation of ``bids`` in model ``m``."""
+    return linear([b.sign for b in bids], [m.a[b.bid_id] for b in bids])
+
+
 def constraint_balance(m: pyo.ConcreteModel, need_mw: float) -> None:
     """Up minus down activation of this layer equals the remaining system imbalance."""
-    m.balance = pyo.Constraint(expr=sum(b.sign * m.a[b.bid_id] for b in m.bid_list) == need_mw)
+    m.balance = pyo.Constraint(expr=net_expression(m, m.bid_list) == need_mw)
 
 
 def constraint_transmission(m: pyo.ConcreteModel, case: Case, fixed_injection: np.ndarray) -> None:
@@ -143,8 +154,7 @@ def constraint_transmission(m: pyo.ConcreteModel, case: Case, fixed_injection: n
                 terms[line].append((c, m.a[b.bid_id]))
     areas = sorted({b.area for b in m.bid_list if b.area != "T"})
     m.iface_net = pyo.Var(areas)
-    m.iface_def = pyo.Constraint(areas, rule=lambda _m, d: m.iface_net[d] == sum(
-        b.sign * m.a[b.bid_id] for b in m.bid_list if b.area == d))
+    m.iface_def = pyo.Constraint(areas, rule=lambda _m, d: m.iface_net[d] == net_expression(m, _bids_where(m, d)))
     for d in areas:
         for line, c in enumerate(t.ptdf[:, t.index(case.interface_bus[d])].tolist()):
             if abs(c) > 1e-12:
@@ -162,7 +172,7 @@ def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
     def rule(_m, line, upper):
         if not terms[line]:
             return pyo.Constraint.Skip
-        expr = flow0[line] + sum(float(c) * v for c, v in terms[line])
+        expr = linear([c for c, _ in terms[line]], [v for _, v in terms[line]], flow0[line])
         return expr <= limit[line] if upper else expr >= -limit[line]
 
     m.T_lines = pyo.RangeSet(0, len(t.lines) - 1)
@@ -209,14 +219,13 @@ def constraint_distribution(m: pyo.ConcreteModel, case: Case, dname: str, fixed_
     blk.R = pyo.RangeSet(0, len(rows) - 1) if rows else pyo.Set(initialize=[])
     if soft:
         blk.slack = pyo.Var(blk.R, bounds=(0, None))
-        m.penalty_terms.append(float(penalty) * sum((1.0 if rows[r][0] == "p" else 100.0) * blk.slack[r]
-                                                    for r in blk.R))
+        m.penalty_terms.append(linear([penalty * (1.0 if rows[r][0] == "p" else 100.0) for r in blk.R],
+                                      [blk.slack[r] for r in blk.R]))
 
     def limit(_b, r):
         kind, i, base, coef, bound, upper = rows[r]
         nz = np.flatnonzero(np.abs(coef) > 1e-15)
-        expr = LinearExpression(constant=float(base), linear_coefs=coef[nz].tolist(),
-                                linear_vars=[var[bids[j].bid_id] for j in nz])
+        expr = linear(coef[nz].tolist(), [var[bids[j].bid_id] for j in nz], base)
         slack = blk.slack[r] if soft else 0.0
         return expr <= float(bound) + slack if upper else expr >= float(bound) - slack
 
@@ -230,14 +239,14 @@ def constraint_interface(m: pyo.ConcreteModel, dname: str, net_mw: float = 0.0) 
     earlier layer), so the DSO can only redispatch within its network."""
     bids = _bids_where(m, dname)
     if bids:
-        m.add_component(f"iface_{dname}",
-                        pyo.Constraint(expr=sum(b.sign * m.a[b.bid_id] for b in bids) == net_mw))
+        m.add_component(f"iface_{dname}", pyo.Constraint(expr=net_expression(m, bids) == net_mw))
 
 
 def objective_cost(m: pyo.ConcreteModel, weights: Mapping[str, float] | None = None) -> None:
     """Minimise bid cost (or ``weights`` per bid) plus any soft-limit penalties."""
     w = {b.bid_id: b.price for b in m.bid_list} if weights is None else weights
-    m.obj = pyo.Objective(expr=sum(float(w[i]) * m.a[i] for i in m.B) + sum(m.penalty_terms), sense=pyo.minimize)
+    m.obj = pyo.Objective(expr=linear([w[i] for i in m.B], [m.a[i] for i in m.B]) + sum(m.penalty_terms),
+                          sense=pyo.minimize)
 
 
 def read_activation(m: pyo.ConcreteModel) -> Activation:

@@ -69,6 +69,7 @@ def run(
     """Clear the chosen schemes on one case and write the KPI and per-bid tables."""
     from market_bridge.cases import CaseError, load_case
     from market_bridge.kpis import evaluate, write_outputs
+    from nfca.errors import OutputError
     from market_bridge.schemes import PREQUALIFIED, uses_nfca
 
     names = _schemes(scheme)
@@ -87,8 +88,8 @@ def run(
     df, results = evaluate(c, names)
     try:
         written = write_outputs(out, c, df, results)
-    except OSError as exc:
-        raise _fail(f"cannot write into {out}: {exc.strerror or exc}", EXIT_OUTPUT)
+    except OutputError as exc:
+        raise _fail(str(exc), EXIT_OUTPUT)
     for _, r in df.iterrows():
         label = r["scheme"] + (f"@{r['prequalification']}" if r["prequalification"] else "")
         print(f"{label:<28} {r['status']:<10} cost {r['cost_eur']:10.2f} EUR  ineff {r['inefficiency_pct']:8.2f} %  "
@@ -116,6 +117,7 @@ def tables(
     bid-aggregation trade-off."""
     from market_bridge.cases import SEEDS, CaseError, case_file
     from market_bridge.tables import build_tables
+    from nfca.errors import OutputError
 
     try:
         step_list = [float(s) for s in steps.split(",") if s.strip()]
@@ -128,6 +130,9 @@ def tables(
     except CaseError as exc:
         raise _fail(f"--sweep-case: {exc}")
     check_output_dir(out)
-    written = build_tables(out, step_list, sweep_case.upper(), tuple(seed or SEEDS),
-                           log=lambda m: print(m, file=sys.stderr))
+    try:
+        written = build_tables(out, step_list, sweep_case.upper(), tuple(seed or SEEDS),
+                               log=lambda m: print(m, file=sys.stderr))
+    except OutputError as exc:
+        raise _fail(str(exc), EXIT_OUTPUT)
     print("\n".join(str(p) for p in written))

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+
+from nfca.io.atomic import write_text
 
 from market_bridge.cases import Case
 from market_bridge.clearing import distribution_state, net_activation, transmission_injection
@@ -173,25 +173,7 @@ def evaluate(case: Case, schemes: Iterable[str]) -> tuple[pd.DataFrame, list[Sch
     return pd.DataFrame(rows, columns=KPI_COLUMNS), results
 
 
-# ------------------------------------------------------------------ atomic output
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file atomically (a temporary file in the same folder, then ``os.replace``), readable
-    as any new file of the user (0644 under the usual umask, not mkstemp's 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# ------------------------------------------------------------------ output
 
 
 def _jsonable(v: Any) -> Any:
@@ -204,8 +186,7 @@ def _jsonable(v: Any) -> Any:
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """A table as CSV, atomically; values already rounded (``_clean``), NaN as empty."""
-    write_atomic(path, df.to_csv(index=False))
-    return Path(path)
+    return write_text(path, df.to_csv(index=False))
 
 
 def write_outputs(out: Path, case: Case, kpis: pd.DataFrame, results: list[SchemeResult]) -> list[Path]:
@@ -221,5 +202,5 @@ def write_outputs(out: Path, case: Case, kpis: pd.DataFrame, results: list[Schem
     }
     written = [write_csv(df, out / name) for name, df in tables.items()]
     records = [{k: _jsonable(v) for k, v in r.items()} for r in kpis.to_dict(orient="records")]
-    write_atomic(out / "kpis.json", json.dumps(records, indent=1))
+    write_text(out / "kpis.json", json.dumps(records, indent=1))
     return written[:1] + [out / "kpis.json"] + written[1:]

@@ -1,7 +1,7 @@
 """Network data for the market clearings: MATPOWER cases, PTDFs and LinDistFlow.
 
-Transmission: a DC (PTDF) model of a MATPOWER case, PTDF computed by pandapower's
-``makePTDF`` (the MATPOWER algorithm). Distribution: a radial feeder in the linearised
+Transmission: a DC (PTDF) model of a MATPOWER case, the PTDF computed as MATPOWER's ``makePTDF``
+does (branch susceptances 1/(x tap), slack column zero; tested against pandapower's DC power flow). Distribution: a radial feeder in the linearised
 branch-flow (LinDistFlow, Baran & Wu) model, with squared voltages ``w = v^2``::
 
     P_ij = p_load_j - p_flex_j + sum_{k child of j} P_jk        (lossless power balance)
@@ -26,7 +26,7 @@ import numpy as np
 
 # MATPOWER column indices (0-based), as in MATPOWER's idx_bus / idx_brch / idx_gen.
 BUS_I, BUS_TYPE, PD, QD, BASE_KV, VMAX, VMIN = 0, 1, 2, 3, 9, 11, 12
-F_BUS, T_BUS, BR_R, BR_X, RATE_A, BR_STATUS = 0, 1, 2, 3, 5, 10
+F_BUS, T_BUS, BR_R, BR_X, RATE_A, TAP, BR_STATUS = 0, 1, 2, 3, 5, 8, 10
 GEN_BUS, PG = 0, 1
 REF = 3
 
@@ -140,21 +140,36 @@ class Transmission:
         return f"{line[0]}-{line[1]}"
 
 
+def ptdf_matrix(n_bus: int, branch: np.ndarray, slack: int) -> np.ndarray:
+    """DC power transfer distribution factors (n_branch, n_bus): MW on each branch per MW
+    injected at a bus and withdrawn at ``slack``. ``branch`` rows hold 0-based from/to bus
+    indices; a transformer's susceptance is divided by its tap ratio (MATPOWER's ``makeBdc``);
+    phase shifts do not change the factors."""
+    tap = np.where(branch[:, TAP] == 0, 1.0, branch[:, TAP])
+    b = 1.0 / (branch[:, BR_X] * tap)
+    n_br = len(branch)
+    incidence = np.zeros((n_br, n_bus))
+    incidence[np.arange(n_br), branch[:, F_BUS].astype(int)] = 1.0
+    incidence[np.arange(n_br), branch[:, T_BUS].astype(int)] = -1.0
+    bf = b[:, None] * incidence
+    bbus = incidence.T @ bf
+    keep = [i for i in range(n_bus) if i != slack]
+    ptdf = np.zeros((n_br, n_bus))
+    ptdf[:, keep] = np.linalg.solve(bbus[np.ix_(keep, keep)], bf[:, keep].T).T
+    return ptdf
+
+
 def build_transmission(case: MatpowerCase, limit_mw: dict[str, float] | None = None,
                        default_limit_mw: float = np.inf) -> Transmission:
     """PTDF model of ``case`` with line limits ``limit_mw`` keyed ``"from-to"`` (MW)."""
-    from pandapower.pypower.makePTDF import makePTDF
-
-    bus = case.bus.copy()
+    bus = case.bus
     branch = case.branch[case.branch[:, BR_STATUS] > 0].copy()
     ids = [int(b) for b in bus[:, BUS_I]]
     pos = {b: i for i, b in enumerate(ids)}
-    bus[:, BUS_I] = np.arange(len(ids))
     branch[:, F_BUS] = [pos[int(b)] for b in branch[:, F_BUS]]
     branch[:, T_BUS] = [pos[int(b)] for b in branch[:, T_BUS]]
-    # pandapower's makeBdc reads the tap-ratio and shift columns; MATPOWER uses 0 for "none".
     slack = int(np.flatnonzero(bus[:, BUS_TYPE] == REF)[0])
-    ptdf = makePTDF(case.base_mva, bus, branch, slack=slack)
+    ptdf = ptdf_matrix(len(ids), branch, slack)
     lines = tuple((ids[int(f)], ids[int(t)]) for f, t in branch[:, [F_BUS, T_BUS]])
     limit_mw = limit_mw or {}
     unknown = set(limit_mw) - {Transmission.line_key(ln) for ln in lines}

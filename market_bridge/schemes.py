@@ -40,7 +40,9 @@ from market_bridge.clearing import (
     clear_layer,
     constraint_distribution,
     grid_limits,
+    linear,
     net_activation,
+    net_expression,
     transmission_coefficient,
     transmission_injection,
 )
@@ -272,7 +274,7 @@ def aggregate_network(case: Case, dname: str, step_mw: float) -> AggregatedCurve
     m.penalty_terms = []
     constraint_distribution(m, case, dname, np.zeros(net.n_nodes), grid_limits(net))
     m.target = pyo.Param(mutable=True, initialize=0.0)
-    net_expr = sum(b.sign * m.a[b.bid_id] for b in bids)
+    net_expr = net_expression(m, bids)
     solver = Solver()
     m.obj_range = pyo.Objective(expr=net_expr, sense=pyo.minimize)
     lo = solver.solve(m)
@@ -283,7 +285,7 @@ def aggregate_network(case: Case, dname: str, step_mw: float) -> AggregatedCurve
         return AggregatedCurve(dname, np.array([]), np.array([]), [], n)
     m.obj_range.deactivate()
     m.net = pyo.Constraint(expr=net_expr == m.target)
-    m.obj = pyo.Objective(expr=sum(b.price * m.a[b.bid_id] for b in bids))
+    m.obj = pyo.Objective(expr=linear([b.price for b in bids], [m.a[b.bid_id] for b in bids]))
     points, costs, acts = [], [], []
     for k in range(int(np.ceil(lo.objective / step_mw - 1e-9)), int(np.floor(hi.objective / step_mw + 1e-9)) + 1):
         m.target.value = k * step_mw

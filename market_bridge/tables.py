@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 
 from market_bridge.cases import load_case
-from market_bridge.kpis import evaluate, kpi_row, write_atomic, write_csv
+from nfca.io.atomic import write_bytes, write_text
+
+from market_bridge.kpis import evaluate, kpi_row, write_csv
 from market_bridge.schemes import bid_aggregation, common, multilevel_03
 
 CASES = ("A", "B", "C", "D")
@@ -251,8 +253,7 @@ def build_tables(out: Path, steps: list[float], sweep_case: str = "B", seeds: tu
                      ("agreement.csv", pd.concat(agree_all)), ("aggregation_tradeoff.csv", sweep)):
         written.append(write_csv(df, out / name))
     for name, text in files.items():
-        write_atomic(out / name, text)
-        written.append(out / name)
-    write_atomic(out / "aggregation_tradeoff.png", _figure(sweep))
+        written.append(write_text(out / name, text))
+    write_bytes(out / "aggregation_tradeoff.png", _figure(sweep))
     written.append(out / "aggregation_tradeoff.png")
     return written

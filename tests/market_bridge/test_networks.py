@@ -74,7 +74,7 @@ def test_lindistflow_close_to_ac_power_flow_on_case69():
 def test_lindistflow_power_balance_in_a_cleared_model():
     case = load_case("A")
     res = common(case)
-    assert res.status == "ok"
+    assert res.status.ok
     for dname, net in case.distributions.items():
         inj = distribution_injection(case, dname, res.activation)
         st = distribution_state(case, dname, res.activation)
