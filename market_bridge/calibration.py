@@ -20,6 +20,8 @@ The design makes the seed's chapter-4 mechanisms happen for physical reasons:
 """
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ def _mean(rng: list[float]) -> float:
     return (rng[0] + rng[1]) / 2
 
 
+@functools.cache
 def transformer_rating_mva() -> float:
     """D141's substation rating: ``TRANSFORMER_SHARE`` of its peak apparent flow (rounded to kVA)."""
     net, _ = _distribution(D141)
@@ -79,6 +82,7 @@ def distributions() -> dict[str, dict[str, Any]]:
     return {"D141": d141, "D69": dict(D69)}
 
 
+@functools.cache
 def transmission_limits() -> tuple[dict[str, float], dict[str, float]]:
     """Line limits by the rule 1.25 x |scheduled flow| rounded up to 5 MW, at least 15 MW; and the
     scheduled flows they come from."""
@@ -100,6 +104,7 @@ def imbalance_mw() -> float:
     return round(IMBALANCE_SHARE * float(read_matpower_case("case14").bus[:, 2].sum()), 2)
 
 
+@functools.cache
 def critical_nodes() -> list[int]:
     """Case C's critical nodes in D69: the ``N_CRITICAL`` nodes whose voltage is highest when every
     upward bid runs at its mean size (where the TSO's unchecked activation breaks the limit first),
@@ -119,6 +124,11 @@ def critical_nodes() -> list[int]:
 
 def case_spec(name: str) -> dict[str, Any]:
     """The full parsed form of case ``name`` (what ``tomllib`` reads back from its file)."""
+    return copy.deepcopy(_case_spec(name))
+
+
+@functools.cache
+def _case_spec(name: str) -> dict[str, Any]:
     limits, _ = transmission_limits()
     bids: dict[str, Any] = dict(BIDS, **PRICES[name])
     bids["der"] = dict(DER, nodes={"D69": list(DER_NODES)})
@@ -267,6 +277,7 @@ BID_COMMENT = {
 }
 
 
+@functools.cache
 def facts() -> dict[str, Any]:
     """Numbers the case files and the README state, computed from the design."""
     d141, _ = _distribution(distributions()["D141"])
