@@ -198,10 +198,10 @@ def test_an_engine_crash_is_one_line_naming_the_feeder(tmp_path, monkeypatch):
     feeder = write_dss(tmp_path, _kron())
     start = session.Engine.read
 
-    def crash(self, path, default):
+    def crash(self, path, *args):
         self.process.send_signal(signal.SIGSEGV)
         self.process.wait()
-        return start(self, path, default)
+        return start(self, path, *args)
 
     monkeypatch.setattr(session.Engine, "read", crash)
     res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(tmp_path / "out")])

@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from nfca.errors import InputError, Interrupted, OutputError
+from nfca.model.ratings import AmpacityRules
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")
@@ -38,7 +39,8 @@ DIRECTIONS = ("import", "export")
 @dataclass(frozen=True)
 class BatchSpec:
     """What to compute for every feeder: the options, methods, directions, participants (a rule
-    or a CSV with a `feeder` column), capacities CSV, default capacity and the run's provenance."""
+    or a CSV with a `feeder` column), capacities CSV, default capacity, the run's provenance and
+    the ampacity rules for lines without normamps."""
 
     options: object = None  # EnvelopeOptions; None: the defaults
     methods: tuple[str, ...] = METHODS
@@ -48,6 +50,7 @@ class BatchSpec:
     capacities: Path | None = None
     default_capacity_kva: float = 9.2
     provenance: dict = field(default_factory=dict)
+    ampacity: AmpacityRules = AmpacityRules()  # ampacities of lines without normamps (nfca.model.ratings)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: st
     t0 = time.perf_counter()
     spec = spec or BatchSpec()
     feeder, chosen = prepare_feeder(job.path, spec.participants, spec.seed, spec.capacities,
-                                    spec.default_capacity_kva, job.name)
+                                    spec.default_capacity_kva, job.name, spec.ampacity)
     study = run_envelopes(feeder, spec.methods, spec.directions, spec.options or EnvelopeOptions(), chosen)
     study = replace(study, provenance=spec.provenance)
     final = result_dir(out, job.name)

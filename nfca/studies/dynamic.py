@@ -51,6 +51,7 @@ from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 from nfca.opf.problem import TIE_BREAK, EnvelopeProblem
 from nfca.errors import InfeasibleError, SolverError, VerificationError
 from nfca.model.network import Feeder
+from nfca.model.voltages import check_voltage_limits
 from nfca.studies.profiles import Profiles
 from nfca.opf.formulation import (
     ZBusPowerFlow, add_neutral_voltage_limits,
@@ -169,7 +170,7 @@ class DynamicStudy:
         """Compact: the static sets as in `nfca envelopes` (`nfca.io.schema.SET_SUMMARY`), the
         dynamic ones as lists per interval."""
         from nfca.io import schema
-        from nfca.studies.envelopes import options_summary
+        from nfca.studies.envelopes import limits_and_notices, options_summary
 
         part = sorted(self.participants)
         p = self.profiles
@@ -185,7 +186,7 @@ class DynamicStudy:
             "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
             "options": options_summary(self.options, self.feeder),
             "verified": self.verified, "complete": True, "seconds": round(self.seconds, 3), "workers": self.workers,
-            "provenance": self.provenance, "notices": [n.as_dict() for n in self.feeder.notices],
+            "provenance": self.provenance, **limits_and_notices(self.feeder, self.options),
             "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
         }
         for c in self.chains:
@@ -231,6 +232,7 @@ def run_dynamic(
     """Dynamic and static envelopes of every method x direction over the profiles' horizon, every
     interval verified by OpenDSS; raise VerificationError if any fails (nothing is returned)."""
     t0 = time.perf_counter()
+    check_voltage_limits(feeder, options.limits)
     profiles = profiles.for_feeder(feeder)
     names = frozenset(u.name for u in feeder.end_users)
     chosen = names if participants is None else frozenset(participants)
