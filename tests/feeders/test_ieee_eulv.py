@@ -39,7 +39,7 @@ def _each(collection) -> list[str]:
 def test_builder_reproduces_committed_files(tmp_path: Path) -> None:
     assert build(tmp_path) == tmp_path / "Master.dss"
     built = sorted(p.name for p in tmp_path.iterdir())
-    assert built == ["BusCoords.csv", "LineCodes.dss", "Lines.dss", "Loads.dss", "Master.dss"]
+    assert built == ["BusCoords.csv", "LineCodes.dss", "Lines.dss", "Loads.dss", "Master.dss", "crs.txt"]
     for name in built:
         assert (tmp_path / name).read_bytes() == (MODEL / name).read_bytes(), name
 
