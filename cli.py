@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import inspect
 import errno
-import json
 import math
 import re
 import signal
