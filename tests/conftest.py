@@ -65,6 +65,22 @@ def error_lines(stderr: str) -> str:
     return "\n".join(line for line in stderr.strip().splitlines() if not line.startswith("nfca: "))
 
 
+def opendss_redirect(master: Path) -> None:
+    """The committed model straight into OpenDSS in the test process, as an oracle for the feeder
+    builders' tests (nfca itself reads feeders through nfca.engine)."""
+    import os
+
+    import opendssdirect as dss
+
+    cwd = os.getcwd()
+    try:
+        dss.Text.Command("Clear")
+        dss.Text.Command("Set DefaultBaseFrequency=60")
+        dss.Text.Command(f'Redirect "{master.resolve()}"')
+    finally:
+        os.chdir(cwd)
+
+
 def write_dss(folder: Path, text: str, name: str = "Master.dss") -> Path:
     path = folder / name
     path.write_text(text)

@@ -164,13 +164,17 @@ def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
     try:
         feeder, shapes = engine.read(str(path), default_capacity_kva, ampacity)
     except errors.NfcaError:
-        if engine.alive():  # a bad file: the engine is fine, keep it for the next one
+        if engine.alive() and not _spare:  # a bad file: the engine is fine, keep it for the next one
             _spare.append(engine)
+        else:
+            engine.close()
         raise
     except BaseException:
         engine.close()
         raise
     _engines[key] = engine
+    while len(_engines) > MAX_ENGINES:  # at most MAX_ENGINES compiled feeders kept per process
+        _engines.pop(next(iter(_engines))).close()
     return feeder, shapes
 
 

@@ -182,13 +182,22 @@ def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: st
 
 
 def _worker_init() -> None:
-    """A worker ignores Ctrl-C (the batch stops it) and dies with the batch (Linux)."""
+    """A worker ignores Ctrl-C (the batch stops it), exits at once on SIGTERM after releasing
+    what it holds (its engine, the locks libraries registered), and dies with the batch (Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_exit)
     if sys.platform.startswith("linux"):
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _worker_exit(signum, frame) -> None:
+    import atexit
+
+    atexit._run_exitfuncs()  # multiprocessing's finalizers (no "leaked semaphore" warning), engines closed
+    os._exit(128 + signum)
 
 
 def _worker(job: FeederJob, out: Path, spec: BatchSpec | None, crs: str | None) -> tuple[str, float | None, str]:
@@ -290,9 +299,9 @@ def _run_local(todo: list[FeederJob], out: Path, spec, workers: int | None, crs:
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and stop the workers now (their engines die with them)."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
+    """Stop the workers now (their engines die with them), then cancel what has not started; the
+    pool's own thread sees the workers gone and releases its queues and locks."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     for p in processes:
         with contextlib.suppress(Exception):
             p.terminate()
@@ -302,6 +311,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
             if p.is_alive():
                 p.kill()
                 p.join(timeout=5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_batch(
