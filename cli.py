@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import inspect
 import errno
-import json
 import math
 import re
 import signal
@@ -180,8 +179,12 @@ class StudyArgs:
     firm_kw: Annotated[Optional[float], typer.Option(help="Firm value of every non-participant (kW, at most its capacity); default: its full capacity.")] = None
     firm_diversity: Annotated[float, typer.Option(help="Firm value of non-participants as this factor x capacity x power factor (after-diversity demand), e.g. 0.3.")] = 1.0
     power_factor: Annotated[float, typer.Option(help="Power factor of every participant (vars consumed on import, absorbed on export).")] = 1.0
-    vmin: Annotated[float, typer.Option(help="Lower voltage limit (pu of nominal, EN 50160).")] = 0.90
-    vmax: Annotated[float, typer.Option(help="Upper voltage limit (pu of nominal, EN 50160).")] = 1.10
+    vmin: Annotated[float, typer.Option(help="Lower voltage limit in pu of each end-user's nominal voltage from the feeder's voltage bases (EN 50160's 0.90 only on a 230 V base; see --vmin-v).")] = 0.90
+    vmax: Annotated[float, typer.Option(help="Upper voltage limit in pu of the voltage bases (see --vmax-v).")] = 1.10
+    vmin_v: Annotated[Optional[float], typer.Option(help="Lower voltage limit in volts of what each end-user sees (phase-to-neutral; phase-to-phase for phase-to-phase and delta users), e.g. 207 (EN 50160 on 230 V); overrides --vmin.")] = None
+    vmax_v: Annotated[Optional[float], typer.Option(help="Upper voltage limit in volts, e.g. 253; overrides --vmax.")] = None
+    ampacity: Annotated[Optional[Path], typer.Option(help="CSV linecode,amps (or line,amps): ampacities of lines, over the file's normamps; line codes the feeder does not use are ignored.")] = None
+    default_ampacity: Annotated[Optional[float], typer.Option(help="Ampacity (A) of every line the file and --ampacity leave without one (an explicit opt-in; without it such lines are an error).")] = None
     v_neutral_max: Annotated[Optional[float], typer.Option(help="Limit (V) on the neutral-to-earth voltage at end-users' neutral conductors; default: none.")] = None
     source_pu: Annotated[Optional[float], typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None
     reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = True
@@ -200,11 +203,13 @@ class StudyArgs:
 
         _finite(default_capacity=self.default_capacity, firm_kw=self.firm_kw, firm_diversity=self.firm_diversity,
                 power_factor=self.power_factor, vmin=self.vmin, vmax=self.vmax, v_neutral_max=self.v_neutral_max,
-                source_pu=self.source_pu, export_weight=self.export_weight)
+                source_pu=self.source_pu, vmin_v=self.vmin_v, vmax_v=self.vmax_v, default_ampacity=self.default_ampacity,
+                export_weight=self.export_weight)
         if self.seed < 0:
             raise InputError(f"--seed must be 0 or a positive whole number, got {self.seed}")
 
-        limits = Limits(vmin_pu=self.vmin, vmax_pu=self.vmax, v_neutral_max_v=self.v_neutral_max)
+        limits = Limits(vmin_pu=self.vmin, vmax_pu=self.vmax, vmin_v=self.vmin_v, vmax_v=self.vmax_v,
+                        v_neutral_max_v=self.v_neutral_max)
         return EnvelopeOptions(limits=limits, power_factor=self.power_factor, source_pu=self.source_pu,
                                reduce=self.reduce, kron=self.kron, firm_kw=self.firm_kw,
                                firm_diversity=self.firm_diversity, ipopt_options=_ipopt_options(self.ipopt_option),
@@ -215,14 +220,24 @@ class StudyArgs:
         """The feeder with --capacities applied, and the participants chosen: (Feeder, frozenset)."""
         from nfca.studies.envelopes import prepare_feeder
 
-        return prepare_feeder(path, self.participants, self.seed, self.capacities, self.default_capacity, feeder_name)
+        return prepare_feeder(path, self.participants, self.seed, self.capacities, self.default_capacity, feeder_name,
+                              self.ampacity_rules())
+
+    def ampacity_rules(self):
+        """--ampacity and --default-ampacity as the reader's ampacity rules."""
+        from nfca.model.ratings import AmpacityRules, read_ampacity_table
+
+        if self.ampacity is not None:
+            return read_ampacity_table(self.ampacity, self.default_ampacity)
+        return AmpacityRules(default_a=self.default_ampacity)
 
     def batch_spec(self, inputs: list[Path]):
         """The library's BatchSpec: what to compute for every feeder of a batch."""
         from nfca.studies.batch import BatchSpec
 
         return BatchSpec(self.envelope_options(), tuple(self.methods), tuple(self.directions), self.participants,
-                         self.seed, self.capacities, self.default_capacity, self.provenance(inputs))
+                         self.seed, self.capacities, self.default_capacity, self.provenance(inputs),
+                         self.ampacity_rules())
 
     @property
     def methods(self) -> list[str]:
@@ -260,9 +275,12 @@ class OutputArgs:
         if not self.quiet:
             err.print(text, highlight=False, soft_wrap=True)
 
-    def notices(self, feeder) -> None:
-        """What the reader assumed where the feeder file was silent: one line each on stderr."""
-        for n in feeder.notices:
+    def notices(self, feeder, options=None) -> None:
+        """What the reader assumed where the feeder file was silent, and (with the study's options)
+        what the voltage limits mean for its loads: one line each on stderr."""
+        from nfca.studies.envelopes import study_notices
+
+        for n in (feeder.notices if options is None else study_notices(feeder, options)):
             self.note(str(n))
 
     def results(self, summary: dict, table: Callable[[dict], object]) -> None:
@@ -396,8 +414,8 @@ def envelopes(
     with run_folder(out) as folder, output.progress(n_sets + 3) as progress:
         progress("reading feeder")
         f, chosen = study.read(feeder)
-        output.notices(f)
-        inputs = [feeder, study.capacities, _file(study.participants), _file(profiles)]
+        output.notices(f, opts)
+        inputs = [feeder, study.capacities, _file(study.participants), _file(profiles), study.ampacity]
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
             return _dynamic(f, profiles, resolution, study, output, opts, chosen, workers, folder, out, formats, inputs,
                             progress)
@@ -447,11 +465,13 @@ def _dynamic(f, profiles, resolution, study: StudyArgs, output: OutputArgs, opts
 def _summary_table(summary: dict):
     from rich.table import Table
 
+    from nfca.model.voltages import describe_voltage_limits
+
     o = summary["options"]
     t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA; "
-                    f"limits {o['vmin_pu']:.2f}-{o['vmax_pu']:.2f} pu, source {o['source_pu']:.3g} pu",
-              caption=f"kW guaranteed; V: customer voltages (pu) and loading (%) in the OpenDSS verification; "
-                      f"non-participants: {o.get('firm', '')}")
+                    f"{describe_voltage_limits(summary['voltage_limits'], o)}, source {o['source_pu']:.3g} pu",
+              caption=f"kW guaranteed; V: customer voltages (pu of nominal) and loading (%) in the OpenDSS "
+                      f"verification; non-participants: {o.get('firm', '')}")
     for c in ("method", "dir", "total", "min", "max", "Jain", "V min", "V max", "load %", "verified", "limited by", "s"):
         t.add_column(c, no_wrap=c != "limited by")
     for m, per in summary["methods"].items():
@@ -518,7 +538,7 @@ def activations(
     with run_folder(out) as folder, output.progress(5) as progress:
         progress("reading feeder")
         f, chosen = study.read(feeder)
-        output.notices(f)
+        output.notices(f, opts)
         progress("reading profiles")
         prof = load_profiles(profiles, f, resolution)
         if envelopes_dir is not None:
@@ -646,16 +666,23 @@ def powerflow(
     load_kw: Annotated[Optional[float], typer.Option(help="Put every end-user at this power (kW, pf 1) instead of the file's.")] = None,
 ) -> None:
     """Three-phase power flow with the UTOPF model, compared with OpenDSS."""
+    from nfca import engine
+
+    _finite(load_kw=load_kw)
+    engine.prestart()
     from nfca.studies.validation import compare_powerflow
 
     report = compare_powerflow(feeder, load_kw)
+    for n in report["notices"]:
+        output.note(f"{n['level']}: {n['message']}")
 
     def table(r: dict):
         from rich.table import Table
 
         t = Table(title=f"UTOPF power flow against OpenDSS: {feeder}", show_header=False)
         for k, v in r.items():
-            t.add_row(k, str(v))
+            if k != "notices":
+                t.add_row(k, str(v))
         return t
 
     output.results(report, table)
@@ -674,6 +701,9 @@ def sweep_participation(
     """Guaranteed power against the number of NFCA end-users (seed Fig 5-4). End-users join in one
     seeded random order (--seed); --participants is not used. Points where no envelope exists
     are marked infeasible (gaps in the figure)."""
+    from nfca import engine
+
+    engine.prestart()
     from nfca.io import plots
     from nfca.io.outputs import run_folder, write_csv, write_json
     from nfca.studies.envelopes import sweep_participation as sweep
@@ -683,7 +713,7 @@ def sweep_participation(
     opts = study.envelope_options()
     with run_folder(out) as folder:
         f, _ = study.read(feeder)
-        output.notices(f)
+        output.notices(f, opts)
         n = len(f.end_users)
         counts = sorted({n, *range(step, n + 1, step)})
         with output.progress(len(counts) * len(study.method) * len(study.direction)) as progress:
@@ -736,7 +766,7 @@ def batch(
         parse_crs(crs)
     jobs = discover(feeders)
     with output.progress(len(jobs)) as progress:
-        report = run_batch(jobs, out, study.batch_spec([*feeders, study.capacities, _file(study.participants)]), workers, dask, crs, progress=lambda name, status: progress(f"{name} {status}"))
+        report = run_batch(jobs, out, study.batch_spec([*feeders, study.capacities, _file(study.participants), study.ampacity]), workers, dask, crs, progress=lambda name, status: progress(f"{name} {status}"))
         progress("classifying feeders")
         types = classify_results(out)
         write_csv(out / "feeder_types.csv", types)

@@ -241,6 +241,9 @@ def build(out_dir: Path) -> Path:
         "Lines.dss": _lines(net),
         "Loads.dss": _loads(net),
         "BusCoords.csv": _buscoords(net),
+        # The coordinates are metres on a grid with no published geographic reference: nfca's
+        # GeoPackage and maps take them as a local engineering CRS in metres.
+        "crs.txt": "local\n",
     }
     for name, text in files.items():
         (out_dir / name).write_text(text, encoding="utf-8", newline="\n")

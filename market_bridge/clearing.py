@@ -3,27 +3,30 @@
 A *layer* is one market clearing: a set of bids that may be activated (each up to a cap), the
 activations already decided by earlier layers (``prior``), and a choice of constraint families:
 
-* ``constraint_balance``            system balance: all up minus all down activation = imbalance
-* ``constraint_transmission``       PTDF line limits of the transmission network
-* ``constraint_distribution``       LinDistFlow with line and voltage limits (hard or soft)
-* ``constraint_interface_fixed``    a DSO market that must not change its interface flow
+* ``constraint_balance``         system balance: up minus down activation = remaining imbalance,
+                                 with the value-of-lost-load bids as the last resort
+* ``constraint_transmission``    PTDF line limits of the transmission network
+* ``constraint_distribution``    LinDistFlow with line and voltage limits (hard, relaxed or soft)
+* ``constraint_interface``       a DSO market whose net activation (so interface flow) is set
 
 Activations are dicts ``bid_id -> MW`` and always add up over layers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyomo.environ as pyo
+from pyomo.core.expr.numeric_expr import LinearExpression
 
 from market_bridge.cases import Bid, Case
 from market_bridge.networks import Distribution, DistFlowState, lindistflow
-from market_bridge.solver import SolveResult, Solver
+from market_bridge.solver import Solver
+from nfca.solver import Result
 
 Activation = dict[str, float]
-TOL = 1e-6
 
 
 # ------------------------------------------------------------------ activations -> physics
@@ -48,14 +51,23 @@ def distribution_state(case: Case, dname: str, act: Mapping[str, float]) -> Dist
     return lindistflow(case.distributions[dname], distribution_injection(case, dname, act))
 
 
-def transmission_injection(case: Case, act: Mapping[str, float]) -> np.ndarray:
-    """Transmission nodal net injection: base state, transmission bids, distribution nets."""
+def transmission_coefficient(case: Case, bid: Bid) -> np.ndarray:
+    """Transmission nodal injection (MW) of 1 MW of ``bid``: at its bus, at its network's
+    interface bus, or (value of lost load) where the imbalance sits."""
     t = case.transmission
+    if bid.kind == "voll":
+        return bid.sign * case.imbalance_share
+    col = np.zeros(len(t.bus_ids))
+    col[t.index(bid.bus if bid.area == "T" else case.interface_bus[bid.area])] = bid.sign
+    return col
+
+
+def transmission_injection(case: Case, act: Mapping[str, float]) -> np.ndarray:
+    """Transmission nodal net injection: base state plus every activated bid."""
     inj = case.base_injection_mw.copy()
-    for b in case.bids_in("T"):
-        inj[t.index(b.bus)] += b.sign * act.get(b.bid_id, 0.0)
-    for dname, bus in case.interface_bus.items():
-        inj[t.index(bus)] += net_activation(case.bids_in(dname), act)
+    for b in list(case.bids) + case.voll_bids:
+        if act.get(b.bid_id, 0.0):
+            inj += act[b.bid_id] * transmission_coefficient(case, b)
     return inj
 
 
@@ -113,23 +125,41 @@ def _bids_where(m: pyo.ConcreteModel, area: str) -> list[Bid]:
     return [b for b in m.bid_list if b.area == area]
 
 
+def linear(coefs: Sequence[float], variables: Sequence, constant: float = 0.0) -> LinearExpression:
+    """``constant + sum(coef * var)`` as one Pyomo linear expression (fast to build and hand over)."""
+    return LinearExpression(constant=float(constant), linear_coefs=[float(c) for c in coefs],
+                            linear_vars=list(variables))
+
+
+def net_expression(m: pyo.ConcreteModel, bids: Sequence[Bid]) -> LinearExpression:
+    """Up minus down activation of ``bids`` in model ``m``."""
+    return linear([b.sign for b in bids], [m.a[b.bid_id] for b in bids])
+
+
 def constraint_balance(m: pyo.ConcreteModel, need_mw: float) -> None:
     """Up minus down activation of this layer equals the remaining system imbalance."""
-    m.balance = pyo.Constraint(expr=sum(b.sign * m.a[b.bid_id] for b in m.bid_list) == need_mw)
+    m.balance = pyo.Constraint(expr=net_expression(m, m.bid_list) == need_mw)
 
 
 def constraint_transmission(m: pyo.ConcreteModel, case: Case, fixed_injection: np.ndarray) -> None:
-    """PTDF line limits; distribution bids act at their network's interface bus."""
+    """PTDF line limits. The bids of one distribution network act at its interface bus, so they
+    enter through one net-injection variable per network (fewer terms per line)."""
     t = case.transmission
-    flow0 = t.flows(fixed_injection)
-    coef: dict[str, np.ndarray] = {}
-    for b in m.bid_list:
-        bus = b.bus if b.area == "T" else case.interface_bus[b.area]
-        coef[b.bid_id] = b.sign * t.ptdf[:, t.index(bus)]
-
-    terms = {line: [(c[line], m.a[i]) for i, c in coef.items() if abs(c[line]) > 1e-12]
-             for line in range(len(t.lines))}
-    add_line_limits(m, case, flow0, terms)
+    terms: dict[int, list] = {line: [] for line in range(len(t.lines))}
+    own = [b for b in m.bid_list if b.area == "T"]
+    for b in own:
+        col = (t.ptdf @ transmission_coefficient(case, b)).tolist()
+        for line, c in enumerate(col):
+            if abs(c) > 1e-12:
+                terms[line].append((c, m.a[b.bid_id]))
+    areas = sorted({b.area for b in m.bid_list if b.area != "T"})
+    m.iface_net = pyo.Var(areas)
+    m.iface_def = pyo.Constraint(areas, rule=lambda _m, d: m.iface_net[d] == net_expression(m, _bids_where(m, d)))
+    for d in areas:
+        for line, c in enumerate(t.ptdf[:, t.index(case.interface_bus[d])].tolist()):
+            if abs(c) > 1e-12:
+                terms[line].append((c, m.iface_net[d]))
+    add_line_limits(m, case, t.flows(fixed_injection), terms)
 
 
 def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
@@ -137,12 +167,13 @@ def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
     """``-limit <= flow0 + sum(coef * var) <= limit`` per transmission line. A line no variable
     reaches is skipped (its flow is fixed; the caller's base state must respect it)."""
     t = case.transmission
+    flow0, limit = flow0.tolist(), t.limit_mw.tolist()
 
     def rule(_m, line, upper):
         if not terms[line]:
             return pyo.Constraint.Skip
-        expr = flow0[line] + sum(c * v for c, v in terms[line])
-        return expr <= t.limit_mw[line] if upper else expr >= -t.limit_mw[line]
+        expr = linear([c for c, _ in terms[line]], [v for _, v in terms[line]], flow0[line])
+        return expr <= limit[line] if upper else expr >= -limit[line]
 
     m.T_lines = pyo.RangeSet(0, len(t.lines) - 1)
     m.t_max = pyo.Constraint(m.T_lines, rule=lambda _m, line: rule(_m, line, True))
@@ -152,71 +183,70 @@ def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
 def constraint_distribution(m: pyo.ConcreteModel, case: Case, dname: str, fixed_injection: np.ndarray,
                             limits: DistLimits, soft: bool = False, penalty: float = 0.0,
                             bids: Sequence[Bid] | None = None, var=None, tag: str = "") -> pyo.Block:
-    """LinDistFlow of network ``dname`` with line and voltage limits, as a block of ``m``.
+    """LinDistFlow line and voltage limits of network ``dname`` on the bids' activations, as a
+    block of ``m``.
 
-    Node balance: ``P_k = load_j - fixed_inj_j - sum(sign * a_b at j) + sum(P of j's children)``.
-    ``soft=True`` adds non-negative slacks on every limit, priced at ``penalty`` per MW (flows)
-    and per 0.01 pu^2 (voltages), so a DSO market that cannot remove a violation still clears.
-    ``bids``/``var`` let a caller attach other variables (e.g. envelope caps) than ``m.a``.
+    LinDistFlow is linear, so each branch flow and squared node voltage is its value in the state
+    ``fixed_injection`` leaves plus a sensitivity times each activation: a bid at node i changes
+    the flow of every branch above i by ``-sign`` MW and ``v_j^2`` by ``sign * w_sensitivity[j, i]``.
+    A limit that no activation within the variables' bounds can reach is left out (exact), so a
+    model holds only the limits that can bind. ``soft=True`` adds a non-negative slack to every
+    limit, priced at ``penalty`` per MW (flows) and per 0.01 pu^2 (voltages), so a DSO market that
+    cannot remove a violation still clears. ``bids``/``var`` let a caller attach other variables
+    than ``m.a``.
     """
     net = case.distributions[dname]
-    bids = _bids_where(m, dname) if bids is None else list(bids)
+    bids = [b for b in (_bids_where(m, dname) if bids is None else bids)]
     var = m.a if var is None else var
     blk = pyo.Block()
     m.add_component(f"dist_{dname}{tag}", blk)
-    nb, nn = len(net.parent), net.n_nodes
-    q = net.q_flow_mvar
-    at_node: dict[int, list[Bid]] = {}
-    for b in bids:
-        at_node.setdefault(net.node(b.bus), []).append(b)
-    children: dict[int, list[int]] = {}
-    for k in range(nb):
-        children.setdefault(int(net.parent[k]), []).append(k)
-    blk.K = pyo.RangeSet(0, nb - 1)
-    blk.N = pyo.RangeSet(0, nn - 1)
-    blk.P = pyo.Var(blk.K)
-    blk.w = pyo.Var(blk.N)
-    blk.w[0].fix(net.v_root_pu ** 2)
-
-    def node_balance(_b, k):
-        j = int(net.child[k])
-        return blk.P[k] == (net.load_mw[j] - fixed_injection[j]
-                            - sum(b.sign * var[b.bid_id] for b in at_node.get(j, []))
-                            + sum(blk.P[c] for c in children.get(j, [])))
-
-    def voltage_drop(_b, k):
-        i, j = int(net.parent[k]), int(net.child[k])
-        return blk.w[j] == blk.w[i] - 2.0 * (net.r_pu[k] * blk.P[k] + net.x_pu[k] * q[k]) / net.base_mva
-
-    blk.balance = pyo.Constraint(blk.K, rule=node_balance)
-    blk.drop = pyo.Constraint(blk.K, rule=voltage_drop)
+    state = lindistflow(net, fixed_injection)
+    nodes = np.array([net.node(b.bus) for b in bids], dtype=int)
+    sign = np.array([b.sign for b in bids], dtype=float)
+    ub = np.array([var[b.bid_id].ub or 0.0 for b in bids], dtype=float)
+    rows = []  # (kind, index, base value, coefficients per bid, bound, upper?)
+    for kind, base, sens, hi, lo in (
+            ("p", state.p_mw, -net.downstream[:, nodes] * sign, limits.p_max, limits.p_min),
+            ("w", state.v_pu ** 2, net.w_sensitivity[:, nodes] * sign, limits.w_max, limits.w_min)):
+        reach_up = base + np.clip(sens, 0, None) @ ub
+        reach_down = base + np.clip(sens, None, 0) @ ub
+        first = 1 if kind == "w" else 0  # the root's voltage is fixed
+        for i in range(first, len(base)):
+            if reach_up[i] > hi[i] + 1e-9:
+                rows.append((kind, i, base[i], sens[i], hi[i], True))
+            if reach_down[i] < lo[i] - 1e-9:
+                rows.append((kind, i, base[i], sens[i], lo[i], False))
+    blk.R = pyo.RangeSet(0, len(rows) - 1) if rows else pyo.Set(initialize=[])
     if soft:
-        blk.sp = pyo.Var(blk.K, bounds=(0, None))
-        blk.sw = pyo.Var(blk.N, bounds=(0, None))
-        sp, sw = blk.sp, blk.sw
-        m.penalty_terms.append(penalty * (sum(sp.values()) + 100.0 * sum(sw.values())))
-    else:
-        sp = {k: 0.0 for k in range(nb)}
-        sw = {n: 0.0 for n in range(nn)}
-    blk.p_max = pyo.Constraint(blk.K, rule=lambda _b, k: blk.P[k] <= limits.p_max[k] + sp[k])
-    blk.p_min = pyo.Constraint(blk.K, rule=lambda _b, k: blk.P[k] >= limits.p_min[k] - sp[k])
-    blk.w_max = pyo.Constraint(pyo.RangeSet(1, nn - 1), rule=lambda _b, n: blk.w[n] <= limits.w_max[n] + sw[n])
-    blk.w_min = pyo.Constraint(pyo.RangeSet(1, nn - 1), rule=lambda _b, n: blk.w[n] >= limits.w_min[n] - sw[n])
+        blk.slack = pyo.Var(blk.R, bounds=(0, None))
+        m.penalty_terms.append(linear([penalty * (1.0 if rows[r][0] == "p" else 100.0) for r in blk.R],
+                                      [blk.slack[r] for r in blk.R]))
+
+    def limit(_b, r):
+        kind, i, base, coef, bound, upper = rows[r]
+        nz = np.flatnonzero(np.abs(coef) > 1e-15)
+        expr = linear(coef[nz].tolist(), [var[bids[j].bid_id] for j in nz], base)
+        slack = blk.slack[r] if soft else 0.0
+        return expr <= float(bound) + slack if upper else expr >= float(bound) - slack
+
+    blk.limits = pyo.Constraint(blk.R, rule=limit)
+    blk.rows = [(kind, i, upper) for kind, i, *_, upper in rows]
     return blk
 
 
-def constraint_interface_fixed(m: pyo.ConcreteModel, dname: str) -> None:
-    """The layer's activations in ``dname`` net to zero: its interface flow stays as scheduled."""
+def constraint_interface(m: pyo.ConcreteModel, dname: str, net_mw: float = 0.0) -> None:
+    """The layer's net activation in ``dname`` is ``net_mw``: the interface flow is set (by an
+    earlier layer), so the DSO can only redispatch within its network."""
     bids = _bids_where(m, dname)
     if bids:
-        m.add_component(f"iface_{dname}",
-                        pyo.Constraint(expr=sum(b.sign * m.a[b.bid_id] for b in bids) == 0.0))
+        m.add_component(f"iface_{dname}", pyo.Constraint(expr=net_expression(m, bids) == net_mw))
 
 
 def objective_cost(m: pyo.ConcreteModel, weights: Mapping[str, float] | None = None) -> None:
     """Minimise bid cost (or ``weights`` per bid) plus any soft-limit penalties."""
     w = {b.bid_id: b.price for b in m.bid_list} if weights is None else weights
-    m.obj = pyo.Objective(expr=sum(w[i] * m.a[i] for i in m.B) + sum(m.penalty_terms), sense=pyo.minimize)
+    m.obj = pyo.Objective(expr=linear([w[i] for i in m.B], [m.a[i] for i in m.B]) + sum(m.penalty_terms),
+                          sense=pyo.minimize)
 
 
 def read_activation(m: pyo.ConcreteModel) -> Activation:
@@ -234,28 +264,41 @@ def read_activation(m: pyo.ConcreteModel) -> Activation:
 
 @dataclass(frozen=True)
 class LayerResult:
-    """One clearing: solver outcome, new activations and their cost."""
+    """One clearing: solver outcome, the volume each bid offered to it and what qualified (MW),
+    new activations and their cost (EUR, value of lost load included)."""
 
     name: str
-    solve: SolveResult
+    solve: Result
     activation: Activation
     cost: float
     build_s: float
+    offered: dict[str, float] = field(default_factory=dict)
+    qualified: dict[str, float] = field(default_factory=dict)
+    activates: bool = True  # False for a reservation that only informs prequalification
 
 
 def clear_layer(case: Case, name: str, bids: Sequence[Bid], cap: Mapping[str, float],
                 prior: Mapping[str, float], *, balance: bool = False, transmission: bool = False,
-                distribution: Mapping[str, str] | None = None, interface_fixed: Iterable[str] = (),
-                weights: Mapping[str, float] | None = None) -> LayerResult:
+                distribution: Mapping[str, str] | None = None, interface: Mapping[str, float] | None = None,
+                weights: Mapping[str, float] | None = None, offered: Mapping[str, float] | None = None,
+                activates: bool = True) -> LayerResult:
     """Clear one market layer on top of the ``prior`` activations.
 
-    ``distribution`` maps network name to ``"hard"`` (own limits), ``"relaxed"`` (no violation
-    beyond the prior state) or ``"soft"`` (own limits, penalised slacks).
+    ``balance`` makes it the TSO's layer (the value-of-lost-load bids join). ``distribution`` maps
+    a network to ``"hard"`` (own limits), ``"relaxed"`` (no violation beyond the prior state) or
+    ``"soft"`` (own limits, penalised slacks); ``interface`` sets a network's net activation.
+    ``cap`` is what each bid may be activated in this layer (its qualified volume), ``offered``
+    what it offered before prequalification (default: ``cap``).
     """
-    import time
-
     start = time.perf_counter()
+    offer = dict(offered if offered is not None else cap)
+    listed = {b.bid_id: (offer.get(b.bid_id, 0.0), cap.get(b.bid_id, 0.0)) for b in bids
+              if max(offer.get(b.bid_id, 0.0), cap.get(b.bid_id, 0.0)) > 1e-9}
     bids = [b for b in bids if cap.get(b.bid_id, 0.0) > 1e-9]
+    cap = dict(cap)
+    if balance:
+        bids = bids + case.voll_bids
+        cap.update({b.bid_id: b.qty_mw for b in case.voll_bids})
     m = new_market(bids, cap)
     if balance:
         constraint_balance(m, case.imbalance_mw - net_activation(case.bids, prior))
@@ -266,11 +309,12 @@ def clear_layer(case: Case, name: str, bids: Sequence[Bid], cap: Mapping[str, fl
         inj = distribution_injection(case, dname, prior)
         limits = relaxed_limits(net, lindistflow(net, inj)) if mode == "relaxed" else grid_limits(net)
         constraint_distribution(m, case, dname, inj, limits, soft=(mode == "soft"), penalty=case.penalty)
-    for dname in interface_fixed:
-        constraint_interface_fixed(m, dname)
+    for dname, net_mw in (interface or {}).items():
+        constraint_interface(m, dname, net_mw)
     objective_cost(m, weights)
     build_s = time.perf_counter() - start
     res = Solver().solve(m)
     act = read_activation(m) if res.ok else {}
     cost = float(sum(b.price * act.get(b.bid_id, 0.0) for b in bids))
-    return LayerResult(name, res, act, cost, build_s)
+    return LayerResult(name, res, act, cost, build_s, {i: float(o) for i, (o, _) in listed.items()},
+                       {i: float(q) for i, (_, q) in listed.items()}, activates)

@@ -1,7 +1,7 @@
 """Network data for the market clearings: MATPOWER cases, PTDFs and LinDistFlow.
 
-Transmission: a DC (PTDF) model of a MATPOWER case, PTDF computed by pandapower's
-``makePTDF`` (the MATPOWER algorithm). Distribution: a radial feeder in the linearised
+Transmission: a DC (PTDF) model of a MATPOWER case, the PTDF computed as MATPOWER's ``makePTDF``
+does (branch susceptances 1/(x tap), slack column zero; tested against pandapower's DC power flow). Distribution: a radial feeder in the linearised
 branch-flow (LinDistFlow, Baran & Wu) model, with squared voltages ``w = v^2``::
 
     P_ij = p_load_j - p_flex_j + sum_{k child of j} P_jk        (lossless power balance)
@@ -26,7 +26,7 @@ import numpy as np
 
 # MATPOWER column indices (0-based), as in MATPOWER's idx_bus / idx_brch / idx_gen.
 BUS_I, BUS_TYPE, PD, QD, BASE_KV, VMAX, VMIN = 0, 1, 2, 3, 9, 11, 12
-F_BUS, T_BUS, BR_R, BR_X, RATE_A, BR_STATUS = 0, 1, 2, 3, 5, 10
+F_BUS, T_BUS, BR_R, BR_X, RATE_A, TAP, BR_STATUS = 0, 1, 2, 3, 5, 8, 10
 GEN_BUS, PG = 0, 1
 REF = 3
 
@@ -140,21 +140,36 @@ class Transmission:
         return f"{line[0]}-{line[1]}"
 
 
+def ptdf_matrix(n_bus: int, branch: np.ndarray, slack: int) -> np.ndarray:
+    """DC power transfer distribution factors (n_branch, n_bus): MW on each branch per MW
+    injected at a bus and withdrawn at ``slack``. ``branch`` rows hold 0-based from/to bus
+    indices; a transformer's susceptance is divided by its tap ratio (MATPOWER's ``makeBdc``);
+    phase shifts do not change the factors."""
+    tap = np.where(branch[:, TAP] == 0, 1.0, branch[:, TAP])
+    b = 1.0 / (branch[:, BR_X] * tap)
+    n_br = len(branch)
+    incidence = np.zeros((n_br, n_bus))
+    incidence[np.arange(n_br), branch[:, F_BUS].astype(int)] = 1.0
+    incidence[np.arange(n_br), branch[:, T_BUS].astype(int)] = -1.0
+    bf = b[:, None] * incidence
+    bbus = incidence.T @ bf
+    keep = [i for i in range(n_bus) if i != slack]
+    ptdf = np.zeros((n_br, n_bus))
+    ptdf[:, keep] = np.linalg.solve(bbus[np.ix_(keep, keep)], bf[:, keep].T).T
+    return ptdf
+
+
 def build_transmission(case: MatpowerCase, limit_mw: dict[str, float] | None = None,
                        default_limit_mw: float = np.inf) -> Transmission:
     """PTDF model of ``case`` with line limits ``limit_mw`` keyed ``"from-to"`` (MW)."""
-    from pandapower.pypower.makePTDF import makePTDF
-
-    bus = case.bus.copy()
+    bus = case.bus
     branch = case.branch[case.branch[:, BR_STATUS] > 0].copy()
     ids = [int(b) for b in bus[:, BUS_I]]
     pos = {b: i for i, b in enumerate(ids)}
-    bus[:, BUS_I] = np.arange(len(ids))
     branch[:, F_BUS] = [pos[int(b)] for b in branch[:, F_BUS]]
     branch[:, T_BUS] = [pos[int(b)] for b in branch[:, T_BUS]]
-    # pandapower's makeBdc reads the tap-ratio and shift columns; MATPOWER uses 0 for "none".
     slack = int(np.flatnonzero(bus[:, BUS_TYPE] == REF)[0])
-    ptdf = makePTDF(case.base_mva, bus, branch, slack=slack)
+    ptdf = ptdf_matrix(len(ids), branch, slack)
     lines = tuple((ids[int(f)], ids[int(t)]) for f, t in branch[:, [F_BUS, T_BUS]])
     limit_mw = limit_mw or {}
     unknown = set(limit_mw) - {Transmission.line_key(ln) for ln in lines}
@@ -194,6 +209,7 @@ class Distribution:
     vmax_pu: float
     v_root_pu: float = 1.0
     downstream: np.ndarray = field(repr=False, default=None)  # (n_branches, n_nodes) 0/1
+    w_sensitivity: np.ndarray = field(repr=False, default=None)  # (n_nodes, n_nodes) d(v^2)/dP, 1/MW
 
     @property
     def n_nodes(self) -> int:
@@ -218,8 +234,9 @@ class Distribution:
 
 
 def build_distribution(case: MatpowerCase, name: str, load_scale: float, limit_mva: np.ndarray,
-                       vmin_pu: float, vmax_pu: float) -> Distribution:
-    """LinDistFlow data of a radial MATPOWER case; ``limit_mva`` per branch in case order."""
+                       vmin_pu: float, vmax_pu: float, v_root_pu: float = 1.0) -> Distribution:
+    """LinDistFlow data of a radial MATPOWER case; ``limit_mva`` per branch in case order,
+    ``v_root_pu`` the substation's set voltage."""
     ids = [int(b) for b in case.bus[:, BUS_I]]
     pos = {b: i for i, b in enumerate(ids)}
     br = case.branch[case.branch[:, BR_STATUS] > 0]
@@ -256,11 +273,16 @@ def build_distribution(case: MatpowerCase, name: str, load_scale: float, limit_m
     limit = np.asarray(limit_mva, float)
     if limit.shape != (len(br),):
         raise ValueError(f"{name}: expected {len(br)} branch limits, got {limit.shape}")
+    r_pu = br[:, BR_R].copy()
+    # An injection of 1 MW at node i raises w_j = v_j^2 by 2 * (resistance of the path shared by
+    # i and j) / S_base: the LinDistFlow voltage drop equation summed along the path.
+    w_sens = down.T @ (2.0 * r_pu[:, None] / case.base_mva * down)
     return Distribution(
         name=name, bus_ids=tuple(ids), parent=parent, child=child,
-        r_pu=br[:, BR_R].copy(), x_pu=br[:, BR_X].copy(), base_mva=case.base_mva,
+        r_pu=r_pu, x_pu=br[:, BR_X].copy(), base_mva=case.base_mva,
         load_mw=case.bus[:, PD] * load_scale, load_mvar=case.bus[:, QD] * load_scale,
-        limit_mva=limit, vmin_pu=vmin_pu, vmax_pu=vmax_pu, downstream=down,
+        limit_mva=limit, vmin_pu=vmin_pu, vmax_pu=vmax_pu, v_root_pu=v_root_pu, downstream=down,
+        w_sensitivity=w_sens,
     )
 
 

@@ -1,49 +1,45 @@
-"""Prequalification of distribution bids before a TSO-layer market (seed §4.3.5).
+"""Prequalification of distribution bids before a TSO-layer market (seed §4.3.4-4.3.5).
 
 Each method returns a cap per distribution bid: the most the TSO layer may activate. A set of
 caps is *grid-safe* when every combination of activations inside the caps keeps the network
-within its limits (or, where the network already violates a limit, adds no violation). Under
-LinDistFlow an up activation anywhere lowers every branch's forward flow and raises every
-voltage, and a down activation does the opposite, so checking two states suffices: all up bids
-at their caps (no down), and all down bids at their caps (no up). Hence two OPF-type LPs per
-network, as in the seed.
+within its limits or, where the state the caps start from already violates a limit, adds no
+violation to it. Under LinDistFlow an up activation anywhere lowers every branch's forward flow
+and raises every voltage, and a down activation does the opposite, so two states bound every
+combination: all up bids at their caps (no down) and all down bids at their caps (no up). Hence
+two OPF-type LPs per network, as in the seed.
 
 * ``price_oe``   operating envelope maximising sum(cap / price): cheap bids first
 * ``uniform_oe`` operating envelope maximising sum(cap): every bid weighted equally
 * ``interrface`` drop the most expensive bid until full activation of the rest is grid-safe
-* ``nfca``       LV end-user bids capped by their NFCA guaranteed envelope, then ``price_oe``
+* ``nfca``       ``price_oe`` on a case whose LV bids are already capped by their NFCA envelopes
+                 (``Case.with_nfca_caps``; the schemes do that for every layer)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from market_bridge.cases import Bid, Case
-from market_bridge.clearing import (
-    clear_layer,
-    distribution_injection,
-    distribution_state,
-    grid_limits,
-    relaxed_limits,
-)
+from market_bridge.clearing import clear_layer, distribution_injection, relaxed_limits
 from market_bridge.networks import lindistflow
 
 
 @dataclass(frozen=True)
 class Prequalified:
-    """Caps per distribution bid, and the unqualified share of the available volume."""
+    """Caps per distribution bid (MW) and the number of LPs or power flows it took."""
 
     cap: dict[str, float]
-    unqualified_up: float  # fraction of the available up volume not qualified
-    unqualified_down: float
     n_solves: int
 
 
-def _unqualified(bids: list[Bid], available: Mapping[str, float], cap: Mapping[str, float], direction: str) -> float:
-    tot = sum(available.get(b.bid_id, 0.0) for b in bids if b.direction == direction)
-    ok = sum(cap.get(b.bid_id, 0.0) for b in bids if b.direction == direction)
+def unqualified_share(bids: Iterable[Bid], volume: Mapping[str, float], cap: Mapping[str, float],
+                      direction: str) -> float:
+    """Share of ``volume`` (MW per bid) in ``direction`` that the caps do not qualify."""
+    group = [b for b in bids if b.direction == direction]
+    tot = sum(volume.get(b.bid_id, 0.0) for b in group)
+    ok = sum(min(cap.get(b.bid_id, 0.0), volume.get(b.bid_id, 0.0)) for b in group)
     return float((tot - ok) / tot) if tot > 1e-9 else 0.0
 
 
@@ -97,38 +93,19 @@ def _interrface(case: Case, dname: str, bids: list[Bid], available: Mapping[str,
 
 def prequalify(case: Case, method: str, available: Mapping[str, float],
                prior: Mapping[str, float]) -> Prequalified:
-    """Caps for all distribution bids with ``available`` volume, on top of ``prior`` activations."""
-    dist_bids = [b for b in case.bids if b.area != "T"]
-    avail = dict(available)
-    if method == "nfca":
-        for b in dist_bids:
-            if b.kind == "lv":
-                avail[b.bid_id] = min(avail.get(b.bid_id, 0.0), case.lv_caps[b.bid_id])
+    """Caps for the distribution bids with ``available`` volume, on top of ``prior`` activations."""
     cap: dict[str, float] = {}
     n = 0
     for dname in case.distributions:
-        bids = [b for b in dist_bids if b.area == dname]
+        bids = case.bids_in(dname)
         if method == "interrface":
-            c, k = _interrface(case, dname, bids, avail, prior)
+            c, k = _interrface(case, dname, bids, available, prior)
         elif method in ("price_oe", "nfca"):
-            c, k = _envelope(case, dname, bids, avail, prior, {b.bid_id: 1.0 / max(b.price, 1e-6) for b in bids})
+            c, k = _envelope(case, dname, bids, available, prior, {b.bid_id: 1.0 / max(b.price, 1e-6) for b in bids})
         elif method == "uniform_oe":
-            c, k = _envelope(case, dname, bids, avail, prior, {b.bid_id: 1.0 for b in bids})
+            c, k = _envelope(case, dname, bids, available, prior, {b.bid_id: 1.0 for b in bids})
         else:
             raise ValueError(f"unknown prequalification method {method!r}")
         cap.update(c)
         n += k
-    return Prequalified(cap, _unqualified(dist_bids, available, cap, "up"),
-                        _unqualified(dist_bids, available, cap, "down"), n)
-
-
-def is_grid_safe(case: Case, act: Mapping[str, float], tol: float = 1e-6) -> bool:
-    """True when every distribution network is within its own limits with ``act`` applied."""
-    for dname, net in case.distributions.items():
-        st = distribution_state(case, dname, act)
-        lim = grid_limits(net)
-        w = st.v_pu ** 2
-        if (np.any(st.p_mw > lim.p_max + tol) or np.any(st.p_mw < lim.p_min - tol)
-                or np.any(w[1:] > lim.w_max[1:] + tol) or np.any(w[1:] < lim.w_min[1:] - tol)):
-            return False
-    return True
+    return Prequalified(cap, n)

@@ -1,4 +1,5 @@
-"""Seed Tables 4-2 to 4-8 measured on cases A-D, side by side with the seed's published values,
+"""Seed Tables 4-2 to 4-8 measured on cases A-D for each bid-data seed, side by side with the
+seed's published values; the agreement counts (inefficiency sign classes, safe/unsafe cells);
 and the bid-aggregation trade-off (inefficiency and time against step size)."""
 from __future__ import annotations
 
@@ -11,15 +12,22 @@ import numpy as np
 import pandas as pd
 
 from market_bridge.cases import load_case
-from market_bridge.kpis import evaluate, kpi_row, write_atomic
-from market_bridge.schemes import SCHEMES, bid_aggregation, common, multilevel_03
+from nfca.io.atomic import write_bytes, write_text
+
+from market_bridge.kpis import evaluate, kpi_row, write_csv
+from market_bridge.schemes import bid_aggregation, common, multilevel_03
 
 CASES = ("A", "B", "C", "D")
+# Rows of the seed's tables; the seed's "Multilevel 06" is our multilevel_06_seed.
+SEED_ROWS = ("multilevel_01", "multilevel_02", "multilevel_03", "multilevel_04", "multilevel_05",
+             "multilevel_06_seed", "bid_aggregation", "common")
 LABEL = {"multilevel_01": "Multilevel 01", "multilevel_02": "Multilevel 02", "multilevel_03": "Multilevel 03",
-         "multilevel_04": "Multilevel 04", "multilevel_05": "Multilevel 05", "multilevel_06": "Multilevel 06",
-         "bid_aggregation": "Bid aggregation", "common": "Common market"}
+         "multilevel_04": "Multilevel 04", "multilevel_05": "Multilevel 05", "multilevel_06_seed": "Multilevel 06",
+         "multilevel_06": "Multilevel 06 (safe, ours)", "bid_aggregation": "Bid aggregation",
+         "common": "Common market"}
+ZERO_PCT = 0.005  # an inefficiency that rounds to 0.00 % (the seed's precision) is in the zero class
 
-# Published values of the seed (ALEXANDER D3.3, Tables 4-2 to 4-6), cases A-D, rows in SCHEMES order.
+# Published values of the seed (ALEXANDER D3.3, Tables 4-2 to 4-6), cases A-D, rows in SEED_ROWS order.
 SEED = {
     "inefficiency_pct": [[3.09, -3.98, -4.54, 157.20], [3.09, 22.82, 23.99, 157.20], [3.09, 29.70, 20.18, 157.20],
                          [3.09, 10.17, 0.00, 157.20], [-0.17, 11.06, 23.39, -53.54], [-0.17, 53.14, 8.81, -53.54],
@@ -34,7 +42,7 @@ SEED = {
 }
 # Seed Table 4-7 (unqualified volume, %, up/down) and Table 4-8 (ML03 by prequalification method).
 SEED_T47 = {"multilevel_03": [(79.4, 100), (75.6, 100), (95.0, 71.7), (79.4, 100)],
-            "multilevel_06": [(67.3, 98.0), (100, 98.0), (96.4, 98.2), (67.3, 98.0)]}
+            "multilevel_06_seed": [(67.3, 98.0), (100, 98.0), (96.4, 98.2), (67.3, 98.0)]}
 SEED_T48 = {
     "price_oe": {"inefficiency_pct": [3.09, 29.7, 20.2, 157.2], "time_s": [12.25, 8.71, 11.74, 11.56],
                  "unqualified_up_pct": [79.4, 75.6, 95.0, 79.4], "unqualified_down_pct": [100, 100, 71.7, 100]},
@@ -51,6 +59,13 @@ TITLES = {"inefficiency_pct": "Table 4-2 Market inefficiency [%]",
           "time_s": "Figure 4-2 (as a table) Computational time [s]"}
 
 
+def sign_class(pct: float) -> str:
+    """``-``, ``0`` or ``+``: the class of an inefficiency at the seed's precision (0.01 %)."""
+    if not np.isfinite(pct):
+        return "?"
+    return "0" if abs(pct) < ZERO_PCT else ("+" if pct > 0 else "-")
+
+
 def _fmt(v: float) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "-"
@@ -64,17 +79,52 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _cell(kpis: pd.DataFrame, case: str, scheme: str) -> pd.Series | None:
+    r = kpis[(kpis["case"] == case) & (kpis["scheme"] == scheme) & (kpis["prequalification"].fillna("").isin(["", "price_oe"]))]
+    return r.iloc[0] if len(r) else None
+
+
+def unsafe(row: pd.Series) -> bool:
+    """A scheme outcome that breaks a distribution line or voltage limit."""
+    return bool(row["n_line_violations"] + row["n_voltage_violations"] > 0)
+
+
+def agreement(kpis: pd.DataFrame) -> pd.DataFrame:
+    """Per seed row and case: our and the seed's inefficiency sign class and safety, and whether
+    each agrees. The common market's row is left out of the sign count (always 0): 28 cells."""
+    rows = []
+    for i, s in enumerate(SEED_ROWS):
+        for j, c in enumerate(CASES):
+            r = _cell(kpis, c, s)
+            if r is None:
+                continue
+            seed_pct = SEED["inefficiency_pct"][i][j]
+            seed_unsafe = SEED["n_line_violations"][i][j] + SEED["n_voltage_violations"][i][j] > 0
+            ours, theirs = sign_class(float(r["inefficiency_pct"])), sign_class(seed_pct)
+            rows.append({"case": c, "scheme": s, "inefficiency_pct": r["inefficiency_pct"], "seed_pct": seed_pct,
+                         "sign": ours, "seed_sign": theirs,
+                         "sign_agrees": ours == theirs if s != "common" else None,
+                         "unsafe": unsafe(r), "seed_unsafe": seed_unsafe, "safety_agrees": unsafe(r) == seed_unsafe})
+    return pd.DataFrame(rows)
+
+
+def agreement_counts(table: pd.DataFrame) -> tuple[int, int, int, int]:
+    """(sign cells agreeing, sign cells, safety cells agreeing, safety cells)."""
+    signs = table["sign_agrees"].dropna()
+    return int(signs.sum()), len(signs), int(table["safety_agrees"].sum()), len(table)
+
+
 def kpi_tables(kpis: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Tables 4-2..4-6 and the time table: rows schemes, columns 'Case X' as 'ours (seed)'."""
     out = {}
     for key, title in TITLES.items():
         rows = []
-        for i, s in enumerate(SCHEMES):
+        for s in SEED_ROWS + ("multilevel_06",):
             row = {"Market scheme": LABEL[s]}
             for j, c in enumerate(CASES):
-                ours = kpis[(kpis["case"] == c) & (kpis["scheme"] == s)][key]
-                val = _fmt(float(ours.iloc[0])) if len(ours) else "-"
-                seed = f" ({_fmt(SEED[key][i][j])})" if key in SEED else ""
+                r = _cell(kpis, c, s)
+                val = _fmt(float(r[key])) if r is not None else "-"
+                seed = f" ({_fmt(SEED[key][SEED_ROWS.index(s)][j])})" if key in SEED and s in SEED_ROWS else ""
                 row[f"Case {c}"] = val + seed
             rows.append(row)
         out[title] = pd.DataFrame(rows)
@@ -82,15 +132,16 @@ def kpi_tables(kpis: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def table_47(kpis: pd.DataFrame) -> pd.DataFrame:
-    """Table 4-7: unqualified up/down volume of ML03 and ML06, ours (seed)."""
+    """Table 4-7: unqualified up/down volume of ML03 and ML06 (both variants), ours (seed)."""
     rows = []
-    for s in ("multilevel_03", "multilevel_06"):
+    for s in ("multilevel_03", "multilevel_06_seed", "multilevel_06"):
         row = {"Market scheme": LABEL[s]}
         for j, c in enumerate(CASES):
-            r = kpis[(kpis["case"] == c) & (kpis["scheme"] == s)]
-            up, down = (float(r["unqualified_up_pct"].iloc[0]), float(r["unqualified_down_pct"].iloc[0])) if len(r) else (np.nan, np.nan)
-            row[f"Case {c} Up"] = f"{_fmt(up)} ({_fmt(SEED_T47[s][j][0])})"
-            row[f"Case {c} Down"] = f"{_fmt(down)} ({_fmt(SEED_T47[s][j][1])})"
+            r = _cell(kpis, c, s)
+            up, down = (float(r["unqualified_up_pct"]), float(r["unqualified_down_pct"])) if r is not None else (np.nan,) * 2
+            seed = SEED_T47.get(s, SEED_T47["multilevel_06_seed"])[j]
+            row[f"Case {c} Up"] = f"{_fmt(up)} ({_fmt(seed[0])})"
+            row[f"Case {c} Down"] = f"{_fmt(down)} ({_fmt(seed[1])})"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -111,26 +162,22 @@ def table_48(rows: pd.DataFrame) -> pd.DataFrame:
                 else:
                     val = float(r[key].iloc[0]) if len(r) else np.nan
                     seed = SEED_T48[method][key][j]
-                shown = _fmt(val)
-                if len(r) and r["status"].iloc[0] != "ok" and key not in ("time_s", "unqualified_up_pct",
-                                                                           "unqualified_down_pct"):
-                    shown = str(r["status"].iloc[0])  # e.g. the TSO layer cannot balance with what qualified
-                row[method] = f"{shown} ({_fmt(seed)})"
+                row[method] = f"{_fmt(val)} ({_fmt(seed)})"
             out.append(row)
     return pd.DataFrame(out)
 
 
-def aggregation_sweep(case_name: str, steps: list[float]) -> pd.DataFrame:
+def aggregation_sweep(case_name: str, steps: list[float], seed: int | None = None) -> pd.DataFrame:
     """Inefficiency and time of bid aggregation against the step size on one case."""
-    case = load_case(case_name)
+    case = load_case(case_name, seed=seed)
     ref = common(case)
     rows = []
     for step in sorted(steps, reverse=True):
         start = time.perf_counter()
         res = bid_aggregation(case, step)
         k = kpi_row(case, res, ref.cost)
-        rows.append({"case": case.name, "step_mw": step, "inefficiency_pct": k["inefficiency_pct"],
-                     "time_s": time.perf_counter() - start, "lps": res.message,
+        rows.append({"case": case.name, "seed": case.seed, "step_mw": step, "inefficiency_pct": k["inefficiency_pct"],
+                     "time_s": round(time.perf_counter() - start, 3), "lps": res.message,
                      "violations": k["n_line_violations"] + k["n_voltage_violations"]})
     return pd.DataFrame(rows)
 
@@ -149,7 +196,7 @@ def _figure(sweep: pd.DataFrame) -> bytes:
     ax2 = ax.twinx()
     ax2.plot(sweep["step_mw"], sweep["time_s"], "s--", color="tab:red")
     ax2.set_ylabel("computation time [s]", color="tab:red")
-    ax.set_title(f"Bid aggregation trade-off, case {sweep['case'].iloc[0]}")
+    ax.set_title(f"Bid aggregation trade-off, case {sweep['case'].iloc[0]}, seed {sweep['seed'].iloc[0]}")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
@@ -157,43 +204,56 @@ def _figure(sweep: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def build_tables(out: Path, steps: list[float], sweep_case: str = "B",
-                 log: Callable[[str], None] = lambda m: None) -> list[Path]:
-    """Run every scheme on cases A-D, ML03 with each prequalification method, the step sweep,
-    and write ``tables.md``, CSVs and ``aggregation_tradeoff.png`` into ``out``."""
-    out = Path(out)
+def run_seed(seed: int, log: Callable[[str], None] = lambda m: None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every scheme on cases A-D with one bid-data seed, and ML03 with each prequalification."""
     kpi_frames, pq_rows = [], []
     for c in CASES:
-        log(f"case {c}: all schemes")
-        case = load_case(c)
-        df, results = evaluate(case, SCHEMES)
+        log(f"seed {seed}, case {c}: all schemes")
+        case = load_case(c, seed=seed)
+        df, results = evaluate(case, SEED_ROWS + ("multilevel_06",))
         kpi_frames.append(df)
-        ref_cost = float(df[df["scheme"] == "common"]["cost_eur"].iloc[0])
-        for method in SEED_T48:
+        ref_cost = next(r.cost for r in results if r.scheme == "common")
+        pq_rows.append(df[(df["scheme"] == "multilevel_03")].iloc[0].to_dict())
+        for method in ("uniform_oe", "interrface"):
             pq_rows.append(kpi_row(case, multilevel_03(case, method), ref_cost))
-    kpis = pd.concat(kpi_frames, ignore_index=True)
-    pq = pd.DataFrame(pq_rows)
-    log(f"bid-aggregation sweep on case {sweep_case}: steps {steps}")
-    sweep = aggregation_sweep(sweep_case, steps)
+    return pd.concat(kpi_frames, ignore_index=True), pd.DataFrame(pq_rows)
 
-    written = []
+
+def build_tables(out: Path, steps: list[float], sweep_case: str = "B", seeds: tuple[int, ...] = (2406,),
+                 log: Callable[[str], None] = lambda m: None) -> list[Path]:
+    """Run every scheme on cases A-D for each seed, ML03 with each prequalification method, the
+    step sweep (first seed), and write ``tables.md``, CSVs and ``aggregation_tradeoff.png``."""
+    out = Path(out)
     md = ["# TSO-DSO market schemes: measured (seed) values", "",
-          "Each cell is `ours (seed)`; seed values from ALEXANDER D3.3 chapter 4.", ""]
-    for title, table in kpi_tables(kpis).items():
-        md += [f"## {title}", "", _markdown(table), ""]
-    md += ["## Table 4-7 Unqualified volume of distributed flexibility for TSO-level markets [%]", "",
-           _markdown(table_47(kpis)), ""]
-    md += ["## Table 4-8 Multilevel 03 by prequalification method", "", _markdown(table_48(pq)), ""]
+          "Each cell is `ours (seed)`; seed values from ALEXANDER D3.3 chapter 4. The seed's Multilevel 06",
+          "is our `multilevel_06_seed`; our safe variant has its own row.", ""]
+    kpis_all, pq_all, agree_all = [], [], []
+    for seed in seeds:
+        kpis, pq = run_seed(seed, log)
+        agree = agreement(kpis).assign(seed=seed)
+        kpis_all.append(kpis), pq_all.append(pq), agree_all.append(agree)
+        n_sign, of_sign, n_safe, of_safe = agreement_counts(agree)
+        md += [f"# Bid-data seed {seed}", "",
+               f"Agreement with the seed: {n_sign} of {of_sign} inefficiency cells in the seed's sign class, "
+               f"{n_safe} of {of_safe} cells with the seed's safe/unsafe outcome.", ""]
+        for title, table in kpi_tables(kpis).items():
+            md += [f"## {title}", "", _markdown(table), ""]
+        md += ["## Table 4-7 Unqualified volume of distributed flexibility for TSO-level markets [%]", "",
+               _markdown(table_47(kpis)), ""]
+        md += ["## Table 4-8 Multilevel 03 by prequalification method", "", _markdown(table_48(pq)), ""]
+    log(f"bid-aggregation sweep on case {sweep_case}, seed {seeds[0]}: steps {steps}")
+    sweep = aggregation_sweep(sweep_case, steps, seeds[0])
     sw = sweep.copy()
     sw["inefficiency_pct"] = sw["inefficiency_pct"].map(lambda v: f"{v:.3f}")
-    sw["time_s"] = sw["time_s"].map(lambda v: f"{v:.2f}")
-    md += [f"## Bid aggregation: inefficiency and time against step size (case {sweep_case})", "",
+    md += [f"## Bid aggregation: inefficiency and time against step size (case {sweep_case}, seed {seeds[0]})", "",
            _markdown(sw), "", "![trade-off](aggregation_tradeoff.png)", ""]
-    for name, data in (("tables.md", "\n".join(md)), ("kpis_all_cases.csv", kpis.to_csv(index=False, float_format="%.6g")),
-                       ("prequalification_methods.csv", pq.to_csv(index=False, float_format="%.6g")),
-                       ("aggregation_tradeoff.csv", sweep.to_csv(index=False, float_format="%.6g"))):
-        write_atomic(out / name, data)
-        written.append(out / name)
-    write_atomic(out / "aggregation_tradeoff.png", _figure(sweep))
+    files = {"tables.md": "\n".join(md)}
+    written = []
+    for name, df in (("kpis_all_cases.csv", pd.concat(kpis_all)), ("prequalification_methods.csv", pd.concat(pq_all)),
+                     ("agreement.csv", pd.concat(agree_all)), ("aggregation_tradeoff.csv", sweep)):
+        written.append(write_csv(df, out / name))
+    for name, text in files.items():
+        written.append(write_text(out / name, text))
+    write_bytes(out / "aggregation_tradeoff.png", _figure(sweep))
     written.append(out / "aggregation_tradeoff.png")
     return written

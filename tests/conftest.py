@@ -65,6 +65,22 @@ def error_lines(stderr: str) -> str:
     return "\n".join(line for line in stderr.strip().splitlines() if not line.startswith("nfca: "))
 
 
+def opendss_redirect(master: Path) -> None:
+    """The committed model straight into OpenDSS in the test process, as an oracle for the feeder
+    builders' tests (nfca itself reads feeders through nfca.engine)."""
+    import os
+
+    import opendssdirect as dss
+
+    cwd = os.getcwd()
+    try:
+        dss.Text.Command("Clear")
+        dss.Text.Command("Set DefaultBaseFrequency=60")
+        dss.Text.Command(f'Redirect "{master.resolve()}"')
+    finally:
+        os.chdir(cwd)
+
+
 def write_dss(folder: Path, text: str, name: str = "Master.dss") -> Path:
     path = folder / name
     path.write_text(text)
@@ -199,4 +215,52 @@ def parallel_text(head: str = "identical", transformers: tuple[float, ...] = (25
         prev = f"n{k}"
     lines.append(extra)
     lines.append("Set VoltageBases=[11 0.416]\nCalcVoltageBases")
+    return "\n".join(lines) + "\n"
+
+
+def export_text(normamps: bool = False, voltage_bases: bool = False, units: str = "none", source_kv: float | None = 11,
+                lv_kv: float = 0.416, load_kv: float = 0.24, xfkva: bool = False, load_kw: float = 3.0,
+                n_segments: int = 6) -> str:
+    """A feeder as DSO GIS exports write them: the .dss a planner gets, not one written for nfca.
+
+    By default it has none of `normamps`, `Set VoltageBases`, length units or `XfkVA`: line codes
+    in ohm/km (`units=km` on the code) and lines whose lengths follow their code's units, one line
+    with its own R/X and no unit at all. `units`: "none" (lengths in the code's km, as OpenDSS
+    reads them), "m" (every line `units=m`, lengths in metres) or "mixed" (some of each; the
+    same physical lengths). `source_kv=None` leaves the circuit at OpenDSS's default 115 kV.
+    `lv_kv` is the transformer's LV winding (and the base when `voltage_bases`), `load_kv` the
+    single-phase loads' kV (0.24 on a 0.416 grid; 0.23 on a 0.42 one is the Spanish export).
+    """
+    amps = " normamps={}" if normamps else ""
+    basekv = f" basekv={source_kv}" if source_kv is not None else ""
+    lines = ["Clear", "Set DefaultBaseFrequency=50",
+             f"New Circuit.export{basekv} pu=1.02 phases=3 bus1=mv MVAsc3=150 MVAsc1=120 basefreq=50",
+             f"New Transformer.tr phases=3 windings=2 buses=[mv lv] conns=[delta wye] kVs=[11 {lv_kv}] kVAs=[400 400] "
+             "XHL=4 %Rs=[0.5 0.5] basefreq=50",
+             "New LineCode.al150 nphases=3 R1=0.206 X1=0.075 R0=0.83 X0=0.3 C1=0 C0=0 units=km"
+             + amps.format(275) + " basefreq=50",
+             "New LineCode.al50 nphases=3 R1=0.641 X1=0.08 R0=2.56 X0=0.32 C1=0 C0=0 units=km"
+             + amps.format(140) + " basefreq=50",
+             "New LineCode.cu16 nphases=3 R1=1.15 X1=0.09 R0=4.6 X0=0.36 C1=0 C0=0 units=km"
+             + amps.format(90) + " basefreq=50"]
+
+    def length(k: int, metres: float) -> str:
+        if units == "m" or (units == "mixed" and k % 2 == 0):
+            return f"length={metres:g} units=m"
+        return f"length={metres / 1000:g}"  # in the code's km
+
+    prev = "lv"
+    for k in range(1, n_segments + 1):
+        code = "al150" if k <= n_segments // 2 else "al50"
+        lines.append(f"New Line.m{k} bus1={prev} bus2=n{k} linecode={code} {length(k, 35)}")
+        lines.append(f"New Line.s{k} bus1=n{k} bus2=cp{k} linecode=cu16 {length(k + 1, 12)}")
+        cap = " XfkVA=9.2" if xfkva else ""
+        lines.append(f"New Load.h{k} bus1=cp{k}.{(k - 1) % 3 + 1} phases=1 kV={load_kv}{cap} kW={load_kw} kvar=0.3")
+        prev = f"n{k}"
+    # a service with its own impedance and no unit at all (ohm per whatever its length is in)
+    lines.append(f"New Line.bare bus1={prev} bus2=shop r1=0.00115 x1=0.00009 r0=0.0046 x0=0.00036 c1=0 c0=0 length=15"
+                 + amps.format(90))
+    lines.append(f"New Load.shop bus1=shop.1.2.3 phases=3 kV={lv_kv}{' XfkVA=27.7' if xfkva else ''} kW={2 * load_kw}")
+    if voltage_bases:
+        lines.append(f"Set VoltageBases=[11 {lv_kv}]\nCalcVoltageBases")
     return "\n".join(lines) + "\n"

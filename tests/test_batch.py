@@ -81,3 +81,7 @@ def test_batch_cli_shares_the_study_options_and_writes_a_report(grid, tmp_path):
     assert "href='feeders/long/report.html'" in report and "href='feeders/short/report.html'" in report
     assert "broken" in report and (out / "feeders" / "long" / "report.html").stat().st_size > 0
     assert {r["feeder"] for r in json.loads(res.stdout)["feeders"]} == {"long", "short"}
+    (out / "report.html").unlink()
+    res = CliRunner().invoke(app, ["classify", str(out), "--fair-tol", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert "long" in res.stdout and "short" in res.stdout and (out / "report.html").exists()  # classify prints its table

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from conftest import three_wire_text, four_wire_kron_text, write_dss
+from conftest import export_text, three_wire_text, four_wire_kron_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import FeederError
+from nfca.model.ratings import AmpacityRules
 
 
 def test_three_wire_feeder_end_users(it_feeder):
@@ -61,3 +63,70 @@ def test_missing_file_and_empty_feeder(tmp_path):
     text = "\n".join(l for l in three_wire_text().splitlines() if not l.startswith("New Load"))
     with pytest.raises(FeederError, match="no loads"):
         read_feeder(write_dss(tmp_path, text))
+
+
+# ----------------------------------------------------------------------------- what exports lack
+
+
+def _export(tmp_path, name: str = "Master.dss", **kw):
+    return read_feeder(write_dss(tmp_path, export_text(**kw), name), ampacity=AmpacityRules(default_a=200))
+
+
+def test_voltage_bases_are_inferred_when_the_file_sets_none(tmp_path):
+    """No `Set VoltageBases`: the source's and the windings' kV, as CalcVoltageBases with that
+    list, the same bases as the file that sets them, and a notice that says so."""
+    inferred = _export(tmp_path, "a.dss")
+    given = _export(tmp_path, "b.dss", voltage_bases=True)
+    assert {b: bus.kv_base_ln for b, bus in inferred.buses.items()} == \
+        {b: bus.kv_base_ln for b, bus in given.buses.items()}
+    assert inferred.buses["cp3"].kv_base_ln == pytest.approx(0.416 / 3**0.5)
+    (notice,) = [n for n in inferred.notices if n.kind == "voltage_bases_inferred"]
+    assert notice.data["voltage_bases_kv"] == [11, 0.416] and "[11 0.416] kV" in notice.message
+    assert not [n for n in given.notices if n.kind == "voltage_bases_inferred"]
+
+
+def test_voltage_bases_left_at_opendss_defaults_are_inferred_too(tmp_path):
+    """CalcVoltageBases without Set VoltageBases would give the 0.416 kV grid OpenDSS's 0.48 kV."""
+    text = export_text().replace("New Load.shop", "CalcVoltageBases\nNew Load.shop")
+    f = read_feeder(write_dss(tmp_path, text), ampacity=AmpacityRules(default_a=200))
+    assert f.buses["cp3"].kv_base_ln == pytest.approx(0.416 / 3**0.5)
+
+
+def test_a_source_far_from_its_winding_is_refused(tmp_path):
+    """OpenDSS's default 115 kV left above an 11 kV transformer: every voltage below is a tenth."""
+    with pytest.raises(FeederError) as err:
+        _export(tmp_path, source_kv=None)
+    assert str(err.value).startswith("Vsource.source: basekv 115 kV, but the winding 1 of Transformer.tr it feeds "
+                                     "at bus mv is rated 11 kV")
+    _export(tmp_path, "ok.dss", source_kv=11.4)  # within 5 %
+
+
+@pytest.mark.parametrize("units", ["none", "m", "mixed"])
+def test_lengths_without_units_follow_the_line_code(tmp_path, units):
+    """Lengths without `units=` are in the line code's units, as OpenDSS reads them: the same
+    physical feeder written three ways has the same lengths and impedances."""
+    f = _export(tmp_path, voltage_bases=True, units=units)
+    ref = _export(tmp_path, "ref.dss", voltage_bases=True, units="m")
+    lengths = {line.name: line.length_m for line in f.lines}
+    assert lengths["m1"] == pytest.approx(35) and lengths["s2"] == pytest.approx(12)
+    assert lengths == pytest.approx({line.name: line.length_m for line in ref.lines})
+    for a, b in zip(f.lines, ref.lines):
+        assert np.allclose(a.z_ohm, b.z_ohm, rtol=1e-12)
+    assert f.distance_m()["cp6"] == pytest.approx(6 * 35 + 12)
+    # the one line with no unit anywhere (its own R/X): metres, and said
+    assert lengths["bare"] == 15
+    (notice,) = [n for n in f.notices if n.kind == "length_units_missing"]
+    assert notice.data == {"lines": 1, "example": "bare"}
+
+
+def test_defaulted_capacities_are_counted_and_big_loads_warned(tmp_path):
+    f = _export(tmp_path, voltage_bases=True)
+    (notice,) = [n for n in f.notices if n.kind == "capacity_defaulted"]
+    assert notice.data == {"loads": 7, "capacity_kva": 9.2} and notice.level == "notice"
+    assert not [n for n in f.notices if n.kind == "capacity_below_load"]
+    big = _export(tmp_path, "big.dss", voltage_bases=True, load_kw=600)
+    (warning,) = [n for n in big.notices if n.kind == "capacity_below_load"]
+    assert warning.level == "warning" and warning.data["loads"] == 7 and warning.data["example"] == "shop"
+    assert "Load.shop: 1200 kW" in warning.message
+    given = _export(tmp_path, "given.dss", voltage_bases=True, xfkva=True)
+    assert not [n for n in given.notices if n.kind.startswith("capacity")]

@@ -59,7 +59,7 @@ REFUSED = {  # command -> what the message says it would do
     "Set DemandInterval=true": "writes files", "Set Recorder=yes": "writes files", "Set Log=yes": "writes files",
     "Set OverloadReport=yes": "writes files", "Set mode=snap editor=/bin/sh": "runs a program",
     "Get editor": "not allowed", "ClearAll": "not allowed", "Clear all": "not allowed", "var @x=show": "not allowed",
-    "Help": "shows", "Reduce": "not allowed",
+    "Help": "shows", "Reduce": "not allowed", "Set DefaultEditor=/bin/sh": "unknown option",
 }
 
 
@@ -72,6 +72,19 @@ def test_every_command_that_shows_writes_or_runs_is_refused(command, tmp_path, v
     message = str(err.value)
     assert message.startswith(f"{feeder} line {line}: "), message
     assert REFUSED[command] in message
+
+
+def test_every_opendss_command_off_the_allow_list_is_refused(tmp_path, vocabulary):
+    """Not a list of known-bad commands: every verb of the engine's own list that is not allowed."""
+    from nfca.engine.script import ALLOWED_COMMANDS
+
+    commands, _ = vocabulary
+    refused = [c for c in commands if c not in ALLOWED_COMMANDS | {"redirect", "compile"}]
+    assert {"show", "export", "save", "plot", "doscmd", "fileedit", "cd", "visualize"} <= set(refused)
+    for verb in refused:
+        feeder = write_dss(tmp_path, _kron(f"{verb} x"))
+        with pytest.raises(FeederError, match=r"line \d+: command .* is not allowed in a feeder file"):
+            read_script(feeder, *vocabulary)
 
 
 def test_harmless_solution_commands_stay_allowed(tmp_path, vocabulary):
@@ -198,10 +211,10 @@ def test_an_engine_crash_is_one_line_naming_the_feeder(tmp_path, monkeypatch):
     feeder = write_dss(tmp_path, _kron())
     start = session.Engine.read
 
-    def crash(self, path, default):
+    def crash(self, path, *args):
         self.process.send_signal(signal.SIGSEGV)
         self.process.wait()
-        return start(self, path, default)
+        return start(self, path, *args)
 
     monkeypatch.setattr(session.Engine, "read", crash)
     res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(tmp_path / "out")])
@@ -215,6 +228,21 @@ def test_an_engine_crash_is_one_line_naming_the_feeder(tmp_path, monkeypatch):
     engine.process.kill()
     engine.process.wait()
     assert powerflows(f, [{}])[0].converged  # a dead engine is replaced, the feeder compiled again
+
+
+def test_a_process_keeps_few_engines(tmp_path):
+    """Reading many feeders (and failing on some) keeps at most MAX_ENGINES engines and one spare."""
+    from nfca.engine import prestart, session
+
+    for k in range(5):
+        folder = tmp_path / f"f{k}"
+        folder.mkdir()
+        prestart()
+        read(write_dss(folder, _kron(n=2)))
+        with pytest.raises(FeederError):
+            read(write_dss(folder, _kron("Show voltages", n=2), "Bad.dss"))
+    alive = [e for e in [*session._engines.values(), *session._spare] if e.alive()]
+    assert len(alive) <= session.MAX_ENGINES + 1
 
 
 def test_power_flows_use_the_feeder_given_not_the_file(tmp_path):
@@ -312,6 +340,24 @@ def test_a_run_replaces_the_previous_run_as_a_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Master.dss", "out"]
 
 
+def test_a_run_folder_is_swapped_in_whole_or_not_at_all(tmp_path):
+    from nfca.io.outputs import run_folder
+
+    real = tmp_path / "real"
+    with run_folder(real) as folder:
+        (folder / "a.txt").write_text("run 1")
+    (tmp_path / "link").symlink_to(real)
+    with run_folder(tmp_path / "link") as folder:  # a link: the folder it points to is replaced
+        (folder / "b.txt").write_text("run 2")
+    assert (tmp_path / "link").is_symlink()
+    assert sorted(p.name for p in real.iterdir()) == [".nfca-run", "b.txt"]
+    with pytest.raises(RuntimeError), run_folder(real) as folder:
+        (folder / "c.txt").write_text("run 3, failing")
+        raise RuntimeError("failed half-way")
+    assert sorted(p.name for p in real.iterdir()) == [".nfca-run", "b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
 def test_a_folder_that_is_not_a_run_is_not_replaced(tmp_path):
     feeder = write_dss(tmp_path, three_wire_text(n_segments=3))
     (tmp_path / "mine").mkdir()
@@ -321,6 +367,7 @@ def test_a_folder_that_is_not_a_run_is_not_replaced(tmp_path):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_exit_6_with_the_reason(tmp_path):
     """A file-size limit (as `ulimit -f`) makes writing fail with EFBIG: exit 6, never a solver failure."""
     import resource
@@ -470,6 +517,7 @@ def test_damaged_results_are_recomputed_and_names_are_never_temporary(tmp_path):
     assert sorted(pd.read_csv(out / "feeder_types.csv")["feeder"]) == [".hidden-1", "a", "b"]
 
 
+@pytest.mark.slow
 def test_in_a_batch_only_the_guilty_feeder_fails(tmp_path):
     root = tmp_path / "grid"
     write_dss(_mkdir(root / "good"), three_wire_text(n_segments=3))

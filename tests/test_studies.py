@@ -19,7 +19,7 @@ def test_ieee_eulv_envelopes_show_the_seed_findings(ieee_eulv, tmp_path):
     res = runner.invoke(app, ["envelopes", str(ieee_eulv), "--out", str(out)])
     assert res.exit_code == 0, res.output
     for name in ("envelopes.csv", "summary.json", "envelopes.gpkg", "envelopes_import.png",
-                 "envelopes_export.png", "fair_vs_optimal.png"):
+                 "envelopes_export.png", "methods_compared.png", "map.png", "report.html"):
         assert (out / name).stat().st_size > 0
     df = pd.read_csv(out / "envelopes.csv")
     summary = json.loads((out / "summary.json").read_text())
@@ -38,7 +38,8 @@ def test_ieee_eulv_envelopes_show_the_seed_findings(ieee_eulv, tmp_path):
 
     users = gpd.read_file(out / "envelopes.gpkg", layer="end_users")
     lines = gpd.read_file(out / "envelopes.gpkg", layer="lines")
-    assert len(users) == 55 and len(lines) == 905
+    assert len(users) == 55 and len(lines) == 905 and users["participant"].all()
+    assert set(users["import_optimal_binding_type"]) <= {"capacity", "current", "voltage", "rating"}
     assert lines["import_optimal_loading_pct"].max() <= 100 + 1e-4
 
 

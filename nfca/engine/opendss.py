@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -24,8 +24,10 @@ from nfca.notices import Notice
 from nfca.model.network import (
     EARTH, PHASES, Bus, EndUser, Feeder, Line, LinearElement, Source, check_earthing, check_topology,
 )
+from nfca.model.ratings import AmpacityRules, LineRating, resolve_ampacities
+from nfca.model.voltages import leg_rated_v
 
-# OpenDSS length units -> metres (Lines.Units codes). 0 ("none") is taken as metres.
+# OpenDSS length units -> metres (Lines.Units codes). 0 ("none", on the line and its code) is taken as metres.
 _UNIT_M = {0: 1.0, 1: 1609.344, 2: 304.8, 3: 1000.0, 4: 1.0, 5: 0.3048, 6: 0.0254, 7: 0.01, 8: 0.001}
 # Elements that carry no physics for the envelopes and are ignored.
 _IGNORED = {"energymeter", "monitor", "sensor", "fault"}
@@ -33,6 +35,7 @@ _SUPPORTED = {"vsource", "line", "transformer", "load", "capacitor", "reactor"}
 DEFAULT_CAPACITY_KVA = 9.2  # single-phase 40 A at 230 V, the ALEXANDER D3.3 study's value
 # OpenDSS's VoltageBases when a file sets none: bases picked from it would be silently wrong.
 _OPENDSS_DEFAULT_BASES = [0.208, 0.48, 12.47, 24.9, 34.5, 115.0, 230.0]
+SOURCE_KV_TOL = 0.05  # a source further than this from the winding it feeds is refused
 
 
 def start(workdir: Path):
@@ -138,12 +141,16 @@ def _split_bus(spec: str) -> str:
     return spec.split(".")[0].lower()
 
 
-def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> Feeder:
+def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+                ampacity: AmpacityRules | None = AmpacityRules()) -> Feeder:
     """The compiled radial feeder as a `Feeder`; raise FeederError naming what is wrong.
 
     Loads without XfkVA get `default_capacity_kva`; 0 makes XfkVA compulsory (a load without it
-    is an error). Elements the file disables (`enabled=no`) are left out, as OpenDSS leaves them
-    out of its solution, with a notice (`Feeder.notices`).
+    is an error). Lines without normamps get their ampacity from `ampacity` (a table, a default);
+    `ampacity=None` reads a feeder for a power flow, which needs none (such lines are unrated).
+    A file without `Set VoltageBases` gets bases inferred from its source and transformers.
+    Elements the file disables (`enabled=no`) are left out, as OpenDSS leaves them out of its
+    solution. What was assumed is in `Feeder.notices`.
     """
     if not default_capacity_kva >= 0 or not math.isfinite(default_capacity_kva):
         raise InputError(f"--default-capacity must be 0 (XfkVA compulsory) or a positive kVA, got {default_capacity_kva}")
@@ -153,28 +160,32 @@ def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_
                       data={"count": len(disabled), "elements": disabled})] if disabled else []
     _check_supported(dss, names)
     _check_numbers(dss, names)
+    _check_source_kv(dss, names)
     bases = _bus_bases(dss)
     # Bases from OpenDSS's own list (the file sets none) would be silently wrong (0.48 kV
-    # for a 0.416 kV grid); bases the file sets bus by bus (SetkVBase) are its own.
+    # for a 0.416 kV grid): infer them as the file would have set them. Bases the file sets
+    # bus by bus (SetkVBase) are its own.
     if list(dss.Settings.VoltageBases()) == _OPENDSS_DEFAULT_BASES and all(
             b == 0 or any(abs(b * math.sqrt(3) - d) < 1e-6 * d for d in _OPENDSS_DEFAULT_BASES) for b in bases):
-        raise FeederError(f"{path}: no voltage bases: add 'Set VoltageBases=[...]' (line-to-line kV of "
-                          "every level, e.g. [11 0.416]) and 'CalcVoltageBases' after the elements")
-    if all(b == 0 for b in bases):
+        notices.append(_infer_voltage_bases(dss, names))
+    elif all(b == 0 for b in bases):
         dss.Text.Command("CalcVoltageBases")
     buses = _read_buses(dss)
     source = _read_source(dss, names)
     earthing = {n for n in names if n.lower().startswith("line.") and _is_earthing_line(dss, n)}
-    lines = tuple(_read_line(dss, n) for n in names if n.lower().startswith("line.") and n not in earthing)
+    read = [_read_line(dss, n) for n in names if n.lower().startswith("line.") and n not in earthing]
+    amps, said = resolve_ampacities([r for _, r in read], ampacity or AmpacityRules(required=False))
+    lines = tuple(replace(line, ampacity_a=amps[line.name]) for line, _ in read)
+    notices += list(said) + _length_notices(read)
     elements = tuple(
         _read_element(dss, n)
         for n in names
         if n.split(".")[0].lower() in ("transformer", "capacitor", "reactor") or n in earthing
     )
-    end_users = tuple(
-        _read_load(dss, n, default_capacity_kva) for n in names if n.lower().startswith("load.")
-    )
-    feeder = Feeder(dss.Circuit.Name(), str(path), buses, lines, elements, source, end_users, notices=tuple(notices))
+    loads = [_read_load(dss, n, default_capacity_kva) for n in names if n.lower().startswith("load.")]
+    notices += _capacity_notices(loads, default_capacity_kva)
+    feeder = Feeder(dss.Circuit.Name(), str(path), buses, lines, elements, source, tuple(u for u, _ in loads),
+                    notices=tuple(notices))
     _check_feeder(feeder)
     return feeder
 
@@ -218,6 +229,76 @@ def _check_numbers(dss, names: list[str]) -> None:
             dss.Lines.Name(name)
             bad(full, "length", dss.Lines.Length())
             bad(full, "normamps", dss.Lines.NormAmps())
+
+
+def _infer_voltage_bases(dss, names: list[str]) -> Notice:
+    """Voltage bases for a file that sets none: the source's kV and every transformer winding's
+    (line-to-line) kV, as `Set VoltageBases=[...]` and `CalcVoltageBases` with that list."""
+    found: dict[float, list[str]] = {}
+    source = next(n for n in names if n.lower().startswith("vsource."))
+    dss.Vsources.Name(source.split(".", 1)[1])
+    found.setdefault(round(dss.Vsources.BasekV(), 6), []).append(source)
+    for full in names:
+        if not full.lower().startswith("transformer."):
+            continue
+        dss.Transformers.Name(full.split(".", 1)[1])
+        dss.Circuit.SetActiveElement(full)
+        one_phase = dss.CktElement.NumPhases() == 1
+        for w in range(1, dss.Transformers.NumWindings() + 1):
+            dss.Transformers.Wdg(w)
+            kv = dss.Transformers.kV()
+            if one_phase and not dss.Transformers.IsDelta():  # a single-phase winding to neutral
+                kv *= math.sqrt(3)
+            found.setdefault(round(kv, 6), []).append(full)
+    bases = sorted(found, reverse=True)
+    dss.Text.Command(f"Set VoltageBases=[{' '.join(f'{b:g}' for b in bases)}]")
+    dss.Text.Command("CalcVoltageBases")
+    shown = " ".join(f"{b:g}" for b in bases)
+    return Notice("voltage_bases_inferred",
+                  f"the file sets no voltage bases (Set VoltageBases): inferred [{shown}] kV from {source} and "
+                  f"the transformers' windings, as OpenDSS's CalcVoltageBases does with that list; limits in pu "
+                  "are of these bases",
+                  data={"voltage_bases_kv": bases, "from": {f"{b:g}": sorted(set(found[b])) for b in bases}})
+
+
+def _check_source_kv(dss, names: list[str]) -> None:
+    """Refuse a source whose kV differs by more than 5 % from the transformer winding it feeds
+    (e.g. OpenDSS's default 115 kV left above a 22 kV winding: every voltage below is wrong)."""
+    src = next(n for n in names if n.lower().startswith("vsource."))
+    dss.Vsources.Name(src.split(".", 1)[1])
+    src_kv = dss.Vsources.BasekV()
+    dss.Circuit.SetActiveElement(src)
+    fed = {_split_bus(dss.CktElement.BusNames()[0])}
+    links: dict[str, set[str]] = {}
+    for full in names:  # galvanic links: lines (a winding is a boundary)
+        if full.lower().startswith("line."):
+            dss.Circuit.SetActiveElement(full)
+            a, b = (_split_bus(x) for x in dss.CktElement.BusNames()[:2])
+            links.setdefault(a, set()).add(b)
+            links.setdefault(b, set()).add(a)
+    todo = list(fed)
+    while todo:
+        for nxt in links.get(todo.pop(), ()):
+            if nxt not in fed:
+                fed.add(nxt)
+                todo.append(nxt)
+    for full in names:
+        if not full.lower().startswith("transformer."):
+            continue
+        dss.Circuit.SetActiveElement(full)
+        buses = [_split_bus(b) for b in dss.CktElement.BusNames()]
+        one_phase = dss.CktElement.NumPhases() == 1
+        dss.Transformers.Name(full.split(".", 1)[1])
+        for w, bus in enumerate(buses, 1):
+            if bus not in fed:
+                continue
+            dss.Transformers.Wdg(w)
+            kv = dss.Transformers.kV() * (math.sqrt(3) if one_phase and not dss.Transformers.IsDelta() else 1.0)
+            if abs(src_kv - kv) > SOURCE_KV_TOL * kv:
+                raise FeederError(
+                    f"{src}: basekv {src_kv:g} kV, but the winding {w} of {full} it feeds at bus {bus} is rated "
+                    f"{kv:g} kV ({100 * (src_kv / kv - 1):+.0f} %): set the source's basekv to its network's "
+                    f"voltage{' (OpenDSS assumes 115 kV when the circuit gives none)' if src_kv == 115 else ''}")
 
 
 def _bus_bases(dss) -> list[float]:
@@ -283,7 +364,8 @@ def _read_source(dss, names: list[str]) -> Source:
     return Source(full, _split_bus(bus_names[0]), nodes, e, y, kv, pu)
 
 
-def _read_line(dss, full: str) -> Line:
+def _read_line(dss, full: str) -> tuple[Line, LineRating]:
+    """The line (ampacity left to `resolve_ampacities`) and what the file says of its rating."""
     dss.Circuit.SetActiveElement(full)
     name = full.split(".", 1)[1]
     bus_names = dss.CktElement.BusNames()
@@ -291,7 +373,6 @@ def _read_line(dss, full: str) -> Line:
     n = dss.CktElement.NumConductors()
     y = _cmatrix(dss.CktElement.YPrim())
     dss.Lines.Name(name)
-    length_m = dss.Lines.Length() * _UNIT_M.get(dss.Lines.Units(), 1.0)
     if dss.Lines.Length() <= 0:
         raise FeederError(f"{full}: length must be positive, got {dss.Lines.Length()}")
     if not np.all(np.isfinite(y)):
@@ -305,10 +386,11 @@ def _read_line(dss, full: str) -> Line:
         raise FeederError(f"{full}: resistance must be positive (a zero or negative R, R1 or R0 in the line "
                           "or its line code)")
     amps = dss.Lines.NormAmps()
-    if amps <= 0 or not _ampacity_given(dss, full):
-        raise FeederError(f"{full}: no ampacity (set normamps on the line or its line code"
-                          f"{'' if amps <= 0 else f'; OpenDSS would assume {amps:g} A'})")
-    return Line(
+    given = amps > 0 and _ampacity_given(dss, full)
+    code = dss.Lines.LineCode().lower()
+    switch = bool(dss.Lines.IsSwitch())
+    length, units = dss.Lines.Length(), _length_units(dss, name, code)
+    line = Line(
         name=name,
         bus_from=_split_bus(bus_names[0]),
         bus_to=_split_bus(bus_names[1]),
@@ -316,10 +398,35 @@ def _read_line(dss, full: str) -> Line:
         nodes_to=tuple(order[n:]),
         z_ohm=z,
         y_shunt_s=2 * (y[:n, :n] + y12),
-        length_m=length_m,
-        ampacity_a=amps,
-        is_switch=bool(dss.Lines.IsSwitch()),
+        length_m=length * _UNIT_M.get(units, 1.0),
+        ampacity_a=math.inf,
+        is_switch=switch,
+        linecode=code,
     )
+    return line, LineRating(name, code, amps if given else None, rated=not switch, length_units=units)
+
+
+def _length_units(dss, name: str, code: str) -> int:
+    """The units the line's length is in, as OpenDSS reads it: the line's own, else its line
+    code's (a length without units follows the code's), else 0 (none: the impedances are per
+    unit of whatever the length is in)."""
+    units = dss.Lines.Units()
+    if units == 0 and code:
+        dss.LineCodes.Name(code)
+        units = dss.LineCodes.Units()
+        dss.Lines.Name(name)  # the line active again, for the caller
+    return units
+
+
+def _length_notices(read: list[tuple[Line, LineRating]]) -> list[Notice]:
+    """Lines whose length has no unit anywhere: taken as metres for lengths and distances."""
+    bare = [r.name for _, r in read if r.length_units == 0]
+    if not bare:
+        return []
+    return [Notice("length_units_missing",
+                   f"{len(bare)} line(s) have no length unit, nor a line code with one (e.g. Line.{bare[0]}): their "
+                   "lengths are taken as metres for length_m and distance_m (the impedances are as OpenDSS reads them)",
+                   data={"lines": len(bare), "example": bare[0]})]
 
 
 def _ampacity_given(dss, full: str) -> bool:
@@ -393,7 +500,8 @@ def _read_element(dss, full: str) -> LinearElement:
     return LinearElement(full, kind, terminals, y, rating, rated, desc)
 
 
-def _read_load(dss, full: str, default_capacity_kva: float) -> EndUser:
+def _read_load(dss, full: str, default_capacity_kva: float) -> tuple[EndUser, bool]:
+    """The end-user, and whether its capacity is the default (XfkVA not set)."""
     dss.Circuit.SetActiveElement(full)
     name = full.split(".", 1)[1]
     bus = _split_bus(dss.CktElement.BusNames()[0])
@@ -419,7 +527,7 @@ def _read_load(dss, full: str, default_capacity_kva: float) -> EndUser:
     if cap == 0 and default_capacity_kva == 0:
         raise FeederError(f"{full}: no connection capacity (XfkVA is not set) and --default-capacity 0 "
                           "makes it compulsory")
-    return EndUser(
+    user = EndUser(
         name=name,
         bus=bus,
         legs=legs,
@@ -427,7 +535,28 @@ def _read_load(dss, full: str, default_capacity_kva: float) -> EndUser:
         capacity_kva=cap if cap > 0 else default_capacity_kva,
         p_kw=dss.Loads.kW(),
         q_kvar=dss.Loads.kvar(),
+        rated_v=leg_rated_v(dss.Loads.kV(), nph, delta),
     )
+    return user, cap == 0
+
+
+def _capacity_notices(loads: list[tuple[EndUser, bool]], default_kva: float) -> list[Notice]:
+    """How many loads got the default capacity, and a warning when some draw more than it."""
+    defaulted = [u for u, d in loads if d]
+    if not defaulted:
+        return []
+    out = [Notice("capacity_defaulted",
+                  f"{len(defaulted)} of {len(loads)} load(s) have no XfkVA: each got --default-capacity "
+                  f"{default_kva:g} kVA as its connection capacity", data={"loads": len(defaulted), "capacity_kva": default_kva})]
+    over = sorted((u for u in defaulted if abs(u.p_kw) > u.capacity_kva), key=lambda u: -abs(u.p_kw))
+    if over:
+        u = over[0]
+        out.append(Notice(
+            "capacity_below_load",
+            f"{len(over)} load(s) without XfkVA draw more kW than the default capacity {default_kva:g} kVA "
+            f"(Load.{u.name}: {abs(u.p_kw):g} kW): set their XfkVA, --capacities or --default-capacity",
+            level="warning", data={"loads": len(over), "largest_kw": round(abs(u.p_kw), 3), "example": u.name}))
+    return out
 
 
 def _check_feeder(feeder: Feeder) -> None:

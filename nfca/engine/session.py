@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 from nfca import errors
 from nfca.engine.opendss import DEFAULT_CAPACITY_KVA
 from nfca.errors import FeederError
+from nfca.model.ratings import AmpacityRules
 
 if TYPE_CHECKING:
-    from nfca.engine.opendss import FlowLayout, LoadShapeSeries, PowerFlow
+    from nfca.engine.opendss import FlowLayout, PowerFlow
     from nfca.model.network import Feeder
 
 LoadShapes = dict  # end-user name -> LoadShapeSeries
@@ -81,9 +82,9 @@ class Engine:
                 return f"killed by signal {-code}"
         return f"exit status {code}"
 
-    def read(self, path: str, default_capacity_kva: float) -> tuple[Feeder, LoadShapes]:
+    def read(self, path: str, default_capacity_kva: float, ampacity: AmpacityRules | None) -> tuple[Feeder, LoadShapes]:
         self.path = path
-        feeder, shapes, self.layout = self._ask(("read", path, os.path.abspath(path), default_capacity_kva),
+        feeder, shapes, self.layout = self._ask(("read", path, os.path.abspath(path), default_capacity_kva, ampacity),
                                                 "reading the feeder")
         self.feeder, self.shapes = feeder, shapes
         return feeder, shapes
@@ -131,14 +132,17 @@ def prestart() -> None:
         _spare.append(Engine())
 
 
-def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> tuple[Feeder, LoadShapes]:
+def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+         ampacity: AmpacityRules | None = AmpacityRules()) -> tuple[Feeder, LoadShapes]:
     """Read any radial OpenDSS feeder: its `Feeder` and every load's load shape, from one compile.
 
     The file is read as `nfca.engine.script` allows (no programs, no files written, Redirect
     loops named), then compiled in an engine process that stays up for `powerflows` on the same
-    feeder. Loads without XfkVA get `default_capacity_kva`; 0 makes XfkVA compulsory. Raise
-    FeederError naming what is wrong; what the reader assumed (e.g. disabled elements left out)
-    is in `Feeder.notices`.
+    feeder. Loads without XfkVA get `default_capacity_kva`; 0 makes XfkVA compulsory. Lines
+    without normamps get their ampacity from `ampacity` (`nfca.model.ratings`: a table, a
+    default; without either they are an error); `ampacity=None` for a power flow, which needs
+    none. Raise FeederError naming what is wrong; what the reader assumed (disabled elements
+    left out, voltage bases inferred, defaults given) is in `Feeder.notices`.
     """
     path = Path(path)
     if path.is_dir():
@@ -158,28 +162,33 @@ def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -
             engine.close()
         engine = Engine()
     try:
-        feeder, shapes = engine.read(str(path), default_capacity_kva)
+        feeder, shapes = engine.read(str(path), default_capacity_kva, ampacity)
     except errors.NfcaError:
-        if engine.alive():  # a bad file: the engine is fine, keep it for the next one
+        if engine.alive() and not _spare:  # a bad file: the engine is fine, keep it for the next one
             _spare.append(engine)
+        else:
+            engine.close()
         raise
     except BaseException:
         engine.close()
         raise
     _engines[key] = engine
+    while len(_engines) > MAX_ENGINES:  # at most MAX_ENGINES compiled feeders kept per process
+        _engines.pop(next(iter(_engines))).close()
     return feeder, shapes
 
 
-def read_feeder(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA) -> Feeder:
+def read_feeder(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+                ampacity: AmpacityRules | None = AmpacityRules()) -> Feeder:
     """`read(path)[0]`: the feeder without its load shapes."""
-    return read(path, default_capacity_kva)[0]
+    return read(path, default_capacity_kva, ampacity)[0]
 
 
 def load_shapes(feeder: Feeder) -> LoadShapes:
     """The load shapes `read` returned with `feeder` (the same compile; read again only in
     another process)."""
     engine = _engines.get(_key(Path(feeder.path)))
-    return engine.shapes if engine is not None else read(feeder.path)[1]
+    return engine.shapes if engine is not None else read(feeder.path, ampacity=None)[1]
 
 
 def powerflows(feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
@@ -197,7 +206,7 @@ def powerflows(feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
     if engine is None or not engine.alive():
         if engine is not None:
             _engines.pop(key).close()
-        read(feeder.path)
+        read(feeder.path, ampacity=None)  # to compile it: a power flow needs no ampacity
         engine = _engines[key]
     _engines[key] = _engines.pop(key)  # most recently used last
     return engine.powerflows(feeder, cases, source_pu)

@@ -1,7 +1,7 @@
 """The OpenDSS engine process: `python -m nfca.engine.worker READ_FD WRITE_FD`.
 
 It compiles one feeder once and answers requests on a pipe (pickled tuples, see
-`nfca.engine.session`): `("read", path, default_capacity_kva)` and `("powerflows", kw_kvar,
+`nfca.engine.session`): `("read", path, default_capacity_kva, ampacity)` and `("powerflows", kw_kvar,
 source_pu)`. A crash of OpenDSS kills this process only; the caller reports it. It dies with its
 parent (Linux: PR_SET_PDEATHSIG), ignores Ctrl-C (the parent stops it), and works in a private
 temporary folder that it removes on exit.
@@ -47,9 +47,9 @@ def serve(requests: Connection, replies: Connection) -> None:
                 return
             try:
                 if request[0] == "read":
-                    _, path, absolute, default_kva = request
+                    _, path, absolute, default_kva, ampacity = request
                     opendss.compile_feeder(dss, Path(absolute), Path(path))
-                    feeder = opendss.read_feeder(dss, Path(path), default_kva)
+                    feeder = opendss.read_feeder(dss, Path(path), default_kva, ampacity)
                     shapes = opendss.load_shapes(dss)
                     flows = opendss.Flows(dss, feeder)
                     reply = ("ok", (feeder, shapes, flows.layout))

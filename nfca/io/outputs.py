@@ -56,6 +56,8 @@ def run_folder(out: Path) -> Iterator[Path]:
     are removed by the next run into the same `out`.
     """
     out = Path(out).absolute()
+    if out.is_symlink():  # replace the folder it points to, not the link
+        out = out.resolve()
     _check_replaceable(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +102,9 @@ def _remove_leftovers(out: Path) -> None:
         try:
             pid = int((p / _PARTIAL).read_text())
         except (OSError, ValueError):
-            continue  # not ours, or a finished swap's old run (handled below)
+            with contextlib.suppress(OSError):
+                p.rmdir()  # killed before its marker was written: empty (a folder with files is not ours)
+            continue
         if not _alive(pid):
             shutil.rmtree(p, ignore_errors=True)
 

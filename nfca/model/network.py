@@ -46,6 +46,7 @@ class Line:
     length_m: float
     ampacity_a: float  # per conductor
     is_switch: bool = False
+    linecode: str = ""  # the line code it was built from, "" if none
     # After exact reduction: the original lines merged into this one, and the one with the
     # lowest ampacity (the one a planner must upgrade).
     merged: tuple[str, ...] = ()
@@ -107,6 +108,7 @@ class EndUser:
     p_kw: float = 0.0
     q_kvar: float = 0.0
     firm_kw: float | None = None  # its firm value when it does not take an NFCA; None: the study's rule
+    rated_v: float | None = None  # voltage across each leg by the load's kV (V); None: not given
 
     @property
     def phases(self) -> str:

@@ -30,6 +30,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from nfca.errors import InputError, Interrupted, OutputError
+from nfca.model.ratings import AmpacityRules
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")
@@ -38,7 +39,8 @@ DIRECTIONS = ("import", "export")
 @dataclass(frozen=True)
 class BatchSpec:
     """What to compute for every feeder: the options, methods, directions, participants (a rule
-    or a CSV with a `feeder` column), capacities CSV, default capacity and the run's provenance."""
+    or a CSV with a `feeder` column), capacities CSV, default capacity, the run's provenance and
+    the ampacity rules for lines without normamps."""
 
     options: object = None  # EnvelopeOptions; None: the defaults
     methods: tuple[str, ...] = METHODS
@@ -48,6 +50,7 @@ class BatchSpec:
     capacities: Path | None = None
     default_capacity_kva: float = 9.2
     provenance: dict = field(default_factory=dict)
+    ampacity: AmpacityRules = AmpacityRules()  # ampacities of lines without normamps (nfca.model.ratings)
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,7 @@ def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: st
     t0 = time.perf_counter()
     spec = spec or BatchSpec()
     feeder, chosen = prepare_feeder(job.path, spec.participants, spec.seed, spec.capacities,
-                                    spec.default_capacity_kva, job.name)
+                                    spec.default_capacity_kva, job.name, spec.ampacity)
     study = run_envelopes(feeder, spec.methods, spec.directions, spec.options or EnvelopeOptions(), chosen)
     study = replace(study, provenance=spec.provenance)
     final = result_dir(out, job.name)
@@ -179,13 +182,25 @@ def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: st
 
 
 def _worker_init() -> None:
-    """A worker ignores Ctrl-C (the batch stops it) and dies with the batch (Linux)."""
+    """A worker ignores Ctrl-C (the batch stops it), exits at once on SIGTERM after releasing
+    what it holds (its engine, the locks libraries registered), and dies with the batch (Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_exit)
+    from nfca import engine
+
+    engine.prestart()  # OpenDSS loads while the worker imports the optimisation
     if sys.platform.startswith("linux"):
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _worker_exit(signum, frame) -> None:
+    import atexit
+
+    atexit._run_exitfuncs()  # multiprocessing's finalizers (no "leaked semaphore" warning), engines closed
+    os._exit(128 + signum)
 
 
 def _worker(job: FeederJob, out: Path, spec: BatchSpec | None, crs: str | None) -> tuple[str, float | None, str]:
@@ -287,9 +302,9 @@ def _run_local(todo: list[FeederJob], out: Path, spec, workers: int | None, crs:
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and stop the workers now (their engines die with them)."""
-    processes = list(getattr(pool, "_processes", {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
+    """Stop the workers now (their engines die with them), then cancel what has not started; the
+    pool's own thread sees the workers gone and releases its queues and locks."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     for p in processes:
         with contextlib.suppress(Exception):
             p.terminate()
@@ -299,6 +314,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
             if p.is_alive():
                 p.kill()
                 p.join(timeout=5)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_batch(

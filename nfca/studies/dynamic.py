@@ -46,6 +46,7 @@ from nfca.errors import InfeasibleError, InputError, SolverError, VerificationEr
 from nfca.model.box import Guarantee, Point
 from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 from nfca.model.network import Feeder
+from nfca.model.voltages import check_voltage_limits
 from nfca.opf.problem import EXCESS_TOL, PER_ROUND, EnvelopeProblem, _label, _Run
 from nfca.opf.worstcase import box_powers, worst_vertices
 from nfca.studies.envelopes import one_direction_box
@@ -148,7 +149,7 @@ class DynamicStudy:
         """Compact: the static sets as in `nfca envelopes` (`nfca.io.schema.SET_SUMMARY`), the
         dynamic ones as lists per interval."""
         from nfca.io import schema
-        from nfca.studies.envelopes import options_summary
+        from nfca.studies.envelopes import limits_and_notices, options_summary
 
         part = sorted(self.participants)
         p = self.profiles
@@ -164,7 +165,7 @@ class DynamicStudy:
             "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
             "options": options_summary(self.options, self.feeder),
             "verified": self.verified, "complete": True, "seconds": round(self.seconds, 3), "workers": self.workers,
-            "provenance": self.provenance, "notices": [n.as_dict() for n in self.feeder.notices],
+            "provenance": self.provenance, **limits_and_notices(self.feeder, self.options),
             "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
         }
         for c in self.chains:
@@ -211,6 +212,7 @@ def run_dynamic(
     every interval verified by OpenDSS over the box it promises; raise VerificationError if any
     fails (nothing is returned)."""
     t0 = time.perf_counter()
+    check_voltage_limits(feeder, options.limits)
     profiles = profiles.for_feeder(feeder)
     names = frozenset(u.name for u in feeder.end_users)
     chosen = names if participants is None else frozenset(participants)

@@ -22,6 +22,9 @@ from nfca.model.box import Guarantee
 from nfca.opf.problem import EnvelopeProblem
 from nfca.io import schema
 from nfca.model.network import Feeder
+from nfca.model.ratings import AmpacityRules
+from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, voltage_limits_v
+from nfca.notices import Notice
 from nfca.studies.profiles import read_table
 from nfca.verify import Verification, verify
 
@@ -88,7 +91,7 @@ class Study:
             "length_m": round(self.feeder.length_m, 3),
             "options": options_summary(self.options, self.feeder),
             "verified": self.verified, "complete": not self.infeasible, "seconds": round(self.seconds, 3),
-            "provenance": self.provenance, "notices": [n.as_dict() for n in self.feeder.notices], "methods": {},
+            "provenance": self.provenance, **limits_and_notices(self.feeder, self.options), "methods": {},
         }
         for env, ver in zip(self.envelopes, self.verifications):
             rows = table[(table["method"] == env.method.value) & (table["direction"] == env.direction.value)]
@@ -131,6 +134,17 @@ def options_summary(options: EnvelopeOptions, feeder: Feeder | None = None) -> d
     return out
 
 
+def study_notices(feeder: Feeder, options: EnvelopeOptions) -> tuple[Notice, ...]:
+    """What the reader assumed (the feeder's notices) and what the limits mean for its loads."""
+    return feeder.notices + rated_voltage_notices(feeder, options.limits)
+
+
+def limits_and_notices(feeder: Feeder, options: EnvelopeOptions) -> dict:
+    """summary.json's voltage limits in volts (per kind of customer voltage) and its notices."""
+    return {"voltage_limits": voltage_limits_v(feeder, options.limits),
+            "notices": [n.as_dict() for n in study_notices(feeder, options)]}
+
+
 def firm_rule(options: EnvelopeOptions, feeder: Feeder | None = None) -> str:
     """What non-participants are assumed to use while the envelopes hold, in words."""
     own = sum(u.firm_kw is not None for u in feeder.end_users) if feeder is not None else 0
@@ -162,6 +176,7 @@ def run_envelopes(
     methods = [Method(m) for m in methods]
     directions = [Direction(d) for d in directions]
     options = one_direction_box(options, directions)
+    check_voltage_limits(feeder, options.limits)
     problem = EnvelopeProblem(feeder, options, participants)
     groups = [(m, None) for m in methods] if options.guarantee is Guarantee.box else \
         [(m, d) for d in directions for m in methods]
@@ -198,13 +213,15 @@ def one_direction_box(options: EnvelopeOptions, directions: list[Direction]) -> 
 
 
 def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, capacities: Path | None = None,
-                   default_capacity_kva: float = 9.2, feeder_name: str | None = None) -> tuple[Feeder, frozenset[str]]:
+                   default_capacity_kva: float = 9.2, feeder_name: str | None = None,
+                   ampacity: AmpacityRules = AmpacityRules()) -> tuple[Feeder, frozenset[str]]:
     """Read a feeder, apply a capacities CSV and choose the participants: (Feeder, participants).
 
-    `feeder_name` (a batch) selects the rows of a `feeder` column in the CSVs, when they have one."""
+    `feeder_name` (a batch) selects the rows of a `feeder` column in the CSVs, when they have one;
+    `ampacity` gives lines without normamps theirs (`nfca.model.ratings`)."""
     from nfca.engine import read_feeder
 
-    f = read_feeder(path, default_capacity_kva=default_capacity_kva)
+    f = read_feeder(path, default_capacity_kva=default_capacity_kva, ampacity=ampacity)
     if capacities is not None:
         f = with_capacities(f, capacities, feeder_name)
     return f, select_participants(f, participants, seed, feeder_name)

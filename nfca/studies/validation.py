@@ -23,7 +23,7 @@ def compare_powerflow(path, load_kw: float | None = None, reduce: bool = False) 
     """
 
     t0 = time.perf_counter()
-    feeder = read_feeder(path)
+    feeder = read_feeder(path, ampacity=None)  # a power flow needs no ampacity
     loads = {u.name: ((load_kw, 0.0) if load_kw is not None else (u.p_kw, u.q_kvar)) for u in feeder.end_users}
     model_feeder = reduce_feeder(feeder) if reduce else feeder
     net = per_unit(model_feeder)
@@ -52,4 +52,5 @@ def compare_powerflow(path, load_kw: float | None = None, reduce: bool = False) 
         "seconds": round(t2 - t1, 4),
         "read_seconds": round(t1 - t0, 4),
         "opendss_converged": ref.converged,
+        "notices": [n.as_dict() for n in feeder.notices],
     }

@@ -1,12 +1,13 @@
 """The IEEE European LV feeder's OpenDSS model (feeders/ieee_eulv) against pandapower's data."""
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
 import opendssdirect as dss
 import pytest
+
+from conftest import opendss_redirect
 
 from feeders.build_ieee_eulv import (
     ALIGNABLE, END_USER_KVA, SCENARIOS, build, compare_with_pandapower, load_phases,
@@ -25,18 +26,6 @@ def _restore_opendss():
     dss.Text.Command("Set DefaultBaseFrequency=60")
 
 
-def _redirect(master: Path) -> None:
-    """The committed model straight into OpenDSS (in this test process, as an oracle; nfca itself
-    reads feeders through nfca.engine)."""
-    cwd = os.getcwd()
-    try:
-        dss.Text.Command("Clear")
-        dss.Text.Command("Set DefaultBaseFrequency=60")
-        dss.Text.Command(f'Redirect "{master.resolve()}"')
-    finally:
-        os.chdir(cwd)
-
-
 def _each(collection) -> list[str]:
     """Names of all elements of an opendssdirect collection (e.g. dss.Lines), activating each."""
     names, i = [], collection.First()
@@ -50,13 +39,13 @@ def _each(collection) -> list[str]:
 def test_builder_reproduces_committed_files(tmp_path: Path) -> None:
     assert build(tmp_path) == tmp_path / "Master.dss"
     built = sorted(p.name for p in tmp_path.iterdir())
-    assert built == ["BusCoords.csv", "LineCodes.dss", "Lines.dss", "Loads.dss", "Master.dss"]
+    assert built == ["BusCoords.csv", "LineCodes.dss", "Lines.dss", "Loads.dss", "Master.dss", "crs.txt"]
     for name in built:
         assert (tmp_path / name).read_bytes() == (MODEL / name).read_bytes(), name
 
 
 def test_opendss_loads_committed_model() -> None:
-    _redirect(MASTER)
+    opendss_redirect(MASTER)
     buses = dss.Circuit.AllBusNames()
     assert sorted(buses) == sorted(["sourcebus", *map(str, range(1, 907))])
     assert dss.Solution.Frequency() == 50
@@ -71,7 +60,7 @@ def test_opendss_loads_committed_model() -> None:
 
 
 def test_loads_are_single_phase_with_pandapower_snapshot() -> None:
-    _redirect(MASTER)
+    opendss_redirect(MASTER)
     loads = _each(dss.Loads)
     assert len(loads) == 55
     snapshot = {name.lower(): kw_kvar for name, kw_kvar in snapshot_loads(SCENARIOS[0]).items()}

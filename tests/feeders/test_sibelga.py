@@ -4,12 +4,13 @@ and every feeder loads and solves in OpenDSS."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 import opendssdirect as dss
 import pytest
+
+from conftest import opendss_redirect
 
 from feeders import sibelga
 
@@ -32,18 +33,6 @@ def stats(manifest: Path) -> dict:
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _redirect(master: Path) -> None:
-    """The committed model straight into OpenDSS (in this test process, as an oracle; nfca itself
-    reads feeders through nfca.engine)."""
-    cwd = os.getcwd()
-    try:
-        dss.Text.Command("Clear")
-        dss.Text.Command("Set DefaultBaseFrequency=60")
-        dss.Text.Command(f'Redirect "{master.resolve()}"')
-    finally:
-        os.chdir(cwd)
 
 
 def _ll_voltages_pu() -> np.ndarray:
@@ -103,7 +92,7 @@ def test_same_seed_same_bytes_other_seed_other_grid(manifest: Path, tmp_path: Pa
 
 def test_every_feeder_solves_in_opendss_within_voltage_limits(manifest: Path, rows) -> None:
     for row in rows:
-        _redirect(manifest.parent / row["master"])
+        opendss_redirect(manifest.parent / row["master"])
         assert dss.Circuit.Name() == row["feeder"]
         assert dss.Loads.Count() == int(row["end_users"])
         buses = [b for b in dss.Circuit.AllBusNames() if b != "mv"]
@@ -121,7 +110,7 @@ def test_short_feeders_carry_full_connection_capacity(manifest: Path, rows) -> N
     assert len(short) == 15
     for row in short:
         assert float(row["length_m"]) <= 227.0 and int(row["end_users"]) <= 24
-        _redirect(manifest.parent / row["master"])
+        opendss_redirect(manifest.parent / row["master"])
         for name in dss.Loads.AllNames():
             dss.Loads.Name(name)
             dss.Loads.kW(dss.Loads.XfkVA() * sibelga.PF)
