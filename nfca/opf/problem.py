@@ -46,6 +46,7 @@ PER_ROUND = 6  # vertices added per round at most (the worst first)
 EXCESS_TOL = 1e-7  # a vertex breaking a limit by less than this (fraction) is within it
 ROW_SCREEN = 0.1  # a scenario holds the limits that could come within this fraction of their bound
 LOG_FLOOR = 1e-6  # pu: measures under a logarithm stay above this
+GUESS = 0.5  # the box whose worst vertices are the first scenarios: each participant at this x capacity
 
 
 @dataclass
@@ -155,9 +156,20 @@ class _Run:
 
     # -------------------------------------------------------------- scenarios
     def _initial_points(self) -> list[Point]:
-        n = len(self.P.net.users)
+        """The scenarios to start from: the corner for a corner guarantee; otherwise the worst
+        vertices of a guessed box (every participant at half its capacity), which are usually the
+        ones that bind at the optimum, so one solve often suffices; the uniform corners if the
+        guessed box breaks no limit."""
+        P = self.P
+        n = len(P.net.users)
         if self.corner is not None:
             return [Point(np.full(n, self.corner), "every participant at its envelope")]
+        guess = np.where(P.part, GUESS * P.cap, 0.0)
+        lo, hi = self.box_pu(guess if Direction.import_ in self.dirs else 0 * guess,
+                             guess if Direction.export in self.dirs else 0 * guess)
+        found = [Point(c.t, _label(P, c)) for c in worst_vertices(P.points, lo, hi, P.tan_phi) if c.excess > 0]
+        if found:
+            return found[:PER_ROUND]
         if Direction.import_ in self.dirs and Direction.export in self.dirs:
             return [Point(np.ones(n), "everyone importing"), Point(np.zeros(n), "everyone exporting")]
         return [Point(np.ones(n) if self.dirs[0] is Direction.import_ else np.zeros(n),

@@ -178,27 +178,32 @@ def run_envelopes(
     options = one_direction_box(options, directions)
     check_voltage_limits(feeder, options.limits)
     problem = EnvelopeProblem(feeder, options, participants)
-    groups = [(m, None) for m in methods] if options.guarantee is Guarantee.box else \
-        [(m, d) for d in directions for m in methods]
+    box = options.guarantee is Guarantee.box
     envs, vers, infeasible = [], [], {}
-    for m, d in groups:
-        what = f"{m.value} {d.value if d else 'import and export'}"
-        if progress:
-            progress(what)
-        try:
-            sets = problem.solve(m, d)
-        except InfeasibleError as exc:
-            for dd in ([d] if d else directions):
-                infeasible[(m.value, dd.value)] = str(exc)
-            continue
-        if progress:
-            progress(f"verifying {what} with OpenDSS")
-        ver = verify(feeder, sets, options)
-        if require_verified and not ver.verified:
-            raise VerificationError(f"the {what} envelopes failed OpenDSS verification: {ver.violations[0]}; "
-                                    "nothing was written")
-        envs += sets
-        vers += [ver] * len(sets)
+    for m in methods:
+        sets = []
+        for d in ([None] if box else directions):
+            what = f"{m.value} {d.value if d else 'import and export'}"
+            if progress:
+                progress(what)
+            try:
+                sets += problem.solve(m, d)
+            except InfeasibleError as exc:
+                for dd in ([d] if d else directions):
+                    infeasible[(m.value, dd.value)] = str(exc)
+        # verified together when promised together: a box's two directions; the seed's corners
+        # too, so that the audit samples every end-user between its export and import envelope
+        groups = [[e] for e in sets] if options.guarantee is Guarantee.direction else ([sets] if sets else [])
+        for group in groups:
+            what = f"{m.value} {' and '.join(e.direction.value for e in group)}"
+            if progress:
+                progress(f"verifying {what} with OpenDSS")
+            ver = verify(feeder, group, options)
+            if require_verified and not ver.verified:
+                raise VerificationError(f"the {what} envelopes failed OpenDSS verification: {ver.violations[0]}; "
+                                        "nothing was written")
+            envs += group
+            vers += [ver] * len(group)
     chosen = frozenset(u.name for u in feeder.end_users) if participants is None else frozenset(participants)
     return Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, participants=chosen,
                  infeasible=infeasible)
