@@ -148,6 +148,7 @@ class _Run:
         m.method = pyo.Block()
         self.solver = PersistentIpopt(m)
         self._method_key = None  # what the method block was built for
+        self.last_search: list[Candidate] | None = None  # each limit's worst vertex at the last solution
         self.blocks: list[pyo.Block] = []
         self.points: list[Point] = []
         self.block_ranges: list[tuple[np.ndarray, np.ndarray]] = []  # non-participants' range per scenario
@@ -231,6 +232,7 @@ class _Run:
         self.firm_kw = firm_kw
         self.np_lo, self.np_hi, _ = self.P.ranges(self.guarantee, self.dirs, firm_kw)
         self._final_infeasible = None
+        self.last_search = None
         self.runs = []
         self.block_ranges = [(self.np_lo, self.np_hi)] * len(self.blocks)
         for b, point in zip(self.blocks, self.points):
@@ -307,8 +309,8 @@ class _Run:
         gi, ge = self.envelopes_pu()
         lo, hi = self.box_pu(gi, ge)
         have = {p.t.tobytes() for p in self.points}
-        found = [c for c in worst_vertices(self.P.points, lo, hi, self.P.tan_phi)
-                 if c.excess > EXCESS_TOL and c.t.tobytes() not in have]
+        self.last_search = worst_vertices(self.P.points, lo, hi, self.P.tan_phi)
+        found = [c for c in self.last_search if c.excess > EXCESS_TOL and c.t.tobytes() not in have]
         return [(Point(c.t, _label(self.P, c)), None) for c in found[:PER_ROUND]]
 
     # -------------------------------------------------------------- methods
@@ -487,13 +489,15 @@ class _Run:
         gi = full if Direction.import_ in self.dirs else np.zeros_like(full)
         ge = full if Direction.export in self.dirs else np.zeros_like(full)
         lo, hi = self.box_pu(ge=ge, gi=gi)
-        points = [np.full(len(lo), self.corner)] if self.corner is not None else [np.ones(len(lo)), np.zeros(len(lo))]
-        if self.corner is None:
-            points += [c.t for c in worst_vertices(P.points, lo, hi, P.tan_phi)]
-        for t in points:
-            ex, _ = P.points.excess(box_powers(lo, hi, P.tan_phi, t))
-            if np.max(ex) > 0:
-                return None
+        # first the corners and the scenarios' vertices (at once, cheap): usually one of them breaks
+        known = np.array([np.full(len(lo), self.corner)] if self.corner is not None else
+                         [np.ones(len(lo)), np.zeros(len(lo)), *(p.t for p in self.points)])
+        i, _, ok = P.points.solve(box_powers(lo, hi, P.tan_phi, known))
+        if not ok.all() or np.max(P.points.lim.excess_of(np.abs(P.points.quantities(i)))) > 0:
+            return None
+        self.last_search = [] if self.corner is not None else worst_vertices(P.points, lo, hi, P.tan_phi)
+        if any(c.excess > 0 for c in self.last_search):
+            return None
         res = Result(Status.optimal, "every participant at capacity holds in the whole box (power flow): not optimised")
         at_cap = {d: {n: (Binding("capacity", "capacity") if P.part[u] else Binding("firm", "firm"))
                       for u, n in enumerate(P.net.users)} for d in Direction}
@@ -524,8 +528,9 @@ class _Run:
         """Each limit's worst vertex of the published box (and the scenarios), for OpenDSS to check."""
         if self.corner is not None:
             return []
-        found = worst_vertices(self.P.points, lo, hi, self.P.tan_phi)
-        lim = self.P.points.lim
+        # the last search (at the solution, or at capacity) found each limit's worst vertex; the
+        # published box is that box rounded down by less than a watt: the same vertices
+        found = self.last_search if self.last_search is not None else worst_vertices(self.P.points, lo, hi, self.P.tan_phi)
         out = {p.t.tobytes(): p for p in self.points}
         for c in found:
             key = c.t.tobytes()

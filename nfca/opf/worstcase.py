@@ -229,7 +229,23 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         if not nxt:
             break
         current = nxt
-    best = _polish(seen, value, solve_points, free, lim, polish_within)
+    flipped: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def flips(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every single end-user's move from vertex t: the vertices, and |Q| at each (one row per
+        move; -inf where the power flow fails), all solved at once."""
+        tb = t.tobytes()
+        if tb not in flipped:
+            movable = np.flatnonzero(free)
+            ts = np.tile(t, (len(movable), 1))
+            ts[np.arange(len(movable)), movable] = 1.0 - ts[np.arange(len(movable)), movable]
+            i, _, ok = model.solve(box_powers(lo, hi, tan_phi, ts))
+            mags = np.abs(model.quantities(i))
+            mags[~ok] = np.nan  # no solution: worse than any bound, for every limit
+            flipped[tb] = (ts, mags)
+        return flipped[tb]
+
+    best = _polish(seen, flips, lim, polish_within)
     out: dict[bytes, Candidate] = {}
     for key, (_, t) in best.items():
         tb = t.tobytes()
@@ -245,7 +261,7 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
     return sorted(out.values(), key=lambda x: -x.excess)
 
 
-def _polish(seen: dict, value, solve_points, free: np.ndarray, lim: LimitMap, within: float, starts: int = 3,
+def _polish(seen: dict, flips, lim: LimitMap, within: float, starts: int = 3,
             rounds: int = 3) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
     """The worst vertex per limit. For the limits near their bound, an exact 1-opt from the few
     worst vertices met: every single end-user's move solved by the power flow (all at once, and
@@ -254,26 +270,23 @@ def _polish(seen: dict, value, solve_points, free: np.ndarray, lim: LimitMap, wi
         k, side = key
         return (val - lim.upper[k]) / lim.upper[k] if side == "upper" else (lim.lower[k] + val) / lim.lower[k]
 
-    movable = np.flatnonzero(free)
     best = {}
     for key, vertices in seen.items():
         ranked = sorted(vertices.items(), key=lambda kv: -kv[1])
         val, t = ranked[0][1], np.frombuffer(ranked[0][0])
         if np.isfinite(val) and excess(key, val) > -within:
+            k, sign = key[0], (1.0 if key[1] == "upper" else -1.0)
             for tb, v1 in ranked[:starts]:
                 t1 = np.frombuffer(tb)
                 for _ in range(rounds):
-                    flips = []
-                    for u in movable:
-                        t2 = t1.copy()
-                        t2[u] = 1.0 - t2[u]
-                        flips.append(t2)
-                    solve_points(flips)
-                    vals = [value(key, t2) for t2 in flips]
-                    j = int(np.argmax(vals)) if vals else 0
-                    if not vals or vals[j] <= v1 + 1e-12:
+                    ts, mags = flips(t1)
+                    if not len(ts):
                         break
-                    v1, t1 = vals[j], flips[j]
+                    vals = np.nan_to_num(sign * mags[:, k], nan=np.inf)
+                    j = int(np.argmax(vals))
+                    if vals[j] <= v1 + 1e-12:
+                        break
+                    v1, t1 = float(vals[j]), ts[j]
                 if v1 > val:
                     val, t = v1, t1
         best[key] = (val, t)
