@@ -709,9 +709,15 @@ def sweep_participation(
         title = (f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed});\n"
                  f"non-participants at {firm_rule(opts, f)}")
         plots.participation_sweep(df, folder / "participation.png", title)
-        summary = {"feeder": f.name, "end_users": n, "provenance": study.provenance([feeder, study.capacities]),
-                   "points": df.to_dict(orient="records")}
+        from nfca.io.report import table_html, write_page
+        from nfca.studies.envelopes import options_summary
+
+        summary = {"feeder": f.name, "path": str(feeder), "end_users": n, "options": options_summary(opts, f),
+                   "provenance": study.provenance([feeder, study.capacities]), "points": df.to_dict(orient="records")}
         write_json(folder / "participation.json", summary)
+        write_page(folder / "report.html", f"Guaranteed power against participation: {f.name}", title.replace("\n", " "),
+                   [("Points (mean guaranteed kW per participant; infeasible: no envelope exists, the reason says why)",
+                     table_html(df, "points"))], [folder / "participation.png"], summary)
 
     def table(s: dict):
         from rich.table import Table

@@ -134,3 +134,5 @@ def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
     assert (good["participants"] == 14).all() and (good["mean_kw"] > 0).all()
     assert json.loads(res.stdout)["points"][0]["participants"] == 7
     assert (out / "participation.png").stat().st_size > 0
+    report = (out / "report.html").read_text()
+    assert "infeasible" in report and "nfca version" in report and "firm connections alone" in report
