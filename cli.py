@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import inspect
 import errno
-import json
 import math
 import re
 import signal
@@ -658,6 +657,10 @@ def powerflow(
     load_kw: Annotated[Optional[float], typer.Option(help="Put every end-user at this power (kW, pf 1) instead of the file's.")] = None,
 ) -> None:
     """Three-phase power flow with the UTOPF model, compared with OpenDSS."""
+    from nfca import engine
+
+    _finite(load_kw=load_kw)
+    engine.prestart()
     from nfca.studies.validation import compare_powerflow
 
     report = compare_powerflow(feeder, load_kw)
@@ -689,6 +692,9 @@ def sweep_participation(
     """Guaranteed power against the number of NFCA end-users (seed Fig 5-4). End-users join in one
     seeded random order (--seed); --participants is not used. Points where no envelope exists
     are marked infeasible (gaps in the figure)."""
+    from nfca import engine
+
+    engine.prestart()
     from nfca.io import plots
     from nfca.io.outputs import run_folder, write_csv, write_json
     from nfca.studies.envelopes import sweep_participation as sweep

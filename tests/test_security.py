@@ -59,7 +59,7 @@ REFUSED = {  # command -> what the message says it would do
     "Set DemandInterval=true": "writes files", "Set Recorder=yes": "writes files", "Set Log=yes": "writes files",
     "Set OverloadReport=yes": "writes files", "Set mode=snap editor=/bin/sh": "runs a program",
     "Get editor": "not allowed", "ClearAll": "not allowed", "Clear all": "not allowed", "var @x=show": "not allowed",
-    "Help": "shows", "Reduce": "not allowed",
+    "Help": "shows", "Reduce": "not allowed", "Set DefaultEditor=/bin/sh": "unknown option",
 }
 
 
@@ -72,6 +72,19 @@ def test_every_command_that_shows_writes_or_runs_is_refused(command, tmp_path, v
     message = str(err.value)
     assert message.startswith(f"{feeder} line {line}: "), message
     assert REFUSED[command] in message
+
+
+def test_every_opendss_command_off_the_allow_list_is_refused(tmp_path, vocabulary):
+    """Not a list of known-bad commands: every verb of the engine's own list that is not allowed."""
+    from nfca.engine.script import ALLOWED_COMMANDS
+
+    commands, _ = vocabulary
+    refused = [c for c in commands if c not in ALLOWED_COMMANDS | {"redirect", "compile"}]
+    assert {"show", "export", "save", "plot", "doscmd", "fileedit", "cd", "visualize"} <= set(refused)
+    for verb in refused:
+        feeder = write_dss(tmp_path, _kron(f"{verb} x"))
+        with pytest.raises(FeederError, match=r"line \d+: command .* is not allowed in a feeder file"):
+            read_script(feeder, *vocabulary)
 
 
 def test_harmless_solution_commands_stay_allowed(tmp_path, vocabulary):

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from nfca.errors import FeederError
 
-_WHITESPACE = " \t"
 _QUOTES = {"(": ")", '"': '"', "'": "'", "[": "]", "{": "}"}
 
 # Verbs a feeder file may use: build and edit the circuit, select, solve.

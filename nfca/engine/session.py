@@ -25,7 +25,7 @@ from nfca.errors import FeederError
 from nfca.model.ratings import AmpacityRules
 
 if TYPE_CHECKING:
-    from nfca.engine.opendss import FlowLayout, LoadShapeSeries, PowerFlow
+    from nfca.engine.opendss import FlowLayout, PowerFlow
     from nfca.model.network import Feeder
 
 LoadShapes = dict  # end-user name -> LoadShapeSeries

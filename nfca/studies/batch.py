@@ -186,6 +186,9 @@ def _worker_init() -> None:
     what it holds (its engine, the locks libraries registered), and dies with the batch (Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_exit)
+    from nfca import engine
+
+    engine.prestart()  # OpenDSS loads while the worker imports the optimisation
     if sys.platform.startswith("linux"):
         import ctypes
 
