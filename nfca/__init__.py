@@ -37,11 +37,18 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def read_feeder(path: str | Path, default_capacity_kva: float = 9.2) -> Feeder:
-    """Read an OpenDSS feeder file into a Feeder (raises FeederError naming the element at fault)."""
-    from nfca.engine import read_feeder as read
+def read_feeder(path: str | Path, default_capacity_kva: float = 9.2, ampacity: str | Path | None = None,
+                default_ampacity_a: float | None = None) -> Feeder:
+    """Read an OpenDSS feeder file into a Feeder (raises FeederError naming the element at fault).
 
-    return read(Path(path), default_capacity_kva=default_capacity_kva)
+    Lines without normamps take theirs from `ampacity` (a CSV linecode,amps or line,amps) or
+    `default_ampacity_a`; what the reader assumed is in `Feeder.notices`."""
+    from nfca.engine import read_feeder as read
+    from nfca.model.ratings import AmpacityRules, read_ampacity_table
+
+    rules = (read_ampacity_table(ampacity, default_ampacity_a) if ampacity is not None
+             else AmpacityRules(default_a=default_ampacity_a))
+    return read(Path(path), default_capacity_kva=default_capacity_kva, ampacity=rules)
 
 
 def compute_envelopes(
@@ -59,20 +66,26 @@ def compute_envelopes(
     source_pu: float | None = None,
     options: EnvelopeOptions | None = None,
     default_capacity_kva: float = 9.2,
+    vmin_v: float | None = None,
+    vmax_v: float | None = None,
+    ampacity: str | Path | None = None,
+    default_ampacity_a: float | None = None,
 ) -> Study:
     """Guaranteed import/export of every end-user, each envelope set verified by OpenDSS.
 
     `feeder`: an OpenDSS file or a Feeder. `participants`: "all", a fraction (a random subset
     drawn with `seed`), a list of end-user names or a CSV of them. `capacities`: a CSV
     end_user[,capacity_kva][,firm_kw]. Non-participants use their firm value: `firm_kw` each,
-    or `firm_diversity` x capacity x power factor (default: full capacity). `options` (an
-    EnvelopeOptions) replaces the limit and physics arguments. Returns a Study; raises an
+    or `firm_diversity` x capacity x power factor (default: full capacity). `vmin_v`/`vmax_v`:
+    voltage limits in volts instead of pu. `ampacity`/`default_ampacity_a`: ratings of lines
+    without normamps (see `read_feeder`). `options` (an EnvelopeOptions) replaces the limit and
+    physics arguments. Returns a Study; raises an
     NfcaError subclass (InputError, FeederError, InfeasibleError, ...) naming what is wrong."""
     from nfca.model.envelope import EnvelopeOptions
     from nfca.model.limits import Limits
     from nfca.studies.envelopes import run_envelopes, select_participants, with_capacities
 
-    f = feeder if isinstance(feeder, Feeder) else read_feeder(feeder, default_capacity_kva)
+    f = feeder if isinstance(feeder, Feeder) else read_feeder(feeder, default_capacity_kva, ampacity, default_ampacity_a)
     if capacities is not None:
         f = with_capacities(f, Path(capacities))
     if isinstance(participants, (str, float, int)):
@@ -83,6 +96,7 @@ def compute_envelopes(
         if unknown:
             raise InputError(f"participants: end-user {unknown[0]} is not in feeder {f.name}")
     if options is None:
-        options = EnvelopeOptions(limits=Limits(vmin_pu=vmin_pu, vmax_pu=vmax_pu), power_factor=power_factor,
+        options = EnvelopeOptions(limits=Limits(vmin_pu=vmin_pu, vmax_pu=vmax_pu, vmin_v=vmin_v, vmax_v=vmax_v),
+                                  power_factor=power_factor,
                                   source_pu=source_pu, firm_kw=firm_kw, firm_diversity=firm_diversity)
     return run_envelopes(f, list(methods), list(directions), options, chosen)

@@ -69,6 +69,17 @@ def redirected(tmp: Path) -> Path:
     return text(_kron("Redirect Extra.dss"))(tmp)
 
 
+def redirect_in_another_case(tmp: Path) -> Path:
+    """An export written on Windows: `Redirect Loadshapes.dss` for a file saved as loadshapes.dss."""
+    (tmp / "loadshapes.dss").write_text("! nothing\n")
+    return text(_kron("Redirect Loadshapes.dss"))(tmp)
+
+
+def data_file_in_another_case(tmp: Path) -> Path:
+    (tmp / "profile.txt").write_text("1\n0.5\n")
+    return text(_kron("New Loadshape.day npts=2 interval=1 mult=(file=Profile.txt)"))(tmp)
+
+
 def out_is_a_file(tmp: Path, feeder: Path) -> list[str]:
     (tmp / "taken").write_text("not a folder")
     return ["--out", str(tmp / "taken")]
@@ -107,6 +118,10 @@ CASES: dict[str, Case] = {
                               ("Line.x1", 'LineCode object "nope" not found')),
     "missing file in a Redirect": Case(text(_kron("Redirect nothere.dss")), 2,
                                        ("Master.dss line", 'Redirect file not found: "nothere.dss"')),
+    "Redirect to a file that exists in another case": Case(redirect_in_another_case, 2, (
+        'Redirect file not found: "Loadshapes.dss"', 'the folder has "loadshapes.dss": file names are case-sensitive')),
+    "data file that exists in another case": Case(data_file_in_another_case, 2, (
+        "Profile.txt not found", 'the folder has "profile.txt"')),
     "missing feeder file": Case(lambda tmp: tmp / "nothere.dss", 2, ("nothere.dss", "no such feeder file")),
     "feeder path is a folder": Case(lambda tmp: tmp, 2, ("is a folder, not a feeder file",)),
     "empty file": Case(text(""), 2, ("Master.dss", "defines no circuit")),

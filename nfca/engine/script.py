@@ -18,6 +18,7 @@ name in OpenDSS's own list that starts with what was written (`Sh` is `Show`).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -274,8 +275,23 @@ def _target(params: list[tuple[str, str]], cwd: Path, cmd: Command) -> Path:
     if not path.exists() and not path.suffix and path.with_suffix(".dss").exists():
         path = path.with_suffix(".dss")
     if not path.exists():
-        raise FeederError(f"{cmd.where}: Redirect file not found: \"{name}\"")
+        hint = _nearest(path) if cmd.shown and path.parent.resolve() == cwd.resolve() else ""
+        raise FeederError(f"{cmd.where}: Redirect file not found: \"{name}\"{hint}")
     return path.resolve()
+
+
+def _nearest(path: Path) -> str:
+    """' (the folder has "loadshapes.txt" ...)' when a file of nearly that name is beside it:
+    names are case-sensitive here, not on the Windows machine the export may come from."""
+    try:
+        names = [f.name for f in path.parent.iterdir() if f.is_file()]
+    except OSError:
+        return ""
+    same = [n for n in names if n.lower() == path.name.lower()]
+    if same:
+        return f" (the folder has \"{same[0]}\": file names are case-sensitive here)"
+    close = difflib.get_close_matches(path.name.lower(), [n.lower() for n in names], n=1, cutoff=0.8)
+    return f" (the folder has \"{next(n for n in names if n.lower() == close[0])}\")" if close else ""
 
 
 def _checked(cmd: Command, verb: str, name: str, params: list[tuple[str, str]], options: tuple[str, ...],
@@ -377,7 +393,8 @@ def _data_file(cmd: Command, name: str, cwd: Path) -> str:
     path = path if path.is_absolute() else cwd / path
     if not path.is_file():
         missing = "not found" if not path.exists() else "not a regular file"
-        raise FeederError(f"{cmd.where}: data file {_short(name) if cmd.shown else ''} {missing}".replace("  ", " "))
+        hint = _nearest(path) if cmd.shown and not path.exists() and path.parent.resolve() == cwd.resolve() else ""
+        raise FeederError(f"{cmd.where}: data file {_short(name) if cmd.shown else ''} {missing}{hint}".replace("  ", " "))
     return str(path.resolve())
 
 

@@ -48,3 +48,12 @@ def test_readme_session(tmp_path):
     imp = table[(table["direction"] == "import") & (table["method"] == "optimal")]
     assert set(imp.loc[imp["end_user"] != "shop", "binding"]) == {f"ampacity line s{k}" for k in range(1, 7)}
     assert table["distance_m"].max() == 6 * 35 + 15  # lengths in metres, as the line codes' km say
+
+
+def test_python_api_bridges_the_same_gaps():
+    import nfca
+
+    study = nfca.compute_envelopes(EXAMPLE / "Master.dss", methods=["fair"], directions=["export"],
+                                   default_ampacity_a=90, default_capacity_kva=25, vmin_v=207, vmax_v=253)
+    assert study.verified and study.options.limits.vmax_v == 253
+    assert {n.kind for n in study.feeder.notices} >= {"voltage_bases_inferred", "ampacity_defaulted"}
