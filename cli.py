@@ -701,6 +701,11 @@ def sweep_participation(
 
     if step < 1:
         raise InputError(f"--step must be at least 1, got {step}")
+    if study.participants != "all":
+        from nfca.errors import InputError
+
+        raise InputError("sweep-participation chooses the participants itself (end-users join in the --seed order): "
+                         "leave out --participants")
     opts = study.envelope_options()
     with run_folder(out) as folder:
         f, _ = study.read(feeder)
