@@ -690,7 +690,7 @@ def sweep_participation(
     step: Annotated[int, typer.Option(help="Step in the number of participants.")] = 5,
 ) -> None:
     """Guaranteed power against the number of NFCA end-users (seed Fig 5-4). End-users join in one
-    seeded random order (--seed); --participants is not used. Points where no envelope exists
+    seeded random order (--seed), so --participants is refused. Points where no envelope exists
     are marked infeasible (gaps in the figure)."""
     from nfca import engine
 
