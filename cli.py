@@ -699,7 +699,7 @@ def sweep_participation(
     step: Annotated[int, typer.Option(help="Step in the number of participants.")] = 5,
 ) -> None:
     """Guaranteed power against the number of NFCA end-users (seed Fig 5-4). End-users join in one
-    seeded random order (--seed); --participants is not used. Points where no envelope exists
+    seeded random order (--seed), so --participants is refused. Points where no envelope exists
     are marked infeasible (gaps in the figure)."""
     from nfca import engine
 
@@ -710,6 +710,11 @@ def sweep_participation(
 
     if step < 1:
         raise InputError(f"--step must be at least 1, got {step}")
+    if study.participants != "all":
+        from nfca.errors import InputError
+
+        raise InputError("sweep-participation chooses the participants itself (end-users join in the --seed order): "
+                         "leave out --participants")
     opts = study.envelope_options()
     with run_folder(out) as folder:
         f, _ = study.read(feeder)
@@ -724,9 +729,15 @@ def sweep_participation(
         title = (f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed});\n"
                  f"non-participants at {firm_rule(opts, f)}")
         plots.participation_sweep(df, folder / "participation.png", title)
-        summary = {"feeder": f.name, "end_users": n, "provenance": study.provenance([feeder, study.capacities]),
-                   "points": df.to_dict(orient="records")}
+        from nfca.io.report import table_html, write_page
+        from nfca.studies.envelopes import options_summary
+
+        summary = {"feeder": f.name, "path": str(feeder), "end_users": n, "options": options_summary(opts, f),
+                   "provenance": study.provenance([feeder, study.capacities]), "points": df.to_dict(orient="records")}
         write_json(folder / "participation.json", summary)
+        write_page(folder / "report.html", f"Guaranteed power against participation: {f.name}", title.replace("\n", " "),
+                   [("Points (mean guaranteed kW per participant; infeasible: no envelope exists, the reason says why)",
+                     table_html(df, "points"))], [folder / "participation.png"], summary)
 
     def table(s: dict):
         from rich.table import Table

@@ -64,6 +64,9 @@ def test_progress_lines_in_a_log(it_feeder, tmp_path):
     res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--format", "csv",
                               "--method", "fair"])
     steps = [line for line in res.stderr.splitlines() if line.startswith("nfca:")]
+    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--format", "csv",
+                              "--method", "fair", "--direction", "import", "--verbose"])
+    assert "(previous step" in res.stderr and "envelopes.csv" in res.stderr  # each step's time, the files written
     assert [s.split(maxsplit=3)[-1] for s in steps] == [
         "reading feeder", "solving fair import and export", "verifying fair import and export with OpenDSS",
         "writing outputs"]
@@ -134,3 +137,7 @@ def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
     assert (good["participants"] == 14).all() and (good["mean_kw"] > 0).all()
     assert json.loads(res.stdout)["points"][0]["participants"] == 7
     assert (out / "participation.png").stat().st_size > 0
+    res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(tmp_path / "s2"), "--participants", "0.5"])
+    assert res.exit_code == 2 and "leave out --participants" in res.stderr
+    report = (out / "report.html").read_text()
+    assert "infeasible" in report and "nfca version" in report and "firm connections alone" in report

@@ -253,7 +253,8 @@ def test_cli_dynamic_envelopes_and_activations(case, tmp_path):
     assert "policy NOT satisfied" in " ".join(res.stdout.split()) and "policy not met" in res.stderr
     events = pd.read_csv(out / "activations.csv")
     assert len(events) == 2
-    for name in ("curtailment.csv", "intervals.csv", "activations.json", "activations.png"):
+    assert "policy NOT met" in (out / "report.html").read_text()
+    for name in ("curtailment.csv", "intervals.csv", "activations.json", "activations.png", "report.html"):
         assert (out / name).stat().st_size > 0
     res = runner.invoke(app, ["envelopes", str(case["path"]), *args, "--resolution", "7min", "--out", str(out)])
     assert res.exit_code == 2 and "whole multiple" in res.output

@@ -29,3 +29,15 @@ def test_readme_documents_every_published_column():
     text = (ROOT / "README.md").read_text()
     for c in (*schema.ENVELOPES, *schema.SET_SUMMARY):
         assert f"| `{c.name}` | {c.unit} | {c.description} |" in text, c.name
+
+
+def test_readme_documents_every_shared_option():
+    import dataclasses
+
+    from cli import OutputArgs, StudyArgs
+
+    section = (ROOT / "README.md").read_text().split("## Options", 1)[1].split("\n## ", 1)[0]
+    for group in (StudyArgs, OutputArgs):
+        for f in dataclasses.fields(group):
+            option = {"as_json": "json"}.get(f.name, f.name).replace("_", "-")
+            assert f"`--{option}" in section, f"--{option} is not in the README's Options section"

@@ -132,9 +132,36 @@ def end_user_xy(feeder) -> dict[str, tuple[float, float]]:
     return out
 
 
+def limit_points(feeder, table: pd.DataFrame) -> list[dict]:
+    """The limiting elements of every envelope set as points (a line at its middle, a
+    transformer at its LV bus), ranked by the end-users they bind: where to reinforce."""
+    from shapely.geometry import Point
+
+    where: dict[str, tuple[float, float]] = {}
+    for line in feeder.lines:
+        a, b = feeder.buses[line.bus_from], feeder.buses[line.bus_to]
+        if a.x is not None and b.x is not None:
+            where[f"current:{line.name}"] = ((a.x + b.x) / 2, (a.y + b.y) / 2)
+    for el in feeder.elements:
+        lv = list(dict.fromkeys(bus for bus, _ in el.terminals))[-1]
+        if feeder.buses[lv].x is not None:
+            where[f"rating:{el.name}"] = (feeder.buses[lv].x, feeder.buses[lv].y)
+    rows = []
+    for (d, m), part in table[table["status"] == schema.STATUS_OK].groupby(["direction", "method"], sort=False):
+        for rank, lim in enumerate(schema.limiting_elements(part), start=1):
+            key = f"{lim['type']}:{lim['element']}"
+            bus = feeder.buses.get(lim["element"])
+            xy = where.get(key) or ((bus.x, bus.y) if bus is not None and bus.x is not None else None)
+            if xy is not None:
+                rows.append({"set": f"{d}_{m}", "direction": d, "method": m, "rank": rank, "binding_type": lim["type"],
+                             "binding_element": lim["element"], "end_users": lim["end_users"], "geometry": Point(*xy)})
+    return rows
+
+
 def write_geopackage(study, table: pd.DataFrame, target: Path, crs: str) -> Path:
     """Layers for QGIS: `end_users` (points, per envelope set its guarantee and binding limit),
-    `lines` (with the verified loading per set) and `transformers` (at their LV bus)."""
+    `lines` (with the verified loading per set), `transformers` (at their LV bus) and `limits`
+    (each set's limiting elements, ranked by the end-users they bind)."""
     import geopandas as gpd
     from shapely.geometry import LineString, Point
 
@@ -173,7 +200,8 @@ def write_geopackage(study, table: pd.DataFrame, target: Path, crs: str) -> Path
         row = {"name": el.name, "bus": lv, "kva": float(kvas[0]), "rating_a": el.rating_a}
         row |= {f"{k}_{schema.GPKG_LOADING}": round(v.get(el.name, math.nan), 3) for k, v in loads.items()}
         transformers.append(row | {"geometry": Point(feeder.buses[lv].x, feeder.buses[lv].y)})
-    layers = [("end_users", users), ("lines", lines), ("transformers", transformers)]
+    layers = [("end_users", users), ("lines", lines), ("transformers", transformers),
+              ("limits", limit_points(feeder, table))]
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*engineering.*", category=UserWarning)
         for k, (layer, rows) in enumerate(layers):

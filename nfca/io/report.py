@@ -17,6 +17,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from nfca.io.atomic import write_text
@@ -307,3 +308,39 @@ Type 1: optimal and fair both reach the connection capacity; type 2: fair within
 <section><h2>Figures</h2>{figs or '<p>none</p>'}</section></main></body></html>
 """
     return write_text(results / "report.html", text)
+
+
+def table_html(df: pd.DataFrame, table_id: str = "", digits: int = 2) -> str:
+    """A DataFrame as an HTML table (numbers right-aligned, missing values as –)."""
+    head = "".join(f"<th>{_esc(str(c).replace('_', ' '))}</th>" for c in df.columns)
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for x in row:
+            if x is None or isinstance(x, str):
+                cells.append(f"<td>{_esc('' if x is None else x)}</td>")
+            elif isinstance(x, (bool, np.bool_)):
+                cells.append(f"<td>{'yes' if x else 'no'}</td>")
+            elif isinstance(x, (int, np.integer)):
+                cells.append(f"<td class='n'>{int(x):,}</td>")
+            else:
+                cells.append(f"<td class='n'>{_num(float(x), digits)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<div class='scroll'><table id='{_esc(table_id)}'><tr>{head}</tr>{''.join(body)}</table></div>"
+
+
+def write_page(target: Path, title: str, lead: str, sections: list[tuple[str, str]], figures: list[Path] = (),
+               summary: dict | None = None) -> Path:
+    """A self-contained report page for the other commands (activations, sweep-participation):
+    a header, sections of HTML (heading, body), the figures embedded and the provenance."""
+    figs = "".join(f"<figure><img alt='{_esc(Path(p).name)}' src='data:image/png;base64,"
+                   f"{base64.b64encode(Path(p).read_bytes()).decode()}'><figcaption>{_esc(Path(p).name)}</figcaption>"
+                   f"</figure>" for p in figures)
+    body = "".join(f"<section><h2>{_esc(h)}</h2>{html_}</section>" for h, html_ in sections)
+    prov = f"<section><h2>Provenance</h2>{_provenance(summary)}</section>" if summary else ""
+    text = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>nfca report: {_esc(title)}</title><style>{STYLE}</style></head>
+<body><header><h1>{_esc(title)}</h1><p>{_esc(lead)}</p></header>
+<main>{body}<section><h2>Figures</h2>{figs or '<p>none</p>'}</section>{prov}</main></body></html>
+"""
+    return write_text(target, text)

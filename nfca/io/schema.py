@@ -123,6 +123,15 @@ GPKG_TRANSFORMERS = _cols(
     ("kva", "kVA", "float", "rated power"),
     ("rating_a", "A", "float", "rated current on the LV terminals"),
 )
+GPKG_LIMITS = _cols(
+    ("set", "", "str", "the envelope set, <direction>_<method>"),
+    ("direction", "", "str", "import or export"),
+    ("method", "", "str", "allocation method"),
+    ("rank", "", "int", "1 for the element binding the most participants of the set"),
+    ("binding_type", "", "str", "voltage, current, rating or neutral"),
+    ("binding_element", "", "str", "the bus, line (drawn at its middle) or transformer (at its LV bus)"),
+    ("end_users", "", "int", "participants this element binds"),
+)
 GPKG_LOADING = "loading_pct"  # per set: `<direction>_<method>_loading_pct`, verified loading
 
 DTYPES = {"str": "object", "float": "float64", "int": "int64", "bool": "bool"}

@@ -338,13 +338,31 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
     from nfca.io import plots
     from nfca.io.outputs import prepare_dir, write_csv, write_json
 
+    from nfca.io.report import table_html, write_page
+
     out = prepare_dir(out)
-    intervals = study.intervals_table()
+    intervals, events, s = study.intervals_table(), study.events_table(), study.summary
+    figure = plots.activations(intervals, events, s, out / "activations.png",
+                               study.dynamic.options.limits.vmin_pu, study.dynamic.options.limits.vmax_pu)
+    pol = s["policy"]
+    curtailed = pd.DataFrame([{"method": m, **{f"{k} kWh": v for k, v in per.items()},
+                               "unresolved intervals (dynamic / static)":
+                                   f"{s['resolved'][m]['dynamic']['unresolved_intervals']} / "
+                                   f"{s['resolved'][m]['static']['unresolved_intervals']}"}
+                              for m, per in s["curtailed_kwh"].items()])
+    lead = (f"{s['participants']} participants; {s['intervals_needing_activation']} of {s['intervals']} intervals "
+            f"need an activation: {pol['activations']} activation(s), longest {pol['longest_min']:g} min; policy "
+            f"{'met' if pol['satisfied'] else 'NOT met'}. Participants' energy: {s['participant_consumption_kwh']:.1f} "
+            f"kWh consumed, {s['participant_generation_kwh']:.1f} kWh generated.")
+    page = write_page(out / "report.html", f"NFCA activations: {s['feeder']}", lead,
+                      [("Energy curtailed per method (temporary activation; permanent: static limits all the time)",
+                        table_html(curtailed, "curtailed", 1)),
+                       ("Activations", table_html(events, "activations"))],
+                      [figure], s)
     return [
-        write_csv(out / "activations.csv", study.events_table()),
+        write_csv(out / "activations.csv", events),
         write_csv(out / "curtailment.csv", study.users_table()),
         write_csv(out / "intervals.csv", intervals),
-        write_json(out / "activations.json", study.summary),
-        plots.activations(intervals, study.events_table(), study.summary, out / "activations.png",
-                          study.dynamic.options.limits.vmin_pu, study.dynamic.options.limits.vmax_pu),
+        write_json(out / "activations.json", s),
+        figure, page,
     ]

@@ -44,7 +44,12 @@ def test_a_set_without_envelope_is_written_as_infeasible(study, tmp_path):
 def test_geopackage_layers_crs_and_spread_points(study, tmp_path):
     write_study(study, tmp_path, ("csv", "gpkg"))
     gpkg = tmp_path / "envelopes.gpkg"
-    assert set(pyogrio.list_layers(gpkg)[:, 0]) == {"end_users", "lines", "transformers"}
+    assert set(pyogrio.list_layers(gpkg)[:, 0]) == {"end_users", "lines", "transformers", "limits"}
+    limits = gpd.read_file(gpkg, layer="limits")
+    top = limits[(limits["set"] == "import_fair") & (limits["rank"] == 1)].iloc[0]
+    table = study.to_dataframe()
+    fair = table[(table["method"] == "fair") & table["participant"]]
+    assert top["end_users"] == (fair["binding_element"] == top["binding_element"]).sum() > 0
     users = gpd.read_file(gpkg, layer="end_users")
     assert users.crs is not None and users.crs.axis_info[0].unit_name == "metre"  # 'local': metres, defined
     assert {"participant", "firm_kw", "import_fair_kw", "import_fair_binding_type", "import_fair_binding_element",
