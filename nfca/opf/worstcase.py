@@ -246,6 +246,7 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         return flipped[tb]
 
     best = _polish(seen, flips, lim, polish_within)
+    solve_points([np.array(t) for _, t in best.values()])  # the polished ones too
     out: dict[bytes, Candidate] = {}
     for key, (_, t) in best.items():
         tb = t.tobytes()
