@@ -361,7 +361,7 @@ def _read_source(dss, names: list[str]) -> Source:
     if sorted(nodes) != [1, 2, 3]:
         raise FeederError(f"{full}: only three-phase sources on nodes 1.2.3 are supported")
     e = np.array([pu * kv * 1e3 / math.sqrt(3) * np.exp(1j * math.radians(ang - 120 * (k - 1))) for k in nodes])
-    return Source(full, _split_bus(bus_names[0]), nodes, e, y, kv, pu)
+    return Source(full, _split_bus(bus_names[0]), nodes, e, y, pu)
 
 
 def _read_line(dss, full: str) -> tuple[Line, LineRating]:
@@ -388,7 +388,7 @@ def _read_line(dss, full: str) -> tuple[Line, LineRating]:
     amps = dss.Lines.NormAmps()
     given = amps > 0 and _ampacity_given(dss, full)
     code = dss.Lines.LineCode().lower()
-    switch = bool(dss.Lines.IsSwitch())
+    switch = bool(dss.Lines.IsSwitch())  # switches are not rated
     length, units = dss.Lines.Length(), _length_units(dss, name, code)
     line = Line(
         name=name,
@@ -400,7 +400,6 @@ def _read_line(dss, full: str) -> tuple[Line, LineRating]:
         y_shunt_s=2 * (y[:n, :n] + y12),
         length_m=length * _UNIT_M.get(units, 1.0),
         ampacity_a=math.inf,
-        is_switch=switch,
         linecode=code,
     )
     return line, LineRating(name, code, amps if given else None, rated=not switch, length_units=units)

@@ -45,7 +45,6 @@ class Line:
     y_shunt_s: np.ndarray  # total shunt admittance, half at each end
     length_m: float
     ampacity_a: float  # per conductor
-    is_switch: bool = False
     linecode: str = ""  # the line code it was built from, "" if none
     # After exact reduction: the original lines merged into this one, and the one with the
     # lowest ampacity (the one a planner must upgrade).
@@ -87,7 +86,6 @@ class Source:
     nodes: tuple[int, ...]
     e_v: np.ndarray  # open-circuit phase-to-earth voltages, complex, volts
     y_s: np.ndarray
-    kv_base_ll: float
     pu: float
 
 
@@ -138,7 +136,6 @@ def leg_label(leg: tuple[int, int]) -> str:
 class ConnectionPoint:
     """The bus where one or more end-users connect (a building can hold many contracts)."""
 
-    name: str
     bus: str
     end_users: tuple[str, ...]
 
@@ -166,7 +163,7 @@ class Feeder:
         by_bus: dict[str, list[str]] = {}
         for u in self.end_users:
             by_bus.setdefault(u.bus, []).append(u.name)
-        return tuple(ConnectionPoint(bus, bus, tuple(users)) for bus, users in by_bus.items())
+        return tuple(ConnectionPoint(bus, tuple(users)) for bus, users in by_bus.items())
 
     @cached_property
     def end_user(self) -> dict[str, EndUser]:
