@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import HEADER, four_wire_kron_text, three_wire_text, write_dss, error_lines
+from tests.feeder_texts import HEADER, four_wire_kron_text, three_wire_text, write_dss
+from tests.helpers import error_lines
 
 runner = CliRunner()
 NFCA = Path(sys.executable).parent / "nfca"

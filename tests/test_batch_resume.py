@@ -21,7 +21,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import three_wire_text, write_dss
+from tests.feeder_texts import three_wire_text, write_dss
 
 NFCA = Path(sys.executable).parent / "nfca"
 N_FEEDERS = 8

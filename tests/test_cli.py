@@ -12,7 +12,7 @@ import hashlib
 import nfca
 from cli import app
 from nfca.io import schema
-from conftest import four_wire_kron_text, write_dss
+from tests.feeder_texts import four_wire_kron_text, write_dss
 
 runner = CliRunner()
 

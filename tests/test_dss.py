@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import export_text, three_wire_text, four_wire_kron_text, write_dss
+from tests.feeder_texts import export_text, four_wire_kron_text, three_wire_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import FeederError
 from nfca.model.ratings import AmpacityRules

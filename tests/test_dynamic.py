@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import IEEE_EULV, four_wire_kron_text, write_dss
+from tests.feeder_texts import IEEE_EULV, four_wire_kron_text, write_dss
 from nfca.studies.activations import ActivationPolicy, analyse
 from nfca.engine import read, read_feeder
 from nfca.studies.dynamic import STATIC, run_dynamic, write_dynamic

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import three_wire_text, write_dss
+from tests.feeder_texts import three_wire_text, write_dss
 from nfca.engine import read_feeder
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem

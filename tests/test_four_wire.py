@@ -1,6 +1,6 @@
 """Four-wire feeders: explicit neutral conductor (node 4), earthing, phase-to-neutral end-users.
 
-The feeder (conftest.four_wire_text): 8 x 60 m of 4x95 Al with 12 m 4x16 Cu services, 10
+The feeder (tests/feeder_texts.py, four_wire_text): 8 x 60 m of 4x95 Al with 12 m 4x16 Cu services, 10
 end-users (8 single-phase, two thirds of them on phase a, between phase and neutral; two
 three-phase on .1.2.3.4), the Dyn11 transformer's star point on node 4 earthed through 2 ohm.
 """
@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import four_wire_text, write_dss
+from tests.feeder_texts import four_wire_text, write_dss
 from nfca.engine import powerflows, read_feeder
 from nfca.model.envelope import EnvelopeOptions
 from nfca.model.limits import Limits

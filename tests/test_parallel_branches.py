@@ -1,7 +1,7 @@
 """Parallel cables and transformers between the same two buses: one radial branch, each original
 element limited by its own rating, envelopes verified on the file as it is.
 
-The feeder (conftest.parallel_text): a 416 V feeder whose 60 m head cable is laid twice (or as
+The feeder (tests/feeder_texts.py, parallel_text): a 416 V feeder whose 60 m head cable is laid twice (or as
 one equivalent cable), 8 end-users, one or more transformers in parallel.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import HEADER, parallel_text, write_dss
+from tests.feeder_texts import HEADER, parallel_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import FeederError
 from nfca.model.envelope import EnvelopeOptions

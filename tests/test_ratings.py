@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import error_lines, export_text, write_dss
+from tests.feeder_texts import export_text, write_dss
+from tests.helpers import error_lines
 from nfca.engine import read_feeder
 from nfca.errors import FeederError, InputError
 from nfca.model.ratings import AmpacityRules, LineRating, read_ampacity_table, resolve_ampacities

@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import four_wire_text, three_wire_text, write_dss
+from tests.feeder_texts import four_wire_text, three_wire_text, write_dss
 from nfca.engine import powerflows, read_feeder
 from nfca.model.box import Box, Guarantee
 from nfca.model.envelope import EnvelopeOptions

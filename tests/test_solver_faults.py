@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 import nfca.studies.envelopes
 from nfca.solver.ipopt import IpoptSession
 from cli import app
-from conftest import four_wire_kron_text, three_wire_text, write_dss, error_lines
+from tests.feeder_texts import four_wire_kron_text, three_wire_text, write_dss
+from tests.helpers import error_lines
 from nfca.engine import read_feeder
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import export_text, four_wire_kron_text, write_dss
+from tests.feeder_texts import export_text, four_wire_kron_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import InputError
 from nfca.model.envelope import EnvelopeOptions

@@ -10,14 +10,14 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import export_text
+from tests.feeder_texts import export_text
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parents[2] / "feeders" / "examples" / "gis_export"
 
 
 def test_the_example_is_the_test_export():
-    """The shipped file is conftest.export_text() with a comment on top, so the tests of each gap
+    """The shipped file is tests.feeder_texts.export_text() with a comment on top, so the tests of each gap
     (test_ratings, test_dss, test_voltages) are tests of the README's example."""
     body = export_text()
     assert (EXAMPLE / "Master.dss").read_text().endswith(body)

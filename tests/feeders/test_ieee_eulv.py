@@ -7,7 +7,7 @@ from pathlib import Path
 import opendssdirect as dss
 import pytest
 
-from conftest import opendss_redirect
+from tests.helpers import opendss_redirect
 
 from feeders.build_ieee_eulv import (
     ALIGNABLE, END_USER_KVA, SCENARIOS, build, compare_with_pandapower, load_phases,

@@ -10,7 +10,7 @@ import numpy as np
 import opendssdirect as dss
 import pytest
 
-from conftest import opendss_redirect
+from tests.helpers import opendss_redirect
 
 from feeders import sibelga
 

@@ -9,7 +9,7 @@ import geopandas as gpd
 import pyogrio
 import pytest
 
-from conftest import feeder_with_coordinates
+from tests.feeder_texts import feeder_with_coordinates
 from nfca.errors import InputError
 from nfca.io import schema
 from nfca.io.outputs import write_study

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import feeder_with_coordinates
+from tests.feeder_texts import feeder_with_coordinates
 from nfca.io.schema import read_envelopes
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from conftest import three_wire_text, write_dss
+from tests.feeder_texts import three_wire_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import InputError
 from nfca.io import schema
