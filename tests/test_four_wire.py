@@ -133,7 +133,7 @@ def test_reduced_four_wire_model_agrees(four_wire_path):
 
 
 def test_envelopes_verified_on_the_four_wire_model(study):
-    assert study.verified
+    # run_envelopes raised unless OpenDSS verified every set: what it measured is within the limits
     for ver in study.verifications:
         assert ver.v_min_pu >= 0.9 - 1e-6 and ver.v_max_pu <= 1.1 + 1e-6
         assert ver.v_neutral_max_v > 1.0  # the neutral shift is there, and measured
@@ -144,7 +144,8 @@ def test_envelopes_verified_on_the_four_wire_model(study):
 
 def test_multi_point_earthed_envelopes_verified(tmp_path):
     f = read_feeder(write_dss(tmp_path, four_wire_text(earthing="multi")))
-    assert run_envelopes(f, ["optimal", "fair"], ["import", "export"]).verified
+    study = run_envelopes(f, ["optimal", "fair"], ["import", "export"])  # raises unless OpenDSS verifies them
+    assert all(e.total_kw > 1.0 for e in study.envelopes)  # not a set of zeros
 
 
 def test_neutral_voltage_limit_respected(four_wire_path, study):
@@ -153,7 +154,6 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
     limit = round(0.7 * free.v_neutral_max_v, 1)
     f = read_feeder(four_wire_path)
     lim = run_envelopes(f, ["fair"], ["import", "export"], EnvelopeOptions(limits=Limits(v_neutral_max_v=limit)))
-    assert lim.verified
     for ver, env in zip(lim.verifications, lim.envelopes):
         assert ver.v_neutral_max_v <= limit + 1e-6 * 240
     fair = {e.direction.value: e.total_kw for e in study.envelopes if e.method.value == "fair"}
@@ -213,7 +213,6 @@ def test_kron_overestimates_what_the_four_wire_feeder_holds(study, kron_study):
     assert max(kron[k] / total[k] for k in total) > 1.05
     assert not any(v.verified for v in kron_study.verifications)
     assert all(any("(bus cp" in x and "n)" in x for x in v.violations) for v in kron_study.verifications)
-    assert study.verified
 
 
 def test_cli_kron_envelopes_that_fail_verification_write_nothing(four_wire_path, tmp_path):

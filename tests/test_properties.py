@@ -96,7 +96,6 @@ def test_generated_feeders(text):
 
         # verified: run_envelopes raises VerificationError unless every set passed OpenDSS
         study = run_envelopes(feeder, METHODS, DIRECTIONS, EnvelopeOptions())
-        assert study.verified
         got = {(e.method.value, e.direction.value): e.guaranteed_kw for e in study.envelopes}
 
         cap = {u.name: u.capacity_kva for u in feeder.end_users}  # power factor 1

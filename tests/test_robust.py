@@ -50,8 +50,8 @@ def _broken(feeder, box: Box, options: EnvelopeOptions) -> int:
 
 def test_corner_sets_break_limits_inside_their_box(feeder):
     options = EnvelopeOptions(guarantee=Guarantee.corner, audit_points=0)
+    # run_envelopes verifies the sets at the corner itself, as the seed defines it (or raises)
     study = run_envelopes(feeder, ["optimal", "fair"], ["import", "export"], options)
-    assert study.verified  # at the corner itself, as the seed defines it
     for method in ("optimal", "fair"):
         sets = [e for e in study.envelopes if e.method.value == method]
         box = promised_box(feeder, sets, options)  # each user between its export and import envelope
@@ -62,7 +62,6 @@ def test_corner_sets_break_limits_inside_their_box(feeder):
 def test_robust_sets_hold_at_every_vertex_of_their_box(feeder, guarantee):
     options = EnvelopeOptions(guarantee=guarantee, audit_points=20)
     study = run_envelopes(feeder, ["optimal", "fair"], ["import", "export"], options)
-    assert study.verified
     groups = {}
     for e in study.envelopes:
         key = e.method if guarantee is Guarantee.box else (e.method, e.direction)
@@ -120,7 +119,6 @@ def test_every_method_is_robust(tmp_path):
     options = EnvelopeOptions(guarantee=Guarantee.box, audit_points=50)
     methods = ["optimal", "fair", "proportional", "propfair", "maxmin"]
     study = run_envelopes(f, methods, ["import", "export"], options)
-    assert study.verified
     assert {e.method.value for e in study.envelopes} == set(methods)
     for e, v in zip(study.envelopes, study.verifications):
         assert v.audit_violations == 0 and v.points_checked >= 2

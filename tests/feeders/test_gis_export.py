@@ -58,5 +58,5 @@ def test_python_api_bridges_the_same_gaps():
 
     study = nfca.compute_envelopes(EXAMPLE / "Master.dss", methods=["fair"], directions=["export"],
                                    default_ampacity_a=90, default_capacity_kva=25, vmin_v=207, vmax_v=253)
-    assert study.verified and study.options.limits.vmax_v == 253
+    assert study.options.limits.vmax_v == 253
     assert {n.kind for n in study.feeder.notices} >= {"voltage_bases_inferred", "ampacity_defaulted"}
