@@ -74,8 +74,8 @@ def cli() -> None:
 def library() -> None:
     from nfca.engine import read_feeder
     from nfca.studies.dynamic import run_dynamic
-    from nfca.studies.profiles import load_profiles
     from nfca.studies.envelopes import select_participants
+    from nfca.studies.profiles import load_profiles
 
     t0 = time.perf_counter()
     f = read_feeder(IEEE)

@@ -23,15 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.feeder_texts import four_wire_text, write_dss  # noqa: E402
-
 from nfca.engine import read_feeder  # noqa: E402
 from nfca.model.envelope import EnvelopeOptions
-from nfca.opf.problem import EnvelopeProblem  # noqa: E402
 from nfca.model.reduction import kron_reduce, reduce_feeder  # noqa: E402
-from nfca.studies.envelopes import run_envelopes  # noqa: E402
 from nfca.opf.formulation import solve_powerflow  # noqa: E402
 from nfca.opf.network import per_unit  # noqa: E402
+from nfca.opf.problem import EnvelopeProblem  # noqa: E402
+from nfca.studies.envelopes import run_envelopes  # noqa: E402
+from tests.feeder_texts import four_wire_text, write_dss  # noqa: E402
 
 REPEAT = 5
 CASES = [("test feeder, 8 x 60 m, 10 users", dict()),

@@ -26,12 +26,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_var, "1")
 
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
-from nfca.errors import (
-    FeederError, InfeasibleError, InputError, NfcaError, OutputError, SolverError, VerificationError,
-)
+from nfca.errors import FeederError, InfeasibleError, InputError, NfcaError, OutputError, SolverError, VerificationError
 from nfca.model.network import Bus, ConnectionPoint, EndUser, Feeder, Line, LinearElement, Source
 
 if TYPE_CHECKING:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 IEEE_EULV = ROOT / "feeders" / "ieee_eulv" / "Master.dss"
 

@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
@@ -179,7 +179,7 @@ CASES: dict[str, Case] = {
         extra=lambda tmp, f: ["--default-capacity", "0"]),
     "negative default capacity": Case(text(_kron()), 2, ("--default-capacity", "-1"),
                                       extra=lambda tmp, f: ["--default-capacity", "-1"]),
-    "empty feeder": Case(text("\n".join(l for l in _kron().splitlines() if not l.startswith("New Load"))), 2,
+    "empty feeder": Case(text("\n".join(line for line in _kron().splitlines() if not line.startswith("New Load"))), 2,
                          ("no loads",)),
     # --- CSV overrides and participant lists
     "capacity CSV names an unknown end-user": Case(text(_it()), 2, ("caps.csv line 3", "end-user ghost", "not in feeder"),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pandas as pd
 from typer.testing import CliRunner
-
-import hashlib
 
 import nfca
 from cli import app

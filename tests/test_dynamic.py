@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.feeder_texts import IEEE_EULV, four_wire_kron_text, write_dss
-from nfca.studies.activations import ActivationPolicy, analyse
 from nfca.engine import read, read_feeder
-from nfca.studies.dynamic import STATIC, run_dynamic, write_dynamic
-from nfca.model.envelope import Direction, EnvelopeOptions, Method
-from nfca.opf.problem import EnvelopeProblem
 from nfca.errors import InputError
+from nfca.model.envelope import EnvelopeOptions
+from nfca.opf.problem import EnvelopeProblem
+from nfca.studies.activations import ActivationPolicy, analyse
+from nfca.studies.dynamic import STATIC, run_dynamic, write_dynamic
 from nfca.studies.profiles import Profiles, load_profiles, read_csv
+from tests.feeder_texts import IEEE_EULV, four_wire_kron_text, write_dss
 
 NON = ("u2", "u6", "t4")  # non-participants: held at their forecast
 LEVELS = [0.3, 1.5, -6.0, -6.0, 1.5, 8.5]  # kW per single-phase user (x3 for three-phase ones)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.feeder_texts import three_wire_text, write_dss
 from nfca.engine import read_feeder
+from nfca.errors import InfeasibleError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem
-from nfca.errors import InfeasibleError
 from nfca.studies.envelopes import jain_index, run_envelopes, select_participants
+from tests.feeder_texts import three_wire_text, write_dss
 
 METHODS = ["optimal", "fair", "proportional", "propfair", "maxmin"]
 
@@ -111,7 +111,10 @@ def test_fewer_participants_get_less(tmp_path):
     all_users = EnvelopeProblem(f).solve("fair", "import", guarantee="direction")[0]
     half = select_participants(f, "0.5", seed=3)
     some = EnvelopeProblem(f, participants=half).solve("fair", "import", guarantee="direction")[0]
-    level = lambda e: max(v for k, v in e.guaranteed_kw.items() if e.participant[k])
+
+    def level(e):
+        return max(v for k, v in e.guaranteed_kw.items() if e.participant[k])
+
     assert level(some) < level(all_users)
     for name in f.end_user:
         if name not in half:

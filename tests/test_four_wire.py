@@ -14,18 +14,18 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.feeder_texts import four_wire_text, write_dss
 from nfca.engine import powerflows, read_feeder
+from nfca.errors import FeederError, InputError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.model.limits import Limits
-from nfca.errors import FeederError, InputError
 from nfca.model.network import EARTH, PHASES, check_earthing
 from nfca.model.reduction import kron_reduce, reduce_feeder
-from nfca.studies.envelopes import run_envelopes
 from nfca.opf.formulation import solve_powerflow
 from nfca.opf.network import per_unit
+from nfca.studies.envelopes import run_envelopes
 from nfca.studies.validation import compare_powerflow
 from nfca.verify import verify
+from tests.feeder_texts import four_wire_text, write_dss
 
 TOL_PU = 1e-6
 EARTHINGS = ["transformer", "rneut", "line", "multi"]
@@ -154,7 +154,7 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
     limit = round(0.7 * free.v_neutral_max_v, 1)
     f = read_feeder(four_wire_path)
     lim = run_envelopes(f, ["fair"], ["import", "export"], EnvelopeOptions(limits=Limits(v_neutral_max_v=limit)))
-    for ver, env in zip(lim.verifications, lim.envelopes):
+    for ver in lim.verifications:
         assert ver.v_neutral_max_v <= limit + 1e-6 * 240
     fair = {e.direction.value: e.total_kw for e in study.envelopes if e.method.value == "fair"}
     assert sum(e.total_kw for e in lim.envelopes) < sum(fair.values())  # the limit costs power

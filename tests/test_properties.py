@@ -28,12 +28,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.feeder_texts import HEADER
 from nfca.engine import read_feeder
 from nfca.model.envelope import EnvelopeOptions
-from nfca.opf.problem import EnvelopeProblem
 from nfca.model.reduction import reduce_feeder
+from nfca.opf.problem import EnvelopeProblem
 from nfca.studies.envelopes import run_envelopes
+from tests.feeder_texts import HEADER
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")

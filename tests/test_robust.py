@@ -13,13 +13,13 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.feeder_texts import four_wire_text, three_wire_text, write_dss
 from nfca.engine import powerflows, read_feeder
 from nfca.model.box import Box, Guarantee
 from nfca.model.envelope import EnvelopeOptions
 from nfca.model.network import EARTH, leg_label, leg_nominal_pu
 from nfca.studies.envelopes import run_envelopes
 from nfca.verify import check, promised_box, promised_points
+from tests.feeder_texts import four_wire_text, three_wire_text, write_dss
 
 FEEDERS = {
     "three-wire": lambda: three_wire_text(n_segments=5),  # 10 end-users, delta and phase-to-phase
@@ -80,7 +80,7 @@ def _binding_reached(feeder, sets, options) -> dict[str, float]:
     flows = powerflows(feeder, [box.loads(p) for p in points], options.source_pu)
     gaps = {}
     for e in sets:
-        for name, b in e.binding.items():
+        for b in e.binding.values():
             if b.kind == "voltage":
                 legs = [(u, leg) for u in feeder.end_users if u.bus == b.element for leg in u.legs
                         if leg_label(leg) == b.phase]

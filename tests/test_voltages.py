@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from tests.feeder_texts import export_text, four_wire_kron_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import InputError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.model.limits import Limits
 from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, voltage_limits_v
 from nfca.studies.envelopes import run_envelopes
+from tests.feeder_texts import export_text, four_wire_kron_text, write_dss
 
 runner = CliRunner()
 EN50160 = Limits(vmin_v=207, vmax_v=253)

@@ -12,20 +12,29 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 
 from nfca.engine.script import Command, read_script
 from nfca.errors import FeederError, InputError, SolverError
-from nfca.notices import Notice
 from nfca.model.network import (
-    EARTH, PHASES, Bus, EndUser, Feeder, Line, LinearElement, Source, check_earthing, check_topology,
+    EARTH,
+    PHASES,
+    Bus,
+    EndUser,
+    Feeder,
+    Line,
+    LinearElement,
+    Source,
+    check_earthing,
+    check_topology,
 )
 from nfca.model.ratings import AmpacityRules, LineRating, resolve_ampacities
 from nfca.model.voltages import leg_rated_v
+from nfca.notices import Notice
 
 # OpenDSS length units -> metres (Lines.Units codes). 0 ("none", on the line and its code) is taken as metres.
 _UNIT_M = {0: 1.0, 1: 1609.344, 2: 304.8, 3: 1000.0, 4: 1.0, 5: 0.3048, 6: 0.0254, 7: 0.01, 8: 0.001}

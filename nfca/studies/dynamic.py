@@ -32,17 +32,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from functools import cached_property
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from nfca.errors import InfeasibleError, InputError, SolverError, VerificationError
+from nfca.errors import InfeasibleError, SolverError, VerificationError
 from nfca.model.box import Guarantee, Point
 from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 from nfca.model.network import Feeder
