@@ -12,6 +12,7 @@ import nfca
 from cli import app
 from nfca.io import schema
 from tests.feeder_texts import four_wire_kron_text, write_dss
+from tests.helpers import error_lines
 
 runner = CliRunner()
 
@@ -138,5 +139,7 @@ def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
     assert (out / "participation.png").stat().st_size > 0
     res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(tmp_path / "s2"), "--participants", "0.5"])
     assert res.exit_code == 2 and "leave out --participants" in res.stderr
+    res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(tmp_path / "s3"), "--step", "0"])
+    assert res.exit_code == 2 and error_lines(res.stderr) == "error: --step must be at least 1, got 0"
     report = (out / "report.html").read_text()
     assert "infeasible" in report and "nfca version" in report and "firm connections alone" in report
