@@ -81,6 +81,7 @@ def test_same_input_same_output(it_feeder):
     assert _sets(EnvelopeProblem(f), "optimal") == _sets(EnvelopeProblem(read_feeder(it_feeder)), "optimal")
 
 
+@pytest.mark.slow  # four studies
 def test_same_envelopes_whatever_else_is_computed(it_feeder):
     """Each set depends only on its own inputs: not on which methods were solved before it."""
     f = read_feeder(it_feeder)
