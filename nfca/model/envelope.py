@@ -8,7 +8,6 @@ from enum import Enum
 
 import math
 
-import numpy as np
 
 from nfca.errors import InputError
 from nfca.model.box import Guarantee, Point
