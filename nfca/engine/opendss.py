@@ -596,6 +596,16 @@ class _Row(Mapping):
     def __len__(self) -> int:
         return len(self._index)
 
+    @property
+    def index(self) -> Mapping:
+        """Name -> position in `values`, shared by every power flow of one compiled feeder."""
+        return self._index
+
+    @property
+    def values(self) -> np.ndarray:
+        """The numbers, in `index` order (for vectorised checks)."""
+        return self._values
+
 
 @dataclass(frozen=True)
 class PowerFlow:
