@@ -21,7 +21,7 @@ from nfca.errors import InfeasibleError, InputError, VerificationError
 from nfca.model.box import Guarantee
 from nfca.opf.problem import EnvelopeProblem
 from nfca.io import schema
-from nfca.model.network import Feeder
+from nfca.model.network import DEFAULT_CAPACITY_KVA, Feeder
 from nfca.model.ratings import AmpacityRules
 from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, voltage_limits_v
 from nfca.notices import Notice
@@ -218,7 +218,7 @@ def one_direction_box(options: EnvelopeOptions, directions: list[Direction]) -> 
 
 
 def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, capacities: Path | None = None,
-                   default_capacity_kva: float = 9.2, feeder_name: str | None = None,
+                   default_capacity_kva: float = DEFAULT_CAPACITY_KVA, feeder_name: str | None = None,
                    ampacity: AmpacityRules = AmpacityRules()) -> tuple[Feeder, frozenset[str]]:
     """Read a feeder, apply a capacities CSV and choose the participants: (Feeder, participants).
 
