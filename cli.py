@@ -32,7 +32,10 @@ from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
 from nfca.errors import InfeasibleError, InputError, Interrupted, NfcaError
 from nfca.model.box import Guarantee
-from nfca.model.envelope import Direction, Method
+from nfca.model.envelope import Direction, EnvelopeOptions, Method
+from nfca.model.network import DEFAULT_CAPACITY_KVA
+
+_LIB = EnvelopeOptions()  # the library's defaults are the command line's
 
 app = typer.Typer(
     help="Guaranteed-capacity operating envelopes for non-firm connection agreements on LV feeders.",
@@ -176,25 +179,25 @@ class StudyArgs:
     participants: Annotated[str, typer.Option(help="End-users with an NFCA: 'all', a fraction (a seeded random subset) or a CSV of end_user names.")] = "all"
     seed: Annotated[int, typer.Option(help="Seed of the random subset of participants (and of the sweep's order).")] = 0
     capacities: Annotated[Path | None, typer.Option(help="CSV end_user[,capacity_kva][,firm_kw]: per end-user connection capacity and firm value (a feeder column selects rows in a batch).")] = None
-    default_capacity: Annotated[float, typer.Option(help="Capacity (kVA) of loads whose XfkVA is not set; 0 makes XfkVA compulsory.")] = 9.2
+    default_capacity: Annotated[float, typer.Option(help="Capacity (kVA) of loads whose XfkVA is not set; 0 makes XfkVA compulsory.")] = DEFAULT_CAPACITY_KVA
     firm_kw: Annotated[float | None, typer.Option(help="Firm value of every non-participant (kW, at most its capacity); default: its full capacity.")] = None
-    firm_diversity: Annotated[float, typer.Option(help="Firm value of non-participants as this factor x capacity x power factor (after-diversity demand), e.g. 0.3.")] = 1.0
-    power_factor: Annotated[float, typer.Option(help="Power factor of every participant (vars consumed on import, absorbed on export).")] = 1.0
-    vmin: Annotated[float, typer.Option(help="Lower voltage limit in pu of each end-user's nominal voltage from the feeder's voltage bases (EN 50160's 0.90 only on a 230 V base; see --vmin-v).")] = 0.90
-    vmax: Annotated[float, typer.Option(help="Upper voltage limit in pu of the voltage bases (see --vmax-v).")] = 1.10
+    firm_diversity: Annotated[float, typer.Option(help="Firm value of non-participants as this factor x capacity x power factor (after-diversity demand), e.g. 0.3.")] = _LIB.firm_diversity
+    power_factor: Annotated[float, typer.Option(help="Power factor of every participant (vars consumed on import, absorbed on export).")] = _LIB.power_factor
+    vmin: Annotated[float, typer.Option(help="Lower voltage limit in pu of each end-user's nominal voltage from the feeder's voltage bases (EN 50160's 0.90 only on a 230 V base; see --vmin-v).")] = _LIB.limits.vmin_pu
+    vmax: Annotated[float, typer.Option(help="Upper voltage limit in pu of the voltage bases (see --vmax-v).")] = _LIB.limits.vmax_pu
     vmin_v: Annotated[float | None, typer.Option(help="Lower voltage limit in volts of what each end-user sees (phase-to-neutral; phase-to-phase for phase-to-phase and delta users), e.g. 207 (EN 50160 on 230 V); overrides --vmin.")] = None
     vmax_v: Annotated[float | None, typer.Option(help="Upper voltage limit in volts, e.g. 253; overrides --vmax.")] = None
     ampacity: Annotated[Path | None, typer.Option(help="CSV linecode,amps (or line,amps): ampacities of lines, over the file's normamps; line codes the feeder does not use are ignored.")] = None
     default_ampacity: Annotated[float | None, typer.Option(help="Ampacity (A) of every line the file and --ampacity leave without one (an explicit opt-in; without it such lines are an error).")] = None
     v_neutral_max: Annotated[float | None, typer.Option(help="Limit (V) on the neutral-to-earth voltage at end-users' neutral conductors; default: none.")] = None
     source_pu: Annotated[float | None, typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None
-    reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = True
+    reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = _LIB.reduce
     kron: Annotated[bool, typer.Option("--kron", help="Optimise on the Kron-reduced model (neutrals taken as perfectly earthed); verification still runs on the four-wire file.")] = False
     ipopt_option: Annotated[list[str], typer.Option("--ipopt-option", help="Ipopt option NAME=VALUE for every solve attempt (repeat for several), e.g. max_iter=50.")] = \
         field(default_factory=list)
-    guarantee: Annotated[Guarantee, typer.Option(help="What a published set is promised for: 'box' (each participant anywhere between its export and its import envelope, independently of the others), 'direction' (the import box and the export box apart) or 'corner' (everyone at the envelope: ALEXANDER D3.3's definition, for comparison).")] = Guarantee.box
-    audit_points: Annotated[int, typer.Option(help="Seeded random points of each set's box also checked by OpenDSS.")] = 200
-    export_weight: Annotated[float, typer.Option(help="Box guarantee: weight w of export against import; the methods maximise (1-w) log(import) + w log(export) of their measure.")] = 0.5
+    guarantee: Annotated[Guarantee, typer.Option(help="What a published set is promised for: 'box' (each participant anywhere between its export and its import envelope, independently of the others), 'direction' (the import box and the export box apart) or 'corner' (everyone at the envelope: ALEXANDER D3.3's definition, for comparison).")] = _LIB.guarantee
+    audit_points: Annotated[int, typer.Option(help="Seeded random points of each set's box also checked by OpenDSS.")] = _LIB.audit_points
+    export_weight: Annotated[float, typer.Option(help="Box guarantee: weight w of export against import; the methods maximise (1-w) log(import) + w log(export) of their measure.")] = _LIB.export_weight
 
     def envelope_options(self):
         """The library's EnvelopeOptions (limits included) from these options, every one checked

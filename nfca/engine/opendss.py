@@ -21,6 +21,7 @@ import numpy as np
 from nfca.engine.script import Command, read_script
 from nfca.errors import FeederError, InputError, SolverError
 from nfca.model.network import (
+    DEFAULT_CAPACITY_KVA,
     EARTH,
     PHASES,
     Bus,
@@ -41,7 +42,6 @@ _UNIT_M = {0: 1.0, 1: 1609.344, 2: 304.8, 3: 1000.0, 4: 1.0, 5: 0.3048, 6: 0.025
 # Elements that carry no physics for the envelopes and are ignored.
 _IGNORED = {"energymeter", "monitor", "sensor", "fault"}
 _SUPPORTED = {"vsource", "line", "transformer", "load", "capacitor", "reactor"}
-DEFAULT_CAPACITY_KVA = 9.2  # single-phase 40 A at 230 V, the ALEXANDER D3.3 study's value
 # OpenDSS's VoltageBases when a file sets none: bases picked from it would be silently wrong.
 _OPENDSS_DEFAULT_BASES = [0.208, 0.48, 12.47, 24.9, 34.5, 115.0, 230.0]
 SOURCE_KV_TOL = 0.05  # a source further than this from the winding it feeds is refused
@@ -603,6 +603,16 @@ class _Row(Mapping):
 
     def __len__(self) -> int:
         return len(self._index)
+
+    @property
+    def index(self) -> Mapping:
+        """Name -> position in `values`, shared by every power flow of one compiled feeder."""
+        return self._index
+
+    @property
+    def values(self) -> np.ndarray:
+        """The numbers, in `index` order (for vectorised checks)."""
+        return self._values
 
 
 @dataclass(frozen=True)

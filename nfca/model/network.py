@@ -19,6 +19,7 @@ from nfca.notices import Notice
 
 EARTH = 0
 PHASES = (1, 2, 3)
+DEFAULT_CAPACITY_KVA = 9.2  # an end-user without a capacity in the file: single-phase 40 A at 230 V (ALEXANDER D3.3)
 
 
 @dataclass(frozen=True)

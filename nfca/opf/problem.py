@@ -31,12 +31,12 @@ import numpy as np
 import pyomo.environ as pyo
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.model.box import Box, Guarantee, Point
+from nfca.model.box import Guarantee, Point
 from nfca.model.envelope import Binding, Direction, EnvelopeOptions, EnvelopeSet, Method, firm_kw
 from nfca.model.network import Feeder
 from nfca.model.reduction import kron_reduce, reduce_feeder
 from nfca.opf.formulation import add_limit_rows, constraint_limits, network_block, voltages
-from nfca.opf.network import VOLTAGE, leg_voltages_pu, per_unit
+from nfca.opf.network import VOLTAGE, per_unit
 from nfca.opf.worstcase import Candidate, PointModel, box_powers, worst_vertices
 from nfca.solver import PersistentIpopt, Result, Status
 
@@ -47,6 +47,7 @@ EXCESS_TOL = 1e-7  # a vertex breaking a limit by less than this (fraction) is w
 ROW_SCREEN = 0.1  # a scenario holds the limits that could come within this fraction of their bound
 LOG_FLOOR = 1e-6  # pu: measures under a logarithm stay above this
 GUESS = 0.5  # the box whose worst vertices are the first scenarios: each participant at this x capacity
+START = 0.25  # every solve starts with each participant's envelopes at this x capacity
 
 
 @dataclass
@@ -137,7 +138,7 @@ class _Run:
         # guaranteed import and export (pu of active power); an inactive direction is fixed at 0
         m.gi = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
         m.ge = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
-        g0 = np.where(P.part, 0.25 * P.cap, 0.0)  # the warm start: a quarter of capacity
+        g0 = np.where(P.part, START * P.cap, 0.0)  # the start, and the scenarios' power flows at it
         for u in m.U:
             for d, var in ((Direction.import_, m.gi[u]), (Direction.export, m.ge[u])):
                 if P.part[u] and d in dirs:

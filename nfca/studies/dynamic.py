@@ -344,9 +344,10 @@ class _HorizonRun(_Run):
         gi, ge = self.envelopes_pu()
         patterns = list({p.t.tobytes(): p.t for p in self.points}.values())
         excess = []
-        for k, ranges in enumerate(self.interval_ranges):
+        for ranges in self.interval_ranges:  # every interval at the scenarios' vertices, all at once
             lo, hi = self.box_pu(gi, ge, ranges)
-            worst = max(np.max(P.points.excess(box_powers(lo, hi, P.tan_phi, t))[0]) for t in patterns)
+            i, _, ok = P.points.solve(box_powers(lo, hi, P.tan_phi, np.array(patterns)))
+            worst = np.max(P.points.lim.excess_of(np.abs(P.points.quantities(i)))) if ok.all() else np.inf
             excess.append(worst)
         order = np.argsort(excess)[::-1]
         have = {(p.t.tobytes(), id(r[0])) for p, r in zip(self.points, self.block_ranges)}

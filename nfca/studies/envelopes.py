@@ -19,7 +19,7 @@ from nfca.errors import InfeasibleError, InputError, VerificationError
 from nfca.io import schema
 from nfca.model.box import Guarantee
 from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
-from nfca.model.network import Feeder
+from nfca.model.network import DEFAULT_CAPACITY_KVA, Feeder
 from nfca.model.ratings import AmpacityRules
 from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, voltage_limits_v
 from nfca.notices import Notice
@@ -190,9 +190,9 @@ def run_envelopes(
             except InfeasibleError as exc:
                 for dd in ([d] if d else directions):
                     infeasible[(m.value, dd.value)] = str(exc)
-        # verified together when promised together: a box's two directions; the seed's corners
-        # too, so that the audit samples every end-user between its export and import envelope
-        groups = [[e] for e in sets] if options.guarantee is Guarantee.direction else ([sets] if sets else [])
+        # verified together when promised together (a box's two directions), else one set at a
+        # time: a set's verified voltages must not depend on which other directions were asked for
+        groups = [[e] for e in sets] if options.guarantee is not Guarantee.box else ([sets] if sets else [])
         for group in groups:
             what = f"{m.value} {' and '.join(e.direction.value for e in group)}"
             if progress:
@@ -217,7 +217,7 @@ def one_direction_box(options: EnvelopeOptions, directions: list[Direction]) -> 
 
 
 def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, capacities: Path | None = None,
-                   default_capacity_kva: float = 9.2, feeder_name: str | None = None,
+                   default_capacity_kva: float = DEFAULT_CAPACITY_KVA, feeder_name: str | None = None,
                    ampacity: AmpacityRules = AmpacityRules()) -> tuple[Feeder, frozenset[str]]:
     """Read a feeder, apply a capacities CSV and choose the participants: (Feeder, participants).
 
