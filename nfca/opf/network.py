@@ -231,7 +231,7 @@ class ZBusPowerFlow:
             dv = (self.d.T @ v[live].T).T
             bad = np.any(np.abs(dv) < 1e-3, axis=1)  # a collapsed voltage: no solution near here
             i = np.conj(s_leg[live] / np.where(np.abs(dv) < 1e-3, 1.0, dv))
-            v_new = self.lu.solve((self.i_src[:, None] - self.d @ i.T)).T
+            v_new = self.lu.solve(self.i_src[:, None] - self.d @ i.T).T
             step = np.max(np.abs(v_new - v[live]), axis=1)
             v[live] = v_new
             done = (step < tol) & ~bad

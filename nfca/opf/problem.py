@@ -382,7 +382,7 @@ class _Run:
             if not res.ok:
                 return res
             capped = False
-            for k, (_, g) in enumerate(active):
+            for k in range(len(active)):
                 caps = [P.cap[u] for u in free[k]]
                 if caps and pyo.value(b.t[k]) >= min(caps) - 1e-7:
                     at_cap = [u for u in free[k] if P.cap[u] <= min(caps) + 1e-12]

@@ -4,6 +4,15 @@ Imports nothing from the optimisation (`nfca.opf`): a published envelope is prov
 alone.
 """
 
-from nfca.verify.check import Verification, check, combine, promised_box, promised_points, verify, verify_many, verify_points
+from nfca.verify.check import (
+    Verification,
+    check,
+    combine,
+    promised_box,
+    promised_points,
+    verify,
+    verify_many,
+    verify_points,
+)
 
 __all__ = ["Verification", "check", "combine", "promised_box", "promised_points", "verify", "verify_many", "verify_points"]

@@ -95,7 +95,7 @@ def verify_many(feeder: Feeder, groups: list[list[EnvelopeSet]], options: Envelo
     loads = [box.loads(p) for box, promised, audit, _ in plans for p in promised + audit]
     checks = iter([check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)])
     out = []
-    for box, promised, audit, audit_fails in plans:
+    for _box, promised, audit, audit_fails in plans:
         got = [next(checks) for _ in promised + audit]
         out.append(combine(got[: len(promised)], got[len(promised):], promised + audit, audit_fails))
     return out
