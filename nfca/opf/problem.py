@@ -47,6 +47,7 @@ EXCESS_TOL = 1e-7  # a vertex breaking a limit by less than this (fraction) is w
 ROW_SCREEN = 0.1  # a scenario holds the limits that could come within this fraction of their bound
 LOG_FLOOR = 1e-6  # pu: measures under a logarithm stay above this
 GUESS = 0.5  # the box whose worst vertices are the first scenarios: each participant at this x capacity
+START = 0.25  # every solve starts with each participant's envelopes at this x capacity
 
 
 @dataclass
@@ -137,7 +138,7 @@ class _Run:
         # guaranteed import and export (pu of active power); an inactive direction is fixed at 0
         m.gi = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
         m.ge = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
-        g0 = np.where(P.part, 0.25 * P.cap, 0.0)  # the warm start: a quarter of capacity
+        g0 = np.where(P.part, START * P.cap, 0.0)  # the start, and the scenarios' power flows at it
         for u in m.U:
             for d, var in ((Direction.import_, m.gi[u]), (Direction.export, m.ge[u])):
                 if P.part[u] and d in dirs:
