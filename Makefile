@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NFCA := $(VENV)/bin/nfca
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo lint test test-fast bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,7 +14,10 @@ demo: setup
 	$(NFCA) envelopes feeders/ieee_eulv/Master.dss --out results/ieee_eulv --method optimal --method fair
 	$(NFCA) powerflow feeders/ieee_eulv/Master.dss --json
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup

@@ -10,18 +10,19 @@ field there and use it in `StudyArgs.envelope_options()` or `StudyArgs.read()`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import inspect
-import errno
 import math
 import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,7 +32,10 @@ from feeders.cli import app as feeders_app
 from market_bridge.cli import app as market_app
 from nfca.errors import InfeasibleError, InputError, Interrupted, NfcaError
 from nfca.model.box import Guarantee
-from nfca.model.envelope import Direction, Method
+from nfca.model.envelope import Direction, EnvelopeOptions, Method
+from nfca.model.network import DEFAULT_CAPACITY_KVA
+
+_LIB = EnvelopeOptions()  # the library's defaults are the command line's
 
 app = typer.Typer(
     help="Guaranteed-capacity operating envelopes for non-firm connection agreements on LV feeders.",
@@ -71,8 +75,8 @@ def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
     """`text` safe for one terminal line: control characters shown as escapes, every word longer
     than WORD_CHARS cut in its middle, and the whole cut in the middle to about `limit`
     characters, keeping its start (file and line) and its end."""
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: "\\x%02x" % ord(m.group()), " ".join(text.split()))
-    text = re.sub(r"\S{%d,}" % (WORD_CHARS + 1), lambda m: m.group()[:80] + "…" + m.group()[-30:], text)
+    text = re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", " ".join(text.split()))
+    text = re.sub(rf"\S{{{WORD_CHARS + 1},}}", lambda m: m.group()[:80] + "…" + m.group()[-30:], text)
     if len(text) <= limit:
         return text
     where = re.match(r"^.*? line \d+(?: \(redirected from .*? line \d+\))?:", text[: 2 * limit])
@@ -179,26 +183,26 @@ class StudyArgs:
         field(default_factory=lambda: [Direction.import_, Direction.export])
     participants: Annotated[str, typer.Option(help="End-users with an NFCA: 'all', a fraction (a seeded random subset) or a CSV of end_user names.")] = "all"
     seed: Annotated[int, typer.Option(help="Seed of the random subset of participants (and of the sweep's order).")] = 0
-    capacities: Annotated[Optional[Path], typer.Option(help="CSV end_user[,capacity_kva][,firm_kw]: per end-user connection capacity and firm value (a feeder column selects rows in a batch).")] = None
-    default_capacity: Annotated[float, typer.Option(help="Capacity (kVA) of loads whose XfkVA is not set; 0 makes XfkVA compulsory.")] = 9.2
-    firm_kw: Annotated[Optional[float], typer.Option(help="Firm value of every non-participant (kW, at most its capacity); default: its full capacity.")] = None
-    firm_diversity: Annotated[float, typer.Option(help="Firm value of non-participants as this factor x capacity x power factor (after-diversity demand), e.g. 0.3.")] = 1.0
-    power_factor: Annotated[float, typer.Option(help="Power factor of every participant (vars consumed on import, absorbed on export).")] = 1.0
-    vmin: Annotated[float, typer.Option(help="Lower voltage limit in pu of each end-user's nominal voltage from the feeder's voltage bases (EN 50160's 0.90 only on a 230 V base; see --vmin-v).")] = 0.90
-    vmax: Annotated[float, typer.Option(help="Upper voltage limit in pu of the voltage bases (see --vmax-v).")] = 1.10
-    vmin_v: Annotated[Optional[float], typer.Option(help="Lower voltage limit in volts of what each end-user sees (phase-to-neutral; phase-to-phase for phase-to-phase and delta users), e.g. 207 (EN 50160 on 230 V); overrides --vmin.")] = None
-    vmax_v: Annotated[Optional[float], typer.Option(help="Upper voltage limit in volts, e.g. 253; overrides --vmax.")] = None
-    ampacity: Annotated[Optional[Path], typer.Option(help="CSV linecode,amps (or line,amps): ampacities of lines, over the file's normamps; line codes the feeder does not use are ignored.")] = None
-    default_ampacity: Annotated[Optional[float], typer.Option(help="Ampacity (A) of every line the file and --ampacity leave without one (an explicit opt-in; without it such lines are an error).")] = None
-    v_neutral_max: Annotated[Optional[float], typer.Option(help="Limit (V) on the neutral-to-earth voltage at end-users' neutral conductors; default: none.")] = None
-    source_pu: Annotated[Optional[float], typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None
-    reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = True
+    capacities: Annotated[Path | None, typer.Option(help="CSV end_user[,capacity_kva][,firm_kw]: per end-user connection capacity and firm value (a feeder column selects rows in a batch).")] = None
+    default_capacity: Annotated[float, typer.Option(help="Capacity (kVA) of loads whose XfkVA is not set; 0 makes XfkVA compulsory.")] = DEFAULT_CAPACITY_KVA
+    firm_kw: Annotated[float | None, typer.Option(help="Firm value of every non-participant (kW, at most its capacity); default: its full capacity.")] = None
+    firm_diversity: Annotated[float, typer.Option(help="Firm value of non-participants as this factor x capacity x power factor (after-diversity demand), e.g. 0.3.")] = _LIB.firm_diversity
+    power_factor: Annotated[float, typer.Option(help="Power factor of every participant (vars consumed on import, absorbed on export).")] = _LIB.power_factor
+    vmin: Annotated[float, typer.Option(help="Lower voltage limit in pu of each end-user's nominal voltage from the feeder's voltage bases (EN 50160's 0.90 only on a 230 V base; see --vmin-v).")] = _LIB.limits.vmin_pu
+    vmax: Annotated[float, typer.Option(help="Upper voltage limit in pu of the voltage bases (see --vmax-v).")] = _LIB.limits.vmax_pu
+    vmin_v: Annotated[float | None, typer.Option(help="Lower voltage limit in volts of what each end-user sees (phase-to-neutral; phase-to-phase for phase-to-phase and delta users), e.g. 207 (EN 50160 on 230 V); overrides --vmin.")] = None
+    vmax_v: Annotated[float | None, typer.Option(help="Upper voltage limit in volts, e.g. 253; overrides --vmax.")] = None
+    ampacity: Annotated[Path | None, typer.Option(help="CSV linecode,amps (or line,amps): ampacities of lines, over the file's normamps; line codes the feeder does not use are ignored.")] = None
+    default_ampacity: Annotated[float | None, typer.Option(help="Ampacity (A) of every line the file and --ampacity leave without one (an explicit opt-in; without it such lines are an error).")] = None
+    v_neutral_max: Annotated[float | None, typer.Option(help="Limit (V) on the neutral-to-earth voltage at end-users' neutral conductors; default: none.")] = None
+    source_pu: Annotated[float | None, typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None
+    reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = _LIB.reduce
     kron: Annotated[bool, typer.Option("--kron", help="Optimise on the Kron-reduced model (neutrals taken as perfectly earthed); verification still runs on the four-wire file.")] = False
     ipopt_option: Annotated[list[str], typer.Option("--ipopt-option", help="Ipopt option NAME=VALUE for every solve attempt (repeat for several), e.g. max_iter=50.")] = \
         field(default_factory=list)
-    guarantee: Annotated[Guarantee, typer.Option(help="What a published set is promised for: 'box' (each participant anywhere between its export and its import envelope, independently of the others), 'direction' (the import box and the export box apart) or 'corner' (everyone at the envelope: ALEXANDER D3.3's definition, for comparison).")] = Guarantee.box
-    audit_points: Annotated[int, typer.Option(help="Seeded random points of each set's box also checked by OpenDSS.")] = 200
-    export_weight: Annotated[float, typer.Option(help="Box guarantee: weight w of export against import; the methods maximise (1-w) log(import) + w log(export) of their measure.")] = 0.5
+    guarantee: Annotated[Guarantee, typer.Option(help="What a published set is promised for: 'box' (each participant anywhere between its export and its import envelope, independently of the others), 'direction' (the import box and the export box apart) or 'corner' (everyone at the envelope: ALEXANDER D3.3's definition, for comparison).")] = _LIB.guarantee
+    audit_points: Annotated[int, typer.Option(help="Seeded random points of each set's box also checked by OpenDSS.")] = _LIB.audit_points
+    export_weight: Annotated[float, typer.Option(help="Box guarantee: weight w of export against import; the methods maximise (1-w) log(import) + w log(export) of their measure.")] = _LIB.export_weight
 
     def envelope_options(self):
         """The library's EnvelopeOptions (limits included) from these options, every one checked
@@ -271,7 +275,7 @@ class OutputArgs:
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print each step with its time, and every notice.")] = False
     as_json: Annotated[bool, typer.Option("--json", help="Print the results (summary.json) on stdout instead of a table.")] = False
 
-    def progress(self, total: int | None = None) -> "Progress":
+    def progress(self, total: int | None = None) -> Progress:
         """A progress reporter for `total` steps, quiet or verbose as asked."""
         return Progress(total, self.quiet, self.verbose)
 
@@ -347,7 +351,8 @@ class Progress:
         self.last = self.t0
         self.bar = None
         if not quiet and err.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
 
             self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                            console=err, transient=True)
@@ -369,7 +374,7 @@ class Progress:
             self.bar.stop()
             self.bar = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -387,11 +392,11 @@ def envelopes(
     study: StudyArgs,
     output: OutputArgs,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-results"),
-    fmt: Formats = DEFAULT_FORMATS,
-    crs: Annotated[Optional[str], typer.Option(help="CRS of the bus coordinates (e.g. EPSG:31370, or 'local' for metres on a local grid); default: the feeder folder's crs.txt.")] = None,
-    profiles: Annotated[Optional[str], typer.Option(help="End-user profiles (CSV: end_user,timestamp,p_kw or timestamp + one column per end-user; kW, consumption +) or 'loadshapes' (the feeder's OpenDSS load shapes): dynamic envelopes per interval, and static ones for the horizon.")] = None,
-    resolution: Annotated[Optional[str], typer.Option(help="With --profiles: interval length, e.g. 15min or 1h (mean power per interval); default: the profiles'.")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="With --profiles: processes (default: one per core, at most one per method x direction).")] = None,
+    fmt: Formats = DEFAULT_FORMATS,  # noqa: B006 (Typer shows it; never mutated)
+    crs: Annotated[str | None, typer.Option(help="CRS of the bus coordinates (e.g. EPSG:31370, or 'local' for metres on a local grid); default: the feeder folder's crs.txt.")] = None,
+    profiles: Annotated[str | None, typer.Option(help="End-user profiles (CSV: end_user,timestamp,p_kw or timestamp + one column per end-user; kW, consumption +) or 'loadshapes' (the feeder's OpenDSS load shapes): dynamic envelopes per interval, and static ones for the horizon.")] = None,
+    resolution: Annotated[str | None, typer.Option(help="With --profiles: interval length, e.g. 15min or 1h (mean power per interval); default: the profiles'.")] = None,
+    workers: Annotated[int | None, typer.Option(help="With --profiles: processes (default: one per core, at most one per method x direction).")] = None,
 ) -> None:
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS.
 
@@ -517,17 +522,17 @@ def activations(
     output: OutputArgs,
     profiles: Annotated[str, typer.Option(help="End-user profiles: a CSV (kW, consumption +) or 'loadshapes' (the feeder's).", show_default=False)],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-activations"),
-    envelopes_dir: Annotated[Optional[Path], typer.Option("--envelopes", help="Reuse the dynamic envelopes of an earlier `nfca envelopes --profiles` run (its output folder) instead of computing them.")] = None,
-    resolution: Annotated[Optional[str], typer.Option(help="Interval length, e.g. 15min (mean power per interval); default: the profiles'.")] = None,
-    max_activations: Annotated[Optional[int], typer.Option(help="Policy: activations allowed over the horizon (seed: ten a year); negative: no cap.")] = 10,
-    max_duration: Annotated[Optional[str], typer.Option(help="Policy: longest activation, e.g. 1h (seed: one hour); 'none': no cap.")] = "1h",
-    workers: Annotated[Optional[int], typer.Option(help="Processes for the envelopes (default: one per core).")] = None,
+    envelopes_dir: Annotated[Path | None, typer.Option("--envelopes", help="Reuse the dynamic envelopes of an earlier `nfca envelopes --profiles` run (its output folder) instead of computing them.")] = None,
+    resolution: Annotated[str | None, typer.Option(help="Interval length, e.g. 15min (mean power per interval); default: the profiles'.")] = None,
+    max_activations: Annotated[int | None, typer.Option(help="Policy: activations allowed over the horizon (seed: ten a year); negative: no cap.")] = 10,
+    max_duration: Annotated[str | None, typer.Option(help="Policy: longest activation, e.g. 1h (seed: one hour); 'none': no cap.")] = "1h",
+    workers: Annotated[int | None, typer.Option(help="Processes for the envelopes (default: one per core).")] = None,
 ) -> None:
     """When NFCAs must be activated over the profiles, how often and how long, and the energy curtailed
     under static and dynamic limits; checks a temporary-activation policy (count and duration caps).
     Exit code 8 when the policy is not met or an activation leaves a limit violated."""
-    from nfca.studies.activations import ActivationPolicy, analyse, read_dynamic, write_activations
     from nfca import engine
+    from nfca.studies.activations import ActivationPolicy, analyse, read_dynamic, write_activations
 
     engine.prestart()
     from nfca.io.outputs import run_folder
@@ -668,7 +673,7 @@ def _check_workers(workers: int | None) -> None:
 def powerflow(
     feeder: FeederArg,
     output: OutputArgs,
-    load_kw: Annotated[Optional[float], typer.Option(help="Put every end-user at this power (kW, pf 1) instead of the file's.")] = None,
+    load_kw: Annotated[float | None, typer.Option(help="Put every end-user at this power (kW, pf 1) instead of the file's.")] = None,
 ) -> None:
     """Three-phase power flow with the UTOPF model, compared with OpenDSS."""
     from nfca import engine
@@ -716,8 +721,6 @@ def sweep_participation(
     if step < 1:
         raise InputError(f"--step must be at least 1, got {step}")
     if study.participants != "all":
-        from nfca.errors import InputError
-
         raise InputError("sweep-participation chooses the participants itself (end-users join in the --seed order): "
                          "leave out --participants")
     opts = study.envelope_options()
@@ -765,17 +768,17 @@ def batch(
     study: StudyArgs,
     output: OutputArgs,
     out: Annotated[Path, typer.Option(help="Results folder (resumable).")] = Path("nfca-batch"),
-    workers: Annotated[Optional[int], typer.Option(help="Local worker processes (default: one per core).")] = None,
-    dask: Annotated[Optional[str], typer.Option(help="Address of a Dask scheduler to run on instead.")] = None,
-    crs: Annotated[Optional[str], typer.Option(help="CRS of the bus coordinates, e.g. EPSG:31370; default: each feeder folder's crs.txt.")] = None,
-    fmt: Formats = DEFAULT_FORMATS,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per core).")] = None,
+    dask: Annotated[str | None, typer.Option(help="Address of a Dask scheduler to run on instead.")] = None,
+    crs: Annotated[str | None, typer.Option(help="CRS of the bus coordinates, e.g. EPSG:31370; default: each feeder folder's crs.txt.")] = None,
+    fmt: Formats = DEFAULT_FORMATS,  # noqa: B006 (Typer shows it; never mutated)
 ) -> None:
     """Envelopes for many feeders (each written to OUT/feeders/NAME, with its report.html), then
     the feeder types and OUT/report.html linking the feeders (envelopes.csv and summary.json are
     always written: the types are read from them). Exit code 7 if some feeders failed."""
+    from nfca.io.outputs import write_csv
     from nfca.studies.batch import discover, run_batch
     from nfca.studies.classify import classify as classify_results
-    from nfca.io.outputs import write_csv
 
     _check_workers(workers)
     if crs is not None:
@@ -828,9 +831,9 @@ def classify(
     png: Annotated[bool, typer.Option("--png", help="Also write the figures as PNG files.")] = False,
 ) -> None:
     """Recompute RESULTS/feeder_types.csv and RESULTS/report.html (with its charts)."""
-    from nfca.studies.classify import classify as classify_results
     from nfca.errors import InputError
     from nfca.io.outputs import write_csv
+    from nfca.studies.classify import classify as classify_results
 
     types = classify_results(results, capacity_tol, fair_tol)
     if types.empty:

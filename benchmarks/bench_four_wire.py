@@ -5,7 +5,7 @@ and the guaranteed power each model gives.
     python benchmarks/bench_four_wire.py timing     # one group
     python benchmarks/bench_four_wire.py table
 
-Feeders: tests/conftest.four_wire_text, the test feeder (8 x 60 m, 10 end-users) and a denser
+Feeders: tests/feeder_texts.four_wire_text, the test feeder (8 x 60 m, 10 end-users) and a denser
 one of the same length (48 x 10 m, 60 end-users). Times are medians of repeated solves of one
 model (the way `nfca envelopes` re-solves it); compare them as ratios within one run.
 """
@@ -21,17 +21,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import four_wire_text, write_dss  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from nfca.engine import read_feeder  # noqa: E402
 from nfca.model.envelope import EnvelopeOptions
-from nfca.opf.problem import EnvelopeProblem  # noqa: E402
 from nfca.model.reduction import kron_reduce, reduce_feeder  # noqa: E402
-from nfca.studies.envelopes import run_envelopes  # noqa: E402
 from nfca.opf.formulation import solve_powerflow  # noqa: E402
 from nfca.opf.network import per_unit  # noqa: E402
+from nfca.opf.problem import EnvelopeProblem  # noqa: E402
+from nfca.studies.envelopes import run_envelopes  # noqa: E402
+from tests.feeder_texts import four_wire_text, write_dss  # noqa: E402
 
 REPEAT = 5
 CASES = [("test feeder, 8 x 60 m, 10 users", dict()),

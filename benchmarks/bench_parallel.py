@@ -15,7 +15,6 @@ import platform
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path

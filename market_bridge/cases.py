@@ -15,9 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nfca.errors import InputError
-from nfca.io import schema
-
 from market_bridge.networks import (
     Distribution,
     Transmission,
@@ -26,6 +23,8 @@ from market_bridge.networks import (
     lindistflow,
     read_matpower_case,
 )
+from nfca.errors import InputError
+from nfca.io import schema
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 SEEDS = (2406, 4889)  # the two bid-data seeds every finding is checked on (arXiv 2406.04889)
@@ -97,7 +96,7 @@ class Case:
         big = abs(self.imbalance_mw) + sum(b.qty_mw for b in self.bids)
         return [Bid(f"voll:{d}", "T", 0, d, big, self.voll_eur_per_mw, "voll") for d in ("up", "down")]
 
-    def with_nfca_caps(self) -> "Case":
+    def with_nfca_caps(self) -> Case:
         """The same case with every LV bid offered only up to its NFCA envelope: the end-users'
         connection agreements hold in every market layer."""
         bids = tuple(replace(b, qty_mw=min(b.qty_mw, self.lv_caps[b.bid_id])) if b.kind == "lv" else b

@@ -14,15 +14,15 @@ Activations are dicts ``bid_id -> MW`` and always add up over layers.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from market_bridge.cases import Bid, Case
-from market_bridge.networks import Distribution, DistFlowState, lindistflow
+from market_bridge.networks import DistFlowState, Distribution, lindistflow
 from market_bridge.solver import Solver
 from nfca.solver import Result
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -33,7 +32,7 @@ def check_output_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _fail(f"--out {out}: cannot create the folder ({exc.strerror})", EXIT_OUTPUT)
+        raise _fail(f"--out {out}: cannot create the folder ({exc.strerror})", EXIT_OUTPUT) from exc
     if not os.access(out, os.W_OK | os.X_OK):
         raise _fail(f"--out {out}: the folder is not writable", EXIT_OUTPUT)
 
@@ -48,7 +47,7 @@ def _schemes(names: list[str]) -> list[str]:
         for s in out:
             parse_scheme(s)
     except ValueError as exc:
-        raise _fail(str(exc))
+        raise _fail(str(exc)) from exc
     return out
 
 
@@ -61,23 +60,23 @@ def run(
                                           "'ml03@uniform_oe' picks a prequalification, 'X@nfca' caps the LV "
                                           "end-users by their envelopes."),
     out: Path = typer.Option(..., "--out", help="Output folder: kpis.csv/json, bids.csv, interfaces.csv, violations.csv."),
-    case_file: Optional[Path] = typer.Option(None, "--case-file", help="An edited case TOML file (overrides --case)."),
-    envelopes: Optional[Path] = typer.Option(None, "--envelopes",
+    case_file: Path | None = typer.Option(None, "--case-file", help="An edited case TOML file (overrides --case)."),
+    envelopes: Path | None = typer.Option(None, "--envelopes",
                                              help="envelopes.csv from 'nfca envelopes': LV end-users bid (needs an @nfca scheme)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Bid-data seed (default: the case file's)."),
+    seed: int | None = typer.Option(None, "--seed", help="Bid-data seed (default: the case file's)."),
 ) -> None:
     """Clear the chosen schemes on one case and write the KPI and per-bid tables."""
     from market_bridge.cases import CaseError, load_case
     from market_bridge.kpis import evaluate, write_outputs
-    from nfca.errors import OutputError
     from market_bridge.schemes import PREQUALIFIED, uses_nfca
+    from nfca.errors import OutputError
 
     names = _schemes(scheme)
     check_output_dir(out)
     try:
         c = load_case(case, case_file, envelopes, seed)
     except CaseError as exc:
-        raise _fail(str(exc))
+        raise _fail(str(exc)) from exc
     nfca_runs = [n for n in names if uses_nfca(c, n)]
     if envelopes is not None and not nfca_runs:
         using = ", ".join(f"{s}@nfca" for s in PREQUALIFIED)
@@ -89,7 +88,7 @@ def run(
     try:
         written = write_outputs(out, c, df, results)
     except OutputError as exc:
-        raise _fail(str(exc), EXIT_OUTPUT)
+        raise _fail(str(exc), EXIT_OUTPUT) from exc
     for _, r in df.iterrows():
         label = r["scheme"] + (f"@{r['prequalification']}" if r["prequalification"] else "")
         print(f"{label:<28} {r['status']:<10} cost {r['cost_eur']:10.2f} EUR  ineff {r['inefficiency_pct']:8.2f} %  "
@@ -111,7 +110,7 @@ def tables(
     out: Path = typer.Option(..., "--out", help="Output folder for the tables and the figure."),
     steps: str = typer.Option("4,2,1,0.5,0.25,0.125", "--steps", help="Bid-aggregation step sizes (MW), comma-separated."),
     sweep_case: str = typer.Option("B", "--sweep-case", help="Case of the step-size sweep."),
-    seed: Optional[list[int]] = typer.Option(None, "--seed", help="Bid-data seeds (repeatable; default: both shipped seeds)."),
+    seed: list[int] | None = typer.Option(None, "--seed", help="Bid-data seeds (repeatable; default: both shipped seeds)."),
 ) -> None:
     """Seed Tables 4-2 to 4-8 for cases A-D next to the seed's, the agreement counts and the
     bid-aggregation trade-off."""
@@ -122,17 +121,17 @@ def tables(
     try:
         step_list = [float(s) for s in steps.split(",") if s.strip()]
     except ValueError:
-        raise _fail(f"--steps must be comma-separated numbers, got {steps!r}")
+        raise _fail(f"--steps must be comma-separated numbers, got {steps!r}") from None
     if not step_list or min(step_list) <= 0:
         raise _fail(f"--steps must be positive numbers, got {steps!r}")
     try:
         case_file(sweep_case)
     except CaseError as exc:
-        raise _fail(f"--sweep-case: {exc}")
+        raise _fail(f"--sweep-case: {exc}") from exc
     check_output_dir(out)
     try:
         written = build_tables(out, step_list, sweep_case.upper(), tuple(seed or SEEDS),
                                log=lambda m: print(m, file=sys.stderr))
     except OutputError as exc:
-        raise _fail(str(exc), EXIT_OUTPUT)
+        raise _fail(str(exc), EXIT_OUTPUT) from exc
     print("\n".join(str(p) for p in written))

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from nfca.io.atomic import write_text
-
 from market_bridge.cases import Case
 from market_bridge.clearing import distribution_state, net_activation, transmission_injection
 from market_bridge.schemes import SchemeResult, parse_scheme, run_scheme, uses_nfca
+from nfca.io.atomic import write_text
 
 TOL = 1e-6  # MW or pu: solver tolerance, not a violation
 KPI_COLUMNS = [

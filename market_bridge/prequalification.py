@@ -16,8 +16,8 @@ two OPF-type LPs per network, as in the seed.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 

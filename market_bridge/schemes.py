@@ -25,8 +25,8 @@ network, the TSO's need is the system imbalance, met at the value of lost load w
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pyomo.environ as pyo

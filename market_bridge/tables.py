@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from market_bridge.cases import load_case
-from nfca.io.atomic import write_bytes, write_text
-
 from market_bridge.kpis import evaluate, kpi_row, write_csv
 from market_bridge.schemes import bid_aggregation, common, multilevel_03
+from nfca.io.atomic import write_bytes, write_text
 
 CASES = ("A", "B", "C", "D")
 # Rows of the seed's tables; the seed's "Multilevel 06" is our multilevel_06_seed.

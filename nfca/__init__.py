@@ -26,13 +26,13 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_var, "1")
 
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
-from nfca.errors import (
-    FeederError, InfeasibleError, InputError, NfcaError, OutputError, SolverError, VerificationError,
-)
-from nfca.model.network import Bus, ConnectionPoint, EndUser, Feeder, Line, LinearElement, Source
+from nfca.errors import FeederError, InfeasibleError, InputError, NfcaError, OutputError, SolverError, VerificationError
+from nfca.model.limits import Limits
+from nfca.model.network import DEFAULT_CAPACITY_KVA, Bus, ConnectionPoint, EndUser, Feeder, Line, LinearElement, Source
 
 if TYPE_CHECKING:
     from nfca.model.envelope import EnvelopeOptions
@@ -47,7 +47,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def read_feeder(path: str | Path, default_capacity_kva: float = 9.2, ampacity: str | Path | None = None,
+def read_feeder(path: str | Path, default_capacity_kva: float = DEFAULT_CAPACITY_KVA, ampacity: str | Path | None = None,
                 default_ampacity_a: float | None = None) -> Feeder:
     """Read an OpenDSS feeder file into a Feeder (raises FeederError naming the element at fault).
 
@@ -70,12 +70,12 @@ def compute_envelopes(
     capacities: str | Path | None = None,
     firm_kw: float | None = None,
     firm_diversity: float = 1.0,
-    vmin_pu: float = 0.90,
-    vmax_pu: float = 1.10,
+    vmin_pu: float = Limits.vmin_pu,
+    vmax_pu: float = Limits.vmax_pu,
     power_factor: float = 1.0,
     source_pu: float | None = None,
     options: EnvelopeOptions | None = None,
-    default_capacity_kva: float = 9.2,
+    default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
     vmin_v: float | None = None,
     vmax_v: float | None = None,
     ampacity: str | Path | None = None,

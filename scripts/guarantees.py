@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +128,8 @@ def tradeoff() -> None:
 
 
 def sibelga() -> None:
-    from typer.testing import CliRunner
-
     import pandas as pd
+    from typer.testing import CliRunner
 
     from cli import app
 

@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import four_wire_kron_text, three_wire_text, write_dss
 from nfca.studies.batch import discover, run_batch
 from nfca.studies.classify import classify, feeder_type
+from tests.feeder_texts import four_wire_kron_text, three_wire_text, write_dss
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import three_wire_text, write_dss
+from tests.feeder_texts import three_wire_text, write_dss
+
+pytestmark = pytest.mark.slow  # subprocesses killed mid-run: minutes on a loaded machine
 
 NFCA = Path(sys.executable).parent / "nfca"
 N_FEEDERS = 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -9,12 +10,11 @@ import sys
 import pandas as pd
 from typer.testing import CliRunner
 
-import hashlib
-
 import nfca
 from cli import app
 from nfca.io import schema
-from conftest import four_wire_kron_text, write_dss
+from tests.feeder_texts import four_wire_kron_text, write_dss
+from tests.helpers import error_lines
 
 runner = CliRunner()
 
@@ -137,6 +137,31 @@ def test_infeasible_case_exit_3_and_nothing_written(tmp_path):
     assert not (out / "envelopes.csv").exists()
 
 
+def test_one_direction_without_envelope_writes_the_other_and_exits_3(tmp_path):
+    """A low source voltage leaves no import envelope (the firm users alone pull a customer below
+    0.90 pu) while export has one: the export sets are published and verified, the import rows are
+    marked infeasible with the reason, and the exit code says the run is partial."""
+    path = write_dss(tmp_path, four_wire_kron_text(n_segments=8, seg_m=150, kw=8))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["envelopes", str(path), "--out", str(out), "--participants", "0.5", "--seed", "1",
+                              "--guarantee", "direction", "--source-pu", "0.95", "--firm-kw", "3",
+                              "--format", "csv", "--format", "json"])
+    assert res.exit_code == 3, res.output
+    assert "infeasible: optimal import: no import envelope exists" in res.output
+    table = pd.read_csv(out / "envelopes.csv")
+    status = table.groupby(["method", "direction"])["status"].unique().to_dict()
+    assert {k: list(v) for k, v in status.items()} == {
+        ("fair", "export"): ["ok"], ("fair", "import"): ["infeasible"],
+        ("optimal", "export"): ["ok"], ("optimal", "import"): ["infeasible"]}
+    exported = table[table.status == "ok"]
+    assert (exported.guaranteed_kw > 0).any() and (exported.v_min_verified_pu >= 0.9 - 1e-6).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"]["optimal"]["import"]["status"] == "infeasible"
+    assert "0.90 pu" in summary["methods"]["optimal"]["import"]["reason"]
+    assert summary["methods"]["optimal"]["export"]["status"] == "ok"
+    assert summary["methods"]["optimal"]["export"]["verified"] is True
+
+
 def test_unknown_participant_file_entry(it_feeder, tmp_path):
     plist = tmp_path / "p.csv"
     plist.write_text("end_user\na1\nghost\n")
@@ -158,5 +183,7 @@ def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
     assert (out / "participation.png").stat().st_size > 0
     res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(tmp_path / "s2"), "--participants", "0.5"])
     assert res.exit_code == 2 and "leave out --participants" in res.stderr
+    res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(tmp_path / "s3"), "--step", "0"])
+    assert res.exit_code == 2 and error_lines(res.stderr) == "error: --step must be at least 1, got 0"
     report = (out / "report.html").read_text()
     assert "infeasible" in report and "nfca version" in report and "firm connections alone" in report

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import export_text, three_wire_text, four_wire_kron_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import FeederError
 from nfca.model.ratings import AmpacityRules
+from tests.feeder_texts import export_text, four_wire_kron_text, three_wire_text, write_dss
 
 
 def test_three_wire_feeder_end_users(it_feeder):
@@ -60,7 +60,7 @@ def test_unsupported_or_malformed_feeders_name_the_element(tmp_path, case):
 def test_missing_file_and_empty_feeder(tmp_path):
     with pytest.raises(FeederError, match="no such feeder file"):
         read_feeder(tmp_path / "nothere.dss")
-    text = "\n".join(l for l in three_wire_text().splitlines() if not l.startswith("New Load"))
+    text = "\n".join(line for line in three_wire_text().splitlines() if not line.startswith("New Load"))
     with pytest.raises(FeederError, match="no loads"):
         read_feeder(write_dss(tmp_path, text))
 

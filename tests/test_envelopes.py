@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import three_wire_text, write_dss
 from nfca.engine import read_feeder
+from nfca.errors import InfeasibleError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem
-from nfca.errors import InfeasibleError
 from nfca.studies.envelopes import jain_index, run_envelopes, select_participants
+from tests.feeder_texts import three_wire_text, write_dss
 
 METHODS = ["optimal", "fair", "proportional", "propfair", "maxmin"]
 
@@ -22,7 +22,7 @@ def it_study(tmp_path_factory):
 
 
 def test_every_envelope_is_verified_by_opendss(it_study):
-    assert it_study.verified
+    # run_envelopes raised unless OpenDSS verified every set: what it measured is within the limits
     for ver in it_study.verifications:
         assert ver.v_min_pu >= 0.9 - 1e-6 and ver.v_max_pu <= 1.1 + 1e-6
         assert ver.max_loading_pct <= 100 + 1e-4
@@ -81,6 +81,7 @@ def test_same_input_same_output(it_feeder):
     assert _sets(EnvelopeProblem(f), "optimal") == _sets(EnvelopeProblem(read_feeder(it_feeder)), "optimal")
 
 
+@pytest.mark.slow  # four studies
 def test_same_envelopes_whatever_else_is_computed(it_feeder):
     """Each set depends only on its own inputs: not on which methods were solved before it."""
     f = read_feeder(it_feeder)
@@ -111,7 +112,10 @@ def test_fewer_participants_get_less(tmp_path):
     all_users = EnvelopeProblem(f).solve("fair", "import", guarantee="direction")[0]
     half = select_participants(f, "0.5", seed=3)
     some = EnvelopeProblem(f, participants=half).solve("fair", "import", guarantee="direction")[0]
-    level = lambda e: max(v for k, v in e.guaranteed_kw.items() if e.participant[k])
+
+    def level(e):
+        return max(v for k, v in e.guaranteed_kw.items() if e.participant[k])
+
     assert level(some) < level(all_users)
     for name in f.end_user:
         if name not in half:

@@ -1,6 +1,6 @@
 """Four-wire feeders: explicit neutral conductor (node 4), earthing, phase-to-neutral end-users.
 
-The feeder (conftest.four_wire_text): 8 x 60 m of 4x95 Al with 12 m 4x16 Cu services, 10
+The feeder (tests/feeder_texts.py, four_wire_text): 8 x 60 m of 4x95 Al with 12 m 4x16 Cu services, 10
 end-users (8 single-phase, two thirds of them on phase a, between phase and neutral; two
 three-phase on .1.2.3.4), the Dyn11 transformer's star point on node 4 earthed through 2 ohm.
 """
@@ -14,18 +14,18 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import four_wire_text, write_dss
 from nfca.engine import powerflows, read_feeder
+from nfca.errors import FeederError, InputError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.model.limits import Limits
-from nfca.errors import FeederError, InputError
 from nfca.model.network import EARTH, PHASES, check_earthing
 from nfca.model.reduction import kron_reduce, reduce_feeder
-from nfca.studies.envelopes import run_envelopes
 from nfca.opf.formulation import solve_powerflow
 from nfca.opf.network import per_unit
+from nfca.studies.envelopes import run_envelopes
 from nfca.studies.validation import compare_powerflow
 from nfca.verify import verify
+from tests.feeder_texts import four_wire_text, write_dss
 
 TOL_PU = 1e-6
 EARTHINGS = ["transformer", "rneut", "line", "multi"]
@@ -133,7 +133,7 @@ def test_reduced_four_wire_model_agrees(four_wire_path):
 
 
 def test_envelopes_verified_on_the_four_wire_model(study):
-    assert study.verified
+    # run_envelopes raised unless OpenDSS verified every set: what it measured is within the limits
     for ver in study.verifications:
         assert ver.v_min_pu >= 0.9 - 1e-6 and ver.v_max_pu <= 1.1 + 1e-6
         assert ver.v_neutral_max_v > 1.0  # the neutral shift is there, and measured
@@ -144,7 +144,8 @@ def test_envelopes_verified_on_the_four_wire_model(study):
 
 def test_multi_point_earthed_envelopes_verified(tmp_path):
     f = read_feeder(write_dss(tmp_path, four_wire_text(earthing="multi")))
-    assert run_envelopes(f, ["optimal", "fair"], ["import", "export"]).verified
+    study = run_envelopes(f, ["optimal", "fair"], ["import", "export"])  # raises unless OpenDSS verifies them
+    assert all(e.total_kw > 1.0 for e in study.envelopes)  # not a set of zeros
 
 
 def test_neutral_voltage_limit_respected(four_wire_path, study):
@@ -153,8 +154,7 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
     limit = round(0.7 * free.v_neutral_max_v, 1)
     f = read_feeder(four_wire_path)
     lim = run_envelopes(f, ["fair"], ["import", "export"], EnvelopeOptions(limits=Limits(v_neutral_max_v=limit)))
-    assert lim.verified
-    for ver, env in zip(lim.verifications, lim.envelopes):
+    for ver in lim.verifications:
         assert ver.v_neutral_max_v <= limit + 1e-6 * 240
     fair = {e.direction.value: e.total_kw for e in study.envelopes if e.method.value == "fair"}
     assert sum(e.total_kw for e in lim.envelopes) < sum(fair.values())  # the limit costs power
@@ -213,7 +213,6 @@ def test_kron_overestimates_what_the_four_wire_feeder_holds(study, kron_study):
     assert max(kron[k] / total[k] for k in total) > 1.05
     assert not any(v.verified for v in kron_study.verifications)
     assert all(any("(bus cp" in x and "n)" in x for x in v.violations) for v in kron_study.verifications)
-    assert study.verified
 
 
 def test_cli_kron_envelopes_that_fail_verification_write_nothing(four_wire_path, tmp_path):

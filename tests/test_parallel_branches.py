@@ -1,7 +1,7 @@
 """Parallel cables and transformers between the same two buses: one radial branch, each original
 element limited by its own rating, envelopes verified on the file as it is.
 
-The feeder (conftest.parallel_text): a 416 V feeder whose 60 m head cable is laid twice (or as
+The feeder (tests/feeder_texts.py, parallel_text): a 416 V feeder whose 60 m head cable is laid twice (or as
 one equivalent cable), 8 end-users, one or more transformers in parallel.
 """
 
@@ -12,13 +12,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import HEADER, parallel_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import FeederError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.model.reduction import merge_parallel, reduce_feeder
 from nfca.studies.envelopes import run_envelopes
 from nfca.verify import verify
+from tests.feeder_texts import HEADER, parallel_text, write_dss
 
 METHODS, DIRECTIONS = ["optimal", "fair"], ["import", "export"]
 
@@ -55,7 +55,7 @@ def test_envelopes_equal_those_of_the_equivalent_cable(tmp_path, reduce):
     assert pair.verified and one.verified
     for key, total in _totals(one).items():
         assert _totals(pair)[key] == pytest.approx(total, abs=2e-3), key
-    for env, ver in zip(pair.envelopes, pair.verifications):
+    for ver in pair.verifications:
         assert ver.line_loading_pct["head"] == pytest.approx(ver.line_loading_pct["head_b"], abs=1e-6)
         assert ver.line_loading_pct["head"] == pytest.approx(99.99, abs=0.01)  # at its limit (model margin 0.01 %)
     assert any(b.text.startswith("ampacity line head") for env in pair.envelopes for b in env.binding.values())
@@ -68,7 +68,7 @@ def test_each_parallel_cable_keeps_its_own_ampacity(tmp_path, reduce):
     The envelopes verify, and a model that rated the pair by the sum of ratings would not."""
     study = _study(tmp_path, "mixed", reduce, head="mixed", head_amps=70)
     assert study.verified
-    for env, ver in zip(study.envelopes, study.verifications):
+    for ver in study.verifications:
         assert ver.line_loading_pct["head"] == pytest.approx(99.99, abs=0.01)
         assert ver.line_loading_pct["head_b"] < 80
     assert any(b.text == "ampacity line head" for env in study.envelopes for b in env.binding.values())
@@ -88,7 +88,7 @@ def test_parallel_transformers_equal_one_of_their_total_rating(tmp_path):
     assert pair.verified and one.verified
     for key, total in _totals(one).items():
         assert _totals(pair)[key] == pytest.approx(total, abs=2e-3), key
-    for env, ver in zip(pair.envelopes, pair.verifications):
+    for ver in pair.verifications:
         assert ver.line_loading_pct["Transformer.tr1"] == pytest.approx(ver.line_loading_pct["Transformer.tr2"])
         assert ver.line_loading_pct["Transformer.tr1"] == pytest.approx(99.99, abs=0.01)
 
@@ -99,7 +99,7 @@ def test_each_parallel_transformer_keeps_its_own_rating(tmp_path):
     mixed = _study(tmp_path, "mixed", transformers=(40, 60), head="equivalent", head_amps=150)
     pair = _study(tmp_path, "pair", transformers=(40, 40), head="equivalent", head_amps=150)
     assert mixed.verified
-    for env, ver in zip(mixed.envelopes, mixed.verifications):
+    for ver in mixed.verifications:
         assert ver.line_loading_pct["Transformer.tr1"] == pytest.approx(99.99, abs=0.01)
         assert ver.line_loading_pct["Transformer.tr2"] == pytest.approx(99.99 * 40 / 60, abs=0.01)
     assert any(b.text == "rating Transformer.tr1" for env in mixed.envelopes for b in env.binding.values())

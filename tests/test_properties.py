@@ -28,12 +28,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import HEADER
 from nfca.engine import read_feeder
 from nfca.model.envelope import EnvelopeOptions
-from nfca.opf.problem import EnvelopeProblem
 from nfca.model.reduction import reduce_feeder
+from nfca.opf.problem import EnvelopeProblem
 from nfca.studies.envelopes import run_envelopes
+from tests.feeder_texts import HEADER
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")
@@ -96,7 +96,6 @@ def test_generated_feeders(text):
 
         # verified: run_envelopes raises VerificationError unless every set passed OpenDSS
         study = run_envelopes(feeder, METHODS, DIRECTIONS, EnvelopeOptions())
-        assert study.verified
         got = {(e.method.value, e.direction.value): e.guaranteed_kw for e in study.envelopes}
 
         cap = {u.name: u.capacity_kva for u in feeder.end_users}  # power factor 1

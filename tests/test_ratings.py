@@ -10,11 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import error_lines, export_text, write_dss
 from nfca.engine import read_feeder
 from nfca.errors import FeederError, InputError
 from nfca.model.ratings import AmpacityRules, LineRating, read_ampacity_table, resolve_ampacities
 from nfca.studies.validation import compare_powerflow
+from tests.feeder_texts import export_text, write_dss
+from tests.helpers import error_lines
 
 runner = CliRunner()
 CODES = {"al150": 275.0, "al50": 140.0, "cu16": 90.0}  # the export's cable types

@@ -22,10 +22,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app, one_line
-from conftest import four_wire_kron_text, three_wire_text, write_dss
 from nfca.engine import powerflows, read, read_feeder
 from nfca.engine.script import parameters, read_script
 from nfca.errors import FeederError
+from tests.feeder_texts import four_wire_kron_text, three_wire_text, write_dss
 
 runner = CliRunner()
 NFCA = Path(sys.executable).parent / "nfca"

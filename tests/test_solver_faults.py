@@ -17,14 +17,15 @@ from pyomo.contrib.pynumero.interfaces import cyipopt_interface
 from typer.testing import CliRunner
 
 import nfca.studies.envelopes
-from nfca.solver.ipopt import IpoptSession
 from cli import app
-from conftest import four_wire_kron_text, three_wire_text, write_dss, error_lines
 from nfca.engine import read_feeder
+from nfca.errors import SolverError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem
-from nfca.errors import SolverError
 from nfca.solver import Result as SolveResult
+from nfca.solver.ipopt import IpoptSession
+from tests.feeder_texts import four_wire_kron_text, three_wire_text, write_dss
+from tests.helpers import error_lines
 
 runner = CliRunner()
 ONE = ["--method", "optimal", "--direction", "import", "--guarantee", "direction", "--format", "csv", "--format", "json"]

@@ -12,27 +12,36 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import numpy as np
 
 from nfca.engine.script import Command, read_script
 from nfca.errors import FeederError, InputError, SolverError
-from nfca.notices import Notice
 from nfca.model.network import (
-    EARTH, PHASES, Bus, EndUser, Feeder, Line, LinearElement, Source, check_earthing, check_topology,
+    DEFAULT_CAPACITY_KVA,
+    EARTH,
+    PHASES,
+    Bus,
+    EndUser,
+    Feeder,
+    Line,
+    LinearElement,
+    Source,
+    check_earthing,
+    check_topology,
 )
 from nfca.model.ratings import AmpacityRules, LineRating, resolve_ampacities
 from nfca.model.voltages import leg_rated_v
+from nfca.notices import Notice
 
 # OpenDSS length units -> metres (Lines.Units codes). 0 ("none", on the line and its code) is taken as metres.
 _UNIT_M = {0: 1.0, 1: 1609.344, 2: 304.8, 3: 1000.0, 4: 1.0, 5: 0.3048, 6: 0.0254, 7: 0.01, 8: 0.001}
 # Elements that carry no physics for the envelopes and are ignored.
 _IGNORED = {"energymeter", "monitor", "sensor", "fault"}
 _SUPPORTED = {"vsource", "line", "transformer", "load", "capacitor", "reactor"}
-DEFAULT_CAPACITY_KVA = 9.2  # single-phase 40 A at 230 V, the ALEXANDER D3.3 study's value
 # OpenDSS's VoltageBases when a file sets none: bases picked from it would be silently wrong.
 _OPENDSS_DEFAULT_BASES = [0.208, 0.48, 12.47, 24.9, 34.5, 115.0, 230.0]
 SOURCE_KV_TOL = 0.05  # a source further than this from the winding it feeds is refused
@@ -361,7 +370,7 @@ def _read_source(dss, names: list[str]) -> Source:
     if sorted(nodes) != [1, 2, 3]:
         raise FeederError(f"{full}: only three-phase sources on nodes 1.2.3 are supported")
     e = np.array([pu * kv * 1e3 / math.sqrt(3) * np.exp(1j * math.radians(ang - 120 * (k - 1))) for k in nodes])
-    return Source(full, _split_bus(bus_names[0]), nodes, e, y, kv, pu)
+    return Source(full, _split_bus(bus_names[0]), nodes, e, y, pu)
 
 
 def _read_line(dss, full: str) -> tuple[Line, LineRating]:
@@ -388,7 +397,7 @@ def _read_line(dss, full: str) -> tuple[Line, LineRating]:
     amps = dss.Lines.NormAmps()
     given = amps > 0 and _ampacity_given(dss, full)
     code = dss.Lines.LineCode().lower()
-    switch = bool(dss.Lines.IsSwitch())
+    switch = bool(dss.Lines.IsSwitch())  # switches are not rated
     length, units = dss.Lines.Length(), _length_units(dss, name, code)
     line = Line(
         name=name,
@@ -400,7 +409,6 @@ def _read_line(dss, full: str) -> tuple[Line, LineRating]:
         y_shunt_s=2 * (y[:n, :n] + y12),
         length_m=length * _UNIT_M.get(units, 1.0),
         ampacity_a=math.inf,
-        is_switch=switch,
         linecode=code,
     )
     return line, LineRating(name, code, amps if given else None, rated=not switch, length_units=units)
@@ -595,6 +603,16 @@ class _Row(Mapping):
 
     def __len__(self) -> int:
         return len(self._index)
+
+    @property
+    def index(self) -> Mapping:
+        """Name -> position in `values`, shared by every power flow of one compiled feeder."""
+        return self._index
+
+    @property
+    def values(self) -> np.ndarray:
+        """The numbers, in `index` order (for vectorised checks)."""
+        return self._values
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import hashlib
 import platform
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -43,7 +43,7 @@ def provenance(inputs: list[Path | None], options: dict, participants: str, seed
         "inputs": files,
         "participants": {"rule": rule, "spec": participants, "seed": seed},
         "python": platform.python_version(),
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

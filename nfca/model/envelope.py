@@ -3,12 +3,9 @@ the published envelope set (data only; the optimisation is in `nfca.opf`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
-
-import math
-
-import numpy as np
 
 from nfca.errors import InputError
 from nfca.model.box import Guarantee, Point

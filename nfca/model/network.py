@@ -19,6 +19,7 @@ from nfca.notices import Notice
 
 EARTH = 0
 PHASES = (1, 2, 3)
+DEFAULT_CAPACITY_KVA = 9.2  # an end-user without a capacity in the file: single-phase 40 A at 230 V (ALEXANDER D3.3)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,6 @@ class Line:
     y_shunt_s: np.ndarray  # total shunt admittance, half at each end
     length_m: float
     ampacity_a: float  # per conductor
-    is_switch: bool = False
     linecode: str = ""  # the line code it was built from, "" if none
     # After exact reduction: the original lines merged into this one, and the one with the
     # lowest ampacity (the one a planner must upgrade).
@@ -87,7 +87,6 @@ class Source:
     nodes: tuple[int, ...]
     e_v: np.ndarray  # open-circuit phase-to-earth voltages, complex, volts
     y_s: np.ndarray
-    kv_base_ll: float
     pu: float
 
 
@@ -138,7 +137,6 @@ def leg_label(leg: tuple[int, int]) -> str:
 class ConnectionPoint:
     """The bus where one or more end-users connect (a building can hold many contracts)."""
 
-    name: str
     bus: str
     end_users: tuple[str, ...]
 
@@ -166,7 +164,7 @@ class Feeder:
         by_bus: dict[str, list[str]] = {}
         for u in self.end_users:
             by_bus.setdefault(u.bus, []).append(u.name)
-        return tuple(ConnectionPoint(bus, bus, tuple(users)) for bus, users in by_bus.items())
+        return tuple(ConnectionPoint(bus, tuple(users)) for bus, users in by_bus.items())
 
     @cached_property
     def end_user(self) -> dict[str, EndUser]:

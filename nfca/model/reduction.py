@@ -124,7 +124,6 @@ def _parallel(group: tuple[Line, ...]) -> Line | None:
         ampacity_a=float(min(limit)),
         merged=tuple(n for line in group for n in (line.merged or (line.name,))),
         limiting_line=weakest.rating_name,
-        is_switch=all(line.is_switch for line in group),
     )
 
 

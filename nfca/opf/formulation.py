@@ -24,7 +24,6 @@ import pyomo.environ as pyo
 from pyomo.core.expr.numeric_expr import LinearExpression
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.model.limits import Limits
 from nfca.opf.network import LimitMap, PuNetwork, ZBusPowerFlow, source_injection
 from nfca.solver import Result, solve_ipopt
 

@@ -31,12 +31,12 @@ import numpy as np
 import pyomo.environ as pyo
 
 from nfca.errors import InfeasibleError, InputError, SolverError
-from nfca.model.box import Box, Guarantee, Point
+from nfca.model.box import Guarantee, Point
 from nfca.model.envelope import Binding, Direction, EnvelopeOptions, EnvelopeSet, Method, firm_kw
 from nfca.model.network import Feeder
 from nfca.model.reduction import kron_reduce, reduce_feeder
 from nfca.opf.formulation import add_limit_rows, constraint_limits, network_block, voltages
-from nfca.opf.network import VOLTAGE, leg_voltages_pu, per_unit
+from nfca.opf.network import VOLTAGE, per_unit
 from nfca.opf.worstcase import Candidate, PointModel, box_powers, worst_vertices
 from nfca.solver import PersistentIpopt, Result, Status
 

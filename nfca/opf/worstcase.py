@@ -5,7 +5,9 @@ envelope": a user on another phase who uses less, or power in the other directio
 phase's voltage through the mutual impedances and the neutral. For each limit the worst vertex
 is found from sensitivities: linearise the power flow at a point, put every end-user at the end
 of its range that pushes that limit's quantity the wrong way, solve the power flow there, and
-repeat from the new point until no end-user moves. The points found are checked exactly (the
+repeat from the new point until no end-user moves, then improve each near-binding limit's worst
+vertex one end-user's move at a time with the exact power flow. A box of at most `EXHAUSTIVE`
+free end-users is simply solved at every vertex. The points found are checked exactly (the
 model's power flow); the envelope problem adds those that break a limit as scenarios.
 
 Nothing here decides a published number: the exact non-convex UTOPF does, and OpenDSS verifies.
@@ -136,6 +138,7 @@ def box_powers(lo: np.ndarray, hi: np.ndarray, tan_phi: float, t: np.ndarray) ->
 
 
 ANGLES = np.exp(-1j * np.linspace(0, 2 * np.pi, 32, endpoint=False))
+EXHAUSTIVE = 10  # boxes with at most this many free end-users are searched vertex by vertex
 
 
 def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: float, screen: float = 0.1,
@@ -180,6 +183,8 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         solve_points([t0])
         if cache[t0.tobytes()] is None:
             return [Candidate(t0, np.inf, -1, ())]
+    if free.sum() <= EXHAUSTIVE:
+        return _candidates(model, _every_vertex(model, lo, hi, tan_phi, free, t0, rows, screen), solve_points, cache)
     q_all, _, dv0, s0 = cache[t0.tobytes()]
     c = q_all[rows]
     z = model.effect(dv0, s0, rows, swing)
@@ -245,8 +250,13 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
             flipped[tb] = (ts, mags)
         return flipped[tb]
 
-    best = _polish(seen, flips, lim, polish_within)
-    solve_points([np.array(t) for _, t in best.values()])  # the polished ones too
+    return _candidates(model, _polish(seen, flips, lim, polish_within), solve_points, cache)
+
+
+def _candidates(model: PointModel, best: dict, solve_points, cache: dict) -> list[Candidate]:
+    """One candidate per distinct vertex of `best` ((row, side) -> (value, vertex)), worst first."""
+    lim = model.lim
+    solve_points([np.array(t) for _, t in best.values()])
     out: dict[bytes, Candidate] = {}
     for key, (_, t) in best.items():
         tb = t.tobytes()
@@ -262,8 +272,33 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
     return sorted(out.values(), key=lambda x: -x.excess)
 
 
+def _every_vertex(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: float, free: np.ndarray,
+                  t0: np.ndarray, rows: np.ndarray, screen: float) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
+    """The exact worst vertex of a small box for every limit that comes within `screen` of its
+    bound there: every vertex solved by the power flow."""
+    k = int(free.sum())
+    bits = (np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1
+    ts = np.tile(t0, (2**k, 1))
+    ts[:, free] = bits
+    i, _, ok = model.solve(box_powers(lo, hi, tan_phi, ts))
+    mags = np.abs(model.quantities(i))[:, rows]
+    mags[~ok] = np.inf  # no solution: worse than any bound
+    lower = (model.lim.kind[rows] == VOLTAGE) & (model.lim.lower[rows] > 0)
+    upper, low = model.lim.upper[rows], model.lim.lower[rows]
+    best = {}
+    for j, r in enumerate(rows):
+        a = int(np.argmax(mags[:, j]))
+        if mags[a, j] >= upper[j] * (1 - screen):
+            best[(int(r), "upper")] = (float(mags[a, j]), ts[a])
+        if lower[j]:
+            a = int(np.argmin(np.where(ok, mags[:, j], -np.inf)))
+            if mags[a, j] <= low[j] * (1 + screen) or not ok[a]:
+                best[(int(r), "lower")] = (-float(mags[a, j]), ts[a])
+    return best
+
+
 def _polish(seen: dict, flips, lim: LimitMap, within: float, starts: int = 3,
-            rounds: int = 3) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
+            rounds: int = 100) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
     """The worst vertex per limit. For the limits near their bound, an exact 1-opt from the few
     worst vertices met: every single end-user's move solved by the power flow (all at once, and
     shared by every limit at the same vertex), the worst taken, repeated."""

@@ -36,7 +36,7 @@ class Result:
     seconds: float = 0.0
     objective: float = float("nan")
     # (what was tried, its own result) per attempt when a solve was retried; see `failure()`
-    attempts: tuple[tuple[str, "Result"], ...] = ()
+    attempts: tuple[tuple[str, Result], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -52,7 +52,7 @@ class Result:
             f"{k}) {what}: {r.status.value} ({r.message.split(':')[0]}) after {r.iterations} iterations"
             for k, (what, r) in enumerate(tried, 1))
 
-    def then(self, other: "Result") -> "Result":
+    def then(self, other: Result) -> Result:
         """`other` as the outcome, with the effort of both runs (a retry after this one)."""
         return Result(other.status, other.message, self.iterations + other.iterations,
                       self.seconds + other.seconds, other.objective)

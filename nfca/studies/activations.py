@@ -23,17 +23,17 @@ whether the profiles respect it.
 
 from __future__ import annotations
 
-from functools import cached_property
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nfca.engine import powerflows
-from nfca.studies.dynamic import DynamicStudy
-from nfca.model.envelope import Direction, Method
 from nfca.errors import InputError
+from nfca.model.envelope import Direction, Method
+from nfca.studies.dynamic import DynamicStudy
 from nfca.verify import Verification, check
 
 LIMITS = ("static", "dynamic")
@@ -337,7 +337,6 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
     activations.json (summary and policy check) and activations.png."""
     from nfca.io import plots
     from nfca.io.outputs import prepare_dir, write_csv, write_json
-
     from nfca.io.report import table_html, write_page
 
     out = prepare_dir(out)

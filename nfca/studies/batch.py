@@ -20,16 +20,17 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable
 
 import pandas as pd
 
 from nfca.errors import InputError, Interrupted, OutputError
+from nfca.model.network import DEFAULT_CAPACITY_KVA
 from nfca.model.ratings import AmpacityRules
 
 METHODS = ("optimal", "fair")
@@ -48,7 +49,7 @@ class BatchSpec:
     participants: str = "all"
     seed: int = 0
     capacities: Path | None = None
-    default_capacity_kva: float = 9.2
+    default_capacity_kva: float = DEFAULT_CAPACITY_KVA
     provenance: dict = field(default_factory=dict)
     ampacity: AmpacityRules = AmpacityRules()  # ampacities of lines without normamps (nfca.model.ratings)
     formats: tuple[str, ...] = ("csv", "json", "gpkg", "html")  # nfca.io.outputs.DEFAULT_FORMATS (+ png on request)

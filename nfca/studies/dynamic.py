@@ -32,17 +32,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from functools import cached_property
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from nfca.errors import InfeasibleError, InputError, SolverError, VerificationError
+from nfca.errors import InfeasibleError, SolverError, VerificationError
 from nfca.model.box import Guarantee, Point
 from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
 from nfca.model.network import Feeder
@@ -344,9 +344,10 @@ class _HorizonRun(_Run):
         gi, ge = self.envelopes_pu()
         patterns = list({p.t.tobytes(): p.t for p in self.points}.values())
         excess = []
-        for k, ranges in enumerate(self.interval_ranges):
+        for ranges in self.interval_ranges:  # every interval at the scenarios' vertices, all at once
             lo, hi = self.box_pu(gi, ge, ranges)
-            worst = max(np.max(P.points.excess(box_powers(lo, hi, P.tan_phi, t))[0]) for t in patterns)
+            i, _, ok = P.points.solve(box_powers(lo, hi, P.tan_phi, np.array(patterns)))
+            worst = np.max(P.points.lim.excess_of(np.abs(P.points.quantities(i)))) if ok.all() else np.inf
             excess.append(worst)
         order = np.argsort(excess)[::-1]
         have = {(p.t.tobytes(), id(r[0])) for p, r in zip(self.points, self.block_ranges)}

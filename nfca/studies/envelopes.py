@@ -7,24 +7,23 @@ a summary dict) and writes nothing.
 from __future__ import annotations
 
 import time
-from functools import cached_property
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
-from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
-
 from nfca.errors import InfeasibleError, InputError, VerificationError
-from nfca.model.box import Guarantee
-from nfca.opf.problem import EnvelopeProblem
 from nfca.io import schema
-from nfca.model.network import Feeder
+from nfca.model.box import Guarantee
+from nfca.model.envelope import Direction, EnvelopeOptions, EnvelopeSet, Method
+from nfca.model.network import DEFAULT_CAPACITY_KVA, Feeder
 from nfca.model.ratings import AmpacityRules
 from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, voltage_limits_v
 from nfca.notices import Notice
+from nfca.opf.problem import EnvelopeProblem
 from nfca.studies.profiles import read_table
 from nfca.verify import Verification, verify
 
@@ -218,7 +217,7 @@ def one_direction_box(options: EnvelopeOptions, directions: list[Direction]) -> 
 
 
 def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, capacities: Path | None = None,
-                   default_capacity_kva: float = 9.2, feeder_name: str | None = None,
+                   default_capacity_kva: float = DEFAULT_CAPACITY_KVA, feeder_name: str | None = None,
                    ampacity: AmpacityRules = AmpacityRules()) -> tuple[Feeder, frozenset[str]]:
     """Read a feeder, apply a capacities CSV and choose the participants: (Feeder, participants).
 

@@ -7,7 +7,6 @@ first correctness test, behind `nfca powerflow`.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from nfca.engine import powerflows, read_feeder
 from nfca.model.network import EARTH, PHASES

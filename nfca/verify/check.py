@@ -140,66 +140,95 @@ def combine(promised: list[Verification], audit: list[Verification], points: lis
     )
 
 
+class _Layout:
+    """Where one feeder's limited quantities sit in a power flow's arrays, with their limits: built
+    once per feeder, limits and compiled network, then every check is a few array operations."""
+
+    def __init__(self, feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions):
+        limits = options.limits
+        nodes = pf.voltages.index
+        earth = len(nodes)  # the position of a zero appended to the voltages
+        users, plus, minus, nominal, labels, first = [], [], [], [], [], []
+        n_plus, n_user, n_base, n_label = [], [], [], []
+        for k, u in enumerate(feeder.end_users):
+            base = feeder.buses[u.bus].kv_base_ln * 1e3
+            first.append(len(plus))
+            for leg in u.legs:
+                users.append(k)
+                plus.append(nodes.get((u.bus, leg[0]), earth) if leg[0] != EARTH else earth)
+                minus.append(nodes.get((u.bus, leg[1]), earth) if leg[1] != EARTH else earth)
+                nominal.append(base * leg_nominal_pu(leg))
+                labels.append(f"{u.name} (bus {u.bus} {leg_label(leg)})")
+            for node in sorted({n for leg in u.legs for n in leg if n != EARTH and n not in PHASES}):
+                n_plus.append(nodes.get((u.bus, node), earth)), n_user.append(k), n_base.append(base)
+                n_label.append(f"{u.name} (bus {u.bus} node {node})")
+        self.users = [u.name for u in feeder.end_users]
+        self.plus, self.minus, self.first = np.array(plus), np.array(minus), np.array(first)
+        self.nominal = np.array(nominal)
+        self.lo, self.hi = limits.voltage_bounds_pu(self.nominal)
+        self.labels = labels
+        self.n_pos, self.n_base, self.n_label = np.array(n_plus, dtype=int), np.array(n_base), n_label
+        self.lines = [line.name for line in feeder.lines]
+        self.line_pos = np.array([pf.line_amps.index[n] for n in self.lines], dtype=int)
+        self.ampacity = np.array([line.ampacity_a for line in feeder.lines])
+        rated = [el for el in feeder.elements if el.rating_a > 0 and el.name in pf.element_amps.index]
+        self.elements = [el.name for el in rated]
+        self.el_pos = np.array([pf.element_amps.index[el.name] for el in rated], dtype=int)
+        self.rating = np.array([el.rating_a for el in rated])
+
+
+_LAYOUTS: dict[tuple, tuple[Feeder, _Layout]] = {}
+
+
+def _layout(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> _Layout:
+    key = (id(feeder), id(pf.voltages.index), id(pf.line_amps.index), options.limits)
+    hit = _LAYOUTS.get(key)
+    if hit is None or hit[0] is not feeder:
+        if len(_LAYOUTS) > 16:
+            _LAYOUTS.clear()
+        hit = _LAYOUTS[key] = (feeder, _Layout(feeder, pf, options))
+    return hit[1]
+
+
 def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verification:
     """Compare one OpenDSS solution with the limits."""
     limits = options.limits
     v_tol, loading_tol = limits.v_tol_pu, limits.loading_tol_pct
-    violations = []
-    vmin_u, vmax_u = {}, {}
-    vn_max, vn_lim = 0.0, limits.v_neutral_max_v
-    low_margin = high_margin = np.inf
-    for u in feeder.end_users:
-        base = feeder.buses[u.bus].kv_base_ln * 1e3
-        mags = []
-        for leg in u.legs:
-            vp = pf.voltages.get((u.bus, leg[0]), 0) if leg[0] != EARTH else 0
-            vq = pf.voltages.get((u.bus, leg[1]), 0) if leg[1] != EARTH else 0
-            nominal_v = base * leg_nominal_pu(leg)
-            mag = abs(vp - vq) / nominal_v
-            mags.append(mag)
-            lo, hi = limits.voltage_bounds_pu(nominal_v)
-            low_margin, high_margin = min(low_margin, mag - float(lo)), min(high_margin, float(hi) - mag)
-            if mag < lo - v_tol or mag > hi + v_tol:
-                violations.append(f"voltage at {u.name} (bus {u.bus} {leg_label(leg)}) {mag:.4f} pu")
-        vmin_u[u.name], vmax_u[u.name] = min(mags), max(mags)
-        for node in sorted({n for leg in u.legs for n in leg if n != EARTH and n not in PHASES}):
-            vn = abs(pf.voltages.get((u.bus, node), 0))
-            vn_max = max(vn_max, vn)
-            if vn_lim is not None and vn > vn_lim + v_tol * base:
-                violations.append(f"neutral voltage at {u.name} (bus {u.bus} node {node}) {vn:.3f} V")
-    loading = {}
-    for line in feeder.lines:
-        pct = 100 * pf.line_amps[line.name] / line.ampacity_a
-        loading[line.name] = pct
-        if pct > 100 + loading_tol:
-            violations.append(f"line {line.name} loaded {pct:.2f} %")
-    element_pct = [0.0]
-    for el in feeder.elements:
-        if el.rating_a > 0 and el.name in pf.element_amps:
-            pct = 100 * pf.element_amps[el.name] / el.rating_a
-            loading[el.name] = pct
-            element_pct.append(pct)
-            if pct > 100 + loading_tol:
-                violations.append(f"{el.name} loaded {pct:.2f} %")
+    lay = _layout(feeder, pf, options)
+    v = np.append(np.asarray(pf.voltages.values), 0.0)
+    mag = np.abs(v[lay.plus] - v[lay.minus]) / lay.nominal
+    violations = [f"voltage at {lay.labels[k]} {mag[k]:.4f} pu"
+                  for k in np.flatnonzero((mag < lay.lo - v_tol) | (mag > lay.hi + v_tol))]
+    umin, umax = np.minimum.reduceat(mag, lay.first), np.maximum.reduceat(mag, lay.first)
+    vn = np.abs(v[lay.n_pos])
+    vn_lim = limits.v_neutral_max_v
+    if vn_lim is not None:
+        violations += [f"neutral voltage at {lay.n_label[k]} {vn[k]:.3f} V"
+                       for k in np.flatnonzero(vn > vn_lim + v_tol * lay.n_base)]
+    line_pct = 100 * np.asarray(pf.line_amps.values)[lay.line_pos] / lay.ampacity
+    el_pct = 100 * np.asarray(pf.element_amps.values)[lay.el_pos] / lay.rating
+    violations += [f"line {lay.lines[k]} loaded {line_pct[k]:.2f} %" for k in np.flatnonzero(line_pct > 100 + loading_tol)]
+    violations += [f"{lay.elements[k]} loaded {el_pct[k]:.2f} %" for k in np.flatnonzero(el_pct > 100 + loading_tol)]
     if not pf.converged:
         violations.insert(0, "OpenDSS power flow did not converge")
+    loading = dict(zip(lay.lines, line_pct.tolist())) | dict(zip(lay.elements, el_pct.tolist()))
     margins = {
-        "voltage_low_pu": float(low_margin), "voltage_high_pu": float(high_margin),
-        "current_pct": float(100 - max((loading[x.name] for x in feeder.lines), default=0.0)),
-        "rating_pct": float(100 - max(element_pct)),
+        "voltage_low_pu": float(np.min(mag - lay.lo)), "voltage_high_pu": float(np.min(lay.hi - mag)),
+        "current_pct": float(100 - line_pct.max(initial=0.0)), "rating_pct": float(100 - el_pct.max(initial=0.0)),
     }
+    vn_max = float(vn.max(initial=0.0))
     if vn_lim is not None:
         margins["neutral_v"] = float(vn_lim - vn_max)
     return Verification(
         converged=pf.converged,
         verified=pf.converged and not violations,
         violations=tuple(violations),
-        v_min_pu=float(min(vmin_u.values())),
-        v_max_pu=float(max(vmax_u.values())),
-        max_loading_pct=float(max(loading.values())) if loading else 0.0,
-        user_v_min_pu=vmin_u,
-        user_v_max_pu=vmax_u,
+        v_min_pu=float(umin.min()),
+        v_max_pu=float(umax.max()),
+        max_loading_pct=float(max(line_pct.max(initial=0.0), el_pct.max(initial=0.0))),
+        user_v_min_pu=dict(zip(lay.users, umin.tolist())),
+        user_v_max_pu=dict(zip(lay.users, umax.tolist())),
         line_loading_pct=loading,
-        v_neutral_max_v=float(vn_max),
+        v_neutral_max_v=vn_max,
         margins=margins,
     )

@@ -7,12 +7,16 @@ from pathlib import Path
 import opendssdirect as dss
 import pytest
 
-from conftest import opendss_redirect
-
 from feeders.build_ieee_eulv import (
-    ALIGNABLE, END_USER_KVA, SCENARIOS, build, compare_with_pandapower, load_phases,
+    ALIGNABLE,
+    END_USER_KVA,
+    SCENARIOS,
+    build,
+    compare_with_pandapower,
+    load_phases,
     snapshot_loads,
 )
+from tests.helpers import opendss_redirect
 
 MODEL = Path(__file__).resolve().parents[2] / "feeders" / "ieee_eulv"
 MASTER = MODEL / "Master.dss"

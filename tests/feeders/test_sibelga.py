@@ -10,9 +10,8 @@ import numpy as np
 import opendssdirect as dss
 import pytest
 
-from conftest import opendss_redirect
-
 from feeders import sibelga
+from tests.helpers import opendss_redirect
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import geopandas as gpd
 import pyogrio
 import pytest
 
-from conftest import feeder_with_coordinates
 from nfca.errors import InputError
 from nfca.io import schema
 from nfca.io.outputs import write_study
 from nfca.studies.envelopes import prepare_feeder, run_envelopes
+from tests.feeder_texts import feeder_with_coordinates
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ def _table(n_users: int, methods=("optimal", "fair")) -> pd.DataFrame:
 def test_bar_chart_width_is_capped_and_users_are_paged():
     small = plots.envelope_bars(_table(20), None, "import")
     large = plots.envelope_bars(_table(239), None, "import")
-    (w_small, h_small), (w_large, h_large) = _png_size(small.png), _png_size(large.png)
+    (_, h_small), (w_large, h_large) = _png_size(small.png), _png_size(large.png)
     assert w_large <= plots.WIDTH_IN * plots.DPI + 1  # the 239-user chart was 6003 px wide
     assert h_large > 3 * h_small * 0.8  # four panels of about 60 end-users, one under the other
     five = plots.envelope_bars(_table(55, ("optimal", "fair", "proportional", "propfair", "maxmin")), None, "import")

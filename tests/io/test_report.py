@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from conftest import feeder_with_coordinates
 from nfca.io.schema import read_envelopes
+from tests.feeder_texts import feeder_with_coordinates
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = ROOT / "test-artefacts"

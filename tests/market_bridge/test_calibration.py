@@ -8,7 +8,6 @@ from market_bridge import calibration
 from market_bridge.cases import CASES_DIR
 
 
-
 @pytest.mark.parametrize("name", ["A", "B", "C", "D"])
 def test_case_files_are_reproduced_by_the_script(name):
     assert (CASES_DIR / f"{name}.toml").read_text() == calibration.render(name)

@@ -128,7 +128,7 @@ def test_a_clearing_without_solution_exits_3_after_writing(tmp_path: Path):
 
 
 def test_envelopes_need_a_scheme_that_uses_them(tmp_path: Path):
-    from test_nfca_bridge import write_envelopes
+    from tests.market_bridge.test_nfca_bridge import write_envelopes
 
     env = write_envelopes(tmp_path / "envelopes.csv")
     msg = _error(runner.invoke(app, ["run", "--case", "B", "--scheme", "ml03", "--envelopes", str(env),
@@ -145,7 +145,7 @@ def test_undecodable_envelopes_file_is_named(tmp_path: Path):
 
 
 def test_run_with_envelopes(tmp_path: Path):
-    from test_nfca_bridge import write_envelopes
+    from tests.market_bridge.test_nfca_bridge import write_envelopes
 
     env = write_envelopes(tmp_path / "envelopes.csv")
     res = runner.invoke(app, ["run", "--case", "B", "--scheme", "ml03@nfca", "--scheme", "ml01",

@@ -8,12 +8,7 @@ import pytest
 
 from market_bridge.cases import load_case
 from market_bridge.clearing import distribution_injection, distribution_state
-from market_bridge.networks import (
-    build_distribution,
-    build_transmission,
-    lindistflow,
-    read_matpower_case,
-)
+from market_bridge.networks import build_distribution, build_transmission, lindistflow, read_matpower_case
 from market_bridge.schemes import common
 
 
