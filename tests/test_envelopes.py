@@ -81,20 +81,6 @@ def test_same_input_same_output(it_feeder):
     assert _sets(EnvelopeProblem(f), "optimal") == _sets(EnvelopeProblem(read_feeder(it_feeder)), "optimal")
 
 
-@pytest.mark.slow  # four studies
-def test_same_envelopes_whatever_else_is_computed(it_feeder):
-    """Each set depends only on its own inputs: not on which methods were solved before it."""
-    f = read_feeder(it_feeder)
-    orders = [["optimal"], ["fair"], ["optimal", "fair"], ["fair", "optimal"]]
-    got = {}
-    for order in orders:
-        study = run_envelopes(f, order, options=EnvelopeOptions(audit_points=0))
-        for e in study.envelopes:
-            got.setdefault((e.method.value, e.direction.value), []).append(e.guaranteed_kw)
-    for key, runs in got.items():
-        assert all(r == runs[0] for r in runs), key
-
-
 def test_reduction_gives_the_same_envelopes(kron_feeder):
     f = read_feeder(kron_feeder)
     for method in ("optimal", "fair"):

@@ -159,13 +159,13 @@ def test_published_points_satisfy_kirchhoff_on_the_ieee_feeder():
 # ----------------------------------------------------------------------------- the model's own solution
 
 
-@pytest.mark.parametrize("name", list(FEEDERS))
+@pytest.mark.parametrize("name", [*FEEDERS, pytest.param("ieee", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", [Method.optimal, Method.fair])
 def test_the_model_solution_satisfies_kirchhoff(tmp_path, name, method):
     """Every scenario of a solved box run (one vertex of the box each): the model's voltages and
     leg currents, in volts and amps, meet KCL on the model's (reduced) feeder, and each leg
     current carries its share of the end-user's power."""
-    feeder = read_feeder(write_dss(tmp_path, FEEDERS[name]()))
+    feeder = read_feeder(IEEE_EULV if name == "ieee" else write_dss(tmp_path, FEEDERS[name]()))
     problem = EnvelopeProblem(feeder, EnvelopeOptions(guarantee=Guarantee.box))
     run = _Run(problem, method, Guarantee.box, (Direction.import_, Direction.export), None)
     assert run.solve().ok
