@@ -24,7 +24,7 @@ test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py envelopes reduction scaling
 
 clean:
 	rm -rf results .pytest_cache

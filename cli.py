@@ -61,6 +61,11 @@ class Format(str, Enum):
     html = "html"
 
 
+DEFAULT_FORMATS = [Format.csv, Format.json, Format.gpkg, Format.html]  # nfca.io.outputs.DEFAULT_FORMATS
+Formats = Annotated[list[Format], typer.Option(
+    "--format", help="Output format(s); html is report.html (with its charts), png the figures as PNG files.")]
+
+
 MESSAGE_CHARS = 500  # an error line is cut to about this, keeping where (file, line) and the end
 WORD_CHARS = 120  # a single word (a value, a path) longer than this is cut in its middle
 _WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM}
@@ -387,7 +392,7 @@ def envelopes(
     study: StudyArgs,
     output: OutputArgs,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-results"),
-    fmt: Annotated[list[Format], typer.Option("--format", help="Output format(s); html is report.html.")] = list(Format),  # noqa: B006 (Typer shows it; never mutated)
+    fmt: Formats = DEFAULT_FORMATS,  # noqa: B006 (Typer shows it; never mutated)
     crs: Annotated[str | None, typer.Option(help="CRS of the bus coordinates (e.g. EPSG:31370, or 'local' for metres on a local grid); default: the feeder folder's crs.txt.")] = None,
     profiles: Annotated[str | None, typer.Option(help="End-user profiles (CSV: end_user,timestamp,p_kw or timestamp + one column per end-user; kW, consumption +) or 'loadshapes' (the feeder's OpenDSS load shapes): dynamic envelopes per interval, and static ones for the horizon.")] = None,
     resolution: Annotated[str | None, typer.Option(help="With --profiles: interval length, e.g. 15min or 1h (mean power per interval); default: the profiles'.")] = None,
@@ -395,8 +400,8 @@ def envelopes(
 ) -> None:
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS.
 
-    Writes envelopes.csv, summary.json, envelopes.gpkg (with bus coordinates), figures and
-    report.html to OUT; prints the results table (or --json) on stdout. Exit code 3 when some
+    Writes envelopes.csv, summary.json, envelopes.gpkg (with bus coordinates) and report.html
+    to OUT (the PNG figures too with --format png); prints the results table (or --json) on stdout. Exit code 3 when some
     method or direction has no envelope (the others are written)."""
     from nfca import engine
 
@@ -766,9 +771,11 @@ def batch(
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per core).")] = None,
     dask: Annotated[str | None, typer.Option(help="Address of a Dask scheduler to run on instead.")] = None,
     crs: Annotated[str | None, typer.Option(help="CRS of the bus coordinates, e.g. EPSG:31370; default: each feeder folder's crs.txt.")] = None,
+    fmt: Formats = DEFAULT_FORMATS,  # noqa: B006 (Typer shows it; never mutated)
 ) -> None:
     """Envelopes for many feeders (each written to OUT/feeders/NAME, with its report.html), then
-    the feeder types and OUT/report.html linking the feeders. Exit code 7 if some feeders failed."""
+    the feeder types and OUT/report.html linking the feeders (envelopes.csv and summary.json are
+    always written: the types are read from them). Exit code 7 if some feeders failed."""
     from nfca.io.outputs import write_csv
     from nfca.studies.batch import discover, run_batch
     from nfca.studies.classify import classify as classify_results
@@ -780,11 +787,14 @@ def batch(
         parse_crs(crs)
     jobs = discover(feeders)
     with output.progress(len(jobs)) as progress:
-        report = run_batch(jobs, out, study.batch_spec([*feeders, study.capacities, _file(study.participants), study.ampacity]), workers, dask, crs, progress=lambda name, status: progress(f"{name} {status}"))
+        formats = tuple(dict.fromkeys(["csv", "json", *(x.value for x in fmt)]))
+        spec = dataclasses.replace(study.batch_spec([*feeders, study.capacities, _file(study.participants), study.ampacity]),
+                                   formats=formats)
+        report = run_batch(jobs, out, spec, workers, dask, crs, progress=lambda name, status: progress(f"{name} {status}"))
         progress("classifying feeders")
         types = classify_results(out)
         write_csv(out / "feeder_types.csv", types)
-        _classification_figures(out, types)
+        _classification_figures(out, types, "png" in formats)
     output.results(_batch_summary(out, report, types), _batch_table)
     output.note(f"{len(report.done)} computed, {len(report.skipped)} already done, {len(report.failed)} failed; results in {out}")
     for name, msg in report.failed.items():
@@ -818,8 +828,9 @@ def classify(
     output: OutputArgs,
     capacity_tol: Annotated[float, typer.Option(help="Type 1 when optimal and fair are within this fraction of capacity.")] = 0.01,
     fair_tol: Annotated[float, typer.Option(help="Type 2 when fair is within this fraction of optimal.")] = 0.05,
+    png: Annotated[bool, typer.Option("--png", help="Also write the figures as PNG files.")] = False,
 ) -> None:
-    """Recompute RESULTS/feeder_types.csv, its figures and RESULTS/report.html."""
+    """Recompute RESULTS/feeder_types.csv and RESULTS/report.html (with its charts)."""
     from nfca.errors import InputError
     from nfca.io.outputs import write_csv
     from nfca.studies.classify import classify as classify_results
@@ -828,32 +839,40 @@ def classify(
     if types.empty:
         raise InputError(f"{results}: no feeder results (feeders/*/summary.json) found")
     write_csv(results / "feeder_types.csv", types)
-    _classification_figures(results, types)
+    _classification_figures(results, types, png)
     output.results({"results": str(results), "feeders": types.to_dict(orient="records")}, _batch_table)
-    output.note(f"wrote {results / 'feeder_types.csv'}, its figures and {results / 'report.html'}")
+    output.note(f"wrote {results / 'feeder_types.csv'} and {results / 'report.html'}")
 
 
-def _classification_figures(results: Path, types) -> None:
+def _classification_figures(results: Path, types, png: bool = False) -> None:
+    """The batch's charts in RESULTS/report.html (drawn by the page: no matplotlib), and with
+    `png` the same figures as PNG files (plus the grid map) beside it."""
+    from nfca.io import charts
     from nfca.io.report import write_batch_report
     from nfca.studies.classify import incomplete
 
-    figures = []
+    specs, figures, typical = [], [], []
     if not types.empty:
-        from nfca.io import plots
         from nfca.io.schema import read_envelopes
 
-        for d in ("import", "export"):
-            figures.append(plots.feeder_bars(types, results / f"feeder_types_{d}.png", d))
-        if any((results / "feeders" / n / "envelopes.gpkg").exists() for n in types["feeder"]):
-            figures.append(plots.grid_map(results, types, results / "grid_map.png"))
+        specs = [charts.feeder_bars(types, d) for d in ("import", "export")]
         for t in (2, 3):  # a representative feeder of each type: the one with most end-users
             of_type = types[types["type"] == t].sort_values("end_users", ascending=False)
             if len(of_type):
                 name = of_type["feeder"].iloc[0]
                 env = read_envelopes(results / "feeders" / name / "envelopes.csv")
-                figures.append(plots.envelope_bars(env[env["direction"] == "import"], results / f"type{t}_{name}_import.png",
-                                                   "import", f"{name}, a type-{t} feeder").path)
-    write_batch_report(results, types, [Path(p) for p in figures], incomplete(results))
+                typical.append((t, name, env[env["direction"] == "import"]))
+                specs.append({**charts.envelope_bars(typical[-1][2], "import", caption=f"{name}, a type-{t} feeder"),
+                              "id": f"type{t}-import"})
+    if png and not types.empty:
+        from nfca.io import plots
+
+        figures = [plots.feeder_bars(types, results / f"feeder_types_{d}.png", d) for d in ("import", "export")]
+        if any((results / "feeders" / n / "envelopes.gpkg").exists() for n in types["feeder"]):
+            figures.append(plots.grid_map(results, types, results / "grid_map.png"))
+        figures += [plots.envelope_bars(env, results / f"type{t}_{name}_import.png", "import",
+                                        f"{name}, a type-{t} feeder").path for t, name, env in typical]
+    write_batch_report(results, types, [Path(p) for p in figures], incomplete(results), specs)
 
 
 app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")

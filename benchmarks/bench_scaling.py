@@ -53,21 +53,21 @@ def report(users: int, guarantee: str, wall: float, sets: list) -> None:
               f"{e.iterations:5d} Ipopt iterations{retry}  total {e.total_kw:8.2f} kW")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", type=int, nargs="+", default=list(SIZES))
-    ap.add_argument("--guarantee", nargs="+", default=["corner", "box"], choices=["corner", "direction", "box"])
-    ap.add_argument("--seed", type=int, default=1)
-    a = ap.parse_args()
-    print(f"{machine()} | load average {os.getloadavg()[0]:.2f} at start")
+def run_sizes(sizes, guarantees, seed: int = 1) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        for users in a.users:
-            path = feeder_path(users, a.seed, Path(tmp))
-            for guarantee in a.guarantee:
+        for users in sizes:
+            path = feeder_path(users, seed, Path(tmp))
+            for guarantee in guarantees:
                 wall, sets = measure(path, guarantee)
                 report(users, guarantee, wall, sets)
                 sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, nargs="+", default=list(SIZES))
+    ap.add_argument("--guarantee", nargs="+", default=["corner", "box"], choices=["corner", "direction", "box"])
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    print(f"{machine()} | load average {os.getloadavg()[0]:.2f} at start")
+    run_sizes(a.users, a.guarantee, a.seed)

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # all
     python benchmarks/run.py envelopes  # one group
+    make bench                          # the fast ones: envelopes, reduction, scaling (55 and 110 users)
 
 The machine is shared and noisy: compare figures as ratios within one run.
 """
@@ -49,11 +50,11 @@ def bench_reduction() -> None:
     f = read_feeder(IEEE)
     for reduce in (True, False):
         t0 = time.perf_counter()
-        prob = EnvelopeProblem(f, EnvelopeOptions(reduce=reduce))
+        prob = EnvelopeProblem(f, EnvelopeOptions(reduce=reduce, guarantee="corner"))
         build = time.perf_counter() - t0
-        env = prob.solve("optimal", "import")
+        env = prob.solve("optimal", "import")[0]
         print(f"reduce={reduce!s:5s}: {len(prob.model_feeder.buses):4d} buses, build {build:5.2f} s, "
-              f"optimal import solve {env.seconds:5.2f} s, total {env.total_kw:.3f} kW")
+              f"optimal import (corner) solve {env.seconds:5.2f} s, total {env.total_kw:.3f} kW")
 
 
 def bench_powerflow() -> None:
@@ -96,8 +97,16 @@ def bench_batch() -> None:
               f"{dask / pool:.2f}x the process pool")
 
 
+def bench_scaling() -> None:
+    """Issue 16 item 4, the fast part: the four sets on the IEEE topology with 55 and 110
+    end-users, corner and box (`benchmarks/bench_scaling.py` runs every size)."""
+    from bench_scaling import run_sizes
+
+    run_sizes((55, 110), ("corner", "box"))
+
+
 GROUPS = {"envelopes": bench_envelopes, "reduction": bench_reduction, "powerflow": bench_powerflow,
-          "batch": bench_batch}
+          "batch": bench_batch, "scaling": bench_scaling}
 
 if __name__ == "__main__":
     print(machine())

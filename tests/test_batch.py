@@ -81,7 +81,16 @@ def test_batch_cli_shares_the_study_options_and_writes_a_report(grid, tmp_path):
     assert "href='feeders/long/report.html'" in report and "href='feeders/short/report.html'" in report
     assert "broken" in report and (out / "feeders" / "long" / "report.html").stat().st_size > 0
     assert {r["feeder"] for r in json.loads(res.stdout)["feeders"]} == {"long", "short"}
+    # the charts are data the page draws (no PNG, no matplotlib unless --format png): per feeder
+    # the aggregated capacity, optimal and fair import as feeder_types.csv has them
+    data = json.loads(report.split('id="nfca-data">', 1)[1].split("</script>", 1)[0])
+    bars = next(c for c in data["charts"] if c["id"] == "feeders-import")
+    types = pd.read_csv(out / "feeder_types.csv").sort_values(["type", "feeder"])
+    assert bars["categories"] == [f"{f} (T{t})" for f, t in zip(types["feeder"], types["type"])]
+    assert bars["series"][1]["values"] == pytest.approx(types["fair_import_kw"].tolist(), abs=1e-3)
+    assert not list(out.rglob("*.png"))
     (out / "report.html").unlink()
-    res = CliRunner().invoke(app, ["classify", str(out), "--fair-tol", "0.5"])
+    res = CliRunner().invoke(app, ["classify", str(out), "--fair-tol", "0.5", "--png"])
     assert res.exit_code == 0, res.output
     assert "long" in res.stdout and "short" in res.stdout and (out / "report.html").exists()  # classify prints its table
+    assert {p.name for p in out.glob("*.png")} >= {"feeder_types_import.png", "feeder_types_export.png"}

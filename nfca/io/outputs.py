@@ -28,7 +28,8 @@ from nfca.errors import OutputError
 from nfca.io.atomic import atomic_path, write_text
 
 FORMATS = ("csv", "json", "gpkg", "png", "html")
-__all__ = ["FORMATS", "RUN_MARKER", "run_folder", "prepare_dir", "write_csv", "write_json", "write_text", "write_tables", "write_study", "atomic_path"]
+DEFAULT_FORMATS = ("csv", "json", "gpkg", "html")  # PNG figures (matplotlib) only when asked
+__all__ = ["FORMATS", "DEFAULT_FORMATS", "RUN_MARKER", "run_folder", "prepare_dir", "write_csv", "write_json", "write_text", "write_tables", "write_study", "atomic_path"]
 
 
 def prepare_dir(out: Path) -> Path:
@@ -187,7 +188,7 @@ def write_tables(study, out: Path, table: pd.DataFrame, formats: tuple[str, ...]
     return written
 
 
-def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str | None = None) -> list[Path]:
+def write_study(study, out: Path, formats: tuple[str, ...] = DEFAULT_FORMATS, crs: str | None = None) -> list[Path]:
     """Write an envelope study's outputs (`formats` of FORMATS); returns the files written.
 
     The GeoPackage needs the coordinates' CRS (`crs`, else the feeder folder's crs.txt:
@@ -201,14 +202,12 @@ def write_study(study, out: Path, formats: tuple[str, ...] = FORMATS, crs: str |
     written = write_tables(study, out, table, tuple(f for f in formats if f != "json"))
     if crs is not None:
         written.append(geo.write_geopackage(study, table, out / "envelopes.gpkg", crs))
-    figures = []
-    if "png" in formats or "html" in formats:
+    if "png" in formats:  # report.html draws its own charts: matplotlib only for the PNG files
         from nfca.io import plots
 
-        figures = plots.study_figures(study, table, out if "png" in formats else None, crs)
-        written += [f.path for f in figures if f.path is not None]
+        written += [f.path for f in plots.study_figures(study, table, out, crs)]
     if "html" in formats:
         from nfca.io.report import write_report
 
-        written.append(write_report(study, table, out / "report.html", figures))
+        written.append(write_report(study, table, out / "report.html"))
     return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))

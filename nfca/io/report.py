@@ -1,9 +1,10 @@
 """report.html: one self-contained file a planner opens in a browser (no network at view time).
 
-It holds the feeder map (an inline SVG drawn by a few lines of plain JavaScript in the file: no
-library to fetch, so a report stays ~100 kB and a batch of thousands of feeders stays small),
-the summary per method and direction with the limiting elements ranked, every end-user's
-envelopes, the figures (PNG, embedded) and the run's provenance. On the map, lines are coloured
+It holds the feeder map and the charts (inline SVG drawn by plain JavaScript in the file,
+`nfca/io/js/`, from the data the file embeds: no library to fetch and nothing rendered when the
+report is written, so a report stays ~100 kB, costs milliseconds, and a batch of thousands of
+feeders stays small), the summary per method and direction with the limiting elements ranked,
+every end-user's envelopes and the run's provenance. On the map, lines are coloured
 by their verified loading and end-users by their guaranteed kW for the chosen envelope set;
 hovering or clicking an end-user shows its import and export per method, the binding limit and
 its element, and its distance from the transformer.
@@ -12,6 +13,7 @@ its element, and its distance from the transformer.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import math
@@ -36,78 +38,27 @@ height:560px;min-width:320px}#panel{flex:0 1 360px;font-size:.85em}#panel table{
 .legend{display:flex;gap:18px;align-items:center;font-size:.8em;margin:6px 0}.bar{width:140px;height:10px;display:inline-block;
 vertical-align:middle;border:1px solid #aaa}figure{margin:10px 0}figure img{max-width:100%;border:1px solid #eee}
 .scroll{max-height:420px;overflow:auto}code{font-size:.85em}select{font-size:.9em}
+svg.chart{width:100%;height:auto;display:block}svg.chart text{font-family:inherit}.tick{font-size:10px;fill:#333}
+.axis{font-size:11px;fill:#222}.tick.muted{fill:#999}.chart-figure{margin:6px 0 18px}.chart-figure figcaption{font-size:.9em}
+.chart-figure figcaption span{color:#555}.chart-legend{flex-wrap:wrap;margin:2px 0 0 60px}
+.swatch{display:inline-block;width:14px;height:10px;border:1px solid #999;vertical-align:middle}
+.swatch.line{height:0;border-width:2px 0 0 0;border-style:solid}.swatch.line.dashed{border-style:dashed}
 """
 
-SCRIPT = r"""
-(function(){
-const D = JSON.parse(document.getElementById('nfca-data').textContent);
-const svg = document.getElementById('map'), NS = 'http://www.w3.org/2000/svg';
-const sel = document.getElementById('set'), panel = document.getElementById('panel');
-const xs = [], ys = [];
-D.lines.forEach(l => { xs.push(l.a[0], l.b[0]); ys.push(l.a[1], l.b[1]); });
-D.users.forEach(u => { xs.push(u.x); ys.push(u.y); });
-const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-const span = Math.max(x1 - x0, y1 - y0, 1), pad = 0.05 * span;
-let vb = [x0 - pad, -(y1 + pad), x1 - x0 + 2 * pad, y1 - y0 + 2 * pad];
-const setVB = () => svg.setAttribute('viewBox', vb.join(' '));
-svg.style.height = Math.round(Math.max(260, Math.min(640, svg.clientWidth * vb[3] / vb[2]))) + 'px';
-setVB();
-function ramp(t, stops){ t = Math.max(0, Math.min(1, t)); const k = Math.min(stops.length - 2, Math.floor(t * (stops.length - 1)));
-  const f = t * (stops.length - 1) - k, a = stops[k], b = stops[k + 1];
-  return 'rgb(' + [0,1,2].map(i => Math.round(a[i] + f * (b[i] - a[i]))).join(',') + ')'; }
-const KW = [[215,48,39],[252,141,89],[254,224,139],[145,207,96],[26,152,80]];
-const LOAD = [[189,189,189],[116,169,207],[43,140,190],[253,141,60],[215,25,28]];
-const el = (tag, attrs) => { const e = document.createElementNS(NS, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); return e; };
-const w = 0.004 * span, r = 0.006 * span;
-const gl = el('g', {}), gu = el('g', {});
-svg.appendChild(gl); svg.appendChild(gu);
-const lineEls = D.lines.map(l => { const e = el('line', {x1: l.a[0], y1: -l.a[1], x2: l.b[0], y2: -l.b[1], 'stroke-width': w,
-  'stroke-linecap': 'round', 'data-line': l.name}); const t = el('title', {}); e.appendChild(t); gl.appendChild(e); return [e, t, l]; });
-if (D.transformer) { const t = D.transformer; const m = el('path', {d: `M ${t.x} ${-t.y - 1.6*r} l ${1.4*r} ${2.4*r} l ${-2.8*r} 0 z`,
-  fill: '#111', class: 'transformer'}); const tt = el('title', {}); tt.textContent = t.name; m.appendChild(tt); gu.appendChild(m);
-  const lab = el('text', {x: t.x + 2 * r, y: -t.y - 2 * r, 'font-size': 3 * r, 'font-weight': 'bold'}); lab.textContent = D.feeder; gu.appendChild(lab); }
-const userEls = D.users.map((u, i) => { const e = u.participant
-    ? el('circle', {cx: u.x, cy: -u.y, r: r, stroke: '#333', 'stroke-width': r / 5, class: 'end-user', 'data-user': u.name})
-    : el('rect', {x: u.x - r * 0.85, y: -u.y - r * 0.85, width: 1.7 * r, height: 1.7 * r, fill: '#bbb', stroke: '#555',
-                  'stroke-width': r / 5, class: 'end-user', 'data-user': u.name});
-  const t = el('title', {}); e.appendChild(t); e.addEventListener('click', ev => { ev.stopPropagation(); show(i); });
-  gu.appendChild(e); return [e, t, u]; });
-const UNITS = D.units;
-function fmt(x, d){ return (x === null || x === undefined || Number.isNaN(x)) ? '–' : x.toFixed(d); }
-function paint(){
-  const s = sel.value, set = D.sets[s], cap = D.max_capacity || 1;
-  document.getElementById('kwmax').textContent = fmt(cap, 1);
-  lineEls.forEach(([e, t, l]) => { const v = l.loading[s]; e.setAttribute('stroke', v === undefined ? '#999' : ramp(v / 100, LOAD));
-    t.textContent = `${l.name}: ${v === undefined ? 'no loading' : fmt(v, 1) + ' % loaded'} (${set.label}), ${fmt(l.length_m, 1)} m, ${fmt(l.ampacity_a, 0)} A`; });
-  userEls.forEach(([e, t, u]) => { const v = u.sets[s];
-    if (u.participant) e.setAttribute('fill', v && v.kw !== null ? ramp(v.kw / cap, KW) : '#fff');
-    t.textContent = `${u.name}: ${v && v.kw !== null ? fmt(v.kw, 2) + ' kW' : 'no envelope'} ${set.label}` +
-      (u.participant ? `, ${v ? v.binding : ''}` : ' (non-participant, firm)') + `, ${fmt(u.distance_m, 0)} m`; });
-}
-function show(i){
-  const u = D.users[i];
-  userEls.forEach(([e], k) => e.setAttribute('stroke-width', k === i ? r / 1.5 : r / 5));
-  let rows = '';
-  Object.keys(D.sets).forEach(s => { const v = u.sets[s] || {};
-    rows += `<tr><td>${D.sets[s].label}</td><td class="n">${v.kw === null || v.kw === undefined ? 'no envelope' : fmt(v.kw, 2)}</td>` +
-            `<td>${v.type || ''}</td><td>${v.element || ''}${v.phase ? ' ' + v.phase : ''}</td><td class="n">${v.value === null || v.value === undefined ? '' : v.value + ' ' + (UNITS[v.type] || '')}</td></tr>`; });
-  panel.innerHTML = `<h3 id="user-name">${u.name}</h3><p>connection point <b>${u.cp}</b>, phases ${u.phases} (${u.connection}),
-    capacity ${fmt(u.capacity_kva, 1)} kVA, ${fmt(u.distance_m, 1)} m from the transformer, ` +
-    (u.participant ? 'NFCA participant' : `non-participant (firm ${fmt(u.firm_kw, 2)} kW)`) + `</p>
-    <table id="user-values"><tr><th>set</th><th>guaranteed kW</th><th>binding</th><th>element</th><th>limit</th></tr>${rows}</table>`;
-}
-sel.addEventListener('change', paint);
-let drag = null;
-svg.addEventListener('mousedown', e => { drag = [e.clientX, e.clientY, vb[0], vb[1]]; svg.style.cursor = 'grabbing'; });
-window.addEventListener('mouseup', () => { drag = null; svg.style.cursor = 'grab'; });
-svg.addEventListener('mousemove', e => { if (!drag) return; const k = vb[2] / svg.clientWidth;
-  vb[0] = drag[2] - (e.clientX - drag[0]) * k; vb[1] = drag[3] - (e.clientY - drag[1]) * k; setVB(); });
-svg.addEventListener('wheel', e => { e.preventDefault(); const f = e.deltaY > 0 ? 1.2 : 1 / 1.2, b = svg.getBoundingClientRect();
-  const px = vb[0] + (e.clientX - b.left) / b.width * vb[2], py = vb[1] + (e.clientY - b.top) / b.height * vb[3];
-  vb = [px - (px - vb[0]) * f, py - (py - vb[1]) * f, vb[2] * f, vb[3] * f]; setVB(); }, {passive: false});
-paint();
-})();
-"""
+JS = Path(__file__).with_name("js")  # the report's scripts: the map and the charts
+
+
+@functools.cache
+def script(name: str) -> str:
+    """One of the report's scripts (nfca/io/js/NAME.js), to inline."""
+    return (JS / f"{name}.js").read_text(encoding="utf-8")
+
+
+def _data_and_scripts(data: dict) -> str:
+    """The report's data as JSON in the page, then the scripts that draw from it."""
+    text = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+    return (f'<script type="application/json" id="nfca-data">{text}</script>\n'
+            f"<script>{script('map')}</script>\n<script>{script('charts')}</script>")
 
 
 def _esc(x) -> str:
@@ -153,12 +104,12 @@ def map_data(study, table: pd.DataFrame) -> dict:
                       "participant": bool(first.participant), "distance_m": float(first.distance_m), "sets": per})
     tr = next((el for el in feeder.elements if el.kind == "transformer"), None)
     tr_bus = list(dict.fromkeys(b for b, _ in tr.terminals))[-1] if tr is not None else feeder.source.bus
-    transformer = {"name": tr.name if tr is not None else feeder.source.name, "x": pos[tr_bus][0], "y": pos[tr_bus][1]} \
-        if tr_bus in pos else None
+    transformers = [{"name": tr.name if tr is not None else feeder.source.name, "label": feeder.name,
+                     "x": pos[tr_bus][0], "y": pos[tr_bus][1]}] if tr_bus in pos else []
     from nfca.io.schema import BINDING_UNITS
 
-    return {"feeder": feeder.name, "sets": sets, "units": BINDING_UNITS, "lines": lines, "users": users, "transformer": transformer,
-            "max_capacity": max((u.capacity_kva for u in feeder.end_users), default=1.0)}
+    return {"feeder": feeder.name, "sets": sets, "units": BINDING_UNITS, "lines": lines, "users": users,
+            "transformers": transformers, "max_capacity": max((u.capacity_kva for u in feeder.end_users), default=1.0)}
 
 
 def _summary_table(summary: dict) -> str:
@@ -219,11 +170,17 @@ def _notices(summary: dict) -> str:
     return f"<section><h2>What nfca assumed</h2><ul id='notices'>{items}</ul></section>" if items else ""
 
 
-def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None, note: str = "") -> str:
-    """The report as one HTML string."""
+def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None, note: str = "",
+           charts: list[dict] | None = None) -> str:
+    """The report as one HTML string; `charts` (`nfca.io.charts` specs) default to the study's;
+    `figures` (`nfca.io.plots.Figure`, optional) are embedded as PNG below them."""
+    from nfca.io.charts import study_charts
+
     s = summary or study.summary
     o = s["options"]
-    data = json.dumps(map_data(study, table), allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+    if charts is None:
+        charts = study_charts(table, study.options.power_factor, chart_caption(s))
+    data = {"map": map_data(study, table), "charts": charts}
     from nfca.io.geo import has_coordinates
 
     keys = table[table["status"] == "ok"][["direction", "method"]].drop_duplicates().itertuples(index=False)
@@ -233,8 +190,6 @@ def render(study, table: pd.DataFrame, figures=(), summary: dict | None = None, 
     status = "<span class='ok'>every envelope set verified by OpenDSS</span>" if s["verified"] and s.get("complete", True) else \
         ("<span class='bad'>partial: some method/direction has no envelope (see the summary)</span>" if s["verified"]
          else "<span class='bad'>NOT verified</span>")
-    figs = "".join(f"<figure><img alt='{_esc(f.title)}' src='data:image/png;base64,{base64.b64encode(f.png).decode()}'>"
-                   f"<figcaption>{_esc(f.title)} ({_esc(f.name)})</figcaption></figure>" for f in figures)
     firm = o.get("firm", "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -257,25 +212,46 @@ capacity, with the number of end-users it binds: what to reinforce first.</p></s
 <div id="panel"><p>Click an end-user for its envelopes. Drag to pan, wheel to zoom. Positions: {_esc(where)}.</p></div></div>
 </section>
 <section><h2>End-users (nearest the transformer first)</h2>{_users_table(table[table['status'] == 'ok'])}</section>
-<section><h2>Figures</h2>{figs or '<p>none</p>'}</section>
+<section><h2>Charts</h2><p>Hover a bar or a box for its values.</p><div id="charts"></div>{_figures(figures)}</section>
 {_notices(s)}<section><h2>Provenance</h2>{_provenance(s)}</section>
 </main>
-<script type="application/json" id="nfca-data">{data}</script>
-<script>{SCRIPT}</script>
+{_data_and_scripts(data)}
 </body></html>
 """
 
 
-def write_report(study, table: pd.DataFrame, target: Path, figures=(), summary: dict | None = None,
-                 note: str = "") -> Path:
-    """Write report.html for one envelope study (`summary`: its summary.json, default study.summary)."""
-    return write_text(target, render(study, table, figures, summary, note))
+def write_report(study, table: pd.DataFrame, target: Path, figures=(), summary: dict | None = None, note: str = "",
+                 charts: list[dict] | None = None) -> Path:
+    """Write report.html for one envelope study (`summary`: its summary.json, default study.summary;
+    `charts`: default the study's; `figures`: PNG figures to embed as well, none by default)."""
+    return write_text(target, render(study, table, figures, summary, note, charts))
+
+
+def _figures(figures) -> str:
+    """PNG figures (`nfca.io.plots.Figure` or paths) embedded in the page."""
+    out = []
+    for f in figures:
+        png, name = (f.png, f"{f.title} ({f.name})") if hasattr(f, "png") else (Path(f).read_bytes(), Path(f).name)
+        out.append(f"<figure><img alt='{_esc(name)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+                   f"<figcaption>{_esc(name)}</figcaption></figure>")
+    return "".join(out)
+
+
+def chart_caption(summary: dict) -> str:
+    """Feeder, participation and limits, under each chart."""
+    o = summary.get("options", {})
+    limits = f"{o.get('vmin_pu', 0.9):.2f}-{o.get('vmax_pu', 1.1):.2f} pu"
+    if o.get("source_pu") is not None:
+        limits += f", source {o['source_pu']:.3g} pu"
+    return (f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA, "
+            f"limits {limits}; guarantee: {o.get('guarantee', 'box')}")
 
 
 def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] = (),
-                       incomplete: dict[str, str] | None = None) -> Path:
+                       incomplete: dict[str, str] | None = None, charts: list[dict] = ()) -> Path:
     """RESULTS/report.html: every feeder with its type and totals, linking its own report.html,
-    the feeders that could not be typed (`incomplete`: name -> why), and the batch's figures."""
+    the feeders that could not be typed (`incomplete`: name -> why), the batch's charts
+    (`nfca.io.charts` specs, drawn in the page) and PNG figures (written with --format png)."""
     results = Path(results)
     rows = []
     cols = ["end_users", "connection_points", "length_m", "capacity_kw", "optimal_import_kw", "fair_import_kw",
@@ -292,8 +268,7 @@ def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] =
     failed = pd.read_csv(failures) if failures.exists() and failures.stat().st_size else pd.DataFrame()
     fail_rows = "".join(f"<tr><td>{_esc(f.feeder)}</td><td>{_esc(f.error)}</td></tr>" for f in failed.itertuples()) \
         if len(failed) else ""
-    figs = "".join(f"<figure><img alt='{_esc(p.name)}' src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
-                   f"<figcaption>{_esc(p.name)}</figcaption></figure>" for p in figures if Path(p).exists())
+    figs = _figures(p for p in figures if Path(p).exists())
     counts = types["type"].value_counts().sort_index().to_dict() if len(types) else {}
     head = "".join(f"<th>{_esc(c.replace('_', ' '))}</th>" for c in cols)
     text = f"""<!DOCTYPE html>
@@ -305,7 +280,9 @@ Type 1: optimal and fair both reach the connection capacity; type 2: fair within
 <tr><th>feeder</th><th>type</th>{head}</tr>{''.join(rows)}</table></div></section>
 {f"<section><h2>Feeders without every envelope (not typed)</h2><table id='incomplete'><tr><th>feeder</th><th>no envelope</th></tr>{untyped}</table></section>" if untyped else ''}
 {f"<section><h2>Failed feeders</h2><table id='failures'><tr><th>feeder</th><th>error</th></tr>{fail_rows}</table></section>" if fail_rows else ''}
-<section><h2>Figures</h2>{figs or '<p>none</p>'}</section></main></body></html>
+<section><h2>Charts</h2><p>Hover a bar for its values.</p><div id="charts"></div>{figs}</section></main>
+{_data_and_scripts({"charts": list(charts)})}
+</body></html>
 """
     return write_text(results / "report.html", text)
 
@@ -333,9 +310,7 @@ def write_page(target: Path, title: str, lead: str, sections: list[tuple[str, st
                summary: dict | None = None) -> Path:
     """A self-contained report page for the other commands (activations, sweep-participation):
     a header, sections of HTML (heading, body), the figures embedded and the provenance."""
-    figs = "".join(f"<figure><img alt='{_esc(Path(p).name)}' src='data:image/png;base64,"
-                   f"{base64.b64encode(Path(p).read_bytes()).decode()}'><figcaption>{_esc(Path(p).name)}</figcaption>"
-                   f"</figure>" for p in figures)
+    figs = _figures(figures)
     body = "".join(f"<section><h2>{_esc(h)}</h2>{html_}</section>" for h, html_ in sections)
     prov = f"<section><h2>Provenance</h2>{_provenance(summary)}</section>" if summary else ""
     text = f"""<!DOCTYPE html>

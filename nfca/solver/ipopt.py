@@ -14,9 +14,13 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-import pyomo.environ as pyo
 
-from nfca.solver.status import Result, Status
+from nfca.solver import lean_pyomo
+
+lean_pyomo()
+import pyomo.environ as pyo  # noqa: E402
+
+from nfca.solver.status import Result, Status  # noqa: E402
 
 IPOPT_OPTIONS = {
     "tol": 1e-9,

@@ -41,7 +41,7 @@ DIRECTIONS = ("import", "export")
 class BatchSpec:
     """What to compute for every feeder: the options, methods, directions, participants (a rule
     or a CSV with a `feeder` column), capacities CSV, default capacity, the run's provenance and
-    the ampacity rules for lines without normamps."""
+    the ampacity rules for lines without normamps, and the output formats of each feeder."""
 
     options: object = None  # EnvelopeOptions; None: the defaults
     methods: tuple[str, ...] = METHODS
@@ -52,6 +52,7 @@ class BatchSpec:
     default_capacity_kva: float = DEFAULT_CAPACITY_KVA
     provenance: dict = field(default_factory=dict)
     ampacity: AmpacityRules = AmpacityRules()  # ampacities of lines without normamps (nfca.model.ratings)
+    formats: tuple[str, ...] = ("csv", "json", "gpkg", "html")  # nfca.io.outputs.DEFAULT_FORMATS (+ png on request)
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: st
     except OSError as exc:
         raise OutputError(f"{final.parent}: results folder cannot be written ({exc.strerror or exc})") from None
     try:
-        write_study(study, tmp, ("csv", "json", "gpkg", "html"), crs)
+        write_study(study, tmp, tuple(dict.fromkeys(("csv", "json", *spec.formats))), crs)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; results are for everyone to read, as files are
         try:
             mark_complete(tmp)

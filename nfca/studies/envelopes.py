@@ -106,10 +106,10 @@ class Study:
 
         return plots.Figures(plots.study_figures(self, self.to_dataframe(), None))
 
-    def write(self, folder: Path | str, formats: Iterable[str] = ("csv", "json", "gpkg", "png", "html"),
+    def write(self, folder: Path | str, formats: Iterable[str] = ("csv", "json", "gpkg", "html"),
               crs: str | None = None) -> list[Path]:
-        """Write envelopes.csv, summary.json, envelopes.gpkg, the figures and report.html to
-        `folder` (as `nfca envelopes --out` does); returns the files written."""
+        """Write envelopes.csv, summary.json, envelopes.gpkg and report.html to `folder` (as
+        `nfca envelopes --out` does; "png" in `formats` adds the figures); returns the files written."""
         from nfca.io.outputs import write_study
 
         return write_study(self, Path(folder), tuple(formats), crs)

@@ -68,6 +68,17 @@ def test_report_opens_offline_and_shows_each_end_user(tmp_path, browser):
             assert f"{r.method} {r.direction} {r.guaranteed_kw:.2f}" in shown  # same values as envelopes.csv
             if r.participant and r.binding_type != "capacity":
                 assert r.binding_element in shown
+    # the charts are drawn by the page itself: bars per direction (one bar per participant and
+    # method, non-participants hatched at their firm value) and the methods compared
+    kinds = [f.get_attribute("data-kind") for f in browser.find_elements(By.CSS_SELECTOR, "#charts figure")]
+    assert kinds == ["bars", "bars", "boxes"]
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars-import rect.chart-bar")
+    ok = df[(df["direction"] == "import") & df["participant"]]
+    assert len(bars) == len(ok)
+    tall = max(bars, key=lambda b: float(b.get_attribute("height")))
+    top = ok.loc[ok["guaranteed_kw"].idxmax()]
+    assert tall.get_attribute("data-category") == top.end_user
+    assert f"{top.guaranteed_kw:.2f}" in tall.find_element(By.TAG_NAME, "title").get_attribute("textContent")
     # the set chooser recolours the map: hover texts now name the chosen set
     from selenium.webdriver.support.ui import Select
 
