@@ -58,15 +58,17 @@ class PointModel:
         self.q0 = self.lim.a @ pf.v_noload
         self.to_user = sp.csr_matrix((np.ones(len(self.leg_u)), (np.arange(len(self.leg_u)), self.leg_u)),
                                      shape=(len(self.leg_u), len(net.users)))
+        self.leg_to_user = self.to_user.T.tocsr()
 
-    def solve(self, s_user: np.ndarray, tol: float = 1e-10, max_iter: int = 500
+    def solve(self, s_user: np.ndarray, tol: float = 1e-10, max_iter: int = 500, start: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Leg currents and leg voltages (pu) at end-user powers `s_user` (pu, consumption +; one
-        point per row), and which points converged (a point far beyond the feeder has no solution)."""
+        point per row), and which points converged (a point far beyond the feeder has no solution).
+        `start`: leg voltages to iterate from (a nearby point's; default: no load)."""
         s_user = np.atleast_2d(s_user)
         s_leg = s_user[:, self.leg_u] / self.leg_n
         m = len(s_leg)
-        dv = np.tile(self.dv0, (m, 1))
+        dv = np.tile(self.dv0 if start is None else start, (m, 1))
         i = np.zeros_like(dv)
         ok = np.zeros(m, dtype=bool)
         live = np.arange(m)
@@ -116,12 +118,14 @@ class PointModel:
         its moved voltage (a lower voltage draws more current: remote users move a line's
         current that way)."""
         s_leg = s_user[self.leg_u] / self.leg_n
-        w = sp.csr_matrix((np.conj(ds[self.leg_u]) / (self.leg_n * np.conj(dv_leg)),
-                           (np.arange(len(self.leg_u)), self.leg_u)), shape=self.to_user.shape)
-        di = w.toarray()  # the legs' own current change (leg x user)
-        ddv = -(self.m_leg @ di)  # the legs' voltage change it causes
-        di = di - (np.conj(s_leg / dv_leg**2))[:, None] * np.conj(ddv)  # constant power: I = conj(s / dV)
-        return -(self.az[rows] @ di)
+        # the legs' own current change (leg x user), and the change of every constant-power leg's
+        # current I = conj(s / dV) at the voltage change -M di0 it causes: di0 + c conj(M di0)
+        di0 = np.conj(ds[self.leg_u]) / (self.leg_n * np.conj(dv_leg))  # each leg's, from its own user
+        c = np.conj(s_leg / dv_leg**2)
+        a = self.az[rows]
+        through = (a * c[None, :]) @ np.conj(self.m_leg)  # dQ per unit conj(own current change)
+        per_leg = a * di0[None, :] + through * np.conj(di0)[None, :]
+        return -np.asarray(self.leg_to_user @ per_leg.T).T  # summed over each user's legs
 
     def gradient(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """d|Q_k| ~ Re(G[k, u] conj(ds_u)): the sensitivity projected on each quantity's phasor."""
@@ -139,6 +143,7 @@ def box_powers(lo: np.ndarray, hi: np.ndarray, tan_phi: float, t: np.ndarray) ->
 
 ANGLES = np.exp(-1j * np.linspace(0, 2 * np.pi, 32, endpoint=False))
 EXHAUSTIVE = 10  # boxes with at most this many free end-users are searched vertex by vertex
+POLISH_MOVES = 8  # single end-user moves solved exactly per step of the polish (the most promising)
 
 
 def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: float, screen: float = 0.1,
@@ -234,21 +239,37 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
         if not nxt:
             break
         current = nxt
-    flipped: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+    volts = {tb: got[2] for tb, got in cache.items() if got is not None}  # leg voltages of every vertex solved
+    moved: dict[bytes, dict[int, tuple[np.ndarray, np.ndarray]]] = {}  # vertex -> user -> (vertex moved to, |Q|)
 
-    def flips(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every single end-user's move from vertex t: the vertices, and |Q| at each (one row per
-        move; -inf where the power flow fails), all solved at once."""
+    def flips(t: np.ndarray, row: int, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """Single end-user moves from vertex t for limit `row`: the `POLISH_MOVES` most promising
+        by their first-order effect at t (every one when few), each solved by the power flow from
+        t's voltages (once per vertex, whatever the limit). The vertices, and |Q| at each (one
+        row per move; NaN where the power flow fails)."""
         tb = t.tobytes()
-        if tb not in flipped:
-            movable = np.flatnonzero(free)
-            ts = np.tile(t, (len(movable), 1))
-            ts[np.arange(len(movable)), movable] = 1.0 - ts[np.arange(len(movable)), movable]
-            i, _, ok = model.solve(box_powers(lo, hi, tan_phi, ts))
+        done = moved.setdefault(tb, {})
+        movable = np.flatnonzero(free)
+        dv_t = volts[tb]
+        if len(movable) > POLISH_MOVES:
+            s_t = box_powers(lo, hi, tan_phi, t)
+            q_t = model.quantities(np.conj(s_t[model.leg_u] / model.leg_n / dv_t))[0, row]
+            dq = model.effect(dv_t, s_t, np.array([row]), swing)[0, movable] * (1.0 - 2.0 * t[movable])
+            gain = np.abs(q_t + dq) if side == "upper" else -np.abs(q_t + dq)
+            movable = movable[np.argsort(-gain, kind="stable")[:POLISH_MOVES]]
+        todo = [int(u) for u in movable if int(u) not in done]
+        if todo:
+            ts = np.tile(t, (len(todo), 1))
+            ts[np.arange(len(todo)), todo] = 1.0 - ts[np.arange(len(todo)), todo]
+            i, dv, ok = model.solve(box_powers(lo, hi, tan_phi, ts), start=dv_t)
             mags = np.abs(model.quantities(i))
             mags[~ok] = np.nan  # no solution: worse than any bound, for every limit
-            flipped[tb] = (ts, mags)
-        return flipped[tb]
+            for j, u in enumerate(todo):
+                done[u] = (ts[j], mags[j])
+                if ok[j]:
+                    volts.setdefault(ts[j].tobytes(), dv[j])
+        return (np.array([done[int(u)][0] for u in movable]).reshape(-1, len(t)),
+                np.array([done[int(u)][1] for u in movable]).reshape(-1, len(lim)))
 
     return _candidates(model, _polish(seen, flips, lim, polish_within), solve_points, cache)
 
@@ -300,8 +321,8 @@ def _every_vertex(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: fl
 def _polish(seen: dict, flips, lim: LimitMap, within: float, starts: int = 3,
             rounds: int = 100) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
     """The worst vertex per limit. For the limits near their bound, an exact 1-opt from the few
-    worst vertices met: every single end-user's move solved by the power flow (all at once, and
-    shared by every limit at the same vertex), the worst taken, repeated."""
+    worst vertices met: the promising single end-user moves solved by the power flow (all at
+    once), the worst taken, repeated until no move makes the limit worse."""
     def excess(key, val: float) -> float:
         k, side = key
         return (val - lim.upper[k]) / lim.upper[k] if side == "upper" else (lim.lower[k] + val) / lim.lower[k]
@@ -315,7 +336,7 @@ def _polish(seen: dict, flips, lim: LimitMap, within: float, starts: int = 3,
             for tb, v1 in ranked[:starts]:
                 t1 = np.frombuffer(tb)
                 for _ in range(rounds):
-                    ts, mags = flips(t1)
+                    ts, mags = flips(t1, k, key[1])
                     if not len(ts):
                         break
                     vals = np.nan_to_num(sign * mags[:, k], nan=np.inf)
@@ -323,6 +344,8 @@ def _polish(seen: dict, flips, lim: LimitMap, within: float, starts: int = 3,
                     if vals[j] <= v1 + 1e-12:
                         break
                     v1, t1 = float(vals[j]), ts[j]
+                    if not np.isfinite(v1):  # no solution there: as bad as a point can be
+                        break
                 if v1 > val:
                     val, t = v1, t1
         best[key] = (val, t)
