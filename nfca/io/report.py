@@ -240,11 +240,15 @@ def _figures(figures) -> str:
 def chart_caption(summary: dict) -> str:
     """Feeder, participation and limits, under each chart."""
     o = summary.get("options", {})
-    limits = f"{o.get('vmin_pu', 0.9):.2f}-{o.get('vmax_pu', 1.1):.2f} pu"
+    lo, hi = (f"{o[f'{k}_v']:g} V" if o.get(f"{k}_v") is not None else f"{o.get(f'{k}_pu', d):.2f} pu"
+              for k, d in (("vmin", 0.9), ("vmax", 1.1)))
+    limits = f"{lo} to {hi}"
     if o.get("source_pu") is not None:
         limits += f", source {o['source_pu']:.3g} pu"
+    guarantees = dict.fromkeys(v["guarantee"] for per in summary.get("methods", {}).values() for v in per.values()
+                               if v.get("guarantee"))
     return (f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA, "
-            f"limits {limits}; guarantee: {o.get('guarantee', 'box')}")
+            f"limits {limits}" + (f"; guarantee: {', '.join(guarantees)}" if guarantees else ""))
 
 
 def write_batch_report(results: Path, types: pd.DataFrame, figures: list[Path] = (),

@@ -89,3 +89,13 @@ def test_report_opens_offline_and_shows_each_end_user(tmp_path, browser):
     assert browser.save_screenshot(str(ARTEFACTS / "report.png"))
     shutil.copy(out / "report.html", ARTEFACTS / "report.html")
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_chart_caption_names_the_feeder_participation_limits_and_guarantee():
+    from nfca.io.report import chart_caption
+
+    summary = {"feeder": "f1", "participants": 3, "end_users": 5,
+               "options": {"vmin_pu": 0.9, "vmax_pu": 1.1, "vmin_v": None, "vmax_v": 253.0, "source_pu": 1.05},
+               "methods": {"fair": {"import": {"guarantee": "corner"}, "export": {"guarantee": "corner"}}}}
+    assert chart_caption(summary) == ("f1: 3 of 5 end-users with an NFCA, limits 0.90 pu to 253 V, source 1.05 pu; "
+                                      "guarantee: corner")
