@@ -45,8 +45,12 @@ app = typer.Typer(
 )
 # Text from feeder files and paths is never interpreted: no emoji codes, no highlighting; markup only
 # in nfca's own words (anything else goes through `escape`, errors through `one_line`).
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 120,  # logs: no 80-column cut
-              emoji=False, highlight=False)
+err = Console(
+    stderr=True,
+    width=None if sys.stderr.isatty() else 120,  # logs: no 80-column cut
+    emoji=False,
+    highlight=False,
+)
 DEBUG = {"on": False}
 POLICY_FAILED = 8  # `nfca activations`: the activation policy is not met (README, Exit codes)
 
@@ -62,8 +66,12 @@ class Format(str, Enum):
 
 
 DEFAULT_FORMATS = [Format.csv, Format.json, Format.gpkg, Format.html]  # nfca.io.outputs.DEFAULT_FORMATS
-Formats = Annotated[list[Format], typer.Option(
-    "--format", help="Output format(s); html is report.html (with its charts), png the figures as PNG files.")]
+Formats = Annotated[
+    list[Format],
+    typer.Option(
+        "--format", help="Output format(s); html is report.html (with its charts), png the figures as PNG files."
+    ),
+]
 
 
 MESSAGE_CHARS = 500  # an error line is cut to about this, keeping where (file, line) and the end
@@ -81,7 +89,7 @@ def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
         return text
     where = re.match(r"^.*? line \d+(?: \(redirected from .*? line \d+\))?:", text[: 2 * limit])
     head = len(where.group()) + 40 if where and len(where.group()) < limit - 60 else limit * 2 // 3
-    return text[:head] + " … " + text[-(limit - head - 3):]
+    return text[:head] + " … " + text[-(limit - head - 3) :]
 
 
 def _say(text: str) -> None:
@@ -142,8 +150,11 @@ def handled(fn):
 def _interrupted() -> str:
     from nfca.io.outputs import finished_runs
 
-    return f"interrupted; the run in {finished_runs[-1]} is complete" if finished_runs else \
-        "interrupted; nothing was written"
+    return (
+        f"interrupted; the run in {finished_runs[-1]} is complete"
+        if finished_runs
+        else "interrupted; nothing was written"
+    )
 
 
 def _version(show: bool) -> None:
@@ -157,7 +168,9 @@ def _version(show: bool) -> None:
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Options of every command: --debug, --version."""
     DEBUG["on"] = debug
@@ -177,32 +190,108 @@ class StudyArgs:
     field and use it in `envelope_options()` (physics, limits, methods) or `read()` (the feeder
     and its end-users); every study command gets it."""
 
-    method: Annotated[list[Method], typer.Option(help="Allocation method(s); repeat for several.")] = \
-        field(default_factory=lambda: [Method.optimal, Method.fair])
-    direction: Annotated[list[Direction], typer.Option(help="Direction(s); repeat for several.")] = \
-        field(default_factory=lambda: [Direction.import_, Direction.export])
-    participants: Annotated[str, typer.Option(help="End-users with an NFCA: 'all', a fraction (a seeded random subset) or a CSV of end_user names.")] = "all"
+    method: Annotated[list[Method], typer.Option(help="Allocation method(s); repeat for several.")] = field(
+        default_factory=lambda: [Method.optimal, Method.fair]
+    )
+    direction: Annotated[list[Direction], typer.Option(help="Direction(s); repeat for several.")] = field(
+        default_factory=lambda: [Direction.import_, Direction.export]
+    )
+    participants: Annotated[
+        str,
+        typer.Option(
+            help="End-users with an NFCA: 'all', a fraction (a seeded random subset) or a CSV of end_user names."
+        ),
+    ] = "all"
     seed: Annotated[int, typer.Option(help="Seed of the random subset of participants (and of the sweep's order).")] = 0
-    capacities: Annotated[Path | None, typer.Option(help="CSV end_user[,capacity_kva][,firm_kw]: per end-user connection capacity and firm value (a feeder column selects rows in a batch).")] = None
-    default_capacity: Annotated[float, typer.Option(help="Capacity (kVA) of loads whose XfkVA is not set; 0 makes XfkVA compulsory.")] = DEFAULT_CAPACITY_KVA
-    firm_kw: Annotated[float | None, typer.Option(help="Firm value of every non-participant (kW, at most its capacity); default: its full capacity.")] = None
-    firm_diversity: Annotated[float, typer.Option(help="Firm value of non-participants as this factor x capacity x power factor (after-diversity demand), e.g. 0.3.")] = _LIB.firm_diversity
-    power_factor: Annotated[float, typer.Option(help="Power factor of every participant (vars consumed on import, absorbed on export).")] = _LIB.power_factor
-    vmin: Annotated[float, typer.Option(help="Lower voltage limit in pu of each end-user's nominal voltage from the feeder's voltage bases (EN 50160's 0.90 only on a 230 V base; see --vmin-v).")] = _LIB.limits.vmin_pu
-    vmax: Annotated[float, typer.Option(help="Upper voltage limit in pu of the voltage bases (see --vmax-v).")] = _LIB.limits.vmax_pu
-    vmin_v: Annotated[float | None, typer.Option(help="Lower voltage limit in volts of what each end-user sees (phase-to-neutral; phase-to-phase for phase-to-phase and delta users), e.g. 207 (EN 50160 on 230 V); overrides --vmin.")] = None
-    vmax_v: Annotated[float | None, typer.Option(help="Upper voltage limit in volts, e.g. 253; overrides --vmax.")] = None
-    ampacity: Annotated[Path | None, typer.Option(help="CSV linecode,amps (or line,amps): ampacities of lines, over the file's normamps; line codes the feeder does not use are ignored.")] = None
-    default_ampacity: Annotated[float | None, typer.Option(help="Ampacity (A) of every line the file and --ampacity leave without one (an explicit opt-in; without it such lines are an error).")] = None
-    v_neutral_max: Annotated[float | None, typer.Option(help="Limit (V) on the neutral-to-earth voltage at end-users' neutral conductors; default: none.")] = None
+    capacities: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV end_user[,capacity_kva][,firm_kw]: per end-user connection capacity and firm value (a feeder column selects rows in a batch)."
+        ),
+    ] = None
+    default_capacity: Annotated[
+        float, typer.Option(help="Capacity (kVA) of loads whose XfkVA is not set; 0 makes XfkVA compulsory.")
+    ] = DEFAULT_CAPACITY_KVA
+    firm_kw: Annotated[
+        float | None,
+        typer.Option(
+            help="Firm value of every non-participant (kW, at most its capacity); default: its full capacity."
+        ),
+    ] = None
+    firm_diversity: Annotated[
+        float,
+        typer.Option(
+            help="Firm value of non-participants as this factor x capacity x power factor (after-diversity demand), e.g. 0.3."
+        ),
+    ] = _LIB.firm_diversity
+    power_factor: Annotated[
+        float, typer.Option(help="Power factor of every participant (vars consumed on import, absorbed on export).")
+    ] = _LIB.power_factor
+    vmin: Annotated[
+        float,
+        typer.Option(
+            help="Lower voltage limit in pu of each end-user's nominal voltage from the feeder's voltage bases (EN 50160's 0.90 only on a 230 V base; see --vmin-v)."
+        ),
+    ] = _LIB.limits.vmin_pu
+    vmax: Annotated[float, typer.Option(help="Upper voltage limit in pu of the voltage bases (see --vmax-v).")] = (
+        _LIB.limits.vmax_pu
+    )
+    vmin_v: Annotated[
+        float | None,
+        typer.Option(
+            help="Lower voltage limit in volts of what each end-user sees (phase-to-neutral; phase-to-phase for phase-to-phase and delta users), e.g. 207 (EN 50160 on 230 V); overrides --vmin."
+        ),
+    ] = None
+    vmax_v: Annotated[float | None, typer.Option(help="Upper voltage limit in volts, e.g. 253; overrides --vmax.")] = (
+        None
+    )
+    ampacity: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV linecode,amps (or line,amps): ampacities of lines, over the file's normamps; line codes the feeder does not use are ignored."
+        ),
+    ] = None
+    default_ampacity: Annotated[
+        float | None,
+        typer.Option(
+            help="Ampacity (A) of every line the file and --ampacity leave without one (an explicit opt-in; without it such lines are an error)."
+        ),
+    ] = None
+    v_neutral_max: Annotated[
+        float | None,
+        typer.Option(help="Limit (V) on the neutral-to-earth voltage at end-users' neutral conductors; default: none."),
+    ] = None
     source_pu: Annotated[float | None, typer.Option(help="Source voltage (pu); default: the feeder file's.")] = None
     reduce: Annotated[bool, typer.Option(help="Exact network reduction before optimising.")] = _LIB.reduce
-    kron: Annotated[bool, typer.Option("--kron", help="Optimise on the Kron-reduced model (neutrals taken as perfectly earthed); verification still runs on the four-wire file.")] = False
-    ipopt_option: Annotated[list[str], typer.Option("--ipopt-option", help="Ipopt option NAME=VALUE for every solve attempt (repeat for several), e.g. max_iter=50.")] = \
-        field(default_factory=list)
-    guarantee: Annotated[Guarantee, typer.Option(help="What a published set is promised for: 'box' (each participant anywhere between its export and its import envelope, independently of the others), 'direction' (the import box and the export box apart) or 'corner' (everyone at the envelope: ALEXANDER D3.3's definition, for comparison).")] = _LIB.guarantee
-    audit_points: Annotated[int, typer.Option(help="Seeded random points of each set's box also checked by OpenDSS.")] = _LIB.audit_points
-    export_weight: Annotated[float, typer.Option(help="Box guarantee: weight w of export against import; the methods maximise (1-w) log(import) + w log(export) of their measure.")] = _LIB.export_weight
+    kron: Annotated[
+        bool,
+        typer.Option(
+            "--kron",
+            help="Optimise on the Kron-reduced model (neutrals taken as perfectly earthed); verification still runs on the four-wire file.",
+        ),
+    ] = False
+    ipopt_option: Annotated[
+        list[str],
+        typer.Option(
+            "--ipopt-option",
+            help="Ipopt option NAME=VALUE for every solve attempt (repeat for several), e.g. max_iter=50.",
+        ),
+    ] = field(default_factory=list)
+    guarantee: Annotated[
+        Guarantee,
+        typer.Option(
+            help="What a published set is promised for: 'box' (each participant anywhere between its export and its import envelope, independently of the others), 'direction' (the import box and the export box apart) or 'corner' (everyone at the envelope: ALEXANDER D3.3's definition, for comparison)."
+        ),
+    ] = _LIB.guarantee
+    audit_points: Annotated[
+        int, typer.Option(help="Seeded random points of each set's box also checked by OpenDSS.")
+    ] = _LIB.audit_points
+    export_weight: Annotated[
+        float,
+        typer.Option(
+            help="Box guarantee: weight w of export against import; the methods maximise (1-w) log(import) + w log(export) of their measure."
+        ),
+    ] = _LIB.export_weight
 
     def envelope_options(self):
         """The library's EnvelopeOptions (limits included) from these options, every one checked
@@ -210,27 +299,58 @@ class StudyArgs:
         from nfca.model.envelope import EnvelopeOptions
         from nfca.model.limits import Limits
 
-        _finite(default_capacity=self.default_capacity, firm_kw=self.firm_kw, firm_diversity=self.firm_diversity,
-                power_factor=self.power_factor, vmin=self.vmin, vmax=self.vmax, v_neutral_max=self.v_neutral_max,
-                source_pu=self.source_pu, vmin_v=self.vmin_v, vmax_v=self.vmax_v, default_ampacity=self.default_ampacity,
-                export_weight=self.export_weight)
+        _finite(
+            default_capacity=self.default_capacity,
+            firm_kw=self.firm_kw,
+            firm_diversity=self.firm_diversity,
+            power_factor=self.power_factor,
+            vmin=self.vmin,
+            vmax=self.vmax,
+            v_neutral_max=self.v_neutral_max,
+            source_pu=self.source_pu,
+            vmin_v=self.vmin_v,
+            vmax_v=self.vmax_v,
+            default_ampacity=self.default_ampacity,
+            export_weight=self.export_weight,
+        )
         if self.seed < 0:
             raise InputError(f"--seed must be 0 or a positive whole number, got {self.seed}")
 
-        limits = Limits(vmin_pu=self.vmin, vmax_pu=self.vmax, vmin_v=self.vmin_v, vmax_v=self.vmax_v,
-                        v_neutral_max_v=self.v_neutral_max)
-        return EnvelopeOptions(limits=limits, power_factor=self.power_factor, source_pu=self.source_pu,
-                               reduce=self.reduce, kron=self.kron, firm_kw=self.firm_kw,
-                               firm_diversity=self.firm_diversity, ipopt_options=_ipopt_options(self.ipopt_option),
-                               guarantee=Guarantee(self.guarantee).value, audit_points=self.audit_points,
-                               export_weight=self.export_weight, audit_seed=self.seed)
+        limits = Limits(
+            vmin_pu=self.vmin,
+            vmax_pu=self.vmax,
+            vmin_v=self.vmin_v,
+            vmax_v=self.vmax_v,
+            v_neutral_max_v=self.v_neutral_max,
+        )
+        return EnvelopeOptions(
+            limits=limits,
+            power_factor=self.power_factor,
+            source_pu=self.source_pu,
+            reduce=self.reduce,
+            kron=self.kron,
+            firm_kw=self.firm_kw,
+            firm_diversity=self.firm_diversity,
+            ipopt_options=_ipopt_options(self.ipopt_option),
+            guarantee=Guarantee(self.guarantee).value,
+            audit_points=self.audit_points,
+            export_weight=self.export_weight,
+            audit_seed=self.seed,
+        )
 
     def read(self, path: Path, feeder_name: str | None = None):
         """The feeder with --capacities applied, and the participants chosen: (Feeder, frozenset)."""
         from nfca.studies.envelopes import prepare_feeder
 
-        return prepare_feeder(path, self.participants, self.seed, self.capacities, self.default_capacity, feeder_name,
-                              self.ampacity_rules())
+        return prepare_feeder(
+            path,
+            self.participants,
+            self.seed,
+            self.capacities,
+            self.default_capacity,
+            feeder_name,
+            self.ampacity_rules(),
+        )
 
     def ampacity_rules(self):
         """--ampacity and --default-ampacity as the reader's ampacity rules."""
@@ -244,9 +364,17 @@ class StudyArgs:
         """The library's BatchSpec: what to compute for every feeder of a batch."""
         from nfca.studies.batch import BatchSpec
 
-        return BatchSpec(self.envelope_options(), tuple(self.methods), tuple(self.directions), self.participants,
-                         self.seed, self.capacities, self.default_capacity, self.provenance(inputs),
-                         self.ampacity_rules())
+        return BatchSpec(
+            self.envelope_options(),
+            tuple(self.methods),
+            tuple(self.directions),
+            self.participants,
+            self.seed,
+            self.capacities,
+            self.default_capacity,
+            self.provenance(inputs),
+            self.ampacity_rules(),
+        )
 
     @property
     def methods(self) -> list[str]:
@@ -263,8 +391,9 @@ class StudyArgs:
         SHA-256 of every input file, the participant rule and seed."""
         from nfca.io.provenance import provenance
 
-        return provenance(inputs, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-                          self.participants, self.seed)
+        return provenance(
+            inputs, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, self.participants, self.seed
+        )
 
 
 @dataclass
@@ -272,8 +401,12 @@ class OutputArgs:
     """How a command talks: results on stdout, progress on stderr."""
 
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and --json).")] = False
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print each step with its time, and every notice.")] = False
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results (summary.json) on stdout instead of a table.")] = False
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print each step with its time, and every notice.")
+    ] = False
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results (summary.json) on stdout instead of a table.")
+    ] = False
 
     def progress(self, total: int | None = None) -> Progress:
         """A progress reporter for `total` steps, quiet or verbose as asked."""
@@ -289,7 +422,7 @@ class OutputArgs:
         what the voltage limits mean for its loads: one line each on stderr."""
         from nfca.studies.envelopes import study_notices
 
-        for n in (feeder.notices if options is None else study_notices(feeder, options)):
+        for n in feeder.notices if options is None else study_notices(feeder, options):
             self.note(str(n))
 
     def results(self, summary: dict, table: Callable[[dict], object]) -> None:
@@ -315,8 +448,9 @@ def shared(*groups: type):
             types = _type_hints(group)
             for f in dataclasses.fields(group):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                extra.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                               annotation=types[f.name]))
+                extra.append(
+                    inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=types[f.name])
+                )
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -324,8 +458,12 @@ def shared(*groups: type):
                 kwargs[name] = group(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(group)})
             return fn(*args, **kwargs)
 
-        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD
-                  else p for p in own]
+        params = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD
+            else p
+            for p in own
+        ]
         positional = [p for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
         keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params if p not in positional]
         wrapper.__signature__ = sig.replace(parameters=positional + keyword + extra)
@@ -354,8 +492,14 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as Bar
 
-            self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=err, transient=True)
+            self.bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
             self.task = self.bar.add_task("starting", total=total)
             self.bar.start()
 
@@ -393,10 +537,28 @@ def envelopes(
     output: OutputArgs,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-results"),
     fmt: Formats = DEFAULT_FORMATS,  # noqa: B006 (Typer shows it; never mutated)
-    crs: Annotated[str | None, typer.Option(help="CRS of the bus coordinates (e.g. EPSG:31370, or 'local' for metres on a local grid); default: the feeder folder's crs.txt.")] = None,
-    profiles: Annotated[str | None, typer.Option(help="End-user profiles (CSV: end_user,timestamp,p_kw or timestamp + one column per end-user; kW, consumption +) or 'loadshapes' (the feeder's OpenDSS load shapes): dynamic envelopes per interval, and static ones for the horizon.")] = None,
-    resolution: Annotated[str | None, typer.Option(help="With --profiles: interval length, e.g. 15min or 1h (mean power per interval); default: the profiles'.")] = None,
-    workers: Annotated[int | None, typer.Option(help="With --profiles: processes (default: one per core, at most one per method x direction).")] = None,
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="CRS of the bus coordinates (e.g. EPSG:31370, or 'local' for metres on a local grid); default: the feeder folder's crs.txt."
+        ),
+    ] = None,
+    profiles: Annotated[
+        str | None,
+        typer.Option(
+            help="End-user profiles (CSV: end_user,timestamp,p_kw or timestamp + one column per end-user; kW, consumption +) or 'loadshapes' (the feeder's OpenDSS load shapes): dynamic envelopes per interval, and static ones for the horizon."
+        ),
+    ] = None,
+    resolution: Annotated[
+        str | None,
+        typer.Option(
+            help="With --profiles: interval length, e.g. 15min or 1h (mean power per interval); default: the profiles'."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="With --profiles: processes (default: one per core, at most one per method x direction)."),
+    ] = None,
 ) -> None:
     """Guaranteed import/export per end-user, each envelope set verified by OpenDSS.
 
@@ -427,10 +589,17 @@ def envelopes(
         output.notices(f, opts)
         inputs = [feeder, study.capacities, _file(study.participants), _file(profiles), study.ampacity]
         if profiles is not None:  # dynamic envelopes over the profiles' horizon
-            return _dynamic(f, profiles, resolution, study, output, opts, chosen, workers, folder, out, formats, inputs,
-                            progress)
-        result = run_envelopes(f, study.methods, study.directions, opts, chosen,
-                               progress=lambda s: progress(s if s.startswith("verifying") else f"solving {s}"))
+            return _dynamic(
+                f, profiles, resolution, study, output, opts, chosen, workers, folder, out, formats, inputs, progress
+            )
+        result = run_envelopes(
+            f,
+            study.methods,
+            study.directions,
+            opts,
+            chosen,
+            progress=lambda s: progress(s if s.startswith("verifying") else f"solving {s}"),
+        )
         if not result.envelopes:  # no set has an envelope: say why, write nothing
             raise InfeasibleError(next(iter(result.infeasible.values())))
         result = dataclasses.replace(result, provenance=study.provenance(inputs))
@@ -438,7 +607,9 @@ def envelopes(
         files = write_study(result, folder, formats, crs)
     summary = result.summary
     output.results(summary, _summary_table)
-    output.note(f"wrote {len(files)} file(s) to {out}" + ("" if not output.verbose else f": {', '.join(p.name for p in files)}"))
+    output.note(
+        f"wrote {len(files)} file(s) to {out}" + ("" if not output.verbose else f": {', '.join(p.name for p in files)}")
+    )
     _exit_if_partial(summary["methods"], output)
 
 
@@ -448,22 +619,38 @@ def _file(spec: str | None) -> Path | None:
 
 def _exit_if_partial(per_method: dict, output: OutputArgs) -> None:
     """Exit code 3 (after writing the rest) when some method/direction has no envelope."""
-    missing = [(m, d, s["reason"]) for m, per in per_method.items() for d, s in per.items() if s.get("status") == "infeasible"]
+    missing = [
+        (m, d, s["reason"]) for m, per in per_method.items() for d, s in per.items() if s.get("status") == "infeasible"
+    ]
     for m, d, reason in missing:
         _say(f"infeasible: {m} {d}: {reason}")
     if missing:
         raise typer.Exit(3)
 
 
-def _dynamic(f, profiles, resolution, study: StudyArgs, output: OutputArgs, opts, chosen, workers, folder, out,
-             formats, inputs, progress) -> None:
+def _dynamic(
+    f,
+    profiles,
+    resolution,
+    study: StudyArgs,
+    output: OutputArgs,
+    opts,
+    chosen,
+    workers,
+    folder,
+    out,
+    formats,
+    inputs,
+    progress,
+) -> None:
     from nfca.studies.dynamic import run_dynamic, write_dynamic
     from nfca.studies.profiles import load_profiles
 
     progress("reading profiles")
     prof = load_profiles(profiles, f, resolution)
-    result = run_dynamic(f, prof, study.methods, study.directions, opts, chosen, workers,
-                         progress=lambda s: progress(f"solving {s}", 0))
+    result = run_dynamic(
+        f, prof, study.methods, study.directions, opts, chosen, workers, progress=lambda s: progress(f"solving {s}", 0)
+    )
     result = dataclasses.replace(result, provenance=study.provenance(inputs))
     progress("writing outputs")
     files = write_dynamic(result, folder, formats)
@@ -478,11 +665,26 @@ def _summary_table(summary: dict):
     from nfca.model.voltages import describe_voltage_limits
 
     o = summary["options"]
-    t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA; "
-                    f"{describe_voltage_limits(summary['voltage_limits'], o)}, source {o['source_pu']:.3g} pu",
-              caption=f"kW guaranteed; V: customer voltages (pu of nominal) and loading (%) in the OpenDSS "
-                      f"verification; non-participants: {o.get('firm', '')}")
-    for c in ("method", "dir", "total", "min", "max", "Jain", "V min", "V max", "load %", "verified", "limited by", "s"):
+    t = Table(
+        title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA; "
+        f"{describe_voltage_limits(summary['voltage_limits'], o)}, source {o['source_pu']:.3g} pu",
+        caption=f"kW guaranteed; V: customer voltages (pu of nominal) and loading (%) in the OpenDSS "
+        f"verification; non-participants: {o.get('firm', '')}",
+    )
+    for c in (
+        "method",
+        "dir",
+        "total",
+        "min",
+        "max",
+        "Jain",
+        "V min",
+        "V max",
+        "load %",
+        "verified",
+        "limited by",
+        "s",
+    ):
         t.add_column(c, no_wrap=c != "limited by")
     for m, per in summary["methods"].items():
         for d, s in per.items():
@@ -490,26 +692,44 @@ def _summary_table(summary: dict):
                 t.add_row(m, d, "[red]infeasible[/]", *[""] * 6, "NO", escape(s["reason"][:60]), "")
                 continue
             top = s["limiting"][0] if s["limiting"] else None
-            t.add_row(m, d, f"{s['total_kw']:.1f}", f"{s['min_kw']:.2f}", f"{s['max_kw']:.2f}", f"{s['jain_index']:.3f}",
-                      f"{s['v_min_pu']:.3f}", f"{s['v_max_pu']:.3f}", f"{s['max_loading_pct']:.1f}",
-                      "yes" if s["verified"] else "NO",
-                      f"{top['type']} {escape(top['element'])} ({top['end_users']})" if top else "capacity",
-                      f"{s['seconds']:.2f}")
+            t.add_row(
+                m,
+                d,
+                f"{s['total_kw']:.1f}",
+                f"{s['min_kw']:.2f}",
+                f"{s['max_kw']:.2f}",
+                f"{s['jain_index']:.3f}",
+                f"{s['v_min_pu']:.3f}",
+                f"{s['v_max_pu']:.3f}",
+                f"{s['max_loading_pct']:.1f}",
+                "yes" if s["verified"] else "NO",
+                f"{top['type']} {escape(top['element'])} ({top['end_users']})" if top else "capacity",
+                f"{s['seconds']:.2f}",
+            )
     return t
 
 
 def _dynamic_table(summary: dict):
     from rich.table import Table
 
-    t = Table(title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA, "
-                    f"{summary['intervals']} x {summary['resolution_min']:g} min")
+    t = Table(
+        title=f"{summary['feeder']}: {summary['participants']} of {summary['end_users']} end-users with an NFCA, "
+        f"{summary['intervals']} x {summary['resolution_min']:g} min"
+    )
     for c in ("method", "direction", "static kW", "dynamic kW min/mean/max", "Ipopt solves", "verified", "s"):
         t.add_column(c)
     for m, per in summary["dynamic"].items():
         for d, s in per.items():
             st, tot = summary["static"][m][d], s["total_kw"]
-            t.add_row(m, d, f"{st['total_kw']:.1f}", f"{min(tot):.1f} / {sum(tot) / len(tot):.1f} / {max(tot):.1f}",
-                      str(s["solves"]), "yes" if s["verified"] and st["verified"] else "NO", f"{s['seconds']:.1f}")
+            t.add_row(
+                m,
+                d,
+                f"{st['total_kw']:.1f}",
+                f"{min(tot):.1f} / {sum(tot) / len(tot):.1f} / {max(tot):.1f}",
+                str(s["solves"]),
+                "yes" if s["verified"] and st["verified"] else "NO",
+                f"{s['seconds']:.1f}",
+            )
     return t
 
 
@@ -520,12 +740,30 @@ def activations(
     feeder: FeederArg,
     study: StudyArgs,
     output: OutputArgs,
-    profiles: Annotated[str, typer.Option(help="End-user profiles: a CSV (kW, consumption +) or 'loadshapes' (the feeder's).", show_default=False)],
+    profiles: Annotated[
+        str,
+        typer.Option(
+            help="End-user profiles: a CSV (kW, consumption +) or 'loadshapes' (the feeder's).", show_default=False
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-activations"),
-    envelopes_dir: Annotated[Path | None, typer.Option("--envelopes", help="Reuse the dynamic envelopes of an earlier `nfca envelopes --profiles` run (its output folder) instead of computing them.")] = None,
-    resolution: Annotated[str | None, typer.Option(help="Interval length, e.g. 15min (mean power per interval); default: the profiles'.")] = None,
-    max_activations: Annotated[int | None, typer.Option(help="Policy: activations allowed over the horizon (seed: ten a year); negative: no cap.")] = 10,
-    max_duration: Annotated[str | None, typer.Option(help="Policy: longest activation, e.g. 1h (seed: one hour); 'none': no cap.")] = "1h",
+    envelopes_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--envelopes",
+            help="Reuse the dynamic envelopes of an earlier `nfca envelopes --profiles` run (its output folder) instead of computing them.",
+        ),
+    ] = None,
+    resolution: Annotated[
+        str | None, typer.Option(help="Interval length, e.g. 15min (mean power per interval); default: the profiles'.")
+    ] = None,
+    max_activations: Annotated[
+        int | None,
+        typer.Option(help="Policy: activations allowed over the horizon (seed: ten a year); negative: no cap."),
+    ] = 10,
+    max_duration: Annotated[
+        str | None, typer.Option(help="Policy: longest activation, e.g. 1h (seed: one hour); 'none': no cap.")
+    ] = "1h",
     workers: Annotated[int | None, typer.Option(help="Processes for the envelopes (default: one per core).")] = None,
 ) -> None:
     """When NFCAs must be activated over the profiles, how often and how long, and the energy curtailed
@@ -539,7 +777,11 @@ def activations(
     from nfca.studies.dynamic import run_dynamic
     from nfca.studies.profiles import load_profiles, parse_resolution
 
-    cap_duration = None if max_duration is None or max_duration.strip().lower() == "none" else parse_resolution(max_duration, "--max-duration")
+    cap_duration = (
+        None
+        if max_duration is None or max_duration.strip().lower() == "none"
+        else parse_resolution(max_duration, "--max-duration")
+    )
     policy = ActivationPolicy(None if max_activations is None or max_activations < 0 else max_activations, cap_duration)
     opts = study.envelope_options()
     _check_workers(workers)
@@ -555,38 +797,70 @@ def activations(
             progress(f"reading the envelopes of {envelopes_dir}")
             dyn = read_dynamic(envelopes_dir, f, prof, opts, study.methods)
         else:
-            dyn = run_dynamic(f, prof, study.methods, study.directions, opts, chosen, workers,
-                              progress=lambda s: progress(f"envelopes: {s}", 0))
+            dyn = run_dynamic(
+                f,
+                prof,
+                study.methods,
+                study.directions,
+                opts,
+                chosen,
+                workers,
+                progress=lambda s: progress(f"envelopes: {s}", 0),
+            )
         progress("power flows of the firm and the activated operation")
-        result = dataclasses.replace(analyse(dyn, policy),
-                                     provenance=study.provenance([feeder, study.capacities, _file(study.participants),
-                                                                  _file(profiles)]))
+        result = dataclasses.replace(
+            analyse(dyn, policy),
+            provenance=study.provenance([feeder, study.capacities, _file(study.participants), _file(profiles)]),
+        )
         progress("writing outputs")
         files = write_activations(result, folder)
     s = result.summary
     pol = s["policy"]
-    unresolved = {f"{m} {lim}": r["unresolved_intervals"] for m, per in s["resolved"].items() for lim, r in per.items()
-                  if r["unresolved_intervals"]}
+    unresolved = {
+        f"{m} {lim}": r["unresolved_intervals"]
+        for m, per in s["resolved"].items()
+        for lim, r in per.items()
+        if r["unresolved_intervals"]
+    }
 
     def table(s: dict):
         from rich.table import Table
 
-        t = Table(title=f"{s['feeder']}: {s['intervals_needing_activation']} of {s['intervals']} intervals need an "
-                        f"activation: {pol['activations']} activation(s), longest {pol['longest_min']:g} min; policy "
-                        f"{'satisfied' if pol['satisfied'] else 'NOT satisfied'}")
-        for c in ("method", "curtailed kWh: dynamic", "static", "permanent static", "unresolved intervals (dyn/static)"):
+        t = Table(
+            title=f"{s['feeder']}: {s['intervals_needing_activation']} of {s['intervals']} intervals need an "
+            f"activation: {pol['activations']} activation(s), longest {pol['longest_min']:g} min; policy "
+            f"{'satisfied' if pol['satisfied'] else 'NOT satisfied'}"
+        )
+        for c in (
+            "method",
+            "curtailed kWh: dynamic",
+            "static",
+            "permanent static",
+            "unresolved intervals (dyn/static)",
+        ):
             t.add_column(c)
         for m, per in s["curtailed_kwh"].items():
             r = s["resolved"][m]
-            t.add_row(m, f"{per['dynamic']:.1f}", f"{per['static']:.1f}", f"{per['permanent_static']:.1f}",
-                      f"{r['dynamic']['unresolved_intervals']} / {r['static']['unresolved_intervals']}")
+            t.add_row(
+                m,
+                f"{per['dynamic']:.1f}",
+                f"{per['static']:.1f}",
+                f"{per['permanent_static']:.1f}",
+                f"{r['dynamic']['unresolved_intervals']} / {r['static']['unresolved_intervals']}",
+            )
         return t
 
     output.results(s, table)
     output.note(f"wrote {len(files)} file(s) to {out}")
     if not pol["satisfied"] or unresolved:
-        why = [] if pol["satisfied"] else [f"{pol['activations']} activation(s), longest {pol['longest_min']:g} min "
-                                             f"(cap {pol['max_count']} x {pol['max_duration_min']} min)"]
+        why = (
+            []
+            if pol["satisfied"]
+            else [
+                f"{pol['activations']} activation(s), longest {pol['longest_min']:g} min "
+                f"(cap {pol['max_count']} x {pol['max_duration_min']} min)"
+            ]
+        )
         why += [f"{k} limits leave {n} activated interval(s) violating a limit" for k, n in unresolved.items()]
         _say(f"policy not met: {'; '.join(why)}")
         raise typer.Exit(POLICY_FAILED)
@@ -651,8 +925,9 @@ def _ipopt_value(name: str, value: str):
     kind = re.search(r"### \S+ \(([^)]*)\)", text)
     rule = re.search(r"^(.*<=.*|.*<.*\+inf.*)$", text, re.M)
     expects = ", ".join(x for x in ((kind.group(1) if kind else ""), (rule.group(1).strip() if rule else "")) if x)
-    raise InputError(f"--ipopt-option {name}={value}: not a value Ipopt takes for {name}"
-                     f"{f' ({expects})' if expects else ''}")
+    raise InputError(
+        f"--ipopt-option {name}={value}: not a value Ipopt takes for {name}{f' ({expects})' if expects else ''}"
+    )
 
 
 def _finite(**values: float | None) -> None:
@@ -673,7 +948,9 @@ def _check_workers(workers: int | None) -> None:
 def powerflow(
     feeder: FeederArg,
     output: OutputArgs,
-    load_kw: Annotated[float | None, typer.Option(help="Put every end-user at this power (kW, pf 1) instead of the file's.")] = None,
+    load_kw: Annotated[
+        float | None, typer.Option(help="Put every end-user at this power (kW, pf 1) instead of the file's.")
+    ] = None,
 ) -> None:
     """Three-phase power flow with the UTOPF model, compared with OpenDSS."""
     from nfca import engine
@@ -721,8 +998,10 @@ def sweep_participation(
     if step < 1:
         raise InputError(f"--step must be at least 1, got {step}")
     if study.participants != "all":
-        raise InputError("sweep-participation chooses the participants itself (end-users join in the --seed order): "
-                         "leave out --participants")
+        raise InputError(
+            "sweep-participation chooses the participants itself (end-users join in the --seed order): "
+            "leave out --participants"
+        )
     opts = study.envelope_options()
     with run_folder(out) as folder:
         f, _ = study.read(feeder)
@@ -734,18 +1013,36 @@ def sweep_participation(
         write_csv(folder / "participation.csv", df)
         from nfca.studies.envelopes import firm_rule
 
-        title = (f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed});\n"
-                 f"non-participants at {firm_rule(opts, f)}")
+        title = (
+            f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed});\n"
+            f"non-participants at {firm_rule(opts, f)}"
+        )
         plots.participation_sweep(df, folder / "participation.png", title)
         from nfca.io.report import table_html, write_page
         from nfca.studies.envelopes import options_summary
 
-        summary = {"feeder": f.name, "path": str(feeder), "end_users": n, "options": options_summary(opts, f),
-                   "provenance": study.provenance([feeder, study.capacities]), "points": df.to_dict(orient="records")}
+        summary = {
+            "feeder": f.name,
+            "path": str(feeder),
+            "end_users": n,
+            "options": options_summary(opts, f),
+            "provenance": study.provenance([feeder, study.capacities]),
+            "points": df.to_dict(orient="records"),
+        }
         write_json(folder / "participation.json", summary)
-        write_page(folder / "report.html", f"Guaranteed power against participation: {f.name}", title.replace("\n", " "),
-                   [("Points (mean guaranteed kW per participant; infeasible: no envelope exists, the reason says why)",
-                     table_html(df, "points"))], [folder / "participation.png"], summary)
+        write_page(
+            folder / "report.html",
+            f"Guaranteed power against participation: {f.name}",
+            title.replace("\n", " "),
+            [
+                (
+                    "Points (mean guaranteed kW per participant; infeasible: no envelope exists, the reason says why)",
+                    table_html(df, "points"),
+                )
+            ],
+            [folder / "participation.png"],
+            summary,
+        )
 
     def table(s: dict):
         from rich.table import Table
@@ -770,7 +1067,10 @@ def batch(
     out: Annotated[Path, typer.Option(help="Results folder (resumable).")] = Path("nfca-batch"),
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per core).")] = None,
     dask: Annotated[str | None, typer.Option(help="Address of a Dask scheduler to run on instead.")] = None,
-    crs: Annotated[str | None, typer.Option(help="CRS of the bus coordinates, e.g. EPSG:31370; default: each feeder folder's crs.txt.")] = None,
+    crs: Annotated[
+        str | None,
+        typer.Option(help="CRS of the bus coordinates, e.g. EPSG:31370; default: each feeder folder's crs.txt."),
+    ] = None,
     fmt: Formats = DEFAULT_FORMATS,  # noqa: B006 (Typer shows it; never mutated)
 ) -> None:
     """Envelopes for many feeders (each written to OUT/feeders/NAME, with its report.html), then
@@ -788,15 +1088,20 @@ def batch(
     jobs = discover(feeders)
     with output.progress(len(jobs)) as progress:
         formats = tuple(dict.fromkeys(["csv", "json", *(x.value for x in fmt)]))
-        spec = dataclasses.replace(study.batch_spec([*feeders, study.capacities, _file(study.participants), study.ampacity]),
-                                   formats=formats)
-        report = run_batch(jobs, out, spec, workers, dask, crs, progress=lambda name, status: progress(f"{name} {status}"))
+        spec = dataclasses.replace(
+            study.batch_spec([*feeders, study.capacities, _file(study.participants), study.ampacity]), formats=formats
+        )
+        report = run_batch(
+            jobs, out, spec, workers, dask, crs, progress=lambda name, status: progress(f"{name} {status}")
+        )
         progress("classifying feeders")
         types = classify_results(out)
         write_csv(out / "feeder_types.csv", types)
         _classification_figures(out, types, "png" in formats)
     output.results(_batch_summary(out, report, types), _batch_table)
-    output.note(f"{len(report.done)} computed, {len(report.skipped)} already done, {len(report.failed)} failed; results in {out}")
+    output.note(
+        f"{len(report.done)} computed, {len(report.skipped)} already done, {len(report.failed)} failed; results in {out}"
+    )
     for name, msg in report.failed.items():
         _say(f"failed {name}: {msg}")
     if report.failed:
@@ -804,19 +1109,39 @@ def batch(
 
 
 def _batch_summary(out: Path, report, types) -> dict:
-    return {"results": str(out), "computed": report.done, "skipped": report.skipped, "failed": report.failed,
-            "feeders": types.to_dict(orient="records") if len(types) else []}
+    return {
+        "results": str(out),
+        "computed": report.done,
+        "skipped": report.skipped,
+        "failed": report.failed,
+        "feeders": types.to_dict(orient="records") if len(types) else [],
+    }
 
 
 def _batch_table(s: dict):
     from rich.table import Table
 
     t = Table(title=f"{len(s['feeders'])} feeders in {s['results']}")
-    for c in ("feeder", "end-users", "type", "optimal import kW", "fair import kW", "optimal export kW", "fair export kW"):
+    for c in (
+        "feeder",
+        "end-users",
+        "type",
+        "optimal import kW",
+        "fair import kW",
+        "optimal export kW",
+        "fair export kW",
+    ):
         t.add_column(c)
     for r in s["feeders"]:
-        t.add_row(r["feeder"], str(r["end_users"]), str(r["type"]), f"{r['optimal_import_kw']:.1f}",
-                  f"{r['fair_import_kw']:.1f}", f"{r['optimal_export_kw']:.1f}", f"{r['fair_export_kw']:.1f}")
+        t.add_row(
+            r["feeder"],
+            str(r["end_users"]),
+            str(r["type"]),
+            f"{r['optimal_import_kw']:.1f}",
+            f"{r['fair_import_kw']:.1f}",
+            f"{r['optimal_export_kw']:.1f}",
+            f"{r['fair_export_kw']:.1f}",
+        )
     return t
 
 
@@ -826,7 +1151,9 @@ def _batch_table(s: dict):
 def classify(
     results: Annotated[Path, typer.Argument(help="Results folder of `nfca batch`.", show_default=False)],
     output: OutputArgs,
-    capacity_tol: Annotated[float, typer.Option(help="Type 1 when optimal and fair are within this fraction of capacity.")] = 0.01,
+    capacity_tol: Annotated[
+        float, typer.Option(help="Type 1 when optimal and fair are within this fraction of capacity.")
+    ] = 0.01,
     fair_tol: Annotated[float, typer.Option(help="Type 2 when fair is within this fraction of optimal.")] = 0.05,
     png: Annotated[bool, typer.Option("--png", help="Also write the figures as PNG files.")] = False,
 ) -> None:
@@ -862,16 +1189,24 @@ def _classification_figures(results: Path, types, png: bool = False) -> None:
                 name = of_type["feeder"].iloc[0]
                 env = read_envelopes(results / "feeders" / name / "envelopes.csv")
                 typical.append((t, name, env[env["direction"] == "import"]))
-                specs.append({**charts.envelope_bars(typical[-1][2], "import", caption=f"{name}, a type-{t} feeder"),
-                              "id": f"type{t}-import"})
+                specs.append(
+                    {
+                        **charts.envelope_bars(typical[-1][2], "import", caption=f"{name}, a type-{t} feeder"),
+                        "id": f"type{t}-import",
+                    }
+                )
     if png and not types.empty:
         from nfca.io import plots
 
         figures = [plots.feeder_bars(types, results / f"feeder_types_{d}.png", d) for d in ("import", "export")]
         if any((results / "feeders" / n / "envelopes.gpkg").exists() for n in types["feeder"]):
             figures.append(plots.grid_map(results, types, results / "grid_map.png"))
-        figures += [plots.envelope_bars(env, results / f"type{t}_{name}_import.png", "import",
-                                        f"{name}, a type-{t} feeder").path for t, name, env in typical]
+        figures += [
+            plots.envelope_bars(
+                env, results / f"type{t}_{name}_import.png", "import", f"{name}, a type-{t} feeder"
+            ).path
+            for t, name, env in typical
+        ]
     write_batch_report(results, types, [Path(p) for p in figures], incomplete(results), specs)
 
 

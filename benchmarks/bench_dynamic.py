@@ -35,28 +35,50 @@ ARGS = ["--profiles", str(PROFILES), "--resolution", "15min", "--participants", 
 
 def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.node()} | {platform.processor() or platform.machine()} | {os.cpu_count()} cores | "
-            f"Python {platform.python_version()} | load average {load:.2f} at start")
+    return (
+        f"{platform.node()} | {platform.processor() or platform.machine()} | {os.cpu_count()} cores | "
+        f"Python {platform.python_version()} | load average {load:.2f} at start"
+    )
 
 
 def cli(guarantee: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "day"
         t0 = time.perf_counter()
-        subprocess.run([NFCA, "envelopes", str(IEEE), *ARGS, "--guarantee", guarantee, "--out", str(out),
-                        "--format", "csv", "--format", "json"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                NFCA,
+                "envelopes",
+                str(IEEE),
+                *ARGS,
+                "--guarantee",
+                guarantee,
+                "--out",
+                str(out),
+                "--format",
+                "csv",
+                "--format",
+                "json",
+            ],
+            check=True,
+            capture_output=True,
+        )
         wall = time.perf_counter() - t0
         s = json.loads((out / "summary.json").read_text())
     n = s["intervals"]
-    print(f"dynamic envelopes CLI, --guarantee {guarantee}, {n} x {s['resolution_min']:g} min, optimal+fair x "
-          f"import+export, every set verified: {wall:.1f} s wall (target <= 10 s)")
+    print(
+        f"dynamic envelopes CLI, --guarantee {guarantee}, {n} x {s['resolution_min']:g} min, optimal+fair x "
+        f"import+export, every set verified: {wall:.1f} s wall (target <= 10 s)"
+    )
     print(f"  library part: {s['seconds']:.1f} s in {s['workers']} processes; verified: {s['verified']}")
     for m, per in s["dynamic"].items():
         for d, x in per.items():
             st = s["static"][m][d]
-            print(f"  {m:8s} {d:7s} {x['seconds']:5.1f} s  {x['unique']} intervals, {x['solves']} Ipopt solves, "
-                  f"{x['skipped']} at capacity, {x['iterations']} iterations; static {st['total_kw']:.1f} kW, "
-                  f"dynamic {min(x['total_kw']):.1f}-{max(x['total_kw']):.1f} kW")
+            print(
+                f"  {m:8s} {d:7s} {x['seconds']:5.1f} s  {x['unique']} intervals, {x['solves']} Ipopt solves, "
+                f"{x['skipped']} at capacity, {x['iterations']} iterations; static {st['total_kw']:.1f} kW, "
+                f"dynamic {min(x['total_kw']):.1f}-{max(x['total_kw']):.1f} kW"
+            )
     return wall
 
 
@@ -74,8 +96,10 @@ def library(guarantee: str) -> None:
     t1 = time.perf_counter()
     study = run_dynamic(f, prof, participants=part, options=EnvelopeOptions(guarantee=guarantee))
     t2 = time.perf_counter()
-    print(f"library, --guarantee {guarantee}: read {t1 - t0:.1f} s, run_dynamic {t2 - t1:.1f} s in "
-          f"{study.workers} processes")
+    print(
+        f"library, --guarantee {guarantee}: read {t1 - t0:.1f} s, run_dynamic {t2 - t1:.1f} s in "
+        f"{study.workers} processes"
+    )
     for c in study.chains:
         print(f"  {c.method.value:8s} {c.direction.value:7s} {c.seconds:5.1f} s: {c.timing}")
 
@@ -103,8 +127,10 @@ def year(days: int, guarantee: str) -> None:
         seconds.append(time.perf_counter() - t0)
         print(f"  day {day}: {seconds[-1]:.1f} s wall, verified {study.verified}")
     mean = sum(seconds) / len(seconds)
-    print(f"a year of 15-min intervals, --guarantee {guarantee}, extrapolated from {days} sampled days: "
-          f"{365 * mean / 60:.0f} min wall (target <= 15 min); {mean:.1f} s per day")
+    print(
+        f"a year of 15-min intervals, --guarantee {guarantee}, extrapolated from {days} sampled days: "
+        f"{365 * mean / 60:.0f} min wall (target <= 15 min); {mean:.1f} s per day"
+    )
 
 
 if __name__ == "__main__":

@@ -72,13 +72,19 @@ def main() -> None:
     print(f"IEEE European LV feeder ({len(feeder.buses)} buses, {len(feeder.end_users)} loads), {sys.platform}")
     print(f"  sanitiser (read and check {IEEE.name} and its files): {1e3 * sanitise:.1f} ms")
     print(f"  read + compile in process:                {1e3 * read_in:.0f} ms")
-    print(f"  read through a new engine process (cold): {1e3 * read_child:.0f} ms "
-          "(Python + numpy + pandas + opendssdirect imports in the child)")
+    print(
+        f"  read through a new engine process (cold): {1e3 * read_child:.0f} ms "
+        "(Python + numpy + pandas + opendssdirect imports in the child)"
+    )
     print(f"  read through a prestarted engine process:  {1e3 * read_warm:.0f} ms")
-    print(f"  power flow, one per request: in process {1e3 * one_in:.2f} ms, engine process {1e3 * one_child:.2f} ms "
-          f"(x{one_child / one_in:.2f})")
-    print(f"  power flow, 20 per request:  in process {1e3 * batch_in:.2f} ms, engine process {1e3 * batch_child:.2f} ms "
-          f"(x{batch_child / batch_in:.2f})")
+    print(
+        f"  power flow, one per request: in process {1e3 * one_in:.2f} ms, engine process {1e3 * one_child:.2f} ms "
+        f"(x{one_child / one_in:.2f})"
+    )
+    print(
+        f"  power flow, 20 per request:  in process {1e3 * batch_in:.2f} ms, engine process {1e3 * batch_child:.2f} ms "
+        f"(x{batch_child / batch_in:.2f})"
+    )
     engine.close_all()
 
 

@@ -64,9 +64,12 @@ def main(sizes, seed: int) -> None:
                 env = EnvelopeProblem(feeder, options).solve("fair", d)[0]
                 lib = time.perf_counter() - t0
                 ours = max(env.guaranteed_kw.values())
-                print(f"{users:4d} end-users, fair {d:7s}: OpenDSS bisection {ref:6.2f} s ({flows} power flows), "
-                      f"level {level:8.4f} kW; UTOPF (build + solve) {lib:6.2f} s ({env.iterations} Ipopt "
-                      f"iterations), level {ours:8.4f} kW; UTOPF / bisection {lib / ref:5.2f}x", flush=True)
+                print(
+                    f"{users:4d} end-users, fair {d:7s}: OpenDSS bisection {ref:6.2f} s ({flows} power flows), "
+                    f"level {level:8.4f} kW; UTOPF (build + solve) {lib:6.2f} s ({env.iterations} Ipopt "
+                    f"iterations), level {ours:8.4f} kW; UTOPF / bisection {lib / ref:5.2f}x",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

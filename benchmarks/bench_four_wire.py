@@ -33,8 +33,10 @@ from nfca.studies.envelopes import run_envelopes  # noqa: E402
 from tests.feeder_texts import four_wire_text, write_dss  # noqa: E402
 
 REPEAT = 5
-CASES = [("test feeder, 8 x 60 m, 10 users", dict()),
-         ("dense feeder, 48 x 10 m, 60 users", dict(n_segments=48, seg_m=10.0, kw=1.0))]
+CASES = [
+    ("test feeder, 8 x 60 m, 10 users", dict()),
+    ("dense feeder, 48 x 10 m, 60 users", dict(n_segments=48, seg_m=10.0, kw=1.0)),
+]
 METHODS = ["optimal", "fair", "proportional", "propfair", "maxmin"]
 
 
@@ -65,20 +67,29 @@ def timing(folder: Path) -> None:
             build = time.perf_counter() - t0
             n_var, n_con = prob.m.nvariables(), prob.m.nconstraints()
             solves = {}
-            for method, direction in [("optimal", "import"), ("optimal", "export"), ("fair", "import"), ("fair", "export")]:
+            for method, direction in [
+                ("optimal", "import"),
+                ("optimal", "export"),
+                ("fair", "import"),
+                ("fair", "export"),
+            ]:
                 s, env = _median_seconds(lambda: prob.solve(method, direction))
                 solves[f"{method} {direction}"] = (s, env.iterations, env.solves)
             rows[kron] = (net.n, n_var, n_con, pf_s, build, solves)
         for kron, (n, n_var, n_con, pf_s, build, solves) in rows.items():
             name = "Kron-reduced   " if kron else "explicit neutral"
-            print(f"  {name}: {n:4d} conductor nodes, {n_var:5d} variables, {n_con:5d} constraints, "
-                  f"power flow {1e3 * pf_s:6.1f} ms, build {1e3 * build:6.1f} ms")
+            print(
+                f"  {name}: {n:4d} conductor nodes, {n_var:5d} variables, {n_con:5d} constraints, "
+                f"power flow {1e3 * pf_s:6.1f} ms, build {1e3 * build:6.1f} ms"
+            )
             for key, (s, it, k) in solves.items():
                 print(f"      {key:15s} {1e3 * s:7.1f} ms  {k} solve(s) {it:3d} Ipopt iterations")
         (n4, *_, pf4, b4, s4), (n3, *_, pf3, b3, s3) = rows[False], rows[True]
         total4, total3 = sum(v[0] for v in s4.values()), sum(v[0] for v in s3.values())
-        print(f"  explicit neutral / Kron: nodes {n4 / n3:.2f}x, power flow {pf4 / pf3:.2f}x, "
-              f"build {b4 / b3:.2f}x, the four envelope solves {total4 / total3:.2f}x")
+        print(
+            f"  explicit neutral / Kron: nodes {n4 / n3:.2f}x, power flow {pf4 / pf3:.2f}x, "
+            f"build {b4 / b3:.2f}x, the four envelope solves {total4 / total3:.2f}x"
+        )
 
 
 def table(folder: Path) -> None:
@@ -88,15 +99,21 @@ def table(folder: Path) -> None:
         f = read_feeder(write_dss(folder, four_wire_text(earthing=earthing), f"fw_{earthing}.dss"))
         four = run_envelopes(f, METHODS, ["import", "export"])
         kron = run_envelopes(f, METHODS, ["import", "export"], EnvelopeOptions(kron=True), require_verified=False)
-        print(f"\nfour-wire test feeder, earthed at {'the transformer only' if earthing == 'transformer' else 'the transformer and every other customer'}"
-              f" (four-wire envelopes all verified: {four.verified})")
-        print("| method | direction | four-wire kW | Kron kW | Kron - four-wire | Kron verified? (worst OpenDSS finding) |")
+        print(
+            f"\nfour-wire test feeder, earthed at {'the transformer only' if earthing == 'transformer' else 'the transformer and every other customer'}"
+            f" (four-wire envelopes all verified: {four.verified})"
+        )
+        print(
+            "| method | direction | four-wire kW | Kron kW | Kron - four-wire | Kron verified? (worst OpenDSS finding) |"
+        )
         print("|---|---|---:|---:|---:|---|")
         for e4, ek, vk in zip(four.envelopes, kron.envelopes, kron.verifications):
             diff = 100 * (ek.total_kw - e4.total_kw) / e4.total_kw
             worst = "yes" if vk.verified else f"no: {len(vk.violations)} violation(s), {_worst(vk)}"
-            print(f"| {e4.method.value} | {e4.direction.value} | {e4.total_kw:.2f} | {ek.total_kw:.2f} | "
-                  f"{diff:+.1f} % | {worst} |")
+            print(
+                f"| {e4.method.value} | {e4.direction.value} | {e4.total_kw:.2f} | {ek.total_kw:.2f} | "
+                f"{diff:+.1f} % | {worst} |"
+            )
 
 
 def _worst(ver) -> str:

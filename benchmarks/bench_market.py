@@ -5,6 +5,7 @@ scheme) and bid aggregation's time against its step size.
     python benchmarks/bench_market.py [--cases ABCD] [--steps 4,2,1,0.5,0.25,0.125,0.0625]
 
 The machine is shared: the load average is printed; compare figures as ratios within one run."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,10 @@ def main() -> None:
     ap.add_argument("--cases", default="ABCD")
     ap.add_argument("--steps", default="4,2,1,0.5,0.25,0.125,0.0625")
     args = ap.parse_args()
-    print(f"{platform.node()} | {platform.processor() or platform.machine()} | {os.cpu_count()} cores | "
-          f"Python {platform.python_version()} | load average {os.getloadavg()[0]:.2f} at start")
+    print(
+        f"{platform.node()} | {platform.processor() or platform.machine()} | {os.cpu_count()} cores | "
+        f"Python {platform.python_version()} | load average {os.getloadavg()[0]:.2f} at start"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         for c in args.cases:

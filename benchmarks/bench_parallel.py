@@ -51,9 +51,11 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
-        cases = [("IEEE EU LV as it is", IEEE / "Master.dss"),
-                 ("every cable laid twice, same type", doubled(Path(tmp) / "same", None)),
-                 ("every cable laid twice, 2nd of type 4c_185", doubled(Path(tmp) / "other", "4c_185"))]
+        cases = [
+            ("IEEE EU LV as it is", IEEE / "Master.dss"),
+            ("every cable laid twice, same type", doubled(Path(tmp) / "same", None)),
+            ("every cable laid twice, 2nd of type 4c_185", doubled(Path(tmp) / "other", "4c_185")),
+        ]
         for title, path in cases:
             f = read_feeder(path)
             model = reduce_feeder(f)
@@ -64,10 +66,12 @@ def main() -> None:
                 env = problem.solve("optimal", "import")
                 times.append(time.perf_counter() - t0)
             study = run_envelopes(f, ["optimal"], ["import"])
-            print(f"{title:45s} lines {len(f.lines):5d} -> merged {len(merge_parallel(f).lines):5d}, "
-                  f"model buses {len(f.buses)} -> {len(model.buses):4d}, model lines {len(model.lines):4d}; "
-                  f"optimal import {statistics.median(times):5.2f} s, {env.total_kw:7.1f} kW, "
-                  f"verified {study.verified}")
+            print(
+                f"{title:45s} lines {len(f.lines):5d} -> merged {len(merge_parallel(f).lines):5d}, "
+                f"model buses {len(f.buses)} -> {len(model.buses):4d}, model lines {len(model.lines):4d}; "
+                f"optimal import {statistics.median(times):5.2f} s, {env.total_kw:7.1f} kW, "
+                f"verified {study.verified}"
+            )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,9 @@ def measure(path: Path, guarantee: str) -> tuple[float, list]:
     from nfca.studies.envelopes import run_envelopes
 
     t0 = time.perf_counter()
-    study = run_envelopes(read_feeder(path), METHODS, ("import", "export"),
-                          EnvelopeOptions(guarantee=guarantee, audit_points=0))
+    study = run_envelopes(
+        read_feeder(path), METHODS, ("import", "export"), EnvelopeOptions(guarantee=guarantee, audit_points=0)
+    )
     return time.perf_counter() - t0, list(study.envelopes)
 
 
@@ -49,8 +50,10 @@ def report(users: int, guarantee: str, wall: float, sets: list) -> None:
     print(f"{users:4d} end-users, {guarantee:6s}: {wall:7.2f} s library wall ({solve:6.2f} s solving)")
     for e in sets:
         retry = f", last solve {len(e.result.attempts)} attempts" if len(e.result.attempts) > 1 else ""
-        print(f"    {e.method.value:8s} {e.direction.value:7s} {e.seconds:7.2f} s {e.solves:3d} solve(s) "
-              f"{e.iterations:5d} Ipopt iterations{retry}  total {e.total_kw:8.2f} kW")
+        print(
+            f"    {e.method.value:8s} {e.direction.value:7s} {e.seconds:7.2f} s {e.solves:3d} solve(s) "
+            f"{e.iterations:5d} Ipopt iterations{retry}  total {e.total_kw:8.2f} kW"
+        )
 
 
 def run_sizes(sizes, guarantees, seed: int = 1) -> None:

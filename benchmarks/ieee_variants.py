@@ -55,8 +55,10 @@ def generate(users: int, seed: int, out_dir: Path) -> Path:
     tan = math.tan(math.acos(0.95))
     lines = original + [f"! {extra} end-users added by benchmarks/ieee_variants.py (seed {seed})"]
     for k in range(extra):
-        lines.append(f"New Load.EXTRA{k + 1} phases=1 bus1={buses[at[k]]}.{phases[k]} kV=0.23 model=1 "
-                     f"vminpu=0.5 vmaxpu=1.5 XfkVA={KVA:g} kW={kw[k]:g} kvar={kw[k] * tan:.6g}")
+        lines.append(
+            f"New Load.EXTRA{k + 1} phases=1 bus1={buses[at[k]]}.{phases[k]} kV=0.23 model=1 "
+            f"vminpu=0.5 vmaxpu=1.5 XfkVA={KVA:g} kW={kw[k]:g} kvar={kw[k] * tan:.6g}"
+        )
     (out_dir / "Loads.dss").write_text("\n".join(lines) + "\n")
     return out_dir / "Master.dss"
 

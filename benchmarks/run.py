@@ -38,7 +38,9 @@ def bench_envelopes() -> None:
     print(f"  library part (read, build, solve, verify): {summary['seconds']:.2f} s")
     for m, per in summary["methods"].items():
         for d, s in per.items():
-            print(f"  {m:8s} {d:7s} {s['seconds']:6.2f} s  {s['solves']} solve(s) {s['iterations']:4d} Ipopt iterations")
+            print(
+                f"  {m:8s} {d:7s} {s['seconds']:6.2f} s  {s['solves']} solve(s) {s['iterations']:4d} Ipopt iterations"
+            )
 
 
 def bench_reduction() -> None:
@@ -53,16 +55,20 @@ def bench_reduction() -> None:
         prob = EnvelopeProblem(f, EnvelopeOptions(reduce=reduce, guarantee="corner"))
         build = time.perf_counter() - t0
         env = prob.solve("optimal", "import")[0]
-        print(f"reduce={reduce!s:5s}: {len(prob.model_feeder.buses):4d} buses, build {build:5.2f} s, "
-              f"optimal import (corner) solve {env.seconds:5.2f} s, total {env.total_kw:.3f} kW")
+        print(
+            f"reduce={reduce!s:5s}: {len(prob.model_feeder.buses):4d} buses, build {build:5.2f} s, "
+            f"optimal import (corner) solve {env.seconds:5.2f} s, total {env.total_kw:.3f} kW"
+        )
 
 
 def bench_powerflow() -> None:
     from nfca.studies.validation import compare_powerflow
 
     r = compare_powerflow(IEEE)
-    print(f"power flow IEEE EU LV (full model, {r['buses']} buses): {r['seconds']:.2f} s, "
-          f"max |dV| vs OpenDSS {r['max_abs_dv_pu']:.2e} pu")
+    print(
+        f"power flow IEEE EU LV (full model, {r['buses']} buses): {r['seconds']:.2f} s, "
+        f"max |dV| vs OpenDSS {r['max_abs_dv_pu']:.2e} pu"
+    )
 
 
 def bench_batch() -> None:
@@ -78,23 +84,30 @@ def bench_batch() -> None:
         t0 = time.perf_counter()
         report = run_batch(jobs, Path(tmp) / "pool")
         pool = time.perf_counter() - t0
-        print(f"batch, 49 feeders x 4 envelopes, local process pool ({os.cpu_count()} workers): "
-              f"{pool:.1f} s wall (target < 120 s), {len(report.done)} done, {len(report.failed)} failed")
+        print(
+            f"batch, 49 feeders x 4 envelopes, local process pool ({os.cpu_count()} workers): "
+            f"{pool:.1f} s wall (target < 120 s), {len(report.done)} done, {len(report.failed)} failed"
+        )
         sizes = pd.read_csv(manifest).set_index("feeder")["end_users"]
         per = pd.DataFrame({"end_users": sizes, "seconds": pd.Series(report.seconds)}).dropna()
         per["bin"] = pd.cut(per["end_users"], [0, 10, 25, 50, 75, 120])
         print("  seconds per feeder against end-users (median, max):")
         for b, g in per.groupby("bin", observed=True):
-            print(f"    {str(b):>10s}: {len(g):2d} feeders, {g['seconds'].median():5.2f} s, {g['seconds'].max():5.2f} s")
+            print(
+                f"    {str(b):>10s}: {len(g):2d} feeders, {g['seconds'].median():5.2f} s, {g['seconds'].max():5.2f} s"
+            )
         from distributed import LocalCluster
 
-        with LocalCluster(n_workers=os.cpu_count(), threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster:
+        with LocalCluster(
+            n_workers=os.cpu_count(), threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             t0 = time.perf_counter()
             run_batch(jobs, Path(tmp) / "dask", dask_address=cluster.scheduler_address)
             dask = time.perf_counter() - t0
-        print(f"  same batch on a local Dask cluster ({os.cpu_count()} workers): {dask:.1f} s wall, "
-              f"{dask / pool:.2f}x the process pool")
+        print(
+            f"  same batch on a local Dask cluster ({os.cpu_count()} workers): {dask:.1f} s wall, "
+            f"{dask / pool:.2f}x the process pool"
+        )
 
 
 def bench_scaling() -> None:
@@ -105,8 +118,13 @@ def bench_scaling() -> None:
     run_sizes((55, 110), ("corner", "box"))
 
 
-GROUPS = {"envelopes": bench_envelopes, "reduction": bench_reduction, "powerflow": bench_powerflow,
-          "batch": bench_batch, "scaling": bench_scaling}
+GROUPS = {
+    "envelopes": bench_envelopes,
+    "reduction": bench_reduction,
+    "powerflow": bench_powerflow,
+    "batch": bench_batch,
+    "scaling": bench_scaling,
+}
 
 if __name__ == "__main__":
     print(machine())

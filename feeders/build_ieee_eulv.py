@@ -84,10 +84,7 @@ def snapshot_loads(scenario: str) -> dict[str, tuple[float, float]]:
     out = {}
     for _, row in loads.iterrows():
         ph = PHASES[load_phases()[row["name"]] - 1]
-        out[str(row["name"])] = (
-            1e3 * row["scaling"] * row[f"p_{ph}_mw"],
-            1e3 * row["scaling"] * row[f"q_{ph}_mvar"],
-        )
+        out[str(row["name"])] = (1e3 * row["scaling"] * row[f"p_{ph}_mw"], 1e3 * row["scaling"] * row[f"q_{ph}_mvar"])
     return out
 
 
@@ -132,23 +129,23 @@ Clear
 ! DSS C-API keeps DefaultBaseFrequency across Clear: 60 Hz models loaded later must set theirs.
 Set DefaultBaseFrequency={BASE_FREQUENCY}
 
-! Source from pandapower's ext_grid "{eg['name']}" (vm_pu={_g(eg['vm_pu'])}, s_sc_max_mva={_g(eg['s_sc_max_mva'])}, \
-rx_max={_g(eg['rx_max'])}, x0x_max={_g(eg['x0x_max'])}, r0x0_max={_g(eg['r0x0_max'])}):
+! Source from pandapower's ext_grid "{eg["name"]}" (vm_pu={_g(eg["vm_pu"])}, s_sc_max_mva={_g(eg["s_sc_max_mva"])}, \
+rx_max={_g(eg["rx_max"])}, x0x_max={_g(eg["x0x_max"])}, r0x0_max={_g(eg["r0x0_max"])}):
 !   MVAsc3 = s_sc_max_mva, i.e. |Z1| = kV^2/MVAsc3;  X1R1 = 1/rx_max;  X0R0 = 1/r0x0_max;
 !   X0 = x0x_max*X1, and MVAsc1 = 3*kV^2/|2*Z1 + Z0| (OpenDSS's single-phase fault level).
 ! pandapower's runpp_3ph differs: it holds the positive sequence at vm_pu at this bus (no Z1)
 ! and uses c=1.1 times these impedances in the negative and zero sequences (see README.md).
-New Circuit.ieee_eulv basekv={_g(kv)} pu={_g(eg['vm_pu'])} angle={_g(eg['va_degree'])} phases=3 \
-bus1={names[eg['bus']]} MVAsc3={_g(eg['s_sc_max_mva'])} MVAsc1={_g(mvasc1)} \
+New Circuit.ieee_eulv basekv={_g(kv)} pu={_g(eg["vm_pu"])} angle={_g(eg["va_degree"])} phases=3 \
+bus1={names[eg["bus"]]} MVAsc3={_g(eg["s_sc_max_mva"])} MVAsc1={_g(mvasc1)} \
 X1R1={_g(z1.imag / z1.real)} X0R0={_g(z0.imag / z0.real)} basefreq={BASE_FREQUENCY}
 
-! Transformer "{tr['name']}" ({tr['std_type']}): XHL = sqrt(vk^2 - vkr^2) with
-! vk_percent={_g(tr['vk_percent'])}, the load loss vkr_percent={_g(tr['vkr_percent'])} split equally over the windings,
-! pfe_kw={_g(tr['pfe_kw'])} and i0_percent={_g(tr['i0_percent'])} (no magnetising branch), tap_pos={_g(tr['tap_pos'])}.
-! Dyn, shift_degree={_g(tr['shift_degree'])}: LV lags HV by 30 degrees (Dyn1, OpenDSS LeadLag=lag);
+! Transformer "{tr["name"]}" ({tr["std_type"]}): XHL = sqrt(vk^2 - vkr^2) with
+! vk_percent={_g(tr["vk_percent"])}, the load loss vkr_percent={_g(tr["vkr_percent"])} split equally over the windings,
+! pfe_kw={_g(tr["pfe_kw"])} and i0_percent={_g(tr["i0_percent"])} (no magnetising branch), tap_pos={_g(tr["tap_pos"])}.
+! Dyn, shift_degree={_g(tr["shift_degree"])}: LV lags HV by 30 degrees (Dyn1, OpenDSS LeadLag=lag);
 ! the LV star point is solidly grounded (node 0).
-New Transformer.{tr['name']} phases=3 windings=2 buses=[{names[tr['hv_bus']]}.1.2.3 {names[tr['lv_bus']]}.1.2.3.0] \
-conns=[delta wye] kVs=[{_g(tr['vn_hv_kv'])} {_g(tr['vn_lv_kv'])}] kVAs=[{_g(kva)} {_g(kva)}] \
+New Transformer.{tr["name"]} phases=3 windings=2 buses=[{names[tr["hv_bus"]]}.1.2.3 {names[tr["lv_bus"]]}.1.2.3.0] \
+conns=[delta wye] kVs=[{_g(tr["vn_hv_kv"])} {_g(tr["vn_lv_kv"])}] kVAs=[{_g(kva)} {_g(kva)}] \
 XHL={_g(xhl)} %Rs=[{_g(r_winding)} {_g(r_winding)}] %noloadloss={_g(noload)} %imag={_g(imag)} \
 taps=[{_g(tap)} 1] LeadLag={lead_lag} basefreq={BASE_FREQUENCY}
 
@@ -164,8 +161,16 @@ Buscoords BusCoords.csv
 
 def _linecodes(net: pp.pandapowerNet) -> str:
     """LineCodes.dss: one sequence-impedance line code per pandapower std_type."""
-    cols = ["r_ohm_per_km", "x_ohm_per_km", "r0_ohm_per_km", "x0_ohm_per_km",
-            "c_nf_per_km", "c0_nf_per_km", "g_us_per_km", "max_i_ka"]
+    cols = [
+        "r_ohm_per_km",
+        "x_ohm_per_km",
+        "r0_ohm_per_km",
+        "x0_ohm_per_km",
+        "c_nf_per_km",
+        "c0_nf_per_km",
+        "g_us_per_km",
+        "max_i_ka",
+    ]
     codes = net.line.groupby("std_type")[cols]
     assert (codes.nunique() == 1).all().all(), "a std_type with differing parameters"
     assert (net.line[["c_nf_per_km", "c0_nf_per_km", "g_us_per_km"]] == 0).all().all()
@@ -271,11 +276,14 @@ def model_impedances(net: pp.pandapowerNet) -> dict[str, dict[str, complex]]:
     si0 = float(tr["si0_hv_partial"])
     c = 1.1
     return {
-        "opendss": {"source_z1": z1, "source_z2": z1, "source_z0": z0,
-                    "trafo_z1": zk, "trafo_z0": zk},
-        "pandapower": {"source_z1": 0j, "source_z2": c * z1, "source_z0": c * z0,
-                       "trafo_z1": zk,
-                       "trafo_z0": (1 - si0) * zk0 + 1 / (1 / (si0 * zk0) + 1 / zm0)},
+        "opendss": {"source_z1": z1, "source_z2": z1, "source_z0": z0, "trafo_z1": zk, "trafo_z0": zk},
+        "pandapower": {
+            "source_z1": 0j,
+            "source_z2": c * z1,
+            "source_z0": c * z0,
+            "trafo_z1": zk,
+            "trafo_z0": (1 - si0) * zk0 + 1 / (1 / (si0 * zk0) + 1 / zm0),
+        },
     }
 
 
@@ -283,8 +291,9 @@ ALIGNABLE = ("source", "trafo_z0")
 """Model differences that ``compare_with_pandapower(align=...)`` can remove, see its docstring."""
 
 
-def _solve_opendss(master: Path, loads: dict[str, tuple[float, float]], align: tuple[str, ...]
-                   ) -> tuple[dict[tuple[str, int], complex], np.ndarray]:
+def _solve_opendss(
+    master: Path, loads: dict[str, tuple[float, float]], align: tuple[str, ...]
+) -> tuple[dict[tuple[str, int], complex], np.ndarray]:
     """Solve the OpenDSS model with ``loads`` (through nfca's engine).
 
     Returns (bus, node) -> voltage (V), and the magnitudes (A) of the zero-, positive- and
@@ -358,8 +367,7 @@ def compare_with_pandapower(master: Path, scenario: str, *, align: tuple[str, ..
     models = model_impedances(net)
     tr = net.trafo.iloc[0]
     to_lv = (tr["vn_lv_kv"] / tr["vn_hv_kv"]) ** 2
-    dz = {k: abs(models["opendss"][k] - models["pandapower"][k])
-          for k in ("source_z1", "source_z2", "trafo_z0")}
+    dz = {k: abs(models["opendss"][k] - models["pandapower"][k]) for k in ("source_z1", "source_z2", "trafo_z0")}
     dv = dz["source_z1"] * to_lv * i012[1] + dz["source_z2"] * to_lv * i012[2] + dz["trafo_z0"] * i012[0]
     return {
         "scenario": scenario,

@@ -7,8 +7,7 @@ from pathlib import Path
 import typer
 
 app = typer.Typer(
-    help="Build test feeders: the Sibelga-style synthetic grid and the IEEE European LV feeder.",
-    no_args_is_help=True,
+    help="Build test feeders: the Sibelga-style synthetic grid and the IEEE European LV feeder.", no_args_is_help=True
 )
 
 
@@ -36,9 +35,7 @@ def sibelga(
 
 
 @app.command("ieee-eulv")
-def ieee_eulv(
-    out: Path = typer.Option(Path("feeders/ieee_eulv"), help="Output folder of the OpenDSS model."),
-) -> None:
+def ieee_eulv(out: Path = typer.Option(Path("feeders/ieee_eulv"), help="Output folder of the OpenDSS model.")) -> None:
     """Build the IEEE European LV test feeder as an OpenDSS model."""
     from feeders.build_ieee_eulv import build
 

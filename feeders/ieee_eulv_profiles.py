@@ -95,10 +95,12 @@ def generate(seed: int = SEED, resolution_min: int = 15, n_users: int = N_USERS)
         n_events = rng.poisson(0.3 * awake.sum() / 60)
         for start in rng.choice(1440, size=n_events, p=weight / weight.sum()):
             kind = rng.integers(3)
-            kw, dur = [(rng.uniform(2, 3), rng.integers(2, 6)),
-                       (rng.uniform(1.5, 2.5), rng.integers(20, 51)),
-                       (2.0, rng.integers(10, 21))][kind]
-            demand[start:start + dur] += kw
+            kw, dur = [
+                (rng.uniform(2, 3), rng.integers(2, 6)),
+                (rng.uniform(1.5, 2.5), rng.integers(20, 51)),
+                (2.0, rng.integers(10, 21)),
+            ][kind]
+            demand[start : start + dur] += kw
         pv = np.zeros(1440)
         if has_pv[k]:
             kwp = rng.choice([3.0, 4.0, 5.0, 6.0, 7.0])

@@ -117,15 +117,18 @@ class Cable:
     amps: float
 
 
-CABLES = {c.code: c for c in (
-    Cable("al4x240", 0.125, 0.08, 364.0),
-    Cable("al4x150", 0.206, 0.08, 270.0),
-    Cable("al3x95", 0.320, 0.08, 215.0),
-    Cable("cu3x70", 0.268, 0.08, 230.0),
-    Cable("cu4x25", 0.727, 0.09, 130.0),
-    Cable("cu4x16", 1.15, 0.09, 100.0),
-    Cable("cu4x10", 1.83, 0.09, 75.0),
-)}
+CABLES = {
+    c.code: c
+    for c in (
+        Cable("al4x240", 0.125, 0.08, 364.0),
+        Cable("al4x150", 0.206, 0.08, 270.0),
+        Cable("al3x95", 0.320, 0.08, 215.0),
+        Cable("cu3x70", 0.268, 0.08, 230.0),
+        Cable("cu4x25", 0.727, 0.09, 130.0),
+        Cable("cu4x16", 1.15, 0.09, 100.0),
+        Cable("cu4x10", 1.83, 0.09, 75.0),
+    )
+}
 SERVICES = ("cu4x10", "cu4x16", "cu4x25", "al3x95", "al4x150", "al4x240")  # by rating
 
 
@@ -214,8 +217,7 @@ class Feeder:
 class Street:
     """A street as a polyline of straight legs; positions are along-street distances (m)."""
 
-    def __init__(self, start: np.ndarray, heading: float, bend_at: float | None = None,
-                 turn: float = 0.0) -> None:
+    def __init__(self, start: np.ndarray, heading: float, bend_at: float | None = None, turn: float = 0.0) -> None:
         u1 = np.array([math.cos(heading), math.sin(heading)])
         self.legs = [(start, u1, 0.0)]
         if bend_at is not None:
@@ -235,8 +237,10 @@ class Street:
 
 # ----------------------------------------------------------------------------- planning
 
-def _adjust(values: list[int], target: int, lo: list[int], hi: list[int], pool: list[int],
-            rng: np.random.Generator) -> None:
+
+def _adjust(
+    values: list[int], target: int, lo: list[int], hi: list[int], pool: list[int], rng: np.random.Generator
+) -> None:
     """Add or remove 1 at random members of ``pool`` (within bounds) until sum(values) == target."""
     while (diff := target - sum(values)) != 0:
         step = 1 if diff > 0 else -1
@@ -254,8 +258,7 @@ def _plan(rng: np.random.Generator) -> tuple[list[str], list[list[int]]]:
     ncp = [int(rng.integers(ARCH[k].cps[0], ARCH[k].cps[1] + 1)) for k in kinds]
     lo = [ARCH[k].cps[0] for k in kinds]
     hi = [ARCH[k].cps[1] for k in kinds]
-    _adjust(ncp, TARGETS["connection_points"], lo, hi,
-            [i for i, k in enumerate(kinds) if k != "short"], rng)
+    _adjust(ncp, TARGETS["connection_points"], lo, hi, [i for i, k in enumerate(kinds) if k != "short"], rng)
 
     eus: list[list[int]] = []
     for k, n in zip(kinds, ncp):
@@ -291,15 +294,16 @@ def _users(rng: np.random.Generator, cp: int, n: int, pair_of) -> list[EndUser]:
         three = rng.random() < p3
         amps = int(rng.choice(FUSES_A, p=w3 if three else w1))
         kw = rng.uniform(0.6, 2.0) if three else rng.uniform(0.3, 1.2)
-        out.append(EndUser(f"eu{cp}_{k}", 3 if three else 1, "1.2.3" if three else pair_of(k),
-                           amps, round(float(kw), 2)))
+        out.append(
+            EndUser(f"eu{cp}_{k}", 3 if three else 1, "1.2.3" if three else pair_of(k), amps, round(float(kw), 2))
+        )
     return out
 
 
 # ----------------------------------------------------------------------------- electrical checks
 
 _A = np.exp(-2j * np.pi / 3)
-_VPH = V_LL / math.sqrt(3) * np.array([1, _A, _A ** 2])  # nominal phase voltages, positive sequence
+_VPH = V_LL / math.sqrt(3) * np.array([1, _A, _A**2])  # nominal phase voltages, positive sequence
 _IDX = {"1.2": (0, 1), "2.3": (1, 2), "3.1": (2, 0)}
 
 
@@ -307,8 +311,8 @@ def _cp_currents(users: list[EndUser], full: bool = True) -> np.ndarray:
     """Phase currents (A, complex) drawn by a CP's delta users at nominal voltage."""
     i = np.zeros(3, complex)
     for u in users:
-        s = (u.kva if full else u.kw / PF) * 1000.0 * (PF + 1j * math.sqrt(1 - PF ** 2))
-        for pair in (PAIRS if u.phases == 3 else (u.pair,)):
+        s = (u.kva if full else u.kw / PF) * 1000.0 * (PF + 1j * math.sqrt(1 - PF**2))
+        for pair in PAIRS if u.phases == 3 else (u.pair,):
             a, b = _IDX[pair]
             iab = np.conj(s / u.phases / (_VPH[a] - _VPH[b]))
             i[a] += iab
@@ -329,7 +333,7 @@ def _estimate(f: Feeder, full: bool = True) -> tuple[float, float]:
         if parent:
             cur[parent[0].name] += cur[ln.name]
     head = sum(cur[ln.name] for ln in f.lines if ln.bus1 == "lv")
-    ztr = (0.01 + 1j * (0.04 if f.kva_tr <= 630 else 0.06)) * V_LL ** 2 / (f.kva_tr * 1000.0)
+    ztr = (0.01 + 1j * (0.04 if f.kva_tr <= 630 else 0.06)) * V_LL**2 / (f.kva_tr * 1000.0)
     v = {"lv": _VPH - ztr * head}
     loading = 0.0
     for ln in f.lines:
@@ -394,6 +398,7 @@ def _fit_short(f: Feeder) -> None:
 
 # ----------------------------------------------------------------------------- layout
 
+
 def _layout(f: Feeder, eus: list[int], rng: np.random.Generator, heading: float) -> None:
     """Streets, taps every ~13 m, CPs on both sides, main/branch/service lines, end-users."""
     arch = ARCH[f.archetype]
@@ -428,8 +433,7 @@ def _layout(f: Feeder, eus: list[int], rng: np.random.Generator, heading: float)
         cp = ConnectionPoint(i, f"n{i}", (round(float(xy[0]), 2), round(float(xy[1]), 2)))
         f.cps.append(cp)
         f.nodes[cp.bus] = cp.xy
-        f.lines.append(Line(f"s{i}", cp.tap, cp.bus, "cu4x16",
-                            [f.nodes[cp.tap], cp.xy], round(float(depth), 1)))
+        f.lines.append(Line(f"s{i}", cp.tap, cp.bus, "cu4x16", [f.nodes[cp.tap], cp.xy], round(float(depth), 1)))
 
     prev, s_prev = "lv", 0.0
     for i in range(1, n_main + 1):
@@ -452,8 +456,9 @@ def _layout(f: Feeder, eus: list[int], rng: np.random.Generator, heading: float)
             i = n_main + k + 1
             p, u = side_street.at(float(s))
             f.nodes[f"n{i}"] = (round(float(p[0]), 2), round(float(p[1]), 2))
-            f.lines.append(Line(f"m{i}", prev, f"n{i}", cable, side_street.path(s_prev, float(s)),
-                                round(float(s) - s_prev, 1)))
+            f.lines.append(
+                Line(f"m{i}", prev, f"n{i}", cable, side_street.path(s_prev, float(s)), round(float(s) - s_prev, 1))
+            )
             add_cp(i, p, u)
             prev, s_prev = f"n{i}", float(s)
 
@@ -483,8 +488,10 @@ def _build(seed: int) -> list[Feeder]:
             sub = f"ss{int(g) + 1:02d}"
             along = 400.0 + 750.0 * k
             lateral = rng.uniform(-120.0, 120.0)
-            xy = (round(ORIGIN[0] + along * math.cos(phi) - lateral * math.sin(phi), 2),
-                  round(ORIGIN[1] + along * math.sin(phi) + lateral * math.cos(phi), 2))
+            xy = (
+                round(ORIGIN[0] + along * math.cos(phi) - lateral * math.sin(phi), 2),
+                round(ORIGIN[1] + along * math.sin(phi) + lateral * math.cos(phi), 2),
+            )
             frac = k / (len(chain) - 1) if len(chain) > 1 else 0.0
             mvasc = round(MVASC_RANGE[0] + (MVASC_RANGE[1] - MVASC_RANGE[0]) * frac)
             users = sum(sum(eus[i]) for i in groups[g])
@@ -506,6 +513,7 @@ def _build(seed: int) -> list[Feeder]:
 
 # ----------------------------------------------------------------------------- writing
 
+
 def _atomic_write(path: Path, text: str) -> None:
     """Write text atomically (nfca's one atomic writer): never a half-written file."""
     write_text(path, text)
@@ -518,7 +526,8 @@ def _linecodes() -> str:
     return "".join(
         f"New LineCode.{c.code} nphases=3 R1={c.r1:g} X1={c.x1:g} R0={c.r1:g} X0={c.x1:g} "
         f"C1=0 C0=0 units=km normamps={c.amps:g} emergamps={c.amps * 1.2:g}\n"
-        for c in CABLES.values())
+        for c in CABLES.values()
+    )
 
 
 def _master(f: Feeder, seed: int) -> str:
@@ -531,8 +540,7 @@ def _master(f: Feeder, seed: int) -> str:
         "Set DefaultBaseFrequency=50",
         "! MV source: fault level of the 11 kV feeder at this substation (250 MVA at the first, 100 MVA at",
         "! the last substation). MVAsc1 = MVAsc3/3 gives Z0 ~ Z1; irrelevant behind the delta MV winding.",
-        f"New Circuit.{f.name} basekv=11 pu=1.0 phases=3 bus1=mv MVAsc3={f.mvasc3:g} "
-        f"MVAsc1={f.mvasc3 / 3:.1f}",
+        f"New Circuit.{f.name} basekv=11 pu=1.0 phases=3 bus1=mv MVAsc3={f.mvasc3:g} MVAsc1={f.mvasc3 / 3:.1f}",
         "! 11/0.23 kV Dyn transformer. The LV network is IT (3x230 V, no neutral); the secondary star",
         "! point is grounded here only to give the model a reference: every end-user is delta-connected",
         "! and lines are three-wire, so no zero-sequence current flows and the phase-to-phase voltages",
@@ -542,22 +550,41 @@ def _master(f: Feeder, seed: int) -> str:
         f"normhkVA={f.kva_tr} emerghkVA={f.kva_tr * 1.5:g}",
         _linecodes().rstrip("\n"),
     ]
-    out += [f"New Line.{ln.name} bus1={ln.bus1} bus2={ln.bus2} linecode={ln.cable} "
-            f"length={ln.length_m:.1f} units=m phases=3" for ln in f.lines]
-    out += ["! End-users: XfkVA = connection capacity (kVA). XfkVA must come before kW: OpenDSS sizes a",
-            "! load from the last of kW/kVA/XfkVA given, and XfkVA alone means AllocationFactor x XfkVA."]
+    out += [
+        f"New Line.{ln.name} bus1={ln.bus1} bus2={ln.bus2} linecode={ln.cable} "
+        f"length={ln.length_m:.1f} units=m phases=3"
+        for ln in f.lines
+    ]
+    out += [
+        "! End-users: XfkVA = connection capacity (kVA). XfkVA must come before kW: OpenDSS sizes a",
+        "! load from the last of kW/kVA/XfkVA given, and XfkVA alone means AllocationFactor x XfkVA.",
+    ]
     for cp in f.cps:
         for u in cp.users:
-            conn = f"phases=3 conn=delta bus1={cp.bus}.1.2.3" if u.phases == 3 else \
-                f"phases=1 conn=delta bus1={cp.bus}.{u.pair}"
-            out.append(f"New Load.{u.name} {conn} kV=0.23 XfkVA={u.kva:.1f} kW={u.kw:.2f} pf={PF} "
-                       "model=1 vminpu=0.5 vmaxpu=1.5")
+            conn = (
+                f"phases=3 conn=delta bus1={cp.bus}.1.2.3"
+                if u.phases == 3
+                else f"phases=1 conn=delta bus1={cp.bus}.{u.pair}"
+            )
+            out.append(
+                f"New Load.{u.name} {conn} kV=0.23 XfkVA={u.kva:.1f} kW={u.kw:.2f} pf={PF} "
+                "model=1 vminpu=0.5 vmaxpu=1.5"
+            )
     out += ["Set VoltageBases=[11 0.23]", "CalcVoltageBases", "Buscoords buscoords.csv", ""]
     return "\n".join(out)
 
 
-MANIFEST_COLUMNS = ("feeder", "mv_feeder", "substation", "master", "length_m", "connection_points",
-                    "end_users", "capacity_kva", "archetype")
+MANIFEST_COLUMNS = (
+    "feeder",
+    "mv_feeder",
+    "substation",
+    "master",
+    "length_m",
+    "connection_points",
+    "end_users",
+    "capacity_kva",
+    "archetype",
+)
 
 
 def _write_gpkg(feeders: list[Feeder], path: Path) -> None:
@@ -568,18 +595,49 @@ def _write_gpkg(feeders: list[Feeder], path: Path) -> None:
     from shapely.geometry import LineString, Point
 
     lines = gpd.GeoDataFrame(
-        [{"feeder": f.name, "name": ln.name, "bus1": ln.bus1, "bus2": ln.bus2, "cable": ln.cable,
-          "length_m": ln.length_m, "ampacity_a": CABLES[ln.cable].amps,
-          "geometry": LineString(ln.coords)} for f in feeders for ln in f.lines], crs=CRS)
+        [
+            {
+                "feeder": f.name,
+                "name": ln.name,
+                "bus1": ln.bus1,
+                "bus2": ln.bus2,
+                "cable": ln.cable,
+                "length_m": ln.length_m,
+                "ampacity_a": CABLES[ln.cable].amps,
+                "geometry": LineString(ln.coords),
+            }
+            for f in feeders
+            for ln in f.lines
+        ],
+        crs=CRS,
+    )
     cps = gpd.GeoDataFrame(
-        [{"feeder": f.name, "bus": cp.bus, "end_users": len(cp.users),
-          "capacity_kva": round(sum(u.kva for u in cp.users), 1), "geometry": Point(cp.xy)}
-         for f in feeders for cp in f.cps], crs=CRS)
+        [
+            {
+                "feeder": f.name,
+                "bus": cp.bus,
+                "end_users": len(cp.users),
+                "capacity_kva": round(sum(u.kva for u in cp.users), 1),
+                "geometry": Point(cp.xy),
+            }
+            for f in feeders
+            for cp in f.cps
+        ],
+        crs=CRS,
+    )
     subs = {}
     for f in feeders:
-        subs.setdefault(f.substation, {"substation": f.substation, "mv_feeder": f.mv_feeder,
-                                       "kva": f.kva_tr, "mvasc3": f.mvasc3, "lv_feeders": 0,
-                                       "geometry": Point(f.sub_xy)})["lv_feeders"] += 1
+        subs.setdefault(
+            f.substation,
+            {
+                "substation": f.substation,
+                "mv_feeder": f.mv_feeder,
+                "kva": f.kva_tr,
+                "mvasc3": f.mvasc3,
+                "lv_feeders": 0,
+                "geometry": Point(f.sub_xy),
+            },
+        )["lv_feeders"] += 1
     subs_df = gpd.GeoDataFrame(list(subs.values()), crs=CRS)
     pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2000-01-01T00:00:00Z"})
     try:
@@ -605,10 +663,20 @@ def generate(seed: int, out_dir: Path) -> Path:
         folder.mkdir(exist_ok=True)
         _atomic_write(folder / "Master.dss", _master(f, seed))
         _atomic_write(folder / "crs.txt", f"{CRS}\n")  # the CRS of buscoords.csv (nfca reads it)
-        _atomic_write(folder / "buscoords.csv",
-                      "".join(f"{b},{x:.2f},{y:.2f}\n" for b, (x, y) in f.nodes.items()))
-        rows.append((f.name, f.mv_feeder, f.substation, f"{f.name}/Master.dss", f"{f.length_m:.1f}",
-                     len(f.cps), len(f.users), f"{sum(u.kva for u in f.users):.1f}", f.archetype))
+        _atomic_write(folder / "buscoords.csv", "".join(f"{b},{x:.2f},{y:.2f}\n" for b, (x, y) in f.nodes.items()))
+        rows.append(
+            (
+                f.name,
+                f.mv_feeder,
+                f.substation,
+                f"{f.name}/Master.dss",
+                f"{f.length_m:.1f}",
+                len(f.cps),
+                len(f.users),
+                f"{sum(u.kva for u in f.users):.1f}",
+                f.archetype,
+            )
+        )
     _write_gpkg(feeders, out_dir / "grid.gpkg")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -690,16 +758,24 @@ def grid_stats(manifest: Path) -> dict:
         "archetypes": dict(sorted(Counter(r.get("archetype", "") for r in rows).items())),
         "capacity_kva": {"min": min(kvas), "max": max(kvas), "total": round(sum(kvas), 1)},
         "capacity_histogram": dict(sorted(hist.items(), key=lambda kv: (kv[0][0], _key_amps(kv[0])))),
-        "end_users_per_cp": {"max": max(cp_users), "mean": round(statistics.mean(cp_users), 2),
-                             "distribution": dict(sorted(Counter(cp_users).items()))},
-        "feeder_length_m": {"min": round(min(lengths), 1), "median": round(statistics.median(lengths), 1),
-                            "max": round(max(lengths), 1)},
+        "end_users_per_cp": {
+            "max": max(cp_users),
+            "mean": round(statistics.mean(cp_users), 2),
+            "distribution": dict(sorted(Counter(cp_users).items())),
+        },
+        "feeder_length_m": {
+            "min": round(min(lengths), 1),
+            "median": round(statistics.median(lengths), 1),
+            "max": round(max(lengths), 1),
+        },
         "end_users_per_feeder": {"min": min(per_feeder), "max": max(per_feeder)},
         "short_feeders": sum(1 for ln, n in zip(lengths, per_feeder) if ln < 230 and n <= 24),
         "cp_spacing_mean_m": round(statistics.mean(spacings), 2),
         "phase_pair_share": {p: round(pairs[p] / n1, 3) if n1 else 0.0 for p in PAIRS},
-        "busiest_pair_share_per_feeder": {"median": round(statistics.median(worst_pair), 3),
-                                          "max": round(max(worst_pair), 3)},
+        "busiest_pair_share_per_feeder": {
+            "median": round(statistics.median(worst_pair), 3),
+            "max": round(max(worst_pair), 3),
+        },
     }
 
 

@@ -5,6 +5,7 @@ price ranges of the bids, the market options and the optional NFCA LV feeder. Th
 are written by ``market_bridge.calibration`` from documented design rules. ``load_case``
 validates a file and returns a ``Case`` with the built networks and the generated bids.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -99,15 +100,20 @@ class Case:
     def with_nfca_caps(self) -> Case:
         """The same case with every LV bid offered only up to its NFCA envelope: the end-users'
         connection agreements hold in every market layer."""
-        bids = tuple(replace(b, qty_mw=min(b.qty_mw, self.lv_caps[b.bid_id])) if b.kind == "lv" else b
-                     for b in self.bids)
+        bids = tuple(
+            replace(b, qty_mw=min(b.qty_mw, self.lv_caps[b.bid_id])) if b.kind == "lv" else b for b in self.bids
+        )
         return replace(self, bids=tuple(b for b in bids if b.qty_mw > 0))
 
 
 def _range(spec: dict[str, Any], key: str, where: str = "[bids]") -> tuple[float, float]:
     val = spec.get(key)
-    if not (isinstance(val, list) and len(val) == 2 and all(isinstance(v, (int, float)) for v in val)
-            and 0 <= val[0] <= val[1]):
+    if not (
+        isinstance(val, list)
+        and len(val) == 2
+        and all(isinstance(v, (int, float)) for v in val)
+        and 0 <= val[0] <= val[1]
+    ):
         raise CaseError(f"'{key}' in {where} must be a [low, high] pair of numbers >= 0, got {val!r}")
     return float(val[0]), float(val[1])
 
@@ -214,9 +220,17 @@ def _distribution(d_spec: dict[str, Any]) -> tuple[Distribution, int]:
 # ------------------------------------------------------------------ bids
 
 
-def _draw_bids(rng: np.random.Generator, area: str, buses: list[int], base_mw: np.ndarray,
-               volume: dict[str, tuple[float, float]], price: dict[str, tuple[float, float]],
-               max_mw: float, kind: str, absolute: bool = False) -> list[Bid]:
+def _draw_bids(
+    rng: np.random.Generator,
+    area: str,
+    buses: list[int],
+    base_mw: np.ndarray,
+    volume: dict[str, tuple[float, float]],
+    price: dict[str, tuple[float, float]],
+    max_mw: float,
+    kind: str,
+    absolute: bool = False,
+) -> list[Bid]:
     """One up and one down bid per bus with a positive base: volume a uniform fraction of the base
     (or, with ``absolute``, a uniform volume in MW), at most ``max_mw``; price uniform in its range.
     Volumes are rounded to 1 kW and prices to 0.01 EUR/MW."""
@@ -233,8 +247,9 @@ def _draw_bids(rng: np.random.Generator, area: str, buses: list[int], base_mw: n
     return bids
 
 
-def _lv_bids(rng: np.random.Generator, nfca: dict[str, Any], envelopes: pd.DataFrame,
-             networks: dict[str, Distribution]) -> tuple[list[Bid], dict[str, float]]:
+def _lv_bids(
+    rng: np.random.Generator, nfca: dict[str, Any], envelopes: pd.DataFrame, networks: dict[str, Distribution]
+) -> tuple[list[Bid], dict[str, float]]:
     """Bids of the LV end-users of ``envelopes`` (rows of one NFCA method) hung under one
     distribution node, and their NFCA caps: the guaranteed export caps the up bid, the guaranteed
     import the down bid. Participants bid ``bid_fraction`` of their capacity; non-participants
@@ -257,8 +272,16 @@ def _lv_bids(rng: np.random.Generator, nfca: dict[str, Any], envelopes: pd.DataF
             continue
         for direction, env_dir in (("up", "export"), ("down", "import")):
             qty = round(frac * float(rows["capacity_kva"].iloc[0]) / 1000.0, 4)
-            bid = Bid(f"{net_name}:{node}:{direction}:lv:{user}", net_name, node, direction,
-                      qty, round(rng.uniform(*price[direction]), 2), "lv", user)
+            bid = Bid(
+                f"{net_name}:{node}:{direction}:lv:{user}",
+                net_name,
+                node,
+                direction,
+                qty,
+                round(rng.uniform(*price[direction]), 2),
+                "lv",
+                user,
+            )
             bids.append(bid)
             sel = rows[rows["direction"] == env_dir]
             # No envelope row for this direction: nothing is guaranteed, the bid cannot qualify.
@@ -266,13 +289,26 @@ def _lv_bids(rng: np.random.Generator, nfca: dict[str, Any], envelopes: pd.DataF
     return bids, caps
 
 
-def _bids(spec: dict[str, Any], rng: np.random.Generator, tnet: Transmission, t_load: np.ndarray,
-          dists: dict[str, Distribution]) -> list[Bid]:
+def _bids(
+    spec: dict[str, Any],
+    rng: np.random.Generator,
+    tnet: Transmission,
+    t_load: np.ndarray,
+    dists: dict[str, Distribution],
+) -> list[Bid]:
     b_spec = _get(spec, "bids", dict, "case")
     vol = {d: _range(b_spec, f"transmission_{d}_fraction") for d in ("up", "down")}
     price = {d: _range(b_spec, f"transmission_{d}_price") for d in ("up", "down")}
-    bids = _draw_bids(rng, "T", list(tnet.bus_ids), t_load + tnet.gen_mw, vol, price,
-                      _positive(b_spec, "transmission_max_mw", "[bids]"), "regular")
+    bids = _draw_bids(
+        rng,
+        "T",
+        list(tnet.bus_ids),
+        t_load + tnet.gen_mw,
+        vol,
+        price,
+        _positive(b_spec, "transmission_max_mw", "[bids]"),
+        "regular",
+    )
     vol = {d: _range(b_spec, f"distribution_{d}_fraction") for d in ("up", "down")}
     price = {d: _range(b_spec, f"distribution_{d}_price") for d in ("up", "down")}
     d_max = _positive(b_spec, "distribution_max_mw", "[bids]")
@@ -288,8 +324,7 @@ def _bids(spec: dict[str, Any], rng: np.random.Generator, tnet: Transmission, t_
         for dname, nodes in _get(site, "nodes", dict, where).items():
             if dname not in dists or any(n not in dists[dname].bus_ids for n in nodes):
                 raise CaseError(f"{where}: unknown network or node in {dname}: {nodes}")
-            bids += _draw_bids(rng, dname, list(nodes), np.ones(len(nodes)), vol, price, np.inf,
-                               section, absolute=True)
+            bids += _draw_bids(rng, dname, list(nodes), np.ones(len(nodes)), vol, price, np.inf, section, absolute=True)
     return bids
 
 
@@ -342,12 +377,29 @@ def build_case(spec: dict[str, Any], envelopes: pd.DataFrame | None = None, seed
         bids += lv
     elif preq == "nfca":
         raise CaseError("prequalification 'nfca' needs an envelopes file (--envelopes)")
-    return Case(name, seed, spec, tnet, dists, iface, base_inj, share, imbalance, tuple(bids), step, preq,
-                float(m_spec.get("violation_penalty", 1e4)), voll, lv_caps, nfca_method)
+    return Case(
+        name,
+        seed,
+        spec,
+        tnet,
+        dists,
+        iface,
+        base_inj,
+        share,
+        imbalance,
+        tuple(bids),
+        step,
+        preq,
+        float(m_spec.get("violation_penalty", 1e4)),
+        voll,
+        lv_caps,
+        nfca_method,
+    )
 
 
-def load_case(name: str | None = None, path: Path | None = None, envelopes: Path | None = None,
-              seed: int | None = None) -> Case:
+def load_case(
+    name: str | None = None, path: Path | None = None, envelopes: Path | None = None, seed: int | None = None
+) -> Case:
     """Load a shipped case by name or a case file by path, optionally with an ``envelopes.csv``
     and another bid-data seed than the file's."""
     src = path if path is not None else case_file(name or "")

@@ -11,6 +11,7 @@ activations already decided by earlier layers (``prior``), and a choice of const
 
 Activations are dicts ``bid_id -> MW`` and always add up over layers.
 """
+
 from __future__ import annotations
 
 import time
@@ -97,15 +98,19 @@ def grid_limits(net: Distribution) -> DistLimits:
     """The network's own line and voltage limits."""
     p = net.p_limit_mw
     n = net.n_nodes
-    return DistLimits(p, -p, np.full(n, net.vmax_pu ** 2), np.full(n, net.vmin_pu ** 2))
+    return DistLimits(p, -p, np.full(n, net.vmax_pu**2), np.full(n, net.vmin_pu**2))
 
 
 def relaxed_limits(net: Distribution, state: DistFlowState) -> DistLimits:
     """Limits widened to contain ``state``: activations may not add violations to existing ones."""
     lim = grid_limits(net)
-    w = state.v_pu ** 2
-    return DistLimits(np.maximum(lim.p_max, state.p_mw), np.minimum(lim.p_min, state.p_mw),
-                      np.maximum(lim.w_max, w), np.minimum(lim.w_min, w))
+    w = state.v_pu**2
+    return DistLimits(
+        np.maximum(lim.p_max, state.p_mw),
+        np.minimum(lim.p_min, state.p_mw),
+        np.maximum(lim.w_max, w),
+        np.minimum(lim.w_min, w),
+    )
 
 
 # ------------------------------------------------------------------ constraint families
@@ -127,8 +132,9 @@ def _bids_where(m: pyo.ConcreteModel, area: str) -> list[Bid]:
 
 def linear(coefs: Sequence[float], variables: Sequence, constant: float = 0.0) -> LinearExpression:
     """``constant + sum(coef * var)`` as one Pyomo linear expression (fast to build and hand over)."""
-    return LinearExpression(constant=float(constant), linear_coefs=[float(c) for c in coefs],
-                            linear_vars=list(variables))
+    return LinearExpression(
+        constant=float(constant), linear_coefs=[float(c) for c in coefs], linear_vars=list(variables)
+    )
 
 
 def net_expression(m: pyo.ConcreteModel, bids: Sequence[Bid]) -> LinearExpression:
@@ -162,8 +168,9 @@ def constraint_transmission(m: pyo.ConcreteModel, case: Case, fixed_injection: n
     add_line_limits(m, case, t.flows(fixed_injection), terms)
 
 
-def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
-                    terms: Mapping[int, Sequence[tuple[float, object]]]) -> None:
+def add_line_limits(
+    m: pyo.ConcreteModel, case: Case, flow0: np.ndarray, terms: Mapping[int, Sequence[tuple[float, object]]]
+) -> None:
     """``-limit <= flow0 + sum(coef * var) <= limit`` per transmission line. A line no variable
     reaches is skipped (its flow is fixed; the caller's base state must respect it)."""
     t = case.transmission
@@ -180,9 +187,18 @@ def add_line_limits(m: pyo.ConcreteModel, case: Case, flow0: np.ndarray,
     m.t_min = pyo.Constraint(m.T_lines, rule=lambda _m, line: rule(_m, line, False))
 
 
-def constraint_distribution(m: pyo.ConcreteModel, case: Case, dname: str, fixed_injection: np.ndarray,
-                            limits: DistLimits, soft: bool = False, penalty: float = 0.0,
-                            bids: Sequence[Bid] | None = None, var=None, tag: str = "") -> pyo.Block:
+def constraint_distribution(
+    m: pyo.ConcreteModel,
+    case: Case,
+    dname: str,
+    fixed_injection: np.ndarray,
+    limits: DistLimits,
+    soft: bool = False,
+    penalty: float = 0.0,
+    bids: Sequence[Bid] | None = None,
+    var=None,
+    tag: str = "",
+) -> pyo.Block:
     """LinDistFlow line and voltage limits of network ``dname`` on the bids' activations, as a
     block of ``m``.
 
@@ -206,8 +222,9 @@ def constraint_distribution(m: pyo.ConcreteModel, case: Case, dname: str, fixed_
     ub = np.array([var[b.bid_id].ub or 0.0 for b in bids], dtype=float)
     rows = []  # (kind, index, base value, coefficients per bid, bound, upper?)
     for kind, base, sens, hi, lo in (
-            ("p", state.p_mw, -net.downstream[:, nodes] * sign, limits.p_max, limits.p_min),
-            ("w", state.v_pu ** 2, net.w_sensitivity[:, nodes] * sign, limits.w_max, limits.w_min)):
+        ("p", state.p_mw, -net.downstream[:, nodes] * sign, limits.p_max, limits.p_min),
+        ("w", state.v_pu**2, net.w_sensitivity[:, nodes] * sign, limits.w_max, limits.w_min),
+    ):
         reach_up = base + np.clip(sens, 0, None) @ ub
         reach_down = base + np.clip(sens, None, 0) @ ub
         first = 1 if kind == "w" else 0  # the root's voltage is fixed
@@ -219,8 +236,9 @@ def constraint_distribution(m: pyo.ConcreteModel, case: Case, dname: str, fixed_
     blk.R = pyo.RangeSet(0, len(rows) - 1) if rows else pyo.Set(initialize=[])
     if soft:
         blk.slack = pyo.Var(blk.R, bounds=(0, None))
-        m.penalty_terms.append(linear([penalty * (1.0 if rows[r][0] == "p" else 100.0) for r in blk.R],
-                                      [blk.slack[r] for r in blk.R]))
+        m.penalty_terms.append(
+            linear([penalty * (1.0 if rows[r][0] == "p" else 100.0) for r in blk.R], [blk.slack[r] for r in blk.R])
+        )
 
     def limit(_b, r):
         kind, i, base, coef, bound, upper = rows[r]
@@ -245,8 +263,9 @@ def constraint_interface(m: pyo.ConcreteModel, dname: str, net_mw: float = 0.0) 
 def objective_cost(m: pyo.ConcreteModel, weights: Mapping[str, float] | None = None) -> None:
     """Minimise bid cost (or ``weights`` per bid) plus any soft-limit penalties."""
     w = {b.bid_id: b.price for b in m.bid_list} if weights is None else weights
-    m.obj = pyo.Objective(expr=linear([w[i] for i in m.B], [m.a[i] for i in m.B]) + sum(m.penalty_terms),
-                          sense=pyo.minimize)
+    m.obj = pyo.Objective(
+        expr=linear([w[i] for i in m.B], [m.a[i] for i in m.B]) + sum(m.penalty_terms), sense=pyo.minimize
+    )
 
 
 def read_activation(m: pyo.ConcreteModel) -> Activation:
@@ -277,11 +296,21 @@ class LayerResult:
     activates: bool = True  # False for a reservation that only informs prequalification
 
 
-def clear_layer(case: Case, name: str, bids: Sequence[Bid], cap: Mapping[str, float],
-                prior: Mapping[str, float], *, balance: bool = False, transmission: bool = False,
-                distribution: Mapping[str, str] | None = None, interface: Mapping[str, float] | None = None,
-                weights: Mapping[str, float] | None = None, offered: Mapping[str, float] | None = None,
-                activates: bool = True) -> LayerResult:
+def clear_layer(
+    case: Case,
+    name: str,
+    bids: Sequence[Bid],
+    cap: Mapping[str, float],
+    prior: Mapping[str, float],
+    *,
+    balance: bool = False,
+    transmission: bool = False,
+    distribution: Mapping[str, str] | None = None,
+    interface: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
+    offered: Mapping[str, float] | None = None,
+    activates: bool = True,
+) -> LayerResult:
     """Clear one market layer on top of the ``prior`` activations.
 
     ``balance`` makes it the TSO's layer (the value-of-lost-load bids join). ``distribution`` maps
@@ -292,8 +321,11 @@ def clear_layer(case: Case, name: str, bids: Sequence[Bid], cap: Mapping[str, fl
     """
     start = time.perf_counter()
     offer = dict(offered if offered is not None else cap)
-    listed = {b.bid_id: (offer.get(b.bid_id, 0.0), cap.get(b.bid_id, 0.0)) for b in bids
-              if max(offer.get(b.bid_id, 0.0), cap.get(b.bid_id, 0.0)) > 1e-9}
+    listed = {
+        b.bid_id: (offer.get(b.bid_id, 0.0), cap.get(b.bid_id, 0.0))
+        for b in bids
+        if max(offer.get(b.bid_id, 0.0), cap.get(b.bid_id, 0.0)) > 1e-9
+    }
     bids = [b for b in bids if cap.get(b.bid_id, 0.0) > 1e-9]
     cap = dict(cap)
     if balance:
@@ -316,5 +348,13 @@ def clear_layer(case: Case, name: str, bids: Sequence[Bid], cap: Mapping[str, fl
     res = Solver().solve(m)
     act = read_activation(m) if res.ok else {}
     cost = float(sum(b.price * act.get(b.bid_id, 0.0) for b in bids))
-    return LayerResult(name, res, act, cost, build_s, {i: float(o) for i, (o, _) in listed.items()},
-                       {i: float(q) for i, (_, q) in listed.items()}, activates)
+    return LayerResult(
+        name,
+        res,
+        act,
+        cost,
+        build_s,
+        {i: float(o) for i, (o, _) in listed.items()},
+        {i: float(q) for i, (_, q) in listed.items()},
+        activates,
+    )

@@ -5,6 +5,7 @@ Every input is checked before anything is computed; a problem prints one line ``
 exits with the code of the project's table: 2 bad input, 3 a clearing with no solution, 6 an
 output folder that cannot be written.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="TSO-DSO coordinated flexibility markets (seed chapter 4) with NFCA prequalification.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="TSO-DSO coordinated flexibility markets (seed chapter 4) with NFCA prequalification.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 EXIT_INPUT, EXIT_INFEASIBLE, EXIT_OUTPUT = 2, 3, 6
 
@@ -54,15 +58,21 @@ def _schemes(names: list[str]) -> list[str]:
 @app.command()
 def run(
     case: str = typer.Option("A", "--case", help="Shipped case A, B, C or D (seed section 4.2)."),
-    scheme: list[str] = typer.Option(["all"], "--scheme",
-                                     help="Scheme or 'all' (repeatable): multilevel_01..06 (ml01..ml06), "
-                                          "multilevel_06_seed (ml06_seed), bid_aggregation (ba), common (cm); "
-                                          "'ml03@uniform_oe' picks a prequalification, 'X@nfca' caps the LV "
-                                          "end-users by their envelopes."),
-    out: Path = typer.Option(..., "--out", help="Output folder: kpis.csv/json, bids.csv, interfaces.csv, violations.csv."),
+    scheme: list[str] = typer.Option(
+        ["all"],
+        "--scheme",
+        help="Scheme or 'all' (repeatable): multilevel_01..06 (ml01..ml06), "
+        "multilevel_06_seed (ml06_seed), bid_aggregation (ba), common (cm); "
+        "'ml03@uniform_oe' picks a prequalification, 'X@nfca' caps the LV "
+        "end-users by their envelopes.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: kpis.csv/json, bids.csv, interfaces.csv, violations.csv."
+    ),
     case_file: Path | None = typer.Option(None, "--case-file", help="An edited case TOML file (overrides --case)."),
-    envelopes: Path | None = typer.Option(None, "--envelopes",
-                                             help="envelopes.csv from 'nfca envelopes': LV end-users bid (needs an @nfca scheme)."),
+    envelopes: Path | None = typer.Option(
+        None, "--envelopes", help="envelopes.csv from 'nfca envelopes': LV end-users bid (needs an @nfca scheme)."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Bid-data seed (default: the case file's)."),
 ) -> None:
     """Clear the chosen schemes on one case and write the KPI and per-bid tables."""
@@ -80,8 +90,10 @@ def run(
     nfca_runs = [n for n in names if uses_nfca(c, n)]
     if envelopes is not None and not nfca_runs:
         using = ", ".join(f"{s}@nfca" for s in PREQUALIFIED)
-        raise _fail(f"--envelopes is used only by schemes with NFCA caps ({using}, or any scheme@nfca); "
-                    f"none of {', '.join(names)} uses it")
+        raise _fail(
+            f"--envelopes is used only by schemes with NFCA caps ({using}, or any scheme@nfca); "
+            f"none of {', '.join(names)} uses it"
+        )
     if nfca_runs and not c.lv_caps:
         raise _fail(f"{nfca_runs[0]}: NFCA caps need an envelopes file with participants (--envelopes)")
     df, results = evaluate(c, names)
@@ -91,14 +103,19 @@ def run(
         raise _fail(str(exc), EXIT_OUTPUT) from exc
     for _, r in df.iterrows():
         label = r["scheme"] + (f"@{r['prequalification']}" if r["prequalification"] else "")
-        print(f"{label:<28} {r['status']:<10} cost {r['cost_eur']:10.2f} EUR  ineff {r['inefficiency_pct']:8.2f} %  "
-              f"lines {r['n_line_violations']:>3}  volt {r['n_voltage_violations']:>3}  "
-              f"shortfall {r['shortfall_mw']:.3f} MW  {r['time_s']:.2f} s")
+        print(
+            f"{label:<28} {r['status']:<10} cost {r['cost_eur']:10.2f} EUR  ineff {r['inefficiency_pct']:8.2f} %  "
+            f"lines {r['n_line_violations']:>3}  volt {r['n_voltage_violations']:>3}  "
+            f"shortfall {r['shortfall_mw']:.3f} MW  {r['time_s']:.2f} s"
+        )
     print(f"case {c.name}, seed {c.seed}: wrote {', '.join(p.name for p in written)} in {out}", file=sys.stderr)
     short = df[df["shortfall_mw"] > 0]
     for _, r in short.iterrows():
-        print(f"notice: {r['scheme']} leaves {r['shortfall_mw']:.3f} MW of the imbalance unmet "
-              f"(priced at the value of lost load)", file=sys.stderr)
+        print(
+            f"notice: {r['scheme']} leaves {r['shortfall_mw']:.3f} MW of the imbalance unmet "
+            f"(priced at the value of lost load)",
+            file=sys.stderr,
+        )
     bad = df[df["status"] != "optimal"]
     if len(bad):
         r = bad.iloc[0]
@@ -108,9 +125,13 @@ def run(
 @app.command()
 def tables(
     out: Path = typer.Option(..., "--out", help="Output folder for the tables and the figure."),
-    steps: str = typer.Option("4,2,1,0.5,0.25,0.125", "--steps", help="Bid-aggregation step sizes (MW), comma-separated."),
+    steps: str = typer.Option(
+        "4,2,1,0.5,0.25,0.125", "--steps", help="Bid-aggregation step sizes (MW), comma-separated."
+    ),
     sweep_case: str = typer.Option("B", "--sweep-case", help="Case of the step-size sweep."),
-    seed: list[int] | None = typer.Option(None, "--seed", help="Bid-data seeds (repeatable; default: both shipped seeds)."),
+    seed: list[int] | None = typer.Option(
+        None, "--seed", help="Bid-data seeds (repeatable; default: both shipped seeds)."
+    ),
 ) -> None:
     """Seed Tables 4-2 to 4-8 for cases A-D next to the seed's, the agreement counts and the
     bid-aggregation trade-off."""
@@ -130,8 +151,9 @@ def tables(
         raise _fail(f"--sweep-case: {exc}") from exc
     check_output_dir(out)
     try:
-        written = build_tables(out, step_list, sweep_case.upper(), tuple(seed or SEEDS),
-                               log=lambda m: print(m, file=sys.stderr))
+        written = build_tables(
+            out, step_list, sweep_case.upper(), tuple(seed or SEEDS), log=lambda m: print(m, file=sys.stderr)
+        )
     except OutputError as exc:
         raise _fail(str(exc), EXIT_OUTPUT) from exc
     print("\n".join(str(p) for p in written))

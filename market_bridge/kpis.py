@@ -6,6 +6,7 @@ Grid safety is checked after activation by a LinDistFlow power flow of every dis
 excess over the limit in percent of the limit: a line at 130 % loading is a 30 % violation; a
 node at 0.88 pu against a 0.90 pu minimum is a 2.2 % violation.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,18 +25,70 @@ from nfca.io.atomic import write_text
 
 TOL = 1e-6  # MW or pu: solver tolerance, not a violation
 KPI_COLUMNS = [
-    "case", "seed", "scheme", "prequalification", "status", "cost_eur", "bid_cost_eur", "shortfall_mw",
-    "inefficiency_pct", "n_line_violations", "max_line_violation_pct", "n_voltage_violations",
-    "max_voltage_violation_pct", "n_transmission_violations", "time_s", "unqualified_up_pct",
-    "unqualified_down_pct", "up_mw", "down_mw", "distribution_up_mw", "distribution_down_mw",
-    "lv_envelope_exceedances", "message",
+    "case",
+    "seed",
+    "scheme",
+    "prequalification",
+    "status",
+    "cost_eur",
+    "bid_cost_eur",
+    "shortfall_mw",
+    "inefficiency_pct",
+    "n_line_violations",
+    "max_line_violation_pct",
+    "n_voltage_violations",
+    "max_voltage_violation_pct",
+    "n_transmission_violations",
+    "time_s",
+    "unqualified_up_pct",
+    "unqualified_down_pct",
+    "up_mw",
+    "down_mw",
+    "distribution_up_mw",
+    "distribution_down_mw",
+    "lv_envelope_exceedances",
+    "message",
 ]
-VIOLATION_COLUMNS = ["case", "seed", "scheme", "prequalification", "network", "element", "quantity",
-                     "limit", "value", "excess_pct"]
-BID_COLUMNS = ["case", "seed", "scheme", "prequalification", "layer", "bid_id", "area", "bus", "direction",
-               "kind", "end_user", "price_eur_per_mw", "offered_mw", "qualified_mw", "activated_mw"]
-INTERFACE_COLUMNS = ["case", "seed", "scheme", "prequalification", "layer", "network", "transmission_bus",
-                     "layer_net_activation_mw", "interface_import_mw"]
+VIOLATION_COLUMNS = [
+    "case",
+    "seed",
+    "scheme",
+    "prequalification",
+    "network",
+    "element",
+    "quantity",
+    "limit",
+    "value",
+    "excess_pct",
+]
+BID_COLUMNS = [
+    "case",
+    "seed",
+    "scheme",
+    "prequalification",
+    "layer",
+    "bid_id",
+    "area",
+    "bus",
+    "direction",
+    "kind",
+    "end_user",
+    "price_eur_per_mw",
+    "offered_mw",
+    "qualified_mw",
+    "activated_mw",
+]
+INTERFACE_COLUMNS = [
+    "case",
+    "seed",
+    "scheme",
+    "prequalification",
+    "layer",
+    "network",
+    "transmission_bus",
+    "layer_net_activation_mw",
+    "interface_import_mw",
+]
 # Decimals kept in the written tables: 1 W, 0.0001 EUR and %, 1 ms. Solver noise (2e-14) goes.
 DECIMALS = {"mw": 6, "eur": 4, "pct": 4, "_s": 3, "_pu": 6, "limit": 6, "value": 6}
 
@@ -47,19 +100,40 @@ def violations(case: Case, act: dict[str, float]) -> list[dict[str, Any]]:
     for dname, net in case.distributions.items():
         st = distribution_state(case, dname, act)
         for k in np.flatnonzero(st.s_mva - net.limit_mva > TOL):
-            out.append({"network": dname, "element": f"branch {net.branch_key(k)}", "quantity": "flow_mva",
-                        "limit": net.limit_mva[k], "value": st.s_mva[k]})
+            out.append(
+                {
+                    "network": dname,
+                    "element": f"branch {net.branch_key(k)}",
+                    "quantity": "flow_mva",
+                    "limit": net.limit_mva[k],
+                    "value": st.s_mva[k],
+                }
+            )
         for n in range(1, net.n_nodes):
             v = st.v_pu[n]
             if v - net.vmax_pu > TOL or net.vmin_pu - v > TOL:
                 lim = net.vmax_pu if v > net.vmax_pu else net.vmin_pu
-                out.append({"network": dname, "element": f"node {net.bus_ids[n]}", "quantity": "voltage_pu",
-                            "limit": lim, "value": v})
+                out.append(
+                    {
+                        "network": dname,
+                        "element": f"node {net.bus_ids[n]}",
+                        "quantity": "voltage_pu",
+                        "limit": lim,
+                        "value": v,
+                    }
+                )
     t = case.transmission
     flows = t.flows(transmission_injection(case, act))
     for k in np.flatnonzero(np.abs(flows) - t.limit_mw > 1e-4):
-        out.append({"network": "T", "element": f"line {t.line_key(t.lines[k])}", "quantity": "flow_mw",
-                    "limit": t.limit_mw[k], "value": abs(flows[k])})
+        out.append(
+            {
+                "network": "T",
+                "element": f"line {t.line_key(t.lines[k])}",
+                "quantity": "flow_mw",
+                "limit": t.limit_mw[k],
+                "value": abs(flows[k]),
+            }
+        )
     for row in out:
         row["excess_pct"] = abs(row["value"] - row["limit"]) / row["limit"] * 100
     return out
@@ -71,9 +145,13 @@ def grid_violations(case: Case, act: dict[str, float]) -> dict[str, float]:
     rows = violations(case, act)
     lines = [r["excess_pct"] for r in rows if r["quantity"] == "flow_mva"]
     volts = [r["excess_pct"] for r in rows if r["quantity"] == "voltage_pu"]
-    return {"n_line_violations": len(lines), "max_line_violation_pct": max(lines, default=0.0),
-            "n_voltage_violations": len(volts), "max_voltage_violation_pct": max(volts, default=0.0),
-            "n_transmission_violations": sum(r["quantity"] == "flow_mw" for r in rows)}
+    return {
+        "n_line_violations": len(lines),
+        "max_line_violation_pct": max(lines, default=0.0),
+        "n_voltage_violations": len(volts),
+        "max_voltage_violation_pct": max(volts, default=0.0),
+        "n_transmission_violations": sum(r["quantity"] == "flow_mw" for r in rows),
+    }
 
 
 def _clean(key: str, v: Any) -> Any:
@@ -92,13 +170,23 @@ def kpi_row(case: Case, res: SchemeResult, common_cost: float) -> dict[str, Any]
     """One KPI row (see ``KPI_COLUMNS``); ``common_cost`` is the reference of the inefficiency."""
     act = res.activation
     ok = res.status.ok
-    row: dict[str, Any] = {"case": case.name, "seed": case.seed, "scheme": res.scheme,
-                           "prequalification": res.prequalification, "status": str(res.status),
-                           "cost_eur": res.cost, "time_s": res.time_s, "message": res.message,
-                           "shortfall_mw": res.shortfall_mw if ok else float("nan")}
+    row: dict[str, Any] = {
+        "case": case.name,
+        "seed": case.seed,
+        "scheme": res.scheme,
+        "prequalification": res.prequalification,
+        "status": str(res.status),
+        "cost_eur": res.cost,
+        "time_s": res.time_s,
+        "message": res.message,
+        "shortfall_mw": res.shortfall_mw if ok else float("nan"),
+    }
     row["bid_cost_eur"] = res.cost - case.voll_eur_per_mw * res.shortfall_mw if ok else float("nan")
-    row["inefficiency_pct"] = ((res.cost - common_cost) / abs(common_cost) * 100
-                               if ok and math.isfinite(common_cost) and abs(common_cost) > 0 else float("nan"))
+    row["inefficiency_pct"] = (
+        (res.cost - common_cost) / abs(common_cost) * 100
+        if ok and math.isfinite(common_cost) and abs(common_cost) > 0
+        else float("nan")
+    )
     if ok:
         row.update(grid_violations(case, act))
     row["unqualified_up_pct"] = 100 * res.unqualified_up if res.unqualified_up is not None else float("nan")
@@ -106,8 +194,11 @@ def kpi_row(case: Case, res: SchemeResult, common_cost: float) -> dict[str, Any]
     for prefix, bids in (("", case.bids), ("distribution_", case.distribution_bids)):
         for d in ("up", "down"):
             row[f"{prefix}{d}_mw"] = float(sum(act.get(b.bid_id, 0.0) for b in bids if b.direction == d))
-    row["lv_envelope_exceedances"] = (int(sum(act.get(i, 0.0) > cap + 1e-6 for i, cap in case.lv_caps.items()))
-                                      if case.lv_caps and ok else float("nan"))
+    row["lv_envelope_exceedances"] = (
+        int(sum(act.get(i, 0.0) > cap + 1e-6 for i, cap in case.lv_caps.items()))
+        if case.lv_caps and ok
+        else float("nan")
+    )
     return _row(KPI_COLUMNS, row)
 
 
@@ -118,12 +209,28 @@ def bid_rows(case: Case, res: SchemeResult) -> list[dict[str, Any]]:
     for lr in res.layers:
         for bid_id in sorted(set(lr.offered) | {k for k in lr.activation if k.startswith("voll:")}):
             b = bids[bid_id]
-            rows.append(_row(BID_COLUMNS, {
-                "case": case.name, "seed": case.seed, "scheme": res.scheme, "prequalification": res.prequalification,
-                "layer": lr.name + ("" if lr.activates else " (reservation)"), "bid_id": bid_id, "area": b.area,
-                "bus": b.bus, "direction": b.direction, "kind": b.kind, "end_user": b.end_user,
-                "price_eur_per_mw": b.price, "offered_mw": lr.offered.get(bid_id, 0.0),
-                "qualified_mw": lr.qualified.get(bid_id, 0.0), "activated_mw": lr.activation.get(bid_id, 0.0)}))
+            rows.append(
+                _row(
+                    BID_COLUMNS,
+                    {
+                        "case": case.name,
+                        "seed": case.seed,
+                        "scheme": res.scheme,
+                        "prequalification": res.prequalification,
+                        "layer": lr.name + ("" if lr.activates else " (reservation)"),
+                        "bid_id": bid_id,
+                        "area": b.area,
+                        "bus": b.bus,
+                        "direction": b.direction,
+                        "kind": b.kind,
+                        "end_user": b.end_user,
+                        "price_eur_per_mw": b.price,
+                        "offered_mw": lr.offered.get(bid_id, 0.0),
+                        "qualified_mw": lr.qualified.get(bid_id, 0.0),
+                        "activated_mw": lr.activation.get(bid_id, 0.0),
+                    },
+                )
+            )
     return rows
 
 
@@ -137,10 +244,22 @@ def interface_rows(case: Case, res: SchemeResult) -> list[dict[str, Any]]:
         for dname, net in case.distributions.items():
             step = net_activation(case.bids_in(dname), act)
             done[dname] = done.get(dname, 0.0) + step
-            rows.append(_row(INTERFACE_COLUMNS, {
-                "case": case.name, "seed": case.seed, "scheme": res.scheme, "prequalification": res.prequalification,
-                "layer": name, "network": dname, "transmission_bus": case.interface_bus[dname],
-                "layer_net_activation_mw": step, "interface_import_mw": float(net.load_mw.sum()) - done[dname]}))
+            rows.append(
+                _row(
+                    INTERFACE_COLUMNS,
+                    {
+                        "case": case.name,
+                        "seed": case.seed,
+                        "scheme": res.scheme,
+                        "prequalification": res.prequalification,
+                        "layer": name,
+                        "network": dname,
+                        "transmission_bus": case.interface_bus[dname],
+                        "layer_net_activation_mw": step,
+                        "interface_import_mw": float(net.load_mw.sum()) - done[dname],
+                    },
+                )
+            )
     return rows
 
 
@@ -195,10 +314,12 @@ def write_outputs(out: Path, case: Case, kpis: pd.DataFrame, results: list[Schem
     tables = {
         "kpis.csv": kpis,
         "bids.csv": pd.DataFrame([r for res in results for r in bid_rows(case, res)], columns=BID_COLUMNS),
-        "interfaces.csv": pd.DataFrame([r for res in results for r in interface_rows(case, res)],
-                                       columns=INTERFACE_COLUMNS),
-        "violations.csv": pd.DataFrame([r for res in results for r in violation_rows(case, res)],
-                                       columns=VIOLATION_COLUMNS),
+        "interfaces.csv": pd.DataFrame(
+            [r for res in results for r in interface_rows(case, res)], columns=INTERFACE_COLUMNS
+        ),
+        "violations.csv": pd.DataFrame(
+            [r for res in results for r in violation_rows(case, res)], columns=VIOLATION_COLUMNS
+        ),
     }
     written = [write_csv(df, out / name) for name, df in tables.items()]
     records = [{k: _jsonable(v) for k, v in r.items()} for r in kpis.to_dict(orient="records")]

@@ -16,6 +16,7 @@ and case141 store ohms and kW/kVA and convert to per unit in MATLAB code at the 
 that code is recognised statement by statement and applied, and any other statement is refused,
 so units are never read silently wrong.
 """
+
 from __future__ import annotations
 
 import re
@@ -159,8 +160,9 @@ def ptdf_matrix(n_bus: int, branch: np.ndarray, slack: int) -> np.ndarray:
     return ptdf
 
 
-def build_transmission(case: MatpowerCase, limit_mw: dict[str, float] | None = None,
-                       default_limit_mw: float = np.inf) -> Transmission:
+def build_transmission(
+    case: MatpowerCase, limit_mw: dict[str, float] | None = None, default_limit_mw: float = np.inf
+) -> Transmission:
     """PTDF model of ``case`` with line limits ``limit_mw`` keyed ``"from-to"`` (MW)."""
     bus = case.bus
     branch = case.branch[case.branch[:, BR_STATUS] > 0].copy()
@@ -230,11 +232,18 @@ class Distribution:
     @property
     def p_limit_mw(self) -> np.ndarray:
         """Active-power limit per branch equivalent to ``|S| <= limit_mva`` at the fixed Q."""
-        return np.sqrt(np.maximum(self.limit_mva ** 2 - self.q_flow_mvar ** 2, 0.0))
+        return np.sqrt(np.maximum(self.limit_mva**2 - self.q_flow_mvar**2, 0.0))
 
 
-def build_distribution(case: MatpowerCase, name: str, load_scale: float, limit_mva: np.ndarray,
-                       vmin_pu: float, vmax_pu: float, v_root_pu: float = 1.0) -> Distribution:
+def build_distribution(
+    case: MatpowerCase,
+    name: str,
+    load_scale: float,
+    limit_mva: np.ndarray,
+    vmin_pu: float,
+    vmax_pu: float,
+    v_root_pu: float = 1.0,
+) -> Distribution:
     """LinDistFlow data of a radial MATPOWER case; ``limit_mva`` per branch in case order,
     ``v_root_pu`` the substation's set voltage."""
     ids = [int(b) for b in case.bus[:, BUS_I]]
@@ -278,10 +287,20 @@ def build_distribution(case: MatpowerCase, name: str, load_scale: float, limit_m
     # i and j) / S_base: the LinDistFlow voltage drop equation summed along the path.
     w_sens = down.T @ (2.0 * r_pu[:, None] / case.base_mva * down)
     return Distribution(
-        name=name, bus_ids=tuple(ids), parent=parent, child=child,
-        r_pu=r_pu, x_pu=br[:, BR_X].copy(), base_mva=case.base_mva,
-        load_mw=case.bus[:, PD] * load_scale, load_mvar=case.bus[:, QD] * load_scale,
-        limit_mva=limit, vmin_pu=vmin_pu, vmax_pu=vmax_pu, v_root_pu=v_root_pu, downstream=down,
+        name=name,
+        bus_ids=tuple(ids),
+        parent=parent,
+        child=child,
+        r_pu=r_pu,
+        x_pu=br[:, BR_X].copy(),
+        base_mva=case.base_mva,
+        load_mw=case.bus[:, PD] * load_scale,
+        load_mvar=case.bus[:, QD] * load_scale,
+        limit_mva=limit,
+        vmin_pu=vmin_pu,
+        vmax_pu=vmax_pu,
+        v_root_pu=v_root_pu,
+        downstream=down,
         w_sensitivity=w_sens,
     )
 
@@ -305,5 +324,5 @@ def lindistflow(net: Distribution, injection_mw: np.ndarray | None = None) -> Di
     p = net.downstream @ (net.load_mw - inj)
     q = net.q_flow_mvar
     drop = 2.0 * (net.r_pu * p + net.x_pu * q) / net.base_mva
-    w = net.v_root_pu ** 2 - net.downstream.T @ drop
+    w = net.v_root_pu**2 - net.downstream.T @ drop
     return DistFlowState(p, q, np.sqrt(np.maximum(w, 0.0)))

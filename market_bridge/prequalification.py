@@ -14,6 +14,7 @@ two OPF-type LPs per network, as in the seed.
 * ``nfca``       ``price_oe`` on a case whose LV bids are already capped by their NFCA envelopes
                  (``Case.with_nfca_caps``; the schemes do that for every layer)
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -34,8 +35,9 @@ class Prequalified:
     n_solves: int
 
 
-def unqualified_share(bids: Iterable[Bid], volume: Mapping[str, float], cap: Mapping[str, float],
-                      direction: str) -> float:
+def unqualified_share(
+    bids: Iterable[Bid], volume: Mapping[str, float], cap: Mapping[str, float], direction: str
+) -> float:
     """Share of ``volume`` (MW per bid) in ``direction`` that the caps do not qualify."""
     group = [b for b in bids if b.direction == direction]
     tot = sum(volume.get(b.bid_id, 0.0) for b in group)
@@ -43,8 +45,14 @@ def unqualified_share(bids: Iterable[Bid], volume: Mapping[str, float], cap: Map
     return float((tot - ok) / tot) if tot > 1e-9 else 0.0
 
 
-def _envelope(case: Case, dname: str, bids: list[Bid], available: Mapping[str, float],
-              prior: Mapping[str, float], weight: Mapping[str, float]) -> tuple[dict[str, float], int]:
+def _envelope(
+    case: Case,
+    dname: str,
+    bids: list[Bid],
+    available: Mapping[str, float],
+    prior: Mapping[str, float],
+    weight: Mapping[str, float],
+) -> tuple[dict[str, float], int]:
     """Operating envelope of one network: per direction, maximise sum(weight * cap) such that all
     bids of that direction at their caps keep the network within relaxed limits."""
     cap: dict[str, float] = {}
@@ -53,8 +61,15 @@ def _envelope(case: Case, dname: str, bids: list[Bid], available: Mapping[str, f
         group = [b for b in bids if b.direction == direction and available.get(b.bid_id, 0.0) > 1e-9]
         if not group:
             continue
-        res = clear_layer(case, f"oe_{dname}_{direction}", group, available, prior,
-                          distribution={dname: "relaxed"}, weights={b.bid_id: -weight[b.bid_id] for b in group})
+        res = clear_layer(
+            case,
+            f"oe_{dname}_{direction}",
+            group,
+            available,
+            prior,
+            distribution={dname: "relaxed"},
+            weights={b.bid_id: -weight[b.bid_id] for b in group},
+        )
         n += 1
         if res.solve.ok:
             cap.update(res.activation)
@@ -63,8 +78,9 @@ def _envelope(case: Case, dname: str, bids: list[Bid], available: Mapping[str, f
     return cap, n
 
 
-def _interrface(case: Case, dname: str, bids: list[Bid], available: Mapping[str, float],
-                prior: Mapping[str, float]) -> tuple[dict[str, float], int]:
+def _interrface(
+    case: Case, dname: str, bids: list[Bid], available: Mapping[str, float], prior: Mapping[str, float]
+) -> tuple[dict[str, float], int]:
     """Iterative full-activation check (INTERRFACE): per direction, drop the most expensive bid
     until full activation of all remaining bids is within the relaxed limits (a LinDistFlow
     power flow per iteration)."""
@@ -74,25 +90,30 @@ def _interrface(case: Case, dname: str, bids: list[Bid], available: Mapping[str,
     cap: dict[str, float] = {}
     n = 0
     for direction in ("up", "down"):
-        group = sorted((b for b in bids if b.direction == direction and available.get(b.bid_id, 0.0) > 1e-9),
-                       key=lambda b: (b.price, b.bid_id))
+        group = sorted(
+            (b for b in bids if b.direction == direction and available.get(b.bid_id, 0.0) > 1e-9),
+            key=lambda b: (b.price, b.bid_id),
+        )
         while group:
             inj = base_inj.copy()
             for b in group:
                 inj[net.node(b.bus)] += b.sign * available[b.bid_id]
             st = lindistflow(net, inj)
             n += 1
-            w = st.v_pu ** 2
-            if (np.all(st.p_mw <= lim.p_max + 1e-9) and np.all(st.p_mw >= lim.p_min - 1e-9)
-                    and np.all(w[1:] <= lim.w_max[1:] + 1e-9) and np.all(w[1:] >= lim.w_min[1:] - 1e-9)):
+            w = st.v_pu**2
+            if (
+                np.all(st.p_mw <= lim.p_max + 1e-9)
+                and np.all(st.p_mw >= lim.p_min - 1e-9)
+                and np.all(w[1:] <= lim.w_max[1:] + 1e-9)
+                and np.all(w[1:] >= lim.w_min[1:] - 1e-9)
+            ):
                 break
             group.pop()  # the most expensive remaining bid
         cap.update({b.bid_id: available[b.bid_id] for b in group})
     return cap, n
 
 
-def prequalify(case: Case, method: str, available: Mapping[str, float],
-               prior: Mapping[str, float]) -> Prequalified:
+def prequalify(case: Case, method: str, available: Mapping[str, float], prior: Mapping[str, float]) -> Prequalified:
     """Caps for the distribution bids with ``available`` volume, on top of ``prior`` activations."""
     cap: dict[str, float] = {}
     n = 0

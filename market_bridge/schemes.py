@@ -22,6 +22,7 @@ DSO layers use soft limits (penalised slacks) so that a DSO without enough bids 
 its remaining violations show up in the KPIs; the DSO's need is to remove the violations of its
 network, the TSO's need is the system imbalance, met at the value of lost load where bids run out.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,11 +51,23 @@ from market_bridge.prequalification import prequalify, unqualified_share
 from market_bridge.solver import Solver
 from nfca.solver import Result, Status
 
-SCHEMES = ("multilevel_01", "multilevel_02", "multilevel_03", "multilevel_04", "multilevel_05",
-           "multilevel_06", "multilevel_06_seed", "bid_aggregation", "common")
+SCHEMES = (
+    "multilevel_01",
+    "multilevel_02",
+    "multilevel_03",
+    "multilevel_04",
+    "multilevel_05",
+    "multilevel_06",
+    "multilevel_06_seed",
+    "bid_aggregation",
+    "common",
+)
 PREQUALIFIED = ("multilevel_03", "multilevel_06", "multilevel_06_seed")
-ALIASES = ({f"ml0{i}": f"multilevel_0{i}" for i in range(1, 7)}
-           | {"ml06_seed": "multilevel_06_seed", "ba": "bid_aggregation", "cm": "common"})
+ALIASES = {f"ml0{i}": f"multilevel_0{i}" for i in range(1, 7)} | {
+    "ml06_seed": "multilevel_06_seed",
+    "ba": "bid_aggregation",
+    "cm": "common",
+}
 
 
 @dataclass
@@ -102,37 +115,74 @@ def _finish(case: Case, scheme: str, layers: list[LayerResult], start: float, **
     msg = "" if not bad else f"{bad[0].name}: {bad[0].solve.status} ({bad[0].solve.message})"
     prices = {b.bid_id: b.price for b in list(case.bids) + case.voll_bids}
     cost = float(sum(prices[k] * v for k, v in act.items())) if not bad else float("nan")
-    return SchemeResult(scheme, case.name, status, act if not bad else {}, cost,
-                        time.perf_counter() - start, layers, message=msg, **kw)
+    return SchemeResult(
+        scheme, case.name, status, act if not bad else {}, cost, time.perf_counter() - start, layers, message=msg, **kw
+    )
 
 
-def _dso_layers(case: Case, prior: Activation, available: Callable[[list[Bid]], dict[str, float]],
-                interface: dict[str, float] | None, tag: str, activates: bool = True) -> list[LayerResult]:
+def _dso_layers(
+    case: Case,
+    prior: Activation,
+    available: Callable[[list[Bid]], dict[str, float]],
+    interface: dict[str, float] | None,
+    tag: str,
+    activates: bool = True,
+) -> list[LayerResult]:
     """One DSO market per network (solved in sequence), soft limits; ``interface`` sets each
     network's net activation (None: free)."""
     out = []
     for dname in case.distributions:
         bids = case.bids_in(dname)
-        out.append(clear_layer(case, f"{tag}_{dname}", bids, available(bids), prior,
-                               distribution={dname: "soft"},
-                               interface=None if interface is None else {dname: interface[dname]},
-                               activates=activates))
+        out.append(
+            clear_layer(
+                case,
+                f"{tag}_{dname}",
+                bids,
+                available(bids),
+                prior,
+                distribution={dname: "soft"},
+                interface=None if interface is None else {dname: interface[dname]},
+                activates=activates,
+            )
+        )
     return out
 
 
-def _tso_layer(case: Case, prior: Activation, dist_cap: dict[str, float],
-               distribution: dict[str, str] | None = None, offered: dict[str, float] | None = None) -> LayerResult:
+def _tso_layer(
+    case: Case,
+    prior: Activation,
+    dist_cap: dict[str, float],
+    distribution: dict[str, str] | None = None,
+    offered: dict[str, float] | None = None,
+) -> LayerResult:
     t_bids = case.bids_in("T")
     cap = _remaining(t_bids, prior) | dist_cap
-    return clear_layer(case, "tso", t_bids + case.distribution_bids, cap, prior, balance=True, transmission=True,
-                       distribution=distribution, offered=None if offered is None else _remaining(t_bids, prior) | offered)
+    return clear_layer(
+        case,
+        "tso",
+        t_bids + case.distribution_bids,
+        cap,
+        prior,
+        balance=True,
+        transmission=True,
+        distribution=distribution,
+        offered=None if offered is None else _remaining(t_bids, prior) | offered,
+    )
 
 
 def common(case: Case) -> SchemeResult:
     """Joint procurement: one LP with every bid and every network's constraints."""
     start = time.perf_counter()
-    lr = clear_layer(case, "common", list(case.bids), _full(list(case.bids)), {}, balance=True, transmission=True,
-                     distribution={d: "hard" for d in case.distributions})
+    lr = clear_layer(
+        case,
+        "common",
+        list(case.bids),
+        _full(list(case.bids)),
+        {},
+        balance=True,
+        transmission=True,
+        distribution={d: "hard" for d in case.distributions},
+    )
     return _finish(case, "common", [lr], start)
 
 
@@ -155,8 +205,9 @@ def multilevel_02(case: Case) -> SchemeResult:
     layers, act = _dso_first(case)
     layers.append(_tso_layer(case, act, _remaining(case.distribution_bids, act)))
     act = add_activations(*(lr.activation for lr in layers))
-    layers += _dso_layers(case, act, lambda bids: _remaining(bids, act), {d: 0.0 for d in case.distributions},
-                          "corrective")
+    layers += _dso_layers(
+        case, act, lambda bids: _remaining(bids, act), {d: 0.0 for d in case.distributions}, "corrective"
+    )
     return _finish(case, "multilevel_02", layers, start)
 
 
@@ -170,9 +221,15 @@ def multilevel_03(case: Case, method: str | None = None) -> SchemeResult:
     available = _remaining(dist, act)
     pq = prequalify(case, method, available, act)
     layers.append(_tso_layer(case, act, pq.cap, offered=available))
-    return _finish(case, "multilevel_03", layers, start, prequalification=method,
-                   unqualified_up=unqualified_share(dist, available, pq.cap, "up"),
-                   unqualified_down=unqualified_share(dist, available, pq.cap, "down"))
+    return _finish(
+        case,
+        "multilevel_03",
+        layers,
+        start,
+        prequalification=method,
+        unqualified_up=unqualified_share(dist, available, pq.cap, "up"),
+        unqualified_down=unqualified_share(dist, available, pq.cap, "down"),
+    )
 
 
 def multilevel_04(case: Case) -> SchemeResult:
@@ -180,14 +237,25 @@ def multilevel_04(case: Case) -> SchemeResult:
     the DSO layer left: no violation may be added)."""
     start = time.perf_counter()
     layers, act = _dso_first(case)
-    layers.append(_tso_layer(case, act, _remaining(case.distribution_bids, act),
-                             distribution={d: "relaxed" for d in case.distributions}))
+    layers.append(
+        _tso_layer(
+            case, act, _remaining(case.distribution_bids, act), distribution={d: "relaxed" for d in case.distributions}
+        )
+    )
     return _finish(case, "multilevel_04", layers, start)
 
 
-def _tso_first(case: Case, scheme: str, start: float, dist_cap: dict[str, float], prior: Activation,
-               interface: dict[str, float], offered: dict[str, float] | None = None,
-               pre: list[LayerResult] | None = None, **kw) -> SchemeResult:
+def _tso_first(
+    case: Case,
+    scheme: str,
+    start: float,
+    dist_cap: dict[str, float],
+    prior: Activation,
+    interface: dict[str, float],
+    offered: dict[str, float] | None = None,
+    pre: list[LayerResult] | None = None,
+    **kw,
+) -> SchemeResult:
     """TSO layer on top of ``prior`` (a reservation, not activated), then DSO layers that must
     deliver ``interface`` as their net activation."""
     tso = _tso_layer(case, prior, dist_cap, offered=offered)
@@ -200,8 +268,9 @@ def multilevel_05(case: Case) -> SchemeResult:
     """TSO-DSO: TSO layer with all bids and no distribution limits, then DSO layers that may not
     change the interface flow the TSO layer set."""
     start = time.perf_counter()
-    return _tso_first(case, "multilevel_05", start, _full(case.distribution_bids), {},
-                      {d: 0.0 for d in case.distributions})
+    return _tso_first(
+        case, "multilevel_05", start, _full(case.distribution_bids), {}, {d: 0.0 for d in case.distributions}
+    )
 
 
 def multilevel_06_seed(case: Case, method: str | None = None) -> SchemeResult:
@@ -213,10 +282,18 @@ def multilevel_06_seed(case: Case, method: str | None = None) -> SchemeResult:
     dist = case.distribution_bids
     pq = prequalify(case, method, _full(dist), {})
     full = _full(dist)
-    return _tso_first(case, "multilevel_06_seed", start, pq.cap, {}, {d: 0.0 for d in case.distributions},
-                      offered=full, prequalification=method,
-                      unqualified_up=unqualified_share(dist, full, pq.cap, "up"),
-                      unqualified_down=unqualified_share(dist, full, pq.cap, "down"))
+    return _tso_first(
+        case,
+        "multilevel_06_seed",
+        start,
+        pq.cap,
+        {},
+        {d: 0.0 for d in case.distributions},
+        offered=full,
+        prequalification=method,
+        unqualified_up=unqualified_share(dist, full, pq.cap, "up"),
+        unqualified_down=unqualified_share(dist, full, pq.cap, "down"),
+    )
 
 
 def multilevel_06(case: Case, method: str | None = None) -> SchemeResult:
@@ -237,10 +314,19 @@ def multilevel_06(case: Case, method: str | None = None) -> SchemeResult:
     pq = prequalify(case, method, available, reserved)
     announced = {d: net_activation(case.bids_in(d), reserved) for d in case.distributions}
     full = _full(dist)
-    return _tso_first(case, "multilevel_06", start, pq.cap, reserved, announced, offered=available,
-                      pre=reserve, prequalification=method,
-                      unqualified_up=unqualified_share(dist, full, pq.cap, "up"),
-                      unqualified_down=unqualified_share(dist, full, pq.cap, "down"))
+    return _tso_first(
+        case,
+        "multilevel_06",
+        start,
+        pq.cap,
+        reserved,
+        announced,
+        offered=available,
+        pre=reserve,
+        prequalification=method,
+        unqualified_up=unqualified_share(dist, full, pq.cap, "up"),
+        unqualified_down=unqualified_share(dist, full, pq.cap, "down"),
+    )
 
 
 # ------------------------------------------------------------------ bid aggregation
@@ -307,8 +393,13 @@ def bid_aggregation(case: Case, step_mw: float | None = None) -> SchemeResult:
     empty = [d for d, c in curves.items() if not len(c.net_mw)]
     if empty:  # a network no activation of its bids makes grid-safe: nothing to aggregate
         res = Result(Status.infeasible, f"no grid-safe activation of the bids of {empty[0]}")
-        return _finish(case, "bid_aggregation", [LayerResult("aggregation_milp", res, {}, 0.0, 0.0, full, full)],
-                       start, step_mw=step)
+        return _finish(
+            case,
+            "bid_aggregation",
+            [LayerResult("aggregation_milp", res, {}, 0.0, 0.0, full, full)],
+            start,
+            step_mw=step,
+        )
     t_bids = case.bids_in("T") + case.voll_bids
     qty = _full(t_bids)
     t = case.transmission
@@ -319,17 +410,22 @@ def bid_aggregation(case: Case, step_mw: float | None = None) -> SchemeResult:
     m.z = pyo.Var(m.pts, domain=pyo.Binary)
     m.one = pyo.Constraint(list(curves), rule=lambda _m, d: sum(m.z[d, k] for k in range(len(curves[d].net_mw))) == 1)
     d_net = {d: sum(float(c.net_mw[k]) * m.z[d, k] for k in range(len(c.net_mw))) for d, c in curves.items()}
-    m.balance = pyo.Constraint(expr=sum(b.sign * m.a[b.bid_id] for b in t_bids) + sum(d_net.values())
-                               == case.imbalance_mw)
+    m.balance = pyo.Constraint(
+        expr=sum(b.sign * m.a[b.bid_id] for b in t_bids) + sum(d_net.values()) == case.imbalance_mw
+    )
     flow0 = t.flows(transmission_injection(case, {}))
     coef = {b.bid_id: t.ptdf @ transmission_coefficient(case, b) for b in t_bids}
     iface = {d: t.ptdf[:, t.index(case.interface_bus[d])] for d in curves}
-    terms = {line: [(coef[b.bid_id][line], m.a[b.bid_id]) for b in t_bids]
-             + [(iface[d][line] * float(c.net_mw[k]), m.z[d, k]) for d, c in curves.items() for k in range(len(c.net_mw))]
-             for line in range(len(t.lines))}
+    terms = {
+        line: [(coef[b.bid_id][line], m.a[b.bid_id]) for b in t_bids]
+        + [(iface[d][line] * float(c.net_mw[k]), m.z[d, k]) for d, c in curves.items() for k in range(len(c.net_mw))]
+        for line in range(len(t.lines))
+    }
     add_line_limits(m, case, flow0, {ln: [(c, v) for c, v in tv if abs(c) > 1e-12] for ln, tv in terms.items()})
-    m.obj = pyo.Objective(expr=sum(b.price * m.a[b.bid_id] for b in t_bids)
-                          + sum(float(c.cost[k]) * m.z[d, k] for d, c in curves.items() for k in range(len(c.net_mw))))
+    m.obj = pyo.Objective(
+        expr=sum(b.price * m.a[b.bid_id] for b in t_bids)
+        + sum(float(c.cost[k]) * m.z[d, k] for d, c in curves.items() for k in range(len(c.net_mw)))
+    )
     res = Solver().solve(m)
     act: Activation = {}
     if res.ok:
@@ -344,9 +440,15 @@ def bid_aggregation(case: Case, step_mw: float | None = None) -> SchemeResult:
 
 
 RUNNERS: dict[str, Callable[..., SchemeResult]] = {
-    "multilevel_01": multilevel_01, "multilevel_02": multilevel_02, "multilevel_03": multilevel_03,
-    "multilevel_04": multilevel_04, "multilevel_05": multilevel_05, "multilevel_06": multilevel_06,
-    "multilevel_06_seed": multilevel_06_seed, "bid_aggregation": bid_aggregation, "common": common,
+    "multilevel_01": multilevel_01,
+    "multilevel_02": multilevel_02,
+    "multilevel_03": multilevel_03,
+    "multilevel_04": multilevel_04,
+    "multilevel_05": multilevel_05,
+    "multilevel_06": multilevel_06,
+    "multilevel_06_seed": multilevel_06_seed,
+    "bid_aggregation": bid_aggregation,
+    "common": common,
 }
 
 
@@ -359,7 +461,9 @@ def parse_scheme(name: str) -> tuple[str, str | None]:
     if base not in RUNNERS:
         raise ValueError(f"unknown scheme {name!r} (known: {', '.join(SCHEMES)}, or 'all')")
     if method and method not in PREQUALIFICATION_METHODS:
-        raise ValueError(f"unknown prequalification {method!r} in {name!r} (known: {', '.join(PREQUALIFICATION_METHODS)})")
+        raise ValueError(
+            f"unknown prequalification {method!r} in {name!r} (known: {', '.join(PREQUALIFICATION_METHODS)})"
+        )
     if method and method != "nfca" and base not in PREQUALIFIED:
         raise ValueError(f"scheme {base} has no prequalification step to choose ({name!r})")
     return base, method or None
@@ -377,8 +481,11 @@ def run_scheme(case: Case, name: str) -> SchemeResult:
     if uses_nfca(case, name):
         if not case.lv_caps:
             raise ValueError(f"{name}: prequalification 'nfca' needs an envelopes file (--envelopes)")
-        res = RUNNERS[base](case.with_nfca_caps(), "nfca") if base in PREQUALIFIED \
+        res = (
+            RUNNERS[base](case.with_nfca_caps(), "nfca")
+            if base in PREQUALIFIED
             else RUNNERS[base](case.with_nfca_caps())
+        )
         res.prequalification = "nfca"
         return res
     return RUNNERS[base](case, method) if method is not None else RUNNERS[base](case)

@@ -5,6 +5,7 @@ interface (the solver behind ``SolverFactory('appsi_highs')``) as a persistent s
 model whose mutable parameters change (the bid-aggregation sweep) is re-solved without rebuilding.
 HiGHS is deterministic for a given model, so the same case gives the same clearing.
 """
+
 from __future__ import annotations
 
 import time

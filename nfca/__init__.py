@@ -39,16 +39,32 @@ if TYPE_CHECKING:
     from nfca.studies.envelopes import Study
 
 __all__ = [
-    "compute_envelopes", "read_feeder",
-    "NfcaError", "FeederError", "InputError", "SolverError", "InfeasibleError", "OutputError",
+    "compute_envelopes",
+    "read_feeder",
+    "NfcaError",
+    "FeederError",
+    "InputError",
+    "SolverError",
+    "InfeasibleError",
+    "OutputError",
     "VerificationError",
-    "Feeder", "EndUser", "ConnectionPoint", "Line", "LinearElement", "Source", "Bus",
+    "Feeder",
+    "EndUser",
+    "ConnectionPoint",
+    "Line",
+    "LinearElement",
+    "Source",
+    "Bus",
 ]
 __version__ = "0.1.0"
 
 
-def read_feeder(path: str | Path, default_capacity_kva: float = DEFAULT_CAPACITY_KVA, ampacity: str | Path | None = None,
-                default_ampacity_a: float | None = None) -> Feeder:
+def read_feeder(
+    path: str | Path,
+    default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+    ampacity: str | Path | None = None,
+    default_ampacity_a: float | None = None,
+) -> Feeder:
     """Read an OpenDSS feeder file into a Feeder (raises FeederError naming the element at fault).
 
     Lines without normamps take theirs from `ampacity` (a CSV linecode,amps or line,amps) or
@@ -56,8 +72,11 @@ def read_feeder(path: str | Path, default_capacity_kva: float = DEFAULT_CAPACITY
     from nfca.engine import read_feeder as read
     from nfca.model.ratings import AmpacityRules, read_ampacity_table
 
-    rules = (read_ampacity_table(ampacity, default_ampacity_a) if ampacity is not None
-             else AmpacityRules(default_a=default_ampacity_a))
+    rules = (
+        read_ampacity_table(ampacity, default_ampacity_a)
+        if ampacity is not None
+        else AmpacityRules(default_a=default_ampacity_a)
+    )
     return read(Path(path), default_capacity_kva=default_capacity_kva, ampacity=rules)
 
 
@@ -95,7 +114,11 @@ def compute_envelopes(
     from nfca.model.limits import Limits
     from nfca.studies.envelopes import run_envelopes, select_participants, with_capacities
 
-    f = feeder if isinstance(feeder, Feeder) else read_feeder(feeder, default_capacity_kva, ampacity, default_ampacity_a)
+    f = (
+        feeder
+        if isinstance(feeder, Feeder)
+        else read_feeder(feeder, default_capacity_kva, ampacity, default_ampacity_a)
+    )
     if capacities is not None:
         f = with_capacities(f, Path(capacities))
     if isinstance(participants, (str, float, int)):
@@ -106,7 +129,11 @@ def compute_envelopes(
         if unknown:
             raise InputError(f"participants: end-user {unknown[0]} is not in feeder {f.name}")
     if options is None:
-        options = EnvelopeOptions(limits=Limits(vmin_pu=vmin_pu, vmax_pu=vmax_pu, vmin_v=vmin_v, vmax_v=vmax_v),
-                                  power_factor=power_factor,
-                                  source_pu=source_pu, firm_kw=firm_kw, firm_diversity=firm_diversity)
+        options = EnvelopeOptions(
+            limits=Limits(vmin_pu=vmin_pu, vmax_pu=vmax_pu, vmin_v=vmin_v, vmax_v=vmax_v),
+            power_factor=power_factor,
+            source_pu=source_pu,
+            firm_kw=firm_kw,
+            firm_diversity=firm_diversity,
+        )
     return run_envelopes(f, list(methods), list(directions), options, chosen)

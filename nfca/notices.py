@@ -20,7 +20,12 @@ class Notice:
     data: dict = field(default_factory=dict, hash=False)  # the figures behind the message (counts, values)
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "level": self.level, "message": self.message, **({"data": self.data} if self.data else {})}
+        return {
+            "kind": self.kind,
+            "level": self.level,
+            "message": self.message,
+            **({"data": self.data} if self.data else {}),
+        }
 
     def __str__(self) -> str:
         return f"{self.level}: {self.message}"

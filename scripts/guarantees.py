@@ -40,7 +40,9 @@ def ieee() -> None:
     print("\nIEEE European LV feeder, every end-user a participant, kW guaranteed in total (import / export):")
     print(f"{'method':13s} {'corner':>17s} {'direction':>17s} {'box':>17s}")
     for m in METHODS:
-        cells = [f"{totals[(g, m, 'import')]:7.1f} / {totals[(g, m, 'export')]:6.1f}" for g in ("corner", "direction", "box")]
+        cells = [
+            f"{totals[(g, m, 'import')]:7.1f} / {totals[(g, m, 'export')]:6.1f}" for g in ("corner", "direction", "box")
+        ]
         print(f"{m:13s} " + " ".join(f"{c:>17s}" for c in cells))
 
     # the corner sets, audited over the box they would be read as: each end-user anywhere between
@@ -57,8 +59,10 @@ def ieee() -> None:
         vmax = max(c.v_max_pu for c in checks)
         vmin = min(c.v_min_pu for c in checks)
         load = max(c.max_loading_pct for c in checks)
-        print(f"  {m:8s} {len(broken):4d} of {len(points)} random points break a limit; over them the customer "
-              f"voltages reach {vmin:.3f}-{vmax:.3f} pu and the loading {load:.1f} %")
+        print(
+            f"  {m:8s} {len(broken):4d} of {len(points)} random points break a limit; over them the customer "
+            f"voltages reach {vmin:.3f}-{vmax:.3f} pu and the loading {load:.1f} %"
+        )
         worst = _worst_cases(feeder, sets, options)
         print(f"           at each limit's worst vertex: {worst}")
 
@@ -83,8 +87,10 @@ def _worst_cases(feeder, sets, options) -> str:
         return "no limit breaks"
     vmin, vmax = min(c.v_min_pu for c in checks), max(c.v_max_pu for c in checks)
     load = max(c.max_loading_pct for c in checks)
-    return (f"{sum(not c.verified for c in checks)} of the {len(found)} worst vertices break a limit in OpenDSS "
-            f"(voltages {vmin:.3f}-{vmax:.3f} pu, loading up to {load:.1f} %)")
+    return (
+        f"{sum(not c.verified for c in checks)} of the {len(found)} worst vertices break a limit in OpenDSS "
+        f"(voltages {vmin:.3f}-{vmax:.3f} pu, loading up to {load:.1f} %)"
+    )
 
 
 def tradeoff() -> None:
@@ -99,9 +105,11 @@ def tradeoff() -> None:
         study = run_envelopes(feeder, ["optimal", "fair"], options=EnvelopeOptions(export_weight=w, audit_points=50))
         got = {(e.method.value, e.direction.value): e.total_kw for e in study.envelopes}
         rows.append((w, got))
-        print(f"w = {w:4.2f}: optimal {got[('optimal', 'import')]:6.1f} / {got[('optimal', 'export')]:6.1f} kW, "
-              f"fair {got[('fair', 'import')]:6.1f} / {got[('fair', 'export')]:6.1f} kW (import / export), "
-              f"verified {study.verified}")
+        print(
+            f"w = {w:4.2f}: optimal {got[('optimal', 'import')]:6.1f} / {got[('optimal', 'export')]:6.1f} kW, "
+            f"fair {got[('fair', 'import')]:6.1f} / {got[('fair', 'export')]:6.1f} kW (import / export), "
+            f"verified {study.verified}"
+        )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,8 +124,9 @@ def tradeoff() -> None:
             ax.annotate(f"w={w:g}", (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlabel("guaranteed import, total (kW)")
     ax.set_ylabel("guaranteed export, total (kW)")
-    ax.set_title("IEEE European LV feeder, box guarantee:\nimport against export as the export weight w moves",
-                 fontsize=10)
+    ax.set_title(
+        "IEEE European LV feeder, box guarantee:\nimport against export as the export weight w moves", fontsize=10
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -140,14 +149,17 @@ def sibelga() -> None:
         for g in ("corner", "box"):
             out = Path(tmp) / g
             t0 = time.perf_counter()
-            res = runner.invoke(app, ["batch", str(grid), "--out", str(out), "--crs", "EPSG:31370", "--guarantee", g,
-                                      "--quiet"])
+            res = runner.invoke(
+                app, ["batch", str(grid), "--out", str(out), "--crs", "EPSG:31370", "--guarantee", g, "--quiet"]
+            )
             wall = time.perf_counter() - t0
             types = pd.read_csv(out / "feeder_types.csv")
             counts = types["type"].value_counts().sort_index().to_dict()
-            print(f"{g:7s}: {wall:6.1f} s wall, exit {res.exit_code}; feeder types {counts}; "
-                  f"fair/optimal median {(types['fair_import_kw'] / types['optimal_import_kw']).median():.3f} import, "
-                  f"{(types['fair_export_kw'] / types['optimal_export_kw']).median():.3f} export")
+            print(
+                f"{g:7s}: {wall:6.1f} s wall, exit {res.exit_code}; feeder types {counts}; "
+                f"fair/optimal median {(types['fair_import_kw'] / types['optimal_import_kw']).median():.3f} import, "
+                f"{(types['fair_export_kw'] / types['optimal_export_kw']).median():.3f} export"
+            )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ New Transformer.tr phases=3 windings=2 buses=[mv lv] conns=[delta wye] kVs=[11 {
 def four_wire_kron_text(n_segments: int = 8, seg_m: float = 40.0, kw: float = 4.0) -> str:
     """A 416 V feeder (Kron-reduced, 3 conductors) with single-phase wye and three-phase wye users."""
     lines = [HEADER.format(name="kron", pu=1.03, kv=0.416, kva=250)]
-    lines.append("New LineCode.main nphases=3 R1=0.32 X1=0.075 R0=1.3 X0=0.09 C1=0 C0=0 units=km normamps=180 basefreq=50")
+    lines.append(
+        "New LineCode.main nphases=3 R1=0.32 X1=0.075 R0=1.3 X0=0.09 C1=0 C0=0 units=km normamps=180 basefreq=50"
+    )
     lines.append("New LineCode.svc nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km normamps=80 basefreq=50")
     prev = "lv"
     for k in range(1, n_segments + 1):
@@ -43,19 +45,27 @@ def three_wire_text(n_segments: int = 8, seg_m: float = 25.0, kw: float = 3.0) -
     """A 3x230 V (IT-like, three-wire) feeder: phase-to-phase single-phase and delta three-phase users,
     one connection point holding several end-users."""
     lines = [HEADER.format(name="it230", pu=1.0, kv=0.23, kva=250)]
-    lines.append("New LineCode.c95 nphases=3 R1=0.32 X1=0.08 R0=1.28 X0=0.1 C1=0 C0=0 units=km normamps=200 basefreq=50")
+    lines.append(
+        "New LineCode.c95 nphases=3 R1=0.32 X1=0.08 R0=1.28 X0=0.1 C1=0 C0=0 units=km normamps=200 basefreq=50"
+    )
     lines.append("New LineCode.c16 nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km normamps=90 basefreq=50")
     prev = "lv"
     pairs = ["1.2", "2.3", "3.1"]
     for k in range(1, n_segments + 1):
         lines.append(f"New Line.m{k} bus1={prev} bus2=n{k} linecode=c95 length={seg_m} units=m")
         lines.append(f"New Line.s{k} bus1=n{k} bus2=cp{k} linecode=c16 length=8 units=m")
-        lines.append(f"New Load.a{k} bus1=cp{k}.{pairs[k % 3]} phases=1 conn=delta kV=0.23 XfkVA=9.2 kW={kw} kvar=0.5 model=1")
+        lines.append(
+            f"New Load.a{k} bus1=cp{k}.{pairs[k % 3]} phases=1 conn=delta kV=0.23 XfkVA=9.2 kW={kw} kvar=0.5 model=1"
+        )
         if k % 3 == 0:
-            lines.append(f"New Load.d{k} bus1=cp{k}.1.2.3 phases=3 conn=delta kV=0.23 XfkVA=25.1 kW={2 * kw} kvar=0 model=1")
+            lines.append(
+                f"New Load.d{k} bus1=cp{k}.1.2.3 phases=3 conn=delta kV=0.23 XfkVA=25.1 kW={2 * kw} kvar=0 model=1"
+            )
         if k == n_segments // 2:  # a small building: four more contracts on the same point
             for j in range(4):
-                lines.append(f"New Load.b{j} bus1=cp{k}.{pairs[j % 3]} phases=1 conn=delta kV=0.23 XfkVA=5.8 kW=1 model=1")
+                lines.append(
+                    f"New Load.b{j} bus1=cp{k}.{pairs[j % 3]} phases=1 conn=delta kV=0.23 XfkVA=5.8 kW=1 model=1"
+                )
         prev = f"n{k}"
     lines.append("Set VoltageBases=[11 0.23]\nCalcVoltageBases")
     return "\n".join(lines) + "\n"
@@ -73,8 +83,14 @@ New LineCode.4x16cu nphases=4 units=km normamps=90 basefreq=50
 """
 
 
-def four_wire_text(n_segments: int = 8, seg_m: float = 60.0, kw: float = 4.0, earthing: str = "transformer",
-                   r_earth: float = 2.0, r_customer: float = 20.0) -> str:
+def four_wire_text(
+    n_segments: int = 8,
+    seg_m: float = 60.0,
+    kw: float = 4.0,
+    earthing: str = "transformer",
+    r_earth: float = 2.0,
+    r_customer: float = 20.0,
+) -> str:
     """A 416 V four-wire feeder (lines on .1.2.3.4, 4x4 matrices) with unbalanced single-phase users
     between a phase and the neutral (most on phase a) and three-phase users on .1.2.3.4.
 
@@ -94,8 +110,10 @@ def four_wire_text(n_segments: int = 8, seg_m: float = 60.0, kw: float = 4.0, ea
     if earthing in ("transformer", "multi"):
         lines.append(f"New Reactor.earth phases=1 bus1=lv.4 bus2=lv.0 R={r_earth} X=0.05 basefreq=50")
     elif earthing == "line":
-        lines.append(f"New Line.earth phases=1 bus1=lv.4 bus2=lv.0 r1={r_earth} x1=0.05 r0={r_earth} x0=0.05 "
-                     "c1=0 c0=0 length=1 units=km normamps=400 basefreq=50")
+        lines.append(
+            f"New Line.earth phases=1 bus1=lv.4 bus2=lv.0 r1={r_earth} x1=0.05 r0={r_earth} x0=0.05 "
+            "c1=0 c0=0 length=1 units=km normamps=400 basefreq=50"
+        )
     prev = "lv"
     phases = [1, 1, 2, 1, 3, 1, 2, 1, 1, 3, 1, 2]  # two thirds of single-phase users on phase a
     for k in range(1, n_segments + 1):
@@ -106,14 +124,22 @@ def four_wire_text(n_segments: int = 8, seg_m: float = 60.0, kw: float = 4.0, ea
         if k % 4 == 0:
             lines.append(f"New Load.t{k} bus1=cp{k}.1.2.3.4 phases=3 kV=0.416 XfkVA=27.7 kW={2 * kw} kvar=1 model=1")
         if earthing == "multi" and k % 2 == 0:
-            lines.append(f"New Reactor.earth_cp{k} phases=1 bus1=cp{k}.4 bus2=cp{k}.0 R={r_customer} X=0.01 basefreq=50")
+            lines.append(
+                f"New Reactor.earth_cp{k} phases=1 bus1=cp{k}.4 bus2=cp{k}.0 R={r_customer} X=0.01 basefreq=50"
+            )
         prev = f"n{k}"
     lines.append("Set VoltageBases=[11 0.416]\nCalcVoltageBases")
     return "\n".join(lines) + "\n"
 
 
-def parallel_text(head: str = "identical", transformers: tuple[float, ...] = (250.0,), n_segments: int = 6,
-                  kw: float = 4.0, head_amps: float = 180.0, extra: str = "") -> str:
+def parallel_text(
+    head: str = "identical",
+    transformers: tuple[float, ...] = (250.0,),
+    n_segments: int = 6,
+    kw: float = 4.0,
+    head_amps: float = 180.0,
+    extra: str = "",
+) -> str:
     """A 416 V (Kron) feeder whose head cable (lv to n0, 60 m) is laid as exported from a GIS:
 
     head: "identical" two cables of code `head` (`head_amps` each) in parallel; "equivalent" the
@@ -125,18 +151,28 @@ def parallel_text(head: str = "identical", transformers: tuple[float, ...] = (25
     is the same feeder as (120,), and in (40, 60) the 40 kVA one limits the pair to 80 kVA.
     Users: one single-phase wye user per segment and a three-phase one every third.
     """
-    lines = ["Clear\nSet DefaultBaseFrequency=50",
-             "New Circuit.par basekv=11 pu=1.03 phases=3 bus1=mv MVAsc3=150 MVAsc1=120 basefreq=50"]
+    lines = [
+        "Clear\nSet DefaultBaseFrequency=50",
+        "New Circuit.par basekv=11 pu=1.03 phases=3 bus1=mv MVAsc3=150 MVAsc1=120 basefreq=50",
+    ]
     for t, kva in enumerate(transformers, 1):
         scale = kva / transformers[0]
-        lines.append(f"New Transformer.tr{t} phases=3 windings=2 buses=[mv lv] conns=[delta wye] kVs=[11 0.416] "
-                     f"kVAs=[{kva} {kva}] XHL={4 * scale:g} %Rs=[{0.5 * scale:g} {0.5 * scale:g}] basefreq=50")
+        lines.append(
+            f"New Transformer.tr{t} phases=3 windings=2 buses=[mv lv] conns=[delta wye] kVs=[11 0.416] "
+            f"kVAs=[{kva} {kva}] XHL={4 * scale:g} %Rs=[{0.5 * scale:g} {0.5 * scale:g}] basefreq=50"
+        )
     r1, x1, r0, x0 = 0.32, 0.075, 1.3, 0.09
-    lines.append(f"New LineCode.main nphases=3 R1={r1} X1={x1} R0={r0} X0={x0} C1=0 C0=0 units=km normamps=180 basefreq=50")
-    lines.append(f"New LineCode.head nphases=3 R1={r1} X1={x1} R0={r0} X0={x0} C1=0 C0=0 units=km "
-                 f"normamps={head_amps} basefreq=50")
-    lines.append(f"New LineCode.head2 nphases=3 R1={r1 / 2} X1={x1 / 2} R0={r0 / 2} X0={x0 / 2} C1=0 C0=0 units=km "
-                 f"normamps={2 * head_amps} basefreq=50")
+    lines.append(
+        f"New LineCode.main nphases=3 R1={r1} X1={x1} R0={r0} X0={x0} C1=0 C0=0 units=km normamps=180 basefreq=50"
+    )
+    lines.append(
+        f"New LineCode.head nphases=3 R1={r1} X1={x1} R0={r0} X0={x0} C1=0 C0=0 units=km "
+        f"normamps={head_amps} basefreq=50"
+    )
+    lines.append(
+        f"New LineCode.head2 nphases=3 R1={r1 / 2} X1={x1 / 2} R0={r0 / 2} X0={x0 / 2} C1=0 C0=0 units=km "
+        f"normamps={2 * head_amps} basefreq=50"
+    )
     lines.append("New LineCode.alt nphases=3 R1=0.21 X1=0.2 R0=0.8 X0=0.3 C1=0 C0=0 units=km normamps=120 basefreq=50")
     lines.append("New LineCode.svc nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km normamps=80 basefreq=50")
     if head == "equivalent":
@@ -160,9 +196,17 @@ def parallel_text(head: str = "identical", transformers: tuple[float, ...] = (25
     return "\n".join(lines) + "\n"
 
 
-def export_text(normamps: bool = False, voltage_bases: bool = False, units: str = "none", source_kv: float | None = 11,
-                lv_kv: float = 0.416, load_kv: float = 0.24, xfkva: bool = False, load_kw: float = 3.0,
-                n_segments: int = 6) -> str:
+def export_text(
+    normamps: bool = False,
+    voltage_bases: bool = False,
+    units: str = "none",
+    source_kv: float | None = 11,
+    lv_kv: float = 0.416,
+    load_kv: float = 0.24,
+    xfkva: bool = False,
+    load_kw: float = 3.0,
+    n_segments: int = 6,
+) -> str:
     """A feeder as DSO GIS exports write them: the .dss a planner gets, not one written for nfca.
 
     By default it has none of `normamps`, `Set VoltageBases`, length units or `XfkVA`: line codes
@@ -175,16 +219,22 @@ def export_text(normamps: bool = False, voltage_bases: bool = False, units: str 
     """
     amps = " normamps={}" if normamps else ""
     basekv = f" basekv={source_kv}" if source_kv is not None else ""
-    lines = ["Clear", "Set DefaultBaseFrequency=50",
-             f"New Circuit.export{basekv} pu=1.02 phases=3 bus1=mv MVAsc3=150 MVAsc1=120 basefreq=50",
-             f"New Transformer.tr phases=3 windings=2 buses=[mv lv] conns=[delta wye] kVs=[11 {lv_kv}] kVAs=[400 400] "
-             "XHL=4 %Rs=[0.5 0.5] basefreq=50",
-             "New LineCode.al150 nphases=3 R1=0.206 X1=0.075 R0=0.83 X0=0.3 C1=0 C0=0 units=km"
-             + amps.format(275) + " basefreq=50",
-             "New LineCode.al50 nphases=3 R1=0.641 X1=0.08 R0=2.56 X0=0.32 C1=0 C0=0 units=km"
-             + amps.format(140) + " basefreq=50",
-             "New LineCode.cu16 nphases=3 R1=1.15 X1=0.09 R0=4.6 X0=0.36 C1=0 C0=0 units=km"
-             + amps.format(90) + " basefreq=50"]
+    lines = [
+        "Clear",
+        "Set DefaultBaseFrequency=50",
+        f"New Circuit.export{basekv} pu=1.02 phases=3 bus1=mv MVAsc3=150 MVAsc1=120 basefreq=50",
+        f"New Transformer.tr phases=3 windings=2 buses=[mv lv] conns=[delta wye] kVs=[11 {lv_kv}] kVAs=[400 400] "
+        "XHL=4 %Rs=[0.5 0.5] basefreq=50",
+        "New LineCode.al150 nphases=3 R1=0.206 X1=0.075 R0=0.83 X0=0.3 C1=0 C0=0 units=km"
+        + amps.format(275)
+        + " basefreq=50",
+        "New LineCode.al50 nphases=3 R1=0.641 X1=0.08 R0=2.56 X0=0.32 C1=0 C0=0 units=km"
+        + amps.format(140)
+        + " basefreq=50",
+        "New LineCode.cu16 nphases=3 R1=1.15 X1=0.09 R0=4.6 X0=0.36 C1=0 C0=0 units=km"
+        + amps.format(90)
+        + " basefreq=50",
+    ]
 
     def length(k: int, metres: float) -> str:
         if units == "m" or (units == "mixed" and k % 2 == 0):
@@ -200,8 +250,10 @@ def export_text(normamps: bool = False, voltage_bases: bool = False, units: str 
         lines.append(f"New Load.h{k} bus1=cp{k}.{(k - 1) % 3 + 1} phases=1 kV={load_kv}{cap} kW={load_kw} kvar=0.3")
         prev = f"n{k}"
     # a service with its own impedance and no unit at all (ohm per whatever its length is in)
-    lines.append(f"New Line.bare bus1={prev} bus2=shop r1=0.00115 x1=0.00009 r0=0.0046 x0=0.00036 c1=0 c0=0 length=15"
-                 + amps.format(90))
+    lines.append(
+        f"New Line.bare bus1={prev} bus2=shop r1=0.00115 x1=0.00009 r0=0.0046 x0=0.00036 c1=0 c0=0 length=15"
+        + amps.format(90)
+    )
     lines.append(f"New Load.shop bus1=shop.1.2.3 phases=3 kV={lv_kv}{' XfkVA=27.7' if xfkva else ''} kW={2 * load_kw}")
     if voltage_bases:
         lines.append(f"Set VoltageBases=[11 {lv_kv}]\nCalcVoltageBases")

@@ -17,7 +17,8 @@ def grid(tmp_path):
     root = tmp_path / "grid"
     for name, text in {
         # oversized cables: type 1
-        "short": three_wire_text(n_segments=3, seg_m=15).replace("normamps=90", "normamps=400")
+        "short": three_wire_text(n_segments=3, seg_m=15)
+        .replace("normamps=90", "normamps=400")
         .replace("normamps=200", "normamps=600"),
         "long": three_wire_text(n_segments=8, seg_m=40),
         "broken": four_wire_kron_text().replace("linecode=main", "linecode=nope", 1),
@@ -70,9 +71,30 @@ def test_batch_cli_shares_the_study_options_and_writes_a_report(grid, tmp_path):
     from cli import app
 
     out = tmp_path / "results"
-    res = CliRunner().invoke(app, ["batch", str(grid), "--out", str(out), "--workers", "2", "--method", "fair",
-                                   "--method", "optimal", "--direction", "import", "--direction", "export",
-                                   "--participants", "0.5", "--firm-diversity", "0.4", "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "batch",
+            str(grid),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--method",
+            "fair",
+            "--method",
+            "optimal",
+            "--direction",
+            "import",
+            "--direction",
+            "export",
+            "--participants",
+            "0.5",
+            "--firm-diversity",
+            "0.4",
+            "--json",
+        ],
+    )
     assert res.exit_code == 7, res.output  # "broken" fails, the others are written
     summary = json.loads((out / "feeders" / "long" / "summary.json").read_text())
     assert summary["participants"] == round(0.5 * summary["end_users"]) and "0.4 x" in summary["options"]["firm"]
@@ -92,5 +114,7 @@ def test_batch_cli_shares_the_study_options_and_writes_a_report(grid, tmp_path):
     (out / "report.html").unlink()
     res = CliRunner().invoke(app, ["classify", str(out), "--fair-tol", "0.5", "--png"])
     assert res.exit_code == 0, res.output
-    assert "long" in res.stdout and "short" in res.stdout and (out / "report.html").exists()  # classify prints its table
+    assert (
+        "long" in res.stdout and "short" in res.stdout and (out / "report.html").exists()
+    )  # classify prints its table
     assert {p.name for p in out.glob("*.png")} >= {"feeder_types_import.png", "feeder_types_export.png"}

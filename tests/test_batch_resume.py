@@ -39,8 +39,13 @@ def grid(tmp_path):
 
 
 def _start(grid: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(NFCA), "batch", str(grid), "--out", str(out), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [str(NFCA), "batch", str(grid), "--out", str(out), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _done(out: Path) -> set[str]:
@@ -63,8 +68,12 @@ def _workers(proc: subprocess.Popen) -> list[psutil.Process]:
 
 def _rerun_and_check(grid: Path, out: Path, finished_before: set[str]) -> None:
     stamps = {n: (out / "feeders" / n / "summary.json").stat().st_mtime_ns for n in finished_before}
-    rerun = subprocess.run([str(NFCA), "batch", str(grid), "--out", str(out), "--workers", "2"],
-                           capture_output=True, text=True, timeout=240)
+    rerun = subprocess.run(
+        [str(NFCA), "batch", str(grid), "--out", str(out), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert rerun.returncode == 0, rerun.stderr
     counts = re.search(r"(\d+) computed, (\d+) already done, (\d+) failed", " ".join(rerun.stderr.split()))
     computed, skipped, failed = map(int, counts.groups())

@@ -22,15 +22,35 @@ runner = CliRunner()
 def test_default_outputs_load_no_plotting_library(it_feeder, tmp_path):
     """The default path (csv, json, gpkg, html) never imports matplotlib, nor geopandas when no
     GeoPackage is written (no coordinates); --format png brings the figures and matplotlib."""
-    code = ("import sys\nfrom cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(sorted(m for m in ('matplotlib', 'geopandas') if m in sys.modules))")
-    base = [sys.executable, "-c", code, "envelopes", str(it_feeder), "--participants", "0.5", "--seed", "3",
-            "--firm-diversity", "0.5", "--method", "fair", "--quiet"]
+    code = (
+        "import sys\nfrom cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('matplotlib', 'geopandas') if m in sys.modules))"
+    )
+    base = [
+        sys.executable,
+        "-c",
+        code,
+        "envelopes",
+        str(it_feeder),
+        "--participants",
+        "0.5",
+        "--seed",
+        "3",
+        "--firm-diversity",
+        "0.5",
+        "--method",
+        "fair",
+        "--quiet",
+    ]
     lean = subprocess.run([*base, "--out", str(tmp_path / "lean")], capture_output=True, text=True, timeout=300)
     assert lean.returncode == 0, lean.stderr
     assert lean.stdout.strip() == "[]" and (tmp_path / "lean" / "report.html").exists()
-    png = subprocess.run([*base, "--out", str(tmp_path / "png"), "--format", "csv", "--format", "png"],
-                         capture_output=True, text=True, timeout=300)
+    png = subprocess.run(
+        [*base, "--out", str(tmp_path / "png"), "--format", "csv", "--format", "png"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert png.returncode == 0, png.stderr
     assert png.stdout.strip() == "['matplotlib']"
     assert sorted(p.name for p in (tmp_path / "png").glob("*.png")) == ["envelopes_export.png", "envelopes_import.png"]
@@ -38,8 +58,21 @@ def test_default_outputs_load_no_plotting_library(it_feeder, tmp_path):
 
 def test_envelopes_writes_verified_outputs(it_feeder, tmp_path):
     out = tmp_path / "out"
-    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(out), "--participants", "0.5", "--seed", "3",
-                              "--firm-diversity", "0.5"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(it_feeder),
+            "--out",
+            str(out),
+            "--participants",
+            "0.5",
+            "--seed",
+            "3",
+            "--firm-diversity",
+            "0.5",
+        ],
+    )
     assert res.exit_code == 0, res.output
     df = schema.read_envelopes(out / "envelopes.csv")
     assert list(df.columns) == schema.names(schema.ENVELOPES)
@@ -69,8 +102,23 @@ def test_envelopes_writes_verified_outputs(it_feeder, tmp_path):
 
 
 def test_json_quiet_and_version(it_feeder, tmp_path):
-    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--json", "--quiet",
-                              "--method", "fair", "--direction", "import", "--format", "csv"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(it_feeder),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            "--quiet",
+            "--method",
+            "fair",
+            "--direction",
+            "import",
+            "--format",
+            "csv",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.stderr == ""  # --quiet: no progress, no note
     summary = json.loads(res.stdout)
@@ -80,22 +128,58 @@ def test_json_quiet_and_version(it_feeder, tmp_path):
 
 
 def test_progress_lines_in_a_log(it_feeder, tmp_path):
-    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--format", "csv",
-                              "--method", "fair"])
+    res = runner.invoke(
+        app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--format", "csv", "--method", "fair"]
+    )
     steps = [line for line in res.stderr.splitlines() if line.startswith("nfca:")]
-    res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--format", "csv",
-                              "--method", "fair", "--direction", "import", "--verbose"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(it_feeder),
+            "--out",
+            str(tmp_path / "o"),
+            "--format",
+            "csv",
+            "--method",
+            "fair",
+            "--direction",
+            "import",
+            "--verbose",
+        ],
+    )
     assert "(previous step" in res.stderr and "envelopes.csv" in res.stderr  # each step's time, the files written
     assert [s.split(maxsplit=3)[-1] for s in steps] == [
-        "reading feeder", "solving fair import and export", "verifying fair import and export with OpenDSS",
-        "writing outputs"]
+        "reading feeder",
+        "solving fair import and export",
+        "verifying fair import and export with OpenDSS",
+        "writing outputs",
+    ]
 
 
 def test_firm_diversity_and_firm_kw_raise_the_envelopes(it_feeder, tmp_path):
     """Non-participants that use less leave more room: a planner's after-diversity demand."""
+
     def fair_total(*extra):
-        res = runner.invoke(app, ["envelopes", str(it_feeder), "--out", str(tmp_path / "o"), "--format", "json",
-                                  "--participants", "0.5", "--json", "--method", "fair", "--direction", "import", *extra])
+        res = runner.invoke(
+            app,
+            [
+                "envelopes",
+                str(it_feeder),
+                "--out",
+                str(tmp_path / "o"),
+                "--format",
+                "json",
+                "--participants",
+                "0.5",
+                "--json",
+                "--method",
+                "fair",
+                "--direction",
+                "import",
+                *extra,
+            ],
+        )
         assert res.exit_code == 0, res.output
         return json.loads(res.stdout)
 
@@ -103,8 +187,12 @@ def test_firm_diversity_and_firm_kw_raise_the_envelopes(it_feeder, tmp_path):
     assert "0.5 x" in full["options"]["firm"] and "0.3 x" in diverse["options"]["firm"]
     assert diverse["methods"]["fair"]["import"]["total_kw"] > full["methods"]["fair"]["import"]["total_kw"] + 1
     caps = tmp_path / "caps.csv"
-    caps.write_text("end_user,firm_kw\n" + "".join(f"{n},2.76\n" for n in ("a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8",
-                                                                           "d3", "d6", "b0", "b1", "b2", "b3")))
+    caps.write_text(
+        "end_user,firm_kw\n"
+        + "".join(
+            f"{n},2.76\n" for n in ("a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "d3", "d6", "b0", "b1", "b2", "b3")
+        )
+    )
     own = fair_total("--capacities", str(caps), "--firm-diversity", "0.5")
     assert "14 end-user(s) with their own firm_kw" in own["options"]["firm"]
     assert own["methods"]["fair"]["import"]["total_kw"] > full["methods"]["fair"]["import"]["total_kw"] + 1
@@ -143,16 +231,39 @@ def test_one_direction_without_envelope_writes_the_other_and_exits_3(tmp_path):
     marked infeasible with the reason, and the exit code says the run is partial."""
     path = write_dss(tmp_path, four_wire_kron_text(n_segments=8, seg_m=150, kw=8))
     out = tmp_path / "out"
-    res = runner.invoke(app, ["envelopes", str(path), "--out", str(out), "--participants", "0.5", "--seed", "1",
-                              "--guarantee", "direction", "--source-pu", "0.95", "--firm-kw", "3",
-                              "--format", "csv", "--format", "json"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(path),
+            "--out",
+            str(out),
+            "--participants",
+            "0.5",
+            "--seed",
+            "1",
+            "--guarantee",
+            "direction",
+            "--source-pu",
+            "0.95",
+            "--firm-kw",
+            "3",
+            "--format",
+            "csv",
+            "--format",
+            "json",
+        ],
+    )
     assert res.exit_code == 3, res.output
     assert "infeasible: optimal import: no import envelope exists" in res.output
     table = pd.read_csv(out / "envelopes.csv")
     status = table.groupby(["method", "direction"])["status"].unique().to_dict()
     assert {k: list(v) for k, v in status.items()} == {
-        ("fair", "export"): ["ok"], ("fair", "import"): ["infeasible"],
-        ("optimal", "export"): ["ok"], ("optimal", "import"): ["infeasible"]}
+        ("fair", "export"): ["ok"],
+        ("fair", "import"): ["infeasible"],
+        ("optimal", "export"): ["ok"],
+        ("optimal", "import"): ["infeasible"],
+    }
     exported = table[table.status == "ok"]
     assert (exported.guaranteed_kw > 0).any() and (exported.v_min_verified_pu >= 0.9 - 1e-6).all()
     summary = json.loads((out / "summary.json").read_text())
@@ -171,8 +282,9 @@ def test_unknown_participant_file_entry(it_feeder, tmp_path):
 
 def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
     out = tmp_path / "sweep"
-    res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(out), "--step", "7",
-                              "--method", "fair", "--json"])
+    res = runner.invoke(
+        app, ["sweep-participation", str(it_feeder), "--out", str(out), "--step", "7", "--method", "fair", "--json"]
+    )
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out / "participation.csv")
     bad = df[df["status"] == "infeasible"]
@@ -181,7 +293,9 @@ def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
     assert (good["participants"] == 14).all() and (good["mean_kw"] > 0).all()
     assert json.loads(res.stdout)["points"][0]["participants"] == 7
     assert (out / "participation.png").stat().st_size > 0
-    res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(tmp_path / "s2"), "--participants", "0.5"])
+    res = runner.invoke(
+        app, ["sweep-participation", str(it_feeder), "--out", str(tmp_path / "s2"), "--participants", "0.5"]
+    )
     assert res.exit_code == 2 and "leave out --participants" in res.stderr
     res = runner.invoke(app, ["sweep-participation", str(it_feeder), "--out", str(tmp_path / "s3"), "--step", "0"])
     assert res.exit_code == 2 and error_lines(res.stderr) == "error: --step must be at least 1, got 0"

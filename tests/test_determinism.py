@@ -64,16 +64,21 @@ def test_box_sets_do_not_depend_on_other_methods(it_feeder, tmp_path):
 def test_corner_sets_do_not_depend_on_other_methods_or_directions(kron_feeder, tmp_path):
     corner = ["--guarantee", "corner"]
     lines = [corner + _methods(*o) for o in ORDERS]
-    lines += [corner + _methods("optimal", "fair") + _directions(*d)
-              for d in (("import",), ("export",), ("export", "import"))]
+    lines += [
+        corner + _methods("optimal", "fair") + _directions(*d) for d in (("import",), ("export",), ("export", "import"))
+    ]
     _same_bytes_whatever_else(kron_feeder, tmp_path, lines)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 16 item 5, open: at source 1.0 pu the IEEE optimal export (corner) has distinct local optima "
-    "(330.282 kW from starts 0/0.25/0.75 x capacity, 330.290 kW from 0.1/0.5; a user at 0 or 9.1 kW, "
-    "line1 vs line27 ampacity binding), which the tie-break does not merge even 100x stronger"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "issue 16 item 5, open: at source 1.0 pu the IEEE optimal export (corner) has distinct local optima "
+        "(330.282 kW from starts 0/0.25/0.75 x capacity, 330.290 kW from 0.1/0.5; a user at 0 or 9.1 kW, "
+        "line1 vs line27 ampacity binding), which the tie-break does not merge even 100x stronger"
+    ),
+)
 def test_optimal_export_is_the_same_from_every_start(ieee_eulv, monkeypatch):
     """Where the optimum is not unique the tie-break must make it so: every start of the solver
     (participants' envelopes and the network's power flow at 0 to 1 x capacity) gives the same

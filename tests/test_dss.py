@@ -36,16 +36,28 @@ def test_kron_feeder_lines_have_impedance_and_ampacity(kron_feeder):
 BAD = {
     "mesh": ("New Line.loop bus1=n2 bus2=n5 linecode=main length=30 units=m", "closes a loop"),
     "regulator": ("New RegControl.reg1 transformer=tr winding=2 vreg=120", "RegControl.reg1: voltage regulators"),
-    "no ampacity": ("New LineCode.bad nphases=3 R1=0.3 X1=0.07 R0=1 X0=0.1 units=km normamps=0\n"
-                    "New Line.x1 bus1=n8 bus2=x1 linecode=bad length=10 units=m", "Line.x1: no ampacity"),
-    "missing phase": ("New LineCode.two nphases=2 R1=0.3 X1=0.07 R0=1 X0=0.1 units=km normamps=100\n"
-                      "New Line.x2 bus1=n8.1.2 bus2=x2.1.2 phases=2 linecode=two length=10 units=m\n"
-                      "New Load.bad bus1=x2.3 phases=1 kV=0.24 kW=1", "Load.bad is connected to node 3 of bus x2"),
+    "no ampacity": (
+        "New LineCode.bad nphases=3 R1=0.3 X1=0.07 R0=1 X0=0.1 units=km normamps=0\n"
+        "New Line.x1 bus1=n8 bus2=x1 linecode=bad length=10 units=m",
+        "Line.x1: no ampacity",
+    ),
+    "missing phase": (
+        "New LineCode.two nphases=2 R1=0.3 X1=0.07 R0=1 X0=0.1 units=km normamps=100\n"
+        "New Line.x2 bus1=n8.1.2 bus2=x2.1.2 phases=2 linecode=two length=10 units=m\n"
+        "New Load.bad bus1=x2.3 phases=1 kV=0.24 kW=1",
+        "Load.bad is connected to node 3 of bus x2",
+    ),
     "unknown linecode": ("New Line.x3 bus1=n8 bus2=x3 linecode=nothere length=10 units=m", "nothere"),
-    "disconnected": ("New Line.x4 bus1=island1 bus2=island2 linecode=main length=10 units=m\n"
-                     "New Load.lost bus1=island2.1 phases=1 kV=0.24 kW=1", "not connected to the source"),
+    "disconnected": (
+        "New Line.x4 bus1=island1 bus2=island2 linecode=main length=10 units=m\n"
+        "New Load.lost bus1=island2.1 phases=1 kV=0.24 kW=1",
+        "not connected to the source",
+    ),
     "generator": ("New Generator.g1 bus1=n3 kV=0.416 kW=10", "Generator.g1"),
-    "negative length": ("New Line.x5 bus1=n8 bus2=x5 linecode=main length=-3 units=m", "Line.x5: length must be positive"),
+    "negative length": (
+        "New Line.x5 bus1=n8 bus2=x5 linecode=main length=-3 units=m",
+        "Line.x5: length must be positive",
+    ),
 }
 
 
@@ -77,8 +89,9 @@ def test_voltage_bases_are_inferred_when_the_file_sets_none(tmp_path):
     list, the same bases as the file that sets them, and a notice that says so."""
     inferred = _export(tmp_path, "a.dss")
     given = _export(tmp_path, "b.dss", voltage_bases=True)
-    assert {b: bus.kv_base_ln for b, bus in inferred.buses.items()} == \
-        {b: bus.kv_base_ln for b, bus in given.buses.items()}
+    assert {b: bus.kv_base_ln for b, bus in inferred.buses.items()} == {
+        b: bus.kv_base_ln for b, bus in given.buses.items()
+    }
     assert inferred.buses["cp3"].kv_base_ln == pytest.approx(0.416 / 3**0.5)
     (notice,) = [n for n in inferred.notices if n.kind == "voltage_bases_inferred"]
     assert notice.data["voltage_bases_kv"] == [11, 0.416] and "[11 0.416] kV" in notice.message
@@ -96,8 +109,9 @@ def test_a_source_far_from_its_winding_is_refused(tmp_path):
     """OpenDSS's default 115 kV left above an 11 kV transformer: every voltage below is a tenth."""
     with pytest.raises(FeederError) as err:
         _export(tmp_path, source_kv=None)
-    assert str(err.value).startswith("Vsource.source: basekv 115 kV, but the winding 1 of Transformer.tr it feeds "
-                                     "at bus mv is rated 11 kV")
+    assert str(err.value).startswith(
+        "Vsource.source: basekv 115 kV, but the winding 1 of Transformer.tr it feeds at bus mv is rated 11 kV"
+    )
     _export(tmp_path, "ok.dss", source_kv=11.4)  # within 5 %
 
 

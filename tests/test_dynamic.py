@@ -27,8 +27,9 @@ START = pd.Timestamp("2024-01-01 00:00")
 def _profile(feeder, levels=LEVELS) -> pd.DataFrame:
     """Wide table: every end-user at the interval's level (three-phase users at three times it)."""
     stamps = pd.date_range(START, periods=len(levels), freq="15min")
-    return pd.DataFrame({u.name: [x * (3 if u.n_phases == 3 else 1) for x in levels] for u in feeder.end_users},
-                        index=stamps)
+    return pd.DataFrame(
+        {u.name: [x * (3 if u.n_phases == 3 else 1) for x in levels] for u in feeder.end_users}, index=stamps
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,7 @@ def case(tmp_path_factory):
 
 def test_long_and_wide_csv_agree_and_resample_to_mean(case, tmp_path):
     wide = case["profiles"].kw
-    long = wide.rename_axis("timestamp").reset_index().melt(id_vars="timestamp", var_name="end_user",
-                                                            value_name="p_kw")
+    long = wide.rename_axis("timestamp").reset_index().melt(id_vars="timestamp", var_name="end_user", value_name="p_kw")
     path = tmp_path / "long.csv"
     long.sample(frac=1, random_state=1).to_csv(path, index=False)  # any row order
     again = load_profiles(path, case["feeder"])
@@ -62,12 +62,15 @@ def test_long_and_wide_csv_agree_and_resample_to_mean(case, tmp_path):
     np.testing.assert_allclose(half_hour.kw["u1"], [(0.3 + 1.5) / 2, -6.0, (1.5 + 8.5) / 2])
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda df: df.drop(columns=["u3"]), "no profile for end-user u3"),
-    (lambda df: df.assign(nobody=1.0), "nobody is not in feeder"),
-    (lambda df: df.drop(index=df.index[2]), "evenly spaced"),
-    (lambda df: df.assign(u1=["x", 1, 1, 1, 1, 1]), "line 2: the power of u1 must be a finite number, got 'x'"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda df: df.drop(columns=["u3"]), "no profile for end-user u3"),
+        (lambda df: df.assign(nobody=1.0), "nobody is not in feeder"),
+        (lambda df: df.drop(index=df.index[2]), "evenly spaced"),
+        (lambda df: df.assign(u1=["x", 1, 1, 1, 1, 1]), "line 2: the power of u1 must be a finite number, got 'x'"),
+    ],
+)
 def test_bad_profiles_name_the_problem(case, tmp_path, edit, message):
     df = edit(case["profiles"].kw.rename_axis("timestamp").reset_index())
     path = tmp_path / "bad.csv"
@@ -84,12 +87,18 @@ def test_resolution_must_be_a_multiple(case):
 
 
 def test_opendss_load_shapes(tmp_path):
-    text = four_wire_kron_text() + "\n".join([
-        "New LoadShape.res npts=4 minterval=15 mult=(0.5 1 1.5 -0.5)",
-        "New LoadShape.pv npts=2 interval=0.5 mult=(-2 -3) useactual=yes",
-        "Edit Load.u1 daily=res",
-        "Edit Load.u2 yearly=pv",
-    ]) + "\n"
+    text = (
+        four_wire_kron_text()
+        + "\n".join(
+            [
+                "New LoadShape.res npts=4 minterval=15 mult=(0.5 1 1.5 -0.5)",
+                "New LoadShape.pv npts=2 interval=0.5 mult=(-2 -3) useactual=yes",
+                "Edit Load.u1 daily=res",
+                "Edit Load.u2 yearly=pv",
+            ]
+        )
+        + "\n"
+    )
     feeder, shapes = read(write_dss(tmp_path, text))
     prof = load_profiles("loadshapes", feeder)
     assert prof.kw["u1"].max() == shapes["u1"].kw.max()  # the shapes read with the feeder
@@ -135,8 +144,15 @@ def test_dynamic_never_below_static_where_it_must_not_be(case):
 def test_dynamic_envelopes_follow_the_forecast(case):
     # export: non-participants' generation (intervals 2, 3) leaves the others less room than their
     # consumption (interval 0); import boxes and export boxes apart, so the directions do not trade
-    study = run_dynamic(case["feeder"], case["profiles"], ["fair"], ["export"], EnvelopeOptions(guarantee="direction"),
-                        participants=case["part"], workers=1)
+    study = run_dynamic(
+        case["feeder"],
+        case["profiles"],
+        ["fair"],
+        ["export"],
+        EnvelopeOptions(guarantee="direction"),
+        participants=case["part"],
+        workers=1,
+    )
     fair = study.chain("fair", "export")
     out = [e.total_kw for e in fair.dynamic]
     assert out[2] < out[0] - 1 and out[2] == pytest.approx(out[3], abs=1e-6)
@@ -152,7 +168,9 @@ def test_persistent_chain_matches_a_fresh_solve_per_interval(case):
     feeder, part, prof, study = case["feeder"], case["part"], case["profiles"], case["study"]
     for method in ("optimal", "fair"):
         for k in range(len(prof)):
-            fresh = {e.direction: e for e in EnvelopeProblem(feeder, EnvelopeOptions(), part).solve(method, None, prof.at(k))}
+            fresh = {
+                e.direction: e for e in EnvelopeProblem(feeder, EnvelopeOptions(), part).solve(method, None, prof.at(k))
+            }
             for d, ref in fresh.items():
                 got = study.chain(method, d).dynamic[k]
                 for u in part:
@@ -169,8 +187,15 @@ def test_everyone_participating_means_dynamic_equals_static(case):
 def test_intervals_at_capacity_are_not_optimised(case):
     few = frozenset({"u1"})  # one participant next to the transformer: capacity fits in every interval
     mild = Profiles(_profile(case["feeder"], [0.3, 1.5, 2.5]), pd.Timedelta("15min"), "mild")
-    study = run_dynamic(case["feeder"], mild, ["optimal"], ["import"], EnvelopeOptions(guarantee="direction"),
-                        participants=few, workers=1)
+    study = run_dynamic(
+        case["feeder"],
+        mild,
+        ["optimal"],
+        ["import"],
+        EnvelopeOptions(guarantee="direction"),
+        participants=few,
+        workers=1,
+    )
     c = study.chain("optimal", "import")
     assert c.skipped == c.unique and c.solves == 0
     assert all(e.guaranteed_kw["u1"] == 9.2 for e in c.dynamic) and c.static.guaranteed_kw["u1"] == 9.2
@@ -184,8 +209,13 @@ def test_table_has_timestamps_and_static_rows(case, tmp_path):
     assert len(table) == n_users * 4 * 7
     assert (table["timestamp"] == STATIC).sum() == n_users * 4
     files = write_dynamic(study, tmp_path)
-    assert {p.name for p in files} == {"envelopes.csv", "summary.json", "envelopes_time_import.png",
-                                       "envelopes_time_export.png", "report.html"}
+    assert {p.name for p in files} == {
+        "envelopes.csv",
+        "summary.json",
+        "envelopes_time_import.png",
+        "envelopes_time_export.png",
+        "report.html",
+    }
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(summary["dynamic"]["fair"]["export"]["total_kw"]) == 6 and summary["verified"]
 
@@ -238,15 +268,35 @@ def test_cli_dynamic_envelopes_and_activations(case, tmp_path):
     runner = CliRunner()
     args = ["--profiles", str(case["csv"]), "--participants", _participants_csv(case, tmp_path)]
     out = tmp_path / "env"
-    res = runner.invoke(app, ["envelopes", str(case["path"]), *args, "--resolution", "30min", "--workers", "1",
-                              "--method", "fair", "--direction", "export", "--guarantee", "direction", "--out", str(out),
-                              "--format", "csv"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(case["path"]),
+            *args,
+            "--resolution",
+            "30min",
+            "--workers",
+            "1",
+            "--method",
+            "fair",
+            "--direction",
+            "export",
+            "--guarantee",
+            "direction",
+            "--out",
+            str(out),
+            "--format",
+            "csv",
+        ],
+    )
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out / "envelopes.csv")
     assert set(df["timestamp"]) == {STATIC, "2024-01-01 00:00:00", "2024-01-01 00:30:00", "2024-01-01 01:00:00"}
     out = tmp_path / "act"
-    res = runner.invoke(app, ["activations", str(case["path"]), *args, "--workers", "1", "--max-activations", "1",
-                              "--out", str(out)])
+    res = runner.invoke(
+        app, ["activations", str(case["path"]), *args, "--workers", "1", "--max-activations", "1", "--out", str(out)]
+    )
     assert res.exit_code == 8, res.output  # the policy is not met: documented exit code
     assert "policy NOT satisfied" in " ".join(res.stdout.split()) and "policy not met" in res.stderr
     events = pd.read_csv(out / "activations.csv")
@@ -262,19 +312,48 @@ def test_activations_reuse_an_earlier_run(case, tmp_path):
     runner = CliRunner()
     args = ["--profiles", str(case["csv"]), "--participants", _participants_csv(case, tmp_path), "--method", "fair"]
     env = tmp_path / "env"
-    res = runner.invoke(app, ["envelopes", str(case["path"]), *args, "--workers", "1", "--out", str(env),
-                              "--format", "csv", "--format", "json", "--quiet"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(case["path"]),
+            *args,
+            "--workers",
+            "1",
+            "--out",
+            str(env),
+            "--format",
+            "csv",
+            "--format",
+            "json",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     policy = ["--max-activations", "2", "--max-duration", "30min", "--json"]
-    fresh = runner.invoke(app, ["activations", str(case["path"]), *args, *policy, "--workers", "1",
-                                "--out", str(tmp_path / "a1")])
-    reused = runner.invoke(app, ["activations", str(case["path"]), *args, *policy, "--envelopes", str(env),
-                                 "--out", str(tmp_path / "a2")])
+    fresh = runner.invoke(
+        app, ["activations", str(case["path"]), *args, *policy, "--workers", "1", "--out", str(tmp_path / "a1")]
+    )
+    reused = runner.invoke(
+        app, ["activations", str(case["path"]), *args, *policy, "--envelopes", str(env), "--out", str(tmp_path / "a2")]
+    )
     assert fresh.exit_code == reused.exit_code and fresh.exit_code in (0, 8), fresh.output
     a, b = json.loads(fresh.stdout), json.loads(reused.stdout)
     assert a["curtailed_kwh"] == b["curtailed_kwh"] and a["policy"] == b["policy"] and a["policy"]["satisfied"]
-    res = runner.invoke(app, ["activations", str(case["path"]), *args, "--envelopes", str(env), "--resolution", "30min",
-                              "--out", str(tmp_path / "a3")])
+    res = runner.invoke(
+        app,
+        [
+            "activations",
+            str(case["path"]),
+            *args,
+            "--envelopes",
+            str(env),
+            "--resolution",
+            "30min",
+            "--out",
+            str(tmp_path / "a3"),
+        ],
+    )
     assert res.exit_code == 2 and "intervals are not those of the profiles" in res.stderr
 
 

@@ -110,8 +110,11 @@ def test_fewer_participants_get_less(tmp_path):
 
 def test_infeasible_firm_case_names_the_limit(tmp_path):
     # long thin feeder: firm users alone (nobody participating) break the lower voltage limit
-    text = three_wire_text(n_segments=10, seg_m=40, kw=3).replace("normamps=200", "normamps=2000").replace(
-        "normamps=90", "normamps=900")
+    text = (
+        three_wire_text(n_segments=10, seg_m=40, kw=3)
+        .replace("normamps=200", "normamps=2000")
+        .replace("normamps=90", "normamps=900")
+    )
     f = read_feeder(write_dss(tmp_path, text))
     few = frozenset(list(f.end_user)[:1])
     with pytest.raises(InfeasibleError, match=r"firm connections alone violate .* voltage bus"):

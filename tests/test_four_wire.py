@@ -43,8 +43,13 @@ def study(four_wire_path):
 
 @pytest.fixture(scope="module")
 def kron_study(four_wire_path):
-    return run_envelopes(read_feeder(four_wire_path), ["optimal", "fair"], ["import", "export"],
-                         EnvelopeOptions(kron=True), require_verified=False)
+    return run_envelopes(
+        read_feeder(four_wire_path),
+        ["optimal", "fair"],
+        ["import", "export"],
+        EnvelopeOptions(kron=True),
+        require_verified=False,
+    )
 
 
 # ----------------------------------------------------------------------------- reading
@@ -95,7 +100,9 @@ def test_earthing_tolerance_is_absolute(four_wire_path):
 
 
 def test_floating_neutral_is_reported_by_name(tmp_path):
-    with pytest.raises(FeederError, match=r"neutral conductor lv\.4 \(the star point of Transformer\.tr\) is not earthed"):
+    with pytest.raises(
+        FeederError, match=r"neutral conductor lv\.4 \(the star point of Transformer\.tr\) is not earthed"
+    ):
         read_feeder(write_dss(tmp_path, four_wire_text(earthing="none")))
 
 
@@ -149,8 +156,11 @@ def test_multi_point_earthed_envelopes_verified(tmp_path):
 
 
 def test_neutral_voltage_limit_respected(four_wire_path, study):
-    free = next(v for e, v in zip(study.envelopes, study.verifications)
-                if (e.method.value, e.direction.value) == ("fair", "import"))
+    free = next(
+        v
+        for e, v in zip(study.envelopes, study.verifications)
+        if (e.method.value, e.direction.value) == ("fair", "import")
+    )
     limit = round(0.7 * free.v_neutral_max_v, 1)
     f = read_feeder(four_wire_path)
     lim = run_envelopes(f, ["fair"], ["import", "export"], EnvelopeOptions(limits=Limits(v_neutral_max_v=limit)))
@@ -158,8 +168,11 @@ def test_neutral_voltage_limit_respected(four_wire_path, study):
         assert ver.v_neutral_max_v <= limit + 1e-6 * 240
     fair = {e.direction.value: e.total_kw for e in study.envelopes if e.method.value == "fair"}
     assert sum(e.total_kw for e in lim.envelopes) < sum(fair.values())  # the limit costs power
-    assert any(b.text.startswith("neutral voltage bus") and b.text.endswith(f"{limit:g} V")
-               for e in lim.envelopes for b in e.binding.values())
+    assert any(
+        b.text.startswith("neutral voltage bus") and b.text.endswith(f"{limit:g} V")
+        for e in lim.envelopes
+        for b in e.binding.values()
+    )
     # verification catches envelopes that break the neutral limit
     tight = EnvelopeOptions(limits=Limits(v_neutral_max_v=0.5 * limit))
     assert not verify(f, list(lim.envelopes), tight).verified
@@ -218,13 +231,42 @@ def test_kron_overestimates_what_the_four_wire_feeder_holds(study, kron_study):
 def test_cli_kron_envelopes_that_fail_verification_write_nothing(four_wire_path, tmp_path):
     runner = CliRunner()
     out = tmp_path / "kron"
-    res = runner.invoke(app, ["envelopes", str(four_wire_path), "--out", str(out), "--method", "fair",
-                              "--direction", "import", "--kron", "--format", "csv"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(four_wire_path),
+            "--out",
+            str(out),
+            "--method",
+            "fair",
+            "--direction",
+            "import",
+            "--kron",
+            "--format",
+            "csv",
+        ],
+    )
     assert res.exit_code == 5, res.output
     assert not (out / "envelopes.csv").exists()
     out = tmp_path / "neutral"
-    res = runner.invoke(app, ["envelopes", str(four_wire_path), "--out", str(out), "--method", "fair",
-                              "--direction", "import", "--v-neutral-max", "10", "--format", "json"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(four_wire_path),
+            "--out",
+            str(out),
+            "--method",
+            "fair",
+            "--direction",
+            "import",
+            "--v-neutral-max",
+            "10",
+            "--format",
+            "json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["options"]["v_neutral_max_v"] == 10

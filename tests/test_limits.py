@@ -17,15 +17,25 @@ def test_voltage_limits_in_volts_apply_to_the_voltage_each_user_sees():
     assert (lo, hi) == (pytest.approx([0.9]), pytest.approx([1.1]))
 
 
-@pytest.mark.parametrize("kwargs", [dict(vmin_pu=1.0), dict(vmin_v=250, vmax_v=240), dict(vmax_v=float("nan")),
-                                    dict(v_neutral_max_v=0.0), dict(v_margin_pu=0.5)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(vmin_pu=1.0),
+        dict(vmin_v=250, vmax_v=240),
+        dict(vmax_v=float("nan")),
+        dict(v_neutral_max_v=0.0),
+        dict(v_margin_pu=0.5),
+    ],
+)
 def test_bad_limits_are_refused(kwargs):
     with pytest.raises(InputError):
         Limits(**kwargs)
 
 
 def test_limit_excess_is_the_fraction_of_the_limit_broken():
-    x = limit_excess(np.array([0.88, 1.0, 1.12, 105.0]), np.array([0.9, 0.9, 0.9, 0.0]), np.array([1.1, 1.1, 1.1, 100.0]))
+    x = limit_excess(
+        np.array([0.88, 1.0, 1.12, 105.0]), np.array([0.9, 0.9, 0.9, 0.0]), np.array([1.1, 1.1, 1.1, 100.0])
+    )
     assert x == pytest.approx([0.02 / 0.9, -0.1 / 1.1, 0.02 / 1.1, 0.05])
 
 

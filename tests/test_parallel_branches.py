@@ -75,8 +75,12 @@ def test_each_parallel_cable_keeps_its_own_ampacity(tmp_path, reduce):
     f = study.feeder
     head, head_b = (next(line for line in f.lines if line.name == n) for n in ("head", "head_b"))
     z = np.linalg.inv(np.linalg.inv(head.z_ohm) + np.linalg.inv(head_b.z_ohm))
-    summed = replace(f, lines=tuple(replace(head, z_ohm=z, ampacity_a=190.0) if line is head else line
-                                    for line in f.lines if line is not head_b))
+    summed = replace(
+        f,
+        lines=tuple(
+            replace(head, z_ohm=z, ampacity_a=190.0) if line is head else line for line in f.lines if line is not head_b
+        ),
+    )
     naive = run_envelopes(summed, ["optimal"], ["import"], require_verified=False)
     ver = verify(f, list(naive.envelopes), naive.options)
     assert not ver.verified and any(v.startswith("line head loaded") for v in ver.violations)
@@ -117,12 +121,20 @@ def test_a_mesh_names_every_element_of_the_loop(tmp_path):
 
 def test_a_loop_through_transformers_names_them(tmp_path):
     """Two transformers feeding two LV busbars joined by a cable: a mesh, not a parallel pair."""
-    text = HEADER.format(name="ring", pu=1.0, kv=0.416, kva=250) + "\n".join([
-        "New Transformer.tr2 phases=3 windings=2 buses=[mv lv2] conns=[delta wye] kVs=[11 0.416] kVAs=[250 250] XHL=4",
-        "New LineCode.c nphases=3 R1=0.3 X1=0.07 R0=1 X0=0.1 C1=0 C0=0 units=km normamps=200",
-        "New Line.tie bus1=lv bus2=lv2 linecode=c length=100 units=m",
-        "New Load.u1 bus1=lv2.1 phases=1 kV=0.24 XfkVA=9 kW=1",
-        "Set VoltageBases=[11 0.416]", "CalcVoltageBases"]) + "\n"
+    text = (
+        HEADER.format(name="ring", pu=1.0, kv=0.416, kva=250)
+        + "\n".join(
+            [
+                "New Transformer.tr2 phases=3 windings=2 buses=[mv lv2] conns=[delta wye] kVs=[11 0.416] kVAs=[250 250] XHL=4",
+                "New LineCode.c nphases=3 R1=0.3 X1=0.07 R0=1 X0=0.1 C1=0 C0=0 units=km normamps=200",
+                "New Line.tie bus1=lv bus2=lv2 linecode=c length=100 units=m",
+                "New Load.u1 bus1=lv2.1 phases=1 kV=0.24 XfkVA=9 kW=1",
+                "Set VoltageBases=[11 0.416]",
+                "CalcVoltageBases",
+            ]
+        )
+        + "\n"
+    )
     with pytest.raises(FeederError) as err:
         read_feeder(write_dss(tmp_path, text))
     message = str(err.value)

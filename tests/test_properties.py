@@ -37,8 +37,13 @@ from tests.feeder_texts import HEADER
 
 METHODS = ("optimal", "fair")
 DIRECTIONS = ("import", "export")
-PROFILE = settings(max_examples=int(os.environ.get("NFCA_PROPERTY_EXAMPLES", 40)), deadline=None, derandomize=True, database=None,
-                   suppress_health_check=[HealthCheck.too_slow])
+PROFILE = settings(
+    max_examples=int(os.environ.get("NFCA_PROPERTY_EXAMPLES", 40)),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @st.composite
@@ -48,18 +53,22 @@ def feeders(draw) -> str:
     kva = draw(st.sampled_from([100, 250, 400]))
     lines = [HEADER.format(name="gen", pu=draw(st.sampled_from([1.0, 1.02, 1.04])), kv=kv, kva=kva)]
     main_amps = draw(st.sampled_from([120, 200, 300]))
-    lines.append(f"New LineCode.main nphases=3 R1={draw(st.sampled_from([0.2, 0.32, 0.45]))} X1=0.08 "
-                 f"R0=1.0 X0=0.1 C1=0 C0=0 units=km normamps={main_amps} basefreq=50")
-    lines.append("New LineCode.svc nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km "
-                 f"normamps={draw(st.sampled_from([60, 90]))} basefreq=50")
+    lines.append(
+        f"New LineCode.main nphases=3 R1={draw(st.sampled_from([0.2, 0.32, 0.45]))} X1=0.08 "
+        f"R0=1.0 X0=0.1 C1=0 C0=0 units=km normamps={main_amps} basefreq=50"
+    )
+    lines.append(
+        "New LineCode.svc nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km "
+        f"normamps={draw(st.sampled_from([60, 90]))} basefreq=50"
+    )
     prev, users = "lv", 0
     for k in range(1, draw(st.integers(1, 4)) + 1):
-        lines.append(f"New Line.m{k} bus1={prev} bus2=n{k} linecode=main "
-                     f"length={draw(st.integers(10, 120))} units=m")
+        lines.append(f"New Line.m{k} bus1={prev} bus2=n{k} linecode=main length={draw(st.integers(10, 120))} units=m")
         at = f"n{k}"
         for j in range(draw(st.integers(1, 2))):
-            lines.append(f"New Line.s{k}_{j} bus1={at} bus2=c{k}_{j} linecode=svc "
-                         f"length={draw(st.integers(2, 25))} units=m")
+            lines.append(
+                f"New Line.s{k}_{j} bus1={at} bus2=c{k}_{j} linecode=svc length={draw(st.integers(2, 25))} units=m"
+            )
             at = f"c{k}_{j}"
         if draw(st.booleans()):
             lines.append(f"New Line.stub{k} bus1=n{k} bus2=stub{k} linecode=svc length=5 units=m")
@@ -69,10 +78,14 @@ def feeders(draw) -> str:
             three_phase = draw(st.integers(0, 4)) == 0
             if three_wire:
                 nodes = "1.2.3" if three_phase else draw(st.sampled_from(["1.2", "2.3", "3.1"]))
-                lines.append(f"New Load.u{users} bus1={at}.{nodes} phases={3 if three_phase else 1} conn=delta "
-                             f"kV=0.23 XfkVA={round(3 * cap, 3) if three_phase else cap} kW=1 model=1")
+                lines.append(
+                    f"New Load.u{users} bus1={at}.{nodes} phases={3 if three_phase else 1} conn=delta "
+                    f"kV=0.23 XfkVA={round(3 * cap, 3) if three_phase else cap} kW=1 model=1"
+                )
             elif three_phase:
-                lines.append(f"New Load.u{users} bus1={at}.1.2.3 phases=3 kV=0.416 XfkVA={round(3 * cap, 3)} kW=1 model=1")
+                lines.append(
+                    f"New Load.u{users} bus1={at}.1.2.3 phases=3 kV=0.416 XfkVA={round(3 * cap, 3)} kW=1 model=1"
+                )
             else:
                 phase = draw(st.sampled_from([1, 2, 3]))
                 lines.append(f"New Load.u{users} bus1={at}.{phase} phases=1 kV=0.24 XfkVA={cap} kW=1 model=1")

@@ -66,13 +66,16 @@ def test_the_table_wins_over_the_file_and_the_default_fills_the_rest(tmp_path):
     assert not [n for n in f.notices if n.kind == "ampacity_defaulted"]  # no line lacked one
 
 
-@pytest.mark.parametrize("body, says", [
-    ("linecode,amps\nal150,lots\n", "line 2: amps of linecode al150 must be a positive number, got 'lots'"),
-    ("linecode,amps\nal150,-5\n", "line 2: amps of linecode al150"),
-    ("linecode,amps\nal150,200\nAL150,250\n", "line 3: linecode al150 is given two ampacities"),
-    ("code,amps\nal150,200\n", "needs columns linecode,amps or line,amps"),
-    ("linecode,line,amps\nal150,m1,200\n", "line 2: give either a linecode or a line, got linecode and line"),
-])
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ("linecode,amps\nal150,lots\n", "line 2: amps of linecode al150 must be a positive number, got 'lots'"),
+        ("linecode,amps\nal150,-5\n", "line 2: amps of linecode al150"),
+        ("linecode,amps\nal150,200\nAL150,250\n", "line 3: linecode al150 is given two ampacities"),
+        ("code,amps\nal150,200\n", "needs columns linecode,amps or line,amps"),
+        ("linecode,line,amps\nal150,m1,200\n", "line 2: give either a linecode or a line, got linecode and line"),
+    ],
+)
 def test_bad_ampacity_tables_name_the_row(tmp_path, body, says):
     (tmp_path / "t.csv").write_text(body)
     with pytest.raises(InputError, match="t.csv"):
@@ -108,7 +111,18 @@ def test_powerflow_needs_no_ampacity(export):
 
 def test_cli_ampacity_options(export, tmp_path):
     out = tmp_path / "out"
-    args = ["envelopes", str(export), "--out", str(out), "--method", "fair", "--direction", "import", "--format", "json"]
+    args = [
+        "envelopes",
+        str(export),
+        "--out",
+        str(out),
+        "--method",
+        "fair",
+        "--direction",
+        "import",
+        "--format",
+        "json",
+    ]
     res = runner.invoke(app, args)
     message = error_lines(res.stderr)
     assert res.exit_code == 2 and message.count("\n") == 0 and "13 of 13 lines" in message

@@ -47,8 +47,12 @@ class Balance:
     losses_w: float  # dissipated in lines, transformers and shunts
 
 
-def balance(feeder: Feeder, v: dict[tuple[str, int], complex], loads_kw_kvar: dict[str, tuple[float, float]],
-            e_v: np.ndarray | None = None) -> Balance:
+def balance(
+    feeder: Feeder,
+    v: dict[tuple[str, int], complex],
+    loads_kw_kvar: dict[str, tuple[float, float]],
+    e_v: np.ndarray | None = None,
+) -> Balance:
     """KCL and power balance at node voltages `v` (V) with the end-users at `loads_kw_kvar`, from the
     feeder's impedances alone.
 
@@ -108,8 +112,9 @@ def balance(feeder: Feeder, v: dict[tuple[str, int], complex], loads_kw_kvar: di
 def assert_kirchhoff(b: Balance, where: str) -> None:
     excess = {bn: abs(r) - (KCL_TOL * b.scale_a[bn] + KCL_TOL_A) for bn, r in b.residual_a.items()}
     worst = max(excess, key=excess.get)
-    assert excess[worst] <= 0, (f"{where}: KCL residual {abs(b.residual_a[worst]):.3g} A at {worst} "
-                                f"where {b.scale_a[worst]:.3g} A meet")
+    assert excess[worst] <= 0, (
+        f"{where}: KCL residual {abs(b.residual_a[worst]):.3g} A at {worst} where {b.scale_a[worst]:.3g} A meet"
+    )
     assert b.losses_w > 0, where  # a passive network dissipates
     gap = b.source_w - b.users_w - b.losses_w
     assert abs(gap) <= BALANCE_TOL * abs(b.source_w) + BALANCE_TOL_W, f"{where}: source - users - losses = {gap:.3g} W"

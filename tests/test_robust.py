@@ -36,7 +36,12 @@ def branched_delta_text() -> str:
         "New LineCode.main nphases=3 R1=0.2 X1=0.08 R0=1.0 X0=0.1 C1=0 C0=0 units=km normamps=120 basefreq=50\n"
         "New LineCode.svc nphases=3 R1=1.15 X1=0.09 R0=1.2 X0=0.09 C1=0 C0=0 units=km normamps=60 basefreq=50\n"
     )
-    users = {1: [("1.2", 3.0)], 2: [("1.2.3", 9.0)], 3: [("1.2", 3.0), ("2.3", 3.0)], 4: [("1.2.3", 9.0), ("1.2", 13.8)]}
+    users = {
+        1: [("1.2", 3.0)],
+        2: [("1.2.3", 9.0)],
+        3: [("1.2", 3.0), ("2.3", 3.0)],
+        4: [("1.2.3", 9.0), ("1.2", 13.8)],
+    }
     lines, n = [head], 0
     for k, loads in users.items():
         lines.append(f"New Line.m{k} bus1=lv bus2=n{k} linecode=main length={42 if k == 1 else 10} units=m\n")
@@ -45,7 +50,9 @@ def branched_delta_text() -> str:
         for nodes, kva in loads:
             n += 1
             phases = 3 if nodes == "1.2.3" else 1
-            lines.append(f"New Load.u{n} bus1=c{k}_1.{nodes} phases={phases} conn=delta kV=0.23 XfkVA={kva} kW=1 model=1\n")
+            lines.append(
+                f"New Load.u{n} bus1=c{k}_1.{nodes} phases={phases} conn=delta kV=0.23 XfkVA={kva} kW=1 model=1\n"
+            )
     return "".join(lines) + "Set VoltageBases=[11 0.23]\nCalcVoltageBases\n"
 
 
@@ -114,12 +121,23 @@ def _binding_reached(feeder, sets, options) -> dict[str, float]:
     for e in sets:
         for b in e.binding.values():
             if b.kind == "voltage":
-                legs = [(u, leg) for u in feeder.end_users if u.bus == b.element for leg in u.legs
-                        if leg_label(leg) == b.phase]
+                legs = [
+                    (u, leg)
+                    for u in feeder.end_users
+                    if u.bus == b.element
+                    for leg in u.legs
+                    if leg_label(leg) == b.phase
+                ]
                 base = feeder.buses[b.element].kv_base_ln * 1e3
-                mags = [abs(pf.voltages.get((b.element, leg[0]), 0) - (pf.voltages.get((b.element, leg[1]), 0)
-                            if leg[1] != EARTH else 0)) / (base * leg_nominal_pu(leg))
-                        for pf in flows for _, leg in legs]
+                mags = [
+                    abs(
+                        pf.voltages.get((b.element, leg[0]), 0)
+                        - (pf.voltages.get((b.element, leg[1]), 0) if leg[1] != EARTH else 0)
+                    )
+                    / (base * leg_nominal_pu(leg))
+                    for pf in flows
+                    for _, leg in legs
+                ]
                 gaps[b.text] = min(abs(m - b.value) for m in mags)
             elif b.kind == "current":
                 line = next(x for x in feeder.lines if x.name == b.element)

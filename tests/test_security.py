@@ -48,18 +48,40 @@ def _kron(extra: str = "", n: int = 3) -> str:
 # ----------------------------------------------------------------------------- refused commands
 
 REFUSED = {  # command -> what the message says it would do
-    "Show Voltages": "shows or plots", "sh voltages": "shows or plots", '"Show" voltages': "shows or plots",
-    "(show) voltages": "shows or plots", "Plot circuit": "shows or plots", "Visualize currents Line.m1": "shows",
-    "Summary": "shows", "Export Voltages /tmp/nfca-x.csv": "writes files", "exp voltages": "writes files",
-    "Save Circuit Dir=/tmp/nfca-x": "writes files", "Dump Line.m1": "writes files", "ExportOverloads": "writes",
-    "CloseDI": "writes files", "Obfuscate": "writes files", "FileEdit x.txt": "runs a program",
-    "DOScmd touch x": "runs a program", "dos touch x": "runs a program", "CD /tmp": "changes the working folder",
-    "Set Editor=/bin/sh": "runs a program", "set ed=/bin/sh": "runs a program",
-    "Set DataPath=/tmp": "changes the working folder", "Set ShowExport=yes": "writes files",
-    "Set DemandInterval=true": "writes files", "Set Recorder=yes": "writes files", "Set Log=yes": "writes files",
-    "Set OverloadReport=yes": "writes files", "Set mode=snap editor=/bin/sh": "runs a program",
-    "Get editor": "not allowed", "ClearAll": "not allowed", "Clear all": "not allowed", "var @x=show": "not allowed",
-    "Help": "shows", "Reduce": "not allowed", "Set DefaultEditor=/bin/sh": "unknown option",
+    "Show Voltages": "shows or plots",
+    "sh voltages": "shows or plots",
+    '"Show" voltages': "shows or plots",
+    "(show) voltages": "shows or plots",
+    "Plot circuit": "shows or plots",
+    "Visualize currents Line.m1": "shows",
+    "Summary": "shows",
+    "Export Voltages /tmp/nfca-x.csv": "writes files",
+    "exp voltages": "writes files",
+    "Save Circuit Dir=/tmp/nfca-x": "writes files",
+    "Dump Line.m1": "writes files",
+    "ExportOverloads": "writes",
+    "CloseDI": "writes files",
+    "Obfuscate": "writes files",
+    "FileEdit x.txt": "runs a program",
+    "DOScmd touch x": "runs a program",
+    "dos touch x": "runs a program",
+    "CD /tmp": "changes the working folder",
+    "Set Editor=/bin/sh": "runs a program",
+    "set ed=/bin/sh": "runs a program",
+    "Set DataPath=/tmp": "changes the working folder",
+    "Set ShowExport=yes": "writes files",
+    "Set DemandInterval=true": "writes files",
+    "Set Recorder=yes": "writes files",
+    "Set Log=yes": "writes files",
+    "Set OverloadReport=yes": "writes files",
+    "Set mode=snap editor=/bin/sh": "runs a program",
+    "Get editor": "not allowed",
+    "ClearAll": "not allowed",
+    "Clear all": "not allowed",
+    "var @x=show": "not allowed",
+    "Help": "shows",
+    "Reduce": "not allowed",
+    "Set DefaultEditor=/bin/sh": "unknown option",
 }
 
 
@@ -99,8 +121,11 @@ def test_a_refused_feeder_runs_nothing_and_writes_nothing(tmp_path):
     script = tmp_path / "x.sh"
     script.write_text(f"#!/bin/sh\ntouch {marker}\n")
     script.chmod(0o755)
-    for evil in (f"Set Editor={script}\nShow Voltages", f"Export Voltages {tmp_path / 'exported.csv'}",
-                 f"Save Circuit Dir={tmp_path / 'saved'}"):
+    for evil in (
+        f"Set Editor={script}\nShow Voltages",
+        f"Export Voltages {tmp_path / 'exported.csv'}",
+        f"Save Circuit Dir={tmp_path / 'saved'}",
+    ):
         feeder = write_dss(tmp_path, _kron(evil))
         res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(tmp_path / "out"), "--format", "csv"])
         assert res.exit_code == 2 and "is not allowed in a feeder file" in res.stderr, res.output
@@ -129,8 +154,14 @@ def test_the_engine_itself_runs_no_editor_and_writes_only_in_its_own_folder(tmp_
             except Exception:
                 pass
     """)
-    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=120,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert not marker.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Master.dss", "work", "x.sh"]
     assert all(p.parent == work for p in work.rglob("*"))
@@ -140,9 +171,12 @@ def test_the_engine_itself_runs_no_editor_and_writes_only_in_its_own_folder(tmp_
 
 
 def test_parameters_split_as_opendss_does():
-    assert parameters('New Line.a bus1=x length=5 !c') == [("", "New"), ("", "Line.a"), ("bus1", "x"), ("length", "5")]
-    assert parameters('New LoadShape.s mult=(file=a b.csv) //c') == [("", "New"), ("", "LoadShape.s"),
-                                                                      ("mult", "file=a b.csv")]
+    assert parameters("New Line.a bus1=x length=5 !c") == [("", "New"), ("", "Line.a"), ("bus1", "x"), ("length", "5")]
+    assert parameters("New LoadShape.s mult=(file=a b.csv) //c") == [
+        ("", "New"),
+        ("", "LoadShape.s"),
+        ("mult", "file=a b.csv"),
+    ]
     assert parameters("~ rmatrix=[0.3 | 0 0.3]") == [("", "~"), ("rmatrix", "0.3 | 0 0.3")]
     assert parameters("bus1 = x , y") == [("bus1", "x"), ("", "y")]
     assert parameters("Show!x") == [("", "Show")]
@@ -153,9 +187,11 @@ def test_comments_continuations_and_quotes(tmp_path):
     """The same feeder written with every comment form, `~`/`More` continuations and quotes reads
     the same as the plain one; a command inside a comment does not run."""
     plain = four_wire_kron_text(n_segments=3)
-    dressed = plain.replace("New LineCode.main nphases=3 R1=0.32 X1=0.075",
-                            "/* a block comment\nShow Voltages\n*/\n"
-                            "New LineCode.main nphases=3 ! the main cable\n~ R1=0.32 X1=0.075 // ohm/km\nMore")
+    dressed = plain.replace(
+        "New LineCode.main nphases=3 R1=0.32 X1=0.075",
+        "/* a block comment\nShow Voltages\n*/\n"
+        "New LineCode.main nphases=3 ! the main cable\n~ R1=0.32 X1=0.075 // ohm/km\nMore",
+    )
     dressed = dressed.replace("New Line.m1 bus1=lv bus2=n1", 'New "Line.m1" bus1="lv" bus2=(n1)')
     assert dressed != plain and "Show Voltages" in dressed
     a, b = tmp_path / "a", tmp_path / "b"
@@ -174,7 +210,10 @@ def test_data_files_are_read_from_the_feeder_folder(tmp_path):
     feeder, shapes = read(write_dss(tmp_path, text))
     np.testing.assert_allclose(shapes["u1"].kw, [2.0, 4.0, 6.0, -2.0])
     (tmp_path / "shapes" / "res.csv").unlink()
-    with pytest.raises(FeederError, match=r"Shapes.dss line 1 \(redirected from Master.dss line \d+\): data file shapes/res.csv not found"):
+    with pytest.raises(
+        FeederError,
+        match=r"Shapes.dss line 1 \(redirected from Master.dss line \d+\): data file shapes/res.csv not found",
+    ):
         read(tmp_path / "Master.dss")
 
 
@@ -221,7 +260,8 @@ def test_an_engine_crash_is_one_line_naming_the_feeder(tmp_path, monkeypatch):
     assert res.exit_code == 2, res.output
     assert res.stderr.strip().splitlines()[-1] == (
         f"error: {feeder}: the OpenDSS engine crashed while reading the feeder (killed by SIGSEGV); the feeder file "
-        "is not usable as it is")
+        "is not usable as it is"
+    )
     monkeypatch.undo()
     f = read_feeder(feeder)
     engine = session._engines[session._key(feeder)]
@@ -259,8 +299,10 @@ def test_power_flows_use_the_feeder_given_not_the_file(tmp_path):
 
 
 def test_disabled_elements_are_ignored_with_a_notice(tmp_path):
-    extra = ("New Line.dead bus1=n3 bus2=dd linecode=svc length=3 units=m enabled=no\n"
-             "New Load.off bus1=dd.1 phases=1 kV=0.24 kW=1 enabled=no")
+    extra = (
+        "New Line.dead bus1=n3 bus2=dd linecode=svc length=3 units=m enabled=no\n"
+        "New Load.off bus1=dd.1 phases=1 kV=0.24 kW=1 enabled=no"
+    )
     feeder = write_dss(tmp_path, _kron(extra))
     res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(tmp_path / "out"), "--format", "csv"])
     assert res.exit_code == 0, res.output
@@ -271,15 +313,35 @@ def test_disabled_elements_are_ignored_with_a_notice(tmp_path):
 
 def test_names_that_look_missing_are_names(tmp_path):
     names = ["na", "null", "none", "nan", "n/a"]
-    loads = "\n".join(f"New Load.{n} bus1=cp{k % 3 + 1}.{k % 3 + 1} phases=1 kV=0.24 XfkVA=5 kW=1 model=1"
-                      for k, n in enumerate(names))
+    loads = "\n".join(
+        f"New Load.{n} bus1=cp{k % 3 + 1}.{k % 3 + 1} phases=1 kV=0.24 XfkVA=5 kW=1 model=1"
+        for k, n in enumerate(names)
+    )
     feeder = write_dss(tmp_path, _kron(loads))
     (tmp_path / "p.csv").write_text("end_user\nNA\nnull\nNone\nnan\nN/A\n")
     (tmp_path / "caps.csv").write_text("end_user,capacity_kva\nNA,4\nnull,4\nNone,4\nnan,4\nN/A,4\n")
     out = tmp_path / "out"
-    res = runner.invoke(app, ["envelopes", str(feeder), "--out", str(out), "--participants", str(tmp_path / "p.csv"),
-                              "--capacities", str(tmp_path / "caps.csv"), "--format", "csv", "--format", "json",
-                              "--method", "fair", "--direction", "import"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            str(feeder),
+            "--out",
+            str(out),
+            "--participants",
+            str(tmp_path / "p.csv"),
+            "--capacities",
+            str(tmp_path / "caps.csv"),
+            "--format",
+            "csv",
+            "--format",
+            "json",
+            "--method",
+            "fair",
+            "--direction",
+            "import",
+        ],
+    )
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out / "envelopes.csv", keep_default_na=False)
     mine = table[table["end_user"].isin(names)]
@@ -291,8 +353,12 @@ def test_timestamps_across_a_daylight_saving_change(tmp_path):
     """Offsets that change at the clock change are read as UTC: regular, no pandas warning."""
     from nfca.studies.profiles import read_csv
 
-    stamps = ["2024-03-31T01:30:00+01:00", "2024-03-31T01:45:00+01:00", "2024-03-31T03:00:00+02:00",
-              "2024-03-31T03:15:00+02:00"]
+    stamps = [
+        "2024-03-31T01:30:00+01:00",
+        "2024-03-31T01:45:00+01:00",
+        "2024-03-31T03:00:00+02:00",
+        "2024-03-31T03:15:00+02:00",
+    ]
     (tmp_path / "p.csv").write_text("timestamp,u1\n" + "".join(f"{t},1.5\n" for t in stamps))
     prof = read_csv(tmp_path / "p.csv")
     assert prof.interval == pd.Timedelta(minutes=15) and str(prof.timestamps.tz) == "UTC"
@@ -377,9 +443,25 @@ def test_a_full_disk_is_exit_6_with_the_reason(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
 
-    res = subprocess.run([str(NFCA), "envelopes", str(feeder), "--out", str(tmp_path / "out"), "--method", "fair",
-                          "--direction", "import", "--format", "png"], preexec_fn=limit, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        [
+            str(NFCA),
+            "envelopes",
+            str(feeder),
+            "--out",
+            str(tmp_path / "out"),
+            "--method",
+            "fair",
+            "--direction",
+            "import",
+            "--format",
+            "png",
+        ],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 6, res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "cannot be written (File too large); nothing was written" in last
@@ -409,8 +491,13 @@ def test_an_interrupted_run_writes_nothing(tmp_path, sig, code):
     out.mkdir()
     (out / ".nfca-run").write_text("{}\n")
     (out / "envelopes.csv").write_text("the previous run\n")
-    proc = subprocess.Popen([str(NFCA), "envelopes", str(feeder), "--out", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(NFCA), "envelopes", str(feeder), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _wait_for(lambda: any(p.name.startswith(".out.nfca-") for p in tmp_path.iterdir()), proc)
         time.sleep(0.5)
@@ -430,8 +517,12 @@ def test_an_interrupted_run_writes_nothing(tmp_path, sig, code):
 def test_a_killed_run_leaves_nothing_after_the_next_run(tmp_path):
     feeder = _slow_feeder(tmp_path)
     out = tmp_path / "out"
-    proc = subprocess.Popen([str(NFCA), "envelopes", str(feeder), "--out", str(out), "--format", "csv"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(NFCA), "envelopes", str(feeder), "--out", str(out), "--format", "csv"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     _wait_for(lambda: any(p.name.startswith(".out.nfca-") for p in tmp_path.iterdir()), proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -471,8 +562,13 @@ def _mkdir(p: Path) -> Path:
 @pytest.mark.slow
 def test_sigterm_stops_a_batch_and_its_workers(grid, tmp_path):
     out = tmp_path / "results"
-    proc = subprocess.Popen([str(NFCA), "batch", str(grid), "--out", str(out), "--workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(NFCA), "batch", str(grid), "--out", str(out), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _wait_for(lambda: any((out / "feeders").glob("*/.nfca-complete")), proc, timeout=180)
         t0 = time.monotonic()
@@ -488,8 +584,12 @@ def test_sigterm_stops_a_batch_and_its_workers(grid, tmp_path):
     assert stopped_s < 20  # pending feeders cancelled, workers stopped, not computed to the end
     _assert_group_gone(proc.pid)
     assert not (out / ".nfca-work").exists() or not any((out / ".nfca-work").iterdir())
-    rerun = subprocess.run([str(NFCA), "batch", str(grid), "--out", str(out), "--workers", "2"],
-                           capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        [str(NFCA), "batch", str(grid), "--out", str(out), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in (out / "feeders").iterdir()) == [f"f{k}" for k in range(6)]
 

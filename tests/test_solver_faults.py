@@ -28,7 +28,18 @@ from tests.feeder_texts import four_wire_kron_text, three_wire_text, write_dss
 from tests.helpers import error_lines
 
 runner = CliRunner()
-ONE = ["--method", "optimal", "--direction", "import", "--guarantee", "direction", "--format", "csv", "--format", "json"]
+ONE = [
+    "--method",
+    "optimal",
+    "--direction",
+    "import",
+    "--guarantee",
+    "direction",
+    "--format",
+    "csv",
+    "--format",
+    "json",
+]
 
 
 @pytest.fixture
@@ -55,9 +66,15 @@ def test_iteration_limit_names_the_status_and_the_retry(small, tmp_path):
     res = _envelopes(small, out, "--ipopt-option", "max_iter=1")
     assert res.exit_code == 4, res.output
     message = _one_line(res)
-    for part in ("optimal import", "after 2 attempt(s)", "1) warm start, adaptive barrier",
-                 "2) the same warm start again, monotone barrier", "iteration_limit (Maximum_Iterations_Exceeded)",
-                 "max_iter 1", "nothing was written"):
+    for part in (
+        "optimal import",
+        "after 2 attempt(s)",
+        "1) warm start, adaptive barrier",
+        "2) the same warm start again, monotone barrier",
+        "iteration_limit (Maximum_Iterations_Exceeded)",
+        "max_iter 1",
+        "nothing was written",
+    ):
         assert part in message, (part, message)
     assert _nothing_written(out)
 
@@ -88,8 +105,14 @@ def test_infeasible_names_the_limit_and_is_not_retried(tmp_path):
     res = _envelopes(feeder, out, "--participants", "0")
     assert res.exit_code == 3, res.output
     message = _one_line(res)
-    for part in ("no import envelope exists", "firm connections alone violate", "voltage bus", "pu",
-                 "Ipopt: Infeasible_Problem_Detected", "not retried"):
+    for part in (
+        "no import envelope exists",
+        "firm connections alone violate",
+        "voltage bus",
+        "pu",
+        "Ipopt: Infeasible_Problem_Detected",
+        "not retried",
+    ):
         assert part in message, (part, message)
     assert _nothing_written(out)
 
@@ -122,7 +145,9 @@ def test_the_retry_rescues_a_failed_first_attempt(small, tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())["methods"]["optimal"]["import"]
     assert summary["verified"] and summary["solver_status"] in ("optimal", "acceptable")
     # the same optimum as without the failure (the tie-break makes it unique)
-    got, want = (pd.read_csv(d / "envelopes.csv").set_index("end_user")["guaranteed_kw"] for d in (out, tmp_path / "clean"))
+    got, want = (
+        pd.read_csv(d / "envelopes.csv").set_index("end_user")["guaranteed_kw"] for d in (out, tmp_path / "clean")
+    )
     assert got.sum() == pytest.approx(want.sum(), abs=0.002 * len(want))
     assert (got - want).abs().max() <= 0.02
 
@@ -135,7 +160,9 @@ def test_an_infeasible_verdict_the_zero_envelope_contradicts_is_retried(small, t
 
 
 def test_an_infeasible_verdict_that_persists_is_a_solver_failure(small, tmp_path, monkeypatch):
-    verdict = SolveResult("infeasible", "Infeasible_Problem_Detected: Converged to a point of local infeasibility", 9, 0.0)
+    verdict = SolveResult(
+        "infeasible", "Infeasible_Problem_Detected: Converged to a point of local infeasibility", 9, 0.0
+    )
     monkeypatch.setattr(IpoptSession, "solve", lambda self, *a, **k: (verdict, None))
     out = tmp_path / "out"
     res = _envelopes(small, out)

@@ -46,7 +46,9 @@ def test_ieee_eulv_envelopes_show_the_seed_findings(ieee_eulv, tmp_path):
 def test_sibelga_batch_has_all_three_feeder_types(tmp_path):
     grid, results = tmp_path / "grid", tmp_path / "results"
     assert runner.invoke(app, ["feeders", "sibelga", "--seed", "1", "--out", str(grid)]).exit_code == 0
-    res = runner.invoke(app, ["batch", str(grid), "--out", str(results), "--crs", "EPSG:31370", "--guarantee", "corner"])
+    res = runner.invoke(
+        app, ["batch", str(grid), "--out", str(results), "--crs", "EPSG:31370", "--guarantee", "corner"]
+    )
     assert res.exit_code == 0, res.output
     types = pd.read_csv(results / "feeder_types.csv")
     assert len(types) == 49 and set(types["type"]) == {1, 2, 3}

@@ -24,8 +24,9 @@ EN50160 = Limits(vmin_v=207, vmax_v=253)
 def _spanish(tmp_path, bases: str = "0.42", name: str = "spain.dss"):
     """The export with a 0.42 kV winding and base, whose loads say kV=0.23 (Spain)."""
     text = export_text(voltage_bases=True, normamps=True, lv_kv=0.42, load_kv=0.23, xfkva=True, load_kw=5.0)
-    return read_feeder(write_dss(tmp_path, text.replace("Set VoltageBases=[11 0.42]", f"Set VoltageBases=[11 {bases}]"),
-                                 name))
+    return read_feeder(
+        write_dss(tmp_path, text.replace("Set VoltageBases=[11 0.42]", f"Set VoltageBases=[11 {bases}]"), name)
+    )
 
 
 def test_limits_in_volts_per_kind_of_customer_voltage(tmp_path, it_feeder):
@@ -77,10 +78,14 @@ def test_volts_limits_no_customer_voltage_can_meet_are_refused(tmp_path, it_feed
     three-phase delta user's 416 V legs: refused by name, not left to the solver."""
     check_voltage_limits(read_feeder(it_feeder), EN50160)
     text = four_wire_kron_text(n_segments=4).replace(
-        "Set VoltageBases", "New Load.motor bus1=cp2.1.2.3 phases=3 conn=delta kV=0.416 XfkVA=20 kW=5\nSet VoltageBases")
+        "Set VoltageBases", "New Load.motor bus1=cp2.1.2.3 phases=3 conn=delta kV=0.416 XfkVA=20 kW=5\nSet VoltageBases"
+    )
     f = read_feeder(write_dss(tmp_path, text, "motor.dss"))
-    with pytest.raises(InputError, match=r"207-253 V cannot hold for the phase-to-phase voltage of nominal 416 V that "
-                                         r"Load\.motor"):
+    with pytest.raises(
+        InputError,
+        match=r"207-253 V cannot hold for the phase-to-phase voltage of nominal 416 V that "
+        r"Load\.motor",
+    ):
         check_voltage_limits(f, EN50160)
     check_voltage_limits(f, Limits())  # in pu each leg has its own nominal
 

@@ -9,5 +9,15 @@ in nfca imports opendssdirect.
 from nfca.engine.opendss import DEFAULT_CAPACITY_KVA, LoadShapeSeries, PowerFlow
 from nfca.engine.session import LoadShapes, close_all, load_shapes, powerflows, prestart, read, read_feeder
 
-__all__ = ["DEFAULT_CAPACITY_KVA", "LoadShapeSeries", "LoadShapes", "PowerFlow", "close_all", "load_shapes",
-           "powerflows", "prestart", "read", "read_feeder"]
+__all__ = [
+    "DEFAULT_CAPACITY_KVA",
+    "LoadShapeSeries",
+    "LoadShapes",
+    "PowerFlow",
+    "close_all",
+    "load_shapes",
+    "powerflows",
+    "prestart",
+    "read",
+    "read_feeder",
+]

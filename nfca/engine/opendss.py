@@ -76,8 +76,10 @@ def run_command(dss, text: str) -> None:
 def vocabulary(dss) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """OpenDSS's commands and `Set` options, lower case, in its own order (for abbreviations)."""
     ex = dss.Executive
-    return (tuple(ex.Command(i).lower() for i in range(1, ex.NumCommands() + 1)),
-            tuple(ex.Option(i).lower() for i in range(1, ex.NumOptions() + 1)))
+    return (
+        tuple(ex.Command(i).lower() for i in range(1, ex.NumCommands() + 1)),
+        tuple(ex.Option(i).lower() for i in range(1, ex.NumOptions() + 1)),
+    )
 
 
 def compile_feeder(dss, path: Path, shown_as: Path) -> None:
@@ -117,12 +119,14 @@ def _opendss_error(dss, cmd: Command, exc: Exception) -> str:
     text = _clean(exc)
     code = re.match(r"\(#(\d+)\)\s*", text)
     number = f" (OpenDSS error {code.group(1)})" if code else ""
-    text = text[code.end():] if code else text
+    text = text[code.end() :] if code else text
     singular = re.search(r'Matrix Inversion Error for Line "([^"]+)"', text)
     if singular:  # raised while building Y, at whatever line asked for it: name the line instead
         return _singular_line(dss, singular.group(1)) + number
     if not cmd.shown:
-        return f"{cmd.where}: OpenDSS refused this command{number} (not quoted: the file is outside the feeder's folder)"
+        return (
+            f"{cmd.where}: OpenDSS refused this command{number} (not quoted: the file is outside the feeder's folder)"
+        )
     if "Error Description:" in text:  # "Exception Raised While Processing DSS Command: ... Error Description: ..."
         what = text.split("Error Description:", 1)[1].split("Probable Cause:")[0].strip()
         text = f"{what} in '{cmd.excerpt()}'"
@@ -150,8 +154,12 @@ def _split_bus(spec: str) -> str:
     return spec.split(".")[0].lower()
 
 
-def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
-                ampacity: AmpacityRules | None = AmpacityRules()) -> Feeder:
+def read_feeder(
+    dss,
+    path: Path,
+    default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+    ampacity: AmpacityRules | None = AmpacityRules(),
+) -> Feeder:
     """The compiled radial feeder as a `Feeder`; raise FeederError naming what is wrong.
 
     Loads without XfkVA get `default_capacity_kva`; 0 makes XfkVA compulsory (a load without it
@@ -162,11 +170,22 @@ def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_
     solution. What was assumed is in `Feeder.notices`.
     """
     if not default_capacity_kva >= 0 or not math.isfinite(default_capacity_kva):
-        raise InputError(f"--default-capacity must be 0 (XfkVA compulsory) or a positive kVA, got {default_capacity_kva}")
+        raise InputError(
+            f"--default-capacity must be 0 (XfkVA compulsory) or a positive kVA, got {default_capacity_kva}"
+        )
     names, disabled = _enabled_elements(dss)
-    notices = [Notice("disabled_elements", f"{path}: {len(disabled)} disabled element(s) ignored (enabled=no), as "
-                      f"OpenDSS ignores them: {', '.join(disabled[:5])}{', …' if len(disabled) > 5 else ''}",
-                      data={"count": len(disabled), "elements": disabled})] if disabled else []
+    notices = (
+        [
+            Notice(
+                "disabled_elements",
+                f"{path}: {len(disabled)} disabled element(s) ignored (enabled=no), as "
+                f"OpenDSS ignores them: {', '.join(disabled[:5])}{', …' if len(disabled) > 5 else ''}",
+                data={"count": len(disabled), "elements": disabled},
+            )
+        ]
+        if disabled
+        else []
+    )
     _check_supported(dss, names)
     _check_numbers(dss, names)
     _check_source_kv(dss, names)
@@ -175,7 +194,8 @@ def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_
     # for a 0.416 kV grid): infer them as the file would have set them. Bases the file sets
     # bus by bus (SetkVBase) are its own.
     if list(dss.Settings.VoltageBases()) == _OPENDSS_DEFAULT_BASES and all(
-            b == 0 or any(abs(b * math.sqrt(3) - d) < 1e-6 * d for d in _OPENDSS_DEFAULT_BASES) for b in bases):
+        b == 0 or any(abs(b * math.sqrt(3) - d) < 1e-6 * d for d in _OPENDSS_DEFAULT_BASES) for b in bases
+    ):
         notices.append(_infer_voltage_bases(dss, names))
     elif all(b == 0 for b in bases):
         dss.Text.Command("CalcVoltageBases")
@@ -193,8 +213,16 @@ def read_feeder(dss, path: Path, default_capacity_kva: float = DEFAULT_CAPACITY_
     )
     loads = [_read_load(dss, n, default_capacity_kva) for n in names if n.lower().startswith("load.")]
     notices += _capacity_notices(loads, default_capacity_kva)
-    feeder = Feeder(dss.Circuit.Name(), str(path), buses, lines, elements, source, tuple(u for u, _ in loads),
-                    notices=tuple(notices))
+    feeder = Feeder(
+        dss.Circuit.Name(),
+        str(path),
+        buses,
+        lines,
+        elements,
+        source,
+        tuple(u for u, _ in loads),
+        notices=tuple(notices),
+    )
     _check_feeder(feeder)
     return feeder
 
@@ -211,6 +239,7 @@ def _enabled_elements(dss) -> tuple[list[str], list[str]]:
 def _check_numbers(dss, names: list[str]) -> None:
     """Ratings, voltages and powers that must be finite (and positive where it matters), named
     before any of them feeds a voltage base or a matrix (where they would be misdiagnosed)."""
+
     def bad(full: str, what: str, value: float, positive: bool = False) -> None:
         if not math.isfinite(value) or (positive and value <= 0):
             need = "a positive number" if positive else "a finite number"
@@ -263,11 +292,13 @@ def _infer_voltage_bases(dss, names: list[str]) -> Notice:
     dss.Text.Command(f"Set VoltageBases=[{' '.join(f'{b:g}' for b in bases)}]")
     dss.Text.Command("CalcVoltageBases")
     shown = " ".join(f"{b:g}" for b in bases)
-    return Notice("voltage_bases_inferred",
-                  f"the file sets no voltage bases (Set VoltageBases): inferred [{shown}] kV from {source} and "
-                  f"the transformers' windings, as OpenDSS's CalcVoltageBases does with that list; limits in pu "
-                  "are of these bases",
-                  data={"voltage_bases_kv": bases, "from": {f"{b:g}": sorted(set(found[b])) for b in bases}})
+    return Notice(
+        "voltage_bases_inferred",
+        f"the file sets no voltage bases (Set VoltageBases): inferred [{shown}] kV from {source} and "
+        f"the transformers' windings, as OpenDSS's CalcVoltageBases does with that list; limits in pu "
+        "are of these bases",
+        data={"voltage_bases_kv": bases, "from": {f"{b:g}": sorted(set(found[b])) for b in bases}},
+    )
 
 
 def _check_source_kv(dss, names: list[str]) -> None:
@@ -307,7 +338,8 @@ def _check_source_kv(dss, names: list[str]) -> None:
                 raise FeederError(
                     f"{src}: basekv {src_kv:g} kV, but the winding {w} of {full} it feeds at bus {bus} is rated "
                     f"{kv:g} kV ({100 * (src_kv / kv - 1):+.0f} %): set the source's basekv to its network's "
-                    f"voltage{' (OpenDSS assumes 115 kV when the circuit gives none)' if src_kv == 115 else ''}")
+                    f"voltage{' (OpenDSS assumes 115 kV when the circuit gives none)' if src_kv == 115 else ''}"
+                )
 
 
 def _bus_bases(dss) -> list[float]:
@@ -333,8 +365,10 @@ def _check_supported(dss, names: list[str]) -> None:
     sources = [n for n in names if n.lower().startswith("vsource.")]
     if len(sources) != 1:
         named = f"{sources[-1]}: " if sources else ""
-        raise FeederError(f"{named}the feeder must have exactly one Vsource, found {len(sources)}"
-                          f"{' (' + ', '.join(sources) + ')' if sources else ''}")
+        raise FeederError(
+            f"{named}the feeder must have exactly one Vsource, found {len(sources)}"
+            f"{' (' + ', '.join(sources) + ')' if sources else ''}"
+        )
 
 
 def _read_buses(dss) -> dict[str, Bus]:
@@ -392,8 +426,9 @@ def _read_line(dss, full: str) -> tuple[Line, LineRating]:
     except np.linalg.LinAlgError:
         raise FeederError(f"{full}: zero or singular impedance matrix") from None
     if np.any(np.diag(z).real <= 0) or np.linalg.eigvalsh((z + z.conj().T) / 2).min() <= 0:
-        raise FeederError(f"{full}: resistance must be positive (a zero or negative R, R1 or R0 in the line "
-                          "or its line code)")
+        raise FeederError(
+            f"{full}: resistance must be positive (a zero or negative R, R1 or R0 in the line or its line code)"
+        )
     amps = dss.Lines.NormAmps()
     given = amps > 0 and _ampacity_given(dss, full)
     code = dss.Lines.LineCode().lower()
@@ -431,10 +466,14 @@ def _length_notices(read: list[tuple[Line, LineRating]]) -> list[Notice]:
     bare = [r.name for _, r in read if r.length_units == 0]
     if not bare:
         return []
-    return [Notice("length_units_missing",
-                   f"{len(bare)} line(s) have no length unit, nor a line code with one (e.g. Line.{bare[0]}): their "
-                   "lengths are taken as metres for length_m and distance_m (the impedances are as OpenDSS reads them)",
-                   data={"lines": len(bare), "example": bare[0]})]
+    return [
+        Notice(
+            "length_units_missing",
+            f"{len(bare)} line(s) have no length unit, nor a line code with one (e.g. Line.{bare[0]}): their "
+            "lengths are taken as metres for length_m and distance_m (the impedances are as OpenDSS reads them)",
+            data={"lines": len(bare), "example": bare[0]},
+        )
+    ]
 
 
 def _ampacity_given(dss, full: str) -> bool:
@@ -503,8 +542,14 @@ def _read_element(dss, full: str) -> LinearElement:
         group = letters[conns[0]].upper() + "".join(letters[c] for c in conns[1:])
         if conns[-1] == "wye" and order[last + nc - 1] == EARTH:
             group += "n"
-        desc = {"kv": kvs, "kva": kvas, "conns": conns, "vector_group": group,
-                "xhl_pct": dss.Transformers.Xhl(), "r_pct": rs}
+        desc = {
+            "kv": kvs,
+            "kva": kvas,
+            "conns": conns,
+            "vector_group": group,
+            "xhl_pct": dss.Transformers.Xhl(),
+            "r_pct": rs,
+        }
     return LinearElement(full, kind, terminals, y, rating, rated, desc)
 
 
@@ -533,8 +578,9 @@ def _read_load(dss, full: str, default_capacity_kva: float) -> tuple[EndUser, bo
     if cap < 0:
         raise FeederError(f"{full}: negative connection capacity XfkVA={cap}")
     if cap == 0 and default_capacity_kva == 0:
-        raise FeederError(f"{full}: no connection capacity (XfkVA is not set) and --default-capacity 0 "
-                          "makes it compulsory")
+        raise FeederError(
+            f"{full}: no connection capacity (XfkVA is not set) and --default-capacity 0 makes it compulsory"
+        )
     user = EndUser(
         name=name,
         bus=bus,
@@ -553,17 +599,26 @@ def _capacity_notices(loads: list[tuple[EndUser, bool]], default_kva: float) -> 
     defaulted = [u for u, d in loads if d]
     if not defaulted:
         return []
-    out = [Notice("capacity_defaulted",
-                  f"{len(defaulted)} of {len(loads)} load(s) have no XfkVA: each got --default-capacity "
-                  f"{default_kva:g} kVA as its connection capacity", data={"loads": len(defaulted), "capacity_kva": default_kva})]
+    out = [
+        Notice(
+            "capacity_defaulted",
+            f"{len(defaulted)} of {len(loads)} load(s) have no XfkVA: each got --default-capacity "
+            f"{default_kva:g} kVA as its connection capacity",
+            data={"loads": len(defaulted), "capacity_kva": default_kva},
+        )
+    ]
     over = sorted((u for u in defaulted if abs(u.p_kw) > u.capacity_kva), key=lambda u: -abs(u.p_kw))
     if over:
         u = over[0]
-        out.append(Notice(
-            "capacity_below_load",
-            f"{len(over)} load(s) without XfkVA draw more kW than the default capacity {default_kva:g} kVA "
-            f"(Load.{u.name}: {abs(u.p_kw):g} kW): set their XfkVA, --capacities or --default-capacity",
-            level="warning", data={"loads": len(over), "largest_kw": round(abs(u.p_kw), 3), "example": u.name}))
+        out.append(
+            Notice(
+                "capacity_below_load",
+                f"{len(over)} load(s) without XfkVA draw more kW than the default capacity {default_kva:g} kVA "
+                f"(Load.{u.name}: {abs(u.p_kw):g} kW): set their XfkVA, --capacities or --default-capacity",
+                level="warning",
+                data={"loads": len(over), "largest_kw": round(abs(u.p_kw), 3), "example": u.name},
+            )
+        )
     return out
 
 
@@ -639,8 +694,14 @@ class FlowLayout:
     transformer_phases: Mapping[str, slice]  # into the transformer currents array
 
     def flow(self, converged: bool, iterations: int, v: np.ndarray, amps: np.ndarray, i_tr: np.ndarray) -> PowerFlow:
-        return PowerFlow(bool(converged), _Row(self.nodes, v), _Row(self.lines, amps), _Row(self.transformers, amps),
-                         int(iterations), {n: i_tr[sl] for n, sl in self.transformer_phases.items()})
+        return PowerFlow(
+            bool(converged),
+            _Row(self.nodes, v),
+            _Row(self.lines, amps),
+            _Row(self.transformers, amps),
+            int(iterations),
+            {n: i_tr[sl] for n, sl in self.transformer_phases.items()},
+        )
 
 
 class Flows:
@@ -678,8 +739,12 @@ class Flows:
                 phases[name] = slice(k, k + n)
                 k += n
         self.layout = FlowLayout(
-            loads, nodes, {name: i for i, (kind, name, _) in enumerate(keys) if kind == "line"},
-            {name: i for i, (kind, name, _) in enumerate(keys) if kind == "transformer"}, phases)
+            loads,
+            nodes,
+            {name: i for i, (kind, name, _) in enumerate(keys) if kind == "line"},
+            {name: i for i, (kind, name, _) in enumerate(keys) if kind == "transformer"},
+            phases,
+        )
 
     def solve(self, kw_kvar: np.ndarray, source_pu: float | None) -> tuple[np.ndarray, ...]:
         """Solve each case; `kw_kvar` (cases x loads x 2) in `layout.loads` order. Returns the
@@ -783,8 +848,10 @@ def load_shapes(dss) -> dict[str, LoadShapeSeries]:
         if not dss.CktElement.Enabled():
             continue
         dss.Loads.Name(name)
-        shape = next((s.lower() for s in (dss.Loads.Daily(), dss.Loads.Yearly(), dss.Loads.Duty())
-                      if s and s.lower() != "none"), "")
+        shape = next(
+            (s.lower() for s in (dss.Loads.Daily(), dss.Loads.Yearly(), dss.Loads.Duty()) if s and s.lower() != "none"),
+            "",
+        )
         kw = dss.Loads.kW()
         if not shape:
             out[name.lower()] = LoadShapeSeries("", np.zeros(1), np.array([kw]), 24.0)

@@ -29,38 +29,155 @@ from nfca.errors import FeederError
 _QUOTES = {"(": ")", '"': '"', "'": "'", "[": "]", "{": "}"}
 
 # Verbs a feeder file may use: build and edit the circuit, select, solve.
-ALLOWED_COMMANDS = frozenset({
-    "new", "edit", "more", "m", "~", "set", "solve", "calcvoltagebases", "setkvbase", "makebuslist",
-    "buscoords", "latlongcoords", "clear", "enable", "disable", "open", "close", "select", "batchedit",
-    "interpolate", "//",
-})
+ALLOWED_COMMANDS = frozenset(
+    {
+        "new",
+        "edit",
+        "more",
+        "m",
+        "~",
+        "set",
+        "solve",
+        "calcvoltagebases",
+        "setkvbase",
+        "makebuslist",
+        "buscoords",
+        "latlongcoords",
+        "clear",
+        "enable",
+        "disable",
+        "open",
+        "close",
+        "select",
+        "batchedit",
+        "interpolate",
+        "//",
+    }
+)
 _FOLLOWED = frozenset({"redirect", "compile"})  # read by nfca itself, never passed to OpenDSS
 _WHY = {  # refused verbs, by what they would do
     "runs a program": {"fileedit", "doscmd", "formedit", "panel", "comhelp"},
-    "shows or plots a result": {"show", "plot", "visualize", "di_plot", "comparecases", "yearlycurves", "summary",
-                                "about", "help", "?"},
-    "writes files": {"export", "save", "dump", "exportoverloads", "exportvviolations", "closedi", "obfuscate",
-                     "cvrtloadshapes", "alignfile", "uuids"},
+    "shows or plots a result": {
+        "show",
+        "plot",
+        "visualize",
+        "di_plot",
+        "comparecases",
+        "yearlycurves",
+        "summary",
+        "about",
+        "help",
+        "?",
+    },
+    "writes files": {
+        "export",
+        "save",
+        "dump",
+        "exportoverloads",
+        "exportvviolations",
+        "closedi",
+        "obfuscate",
+        "cvrtloadshapes",
+        "alignfile",
+        "uuids",
+    },
     "changes the working folder": {"cd"},
 }
 # `Set` options a feeder file may use: solution settings, voltage bases, selection.
-ALLOWED_OPTIONS = frozenset({
-    "type", "element", "hour", "sec", "year", "frequency", "stepsize", "mode", "random", "number", "time", "class",
-    "object", "circuit", "tolerance", "maxiterations", "miniterations", "h", "loadmodel", "loadmult", "normvminpu",
-    "normvmaxpu", "emergvminpu", "emergvmaxpu", "%mean", "%stddev", "ldcurve", "%growth", "genkw", "genpf",
-    "genmult", "capkvar", "addtype", "allowduplicates", "zonelock", "ueweight", "lossweight", "ueregs", "lossregs",
-    "voltagebases", "algorithm", "trapezoidal", "autobuslist", "controlmode", "defaultdaily", "defaultyearly",
-    "allocationfactors", "cktmodel", "pricesignal", "pricecurve", "terminal", "basefrequency", "harmonics",
-    "maxcontroliter", "bus", "keeplist", "reduceoption", "%normal", "cfactors", "numallociterations",
-    "defaultbasefrequency", "loadshapeclass", "earthmodel", "neglectloady", "keepload", "zmag", "seasonrating",
-    "seasonsignal", "linetypes", "longlinecorrection",
-})
+ALLOWED_OPTIONS = frozenset(
+    {
+        "type",
+        "element",
+        "hour",
+        "sec",
+        "year",
+        "frequency",
+        "stepsize",
+        "mode",
+        "random",
+        "number",
+        "time",
+        "class",
+        "object",
+        "circuit",
+        "tolerance",
+        "maxiterations",
+        "miniterations",
+        "h",
+        "loadmodel",
+        "loadmult",
+        "normvminpu",
+        "normvmaxpu",
+        "emergvminpu",
+        "emergvmaxpu",
+        "%mean",
+        "%stddev",
+        "ldcurve",
+        "%growth",
+        "genkw",
+        "genpf",
+        "genmult",
+        "capkvar",
+        "addtype",
+        "allowduplicates",
+        "zonelock",
+        "ueweight",
+        "lossweight",
+        "ueregs",
+        "lossregs",
+        "voltagebases",
+        "algorithm",
+        "trapezoidal",
+        "autobuslist",
+        "controlmode",
+        "defaultdaily",
+        "defaultyearly",
+        "allocationfactors",
+        "cktmodel",
+        "pricesignal",
+        "pricecurve",
+        "terminal",
+        "basefrequency",
+        "harmonics",
+        "maxcontroliter",
+        "bus",
+        "keeplist",
+        "reduceoption",
+        "%normal",
+        "cfactors",
+        "numallociterations",
+        "defaultbasefrequency",
+        "loadshapeclass",
+        "earthmodel",
+        "neglectloady",
+        "keepload",
+        "zmag",
+        "seasonrating",
+        "seasonsignal",
+        "linetypes",
+        "longlinecorrection",
+    }
+)
 _OPTION_WHY = {
     "runs a program": {"editor"},
     "changes the working folder": {"datapath"},
-    "writes files": {"demandinterval", "diverbose", "casename", "log", "recorder", "overloadreport",
-                     "voltexceptionreport", "showexport", "querylog", "tracecontrol", "sampleenergymeters",
-                     "eventlogdefault", "showreports", "concatenatereports", "registryupdate"},
+    "writes files": {
+        "demandinterval",
+        "diverbose",
+        "casename",
+        "log",
+        "recorder",
+        "overloadreport",
+        "voltexceptionreport",
+        "showexport",
+        "querylog",
+        "tracecontrol",
+        "sampleenergymeters",
+        "eventlogdefault",
+        "showreports",
+        "concatenatereports",
+        "registryupdate",
+    },
 }
 # Properties whose value is a data file (a load shape's multipliers, a curve's points), read by
 # OpenDSS: relative names are made absolute against the folder of the file that names them.
@@ -68,9 +185,12 @@ _FILE_PROPERTIES = frozenset({"csvfile", "sngfile", "dblfile", "pqcsvfile"})
 _FILE_IN_ARRAY = re.compile(r"^\s*(file|sngfile|dblfile)\s*=\s*(.*?)\s*$", re.IGNORECASE | re.DOTALL)
 _NOT_A_NUMBER = re.compile(r"^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
 # Properties that name things (buses, codes, shapes): "nan" or "inf" there is a name, not a number.
-_NAMING = re.compile(r"^(bus|like|linecode|geometry|spacing|wire|cncable|tscable|conductor|daily|yearly|duty|"
-                     r"growth|spectrum|element|object|transformer|monitoredobj|switchedobj|regcontrol|capacitor|"
-                     r"branch|kvbase|circuit|class|type)", re.IGNORECASE)
+_NAMING = re.compile(
+    r"^(bus|like|linecode|geometry|spacing|wire|cncable|tscable|conductor|daily|yearly|duty|"
+    r"growth|spectrum|element|object|transformer|monitoredobj|switchedobj|regcontrol|capacitor|"
+    r"branch|kvbase|circuit|class|type)",
+    re.IGNORECASE,
+)
 MAX_FILE_BYTES = 256 * 2**20
 MAX_DEPTH = 64
 
@@ -135,7 +255,7 @@ def _token(buf: str, pos: int, last: str) -> tuple[str, int, str]:
         return "", pos, last
     if buf[pos] in _QUOTES:  # to the matching end quote, no nesting
         end = buf.find(_QUOTES[buf[pos]], pos + 1, n - 1)
-        token = buf[pos + 1: end if end >= 0 else n - 1]
+        token = buf[pos + 1 : end if end >= 0 else n - 1]
         pos = end + 1 if end >= 0 else n - 1
     else:
         stop = _STOP.search(buf, pos, n - 1)
@@ -165,8 +285,9 @@ def lookup(word: str, names: tuple[str, ...]) -> str:
     return next((n for n in names if n.startswith(w)), "")
 
 
-def read_script(master: Path, commands: tuple[str, ...], options: tuple[str, ...],
-                shown_as: Path | None = None) -> list[Command]:
+def read_script(
+    master: Path, commands: tuple[str, ...], options: tuple[str, ...], shown_as: Path | None = None
+) -> list[Command]:
     """Every command of the feeder `master` and the files it redirects to, in order, checked.
 
     `commands` and `options` are OpenDSS's lists (in its order, lower case), from the engine
@@ -223,7 +344,7 @@ class _Reader:
     def follow(self, cmd: Command, verb: str, params: list[tuple[str, str]]) -> None:
         target = _target(params, self.cwd[-1], cmd)
         if target in self.stack:
-            trail = self.stack[self.stack.index(target):] + [target]
+            trail = self.stack[self.stack.index(target) :] + [target]
             raise FeederError(f"{cmd.where}: Redirect loop: {' -> '.join(self.name(p) for p in trail)}")
         if len(self.stack) >= MAX_DEPTH:
             raise FeederError(f"{cmd.where}: Redirect nested more than {MAX_DEPTH} files deep")
@@ -257,8 +378,9 @@ def _lines(path: Path, shown_as: Path, chain, folder: Path) -> list[str]:
             lines.append(b.decode("utf-8"))
         except UnicodeDecodeError:
             shown = f" ('{b.decode('utf-8', 'replace').strip()[:60]}')" if _inside(path, folder) else ""
-            raise FeederError(f"{shown_as} line {k} is not UTF-8 text{shown}: save the feeder's files as UTF-8") \
-                from None
+            raise FeederError(
+                f"{shown_as} line {k} is not UTF-8 text{shown}: save the feeder's files as UTF-8"
+            ) from None
     return lines
 
 
@@ -276,7 +398,7 @@ def _target(params: list[tuple[str, str]], cwd: Path, cmd: Command) -> Path:
         path = path.with_suffix(".dss")
     if not path.exists():
         hint = _nearest(path) if cmd.shown and path.parent.resolve() == cwd.resolve() else ""
-        raise FeederError(f"{cmd.where}: Redirect file not found: \"{name}\"{hint}")
+        raise FeederError(f'{cmd.where}: Redirect file not found: "{name}"{hint}')
     return path.resolve()
 
 
@@ -289,19 +411,20 @@ def _nearest(path: Path) -> str:
         return ""
     same = [n for n in names if n.lower() == path.name.lower()]
     if same:
-        return f" (the folder has \"{same[0]}\": file names are case-sensitive here)"
+        return f' (the folder has "{same[0]}": file names are case-sensitive here)'
     close = difflib.get_close_matches(path.name.lower(), [n.lower() for n in names], n=1, cutoff=0.8)
-    return f" (the folder has \"{next(n for n in names if n.lower() == close[0])}\")" if close else ""
+    return f' (the folder has "{next(n for n in names if n.lower() == close[0])}")' if close else ""
 
 
-def _checked(cmd: Command, verb: str, name: str, params: list[tuple[str, str]], options: tuple[str, ...],
-             cwd: Path) -> Command:
+def _checked(
+    cmd: Command, verb: str, name: str, params: list[tuple[str, str]], options: tuple[str, ...], cwd: Path
+) -> Command:
     """The command ready for OpenDSS (data files made absolute), or FeederError saying why not."""
     first = params[0][1]
     if any(v.startswith("@") and len(v) > 1 for _, v in params):
         raise FeederError(f"{cmd.where}: parser variables (@name) are not supported{_quote(cmd)}")
     if verb == "" and not name:
-        raise FeederError(f"{cmd.where}: Unknown command \"{_short(first) if cmd.shown else '…'}\"{_quote(cmd)}")
+        raise FeederError(f'{cmd.where}: Unknown command "{_short(first) if cmd.shown else "…"}"{_quote(cmd)}')
     if verb == "":  # Class.name.property=value: an edit
         _check_values(cmd, params)
         return Command(_with_files(cmd, params, cwd), verb, cmd.at, cmd.shown)
@@ -313,8 +436,9 @@ def _checked(cmd: Command, verb: str, name: str, params: list[tuple[str, str]], 
         for opt, value in params[1:]:
             _check_option(cmd, opt, value, options)
     if verb == "clear" and any(v for _, v in params[1:]):
-        raise FeederError(f"{cmd.where}: 'Clear {_short(params[1][1])}' is not allowed in a feeder file (plain "
-                          "'Clear' is)")
+        raise FeederError(
+            f"{cmd.where}: 'Clear {_short(params[1][1])}' is not allowed in a feeder file (plain 'Clear' is)"
+        )
     if verb in ("new", "edit", "more", "m", "~", "batchedit"):
         _check_values(cmd, params[1:])
         if verb == "new":
@@ -394,7 +518,9 @@ def _data_file(cmd: Command, name: str, cwd: Path) -> str:
     if not path.is_file():
         missing = "not found" if not path.exists() else "not a regular file"
         hint = _nearest(path) if cmd.shown and not path.exists() and path.parent.resolve() == cwd.resolve() else ""
-        raise FeederError(f"{cmd.where}: data file {_short(name) if cmd.shown else ''} {missing}{hint}".replace("  ", " "))
+        raise FeederError(
+            f"{cmd.where}: data file {_short(name) if cmd.shown else ''} {missing}{hint}".replace("  ", " ")
+        )
     return str(path.resolve())
 
 

@@ -41,8 +41,12 @@ class Engine:
         up_r, up_w = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "nfca.engine.worker", str(down_r), str(up_w)], pass_fds=(down_r, up_w),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [sys.executable, "-m", "nfca.engine.worker", str(down_r), str(up_w)],
+                pass_fds=(down_r, up_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         finally:
             os.close(down_r)
             os.close(up_w)
@@ -61,8 +65,10 @@ class Engine:
             self._send.send(request)
             reply = self._recv.recv()
         except (EOFError, OSError):
-            raise FeederError(f"{self.path}: the OpenDSS engine crashed while {doing} ({self._death()}); "
-                              "the feeder file is not usable as it is") from None
+            raise FeederError(
+                f"{self.path}: the OpenDSS engine crashed while {doing} ({self._death()}); "
+                "the feeder file is not usable as it is"
+            ) from None
         if reply[0] == "ok":
             return reply[1]
         if reply[0] == "error":
@@ -84,19 +90,22 @@ class Engine:
 
     def read(self, path: str, default_capacity_kva: float, ampacity: AmpacityRules | None) -> tuple[Feeder, LoadShapes]:
         self.path = path
-        feeder, shapes, self.layout = self._ask(("read", path, os.path.abspath(path), default_capacity_kva, ampacity),
-                                                "reading the feeder")
+        feeder, shapes, self.layout = self._ask(
+            ("read", path, os.path.abspath(path), default_capacity_kva, ampacity), "reading the feeder"
+        )
         self.feeder, self.shapes = feeder, shapes
         return feeder, shapes
 
-    def powerflows(self, feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
-                   source_pu: float | None) -> list[PowerFlow]:
+    def powerflows(
+        self, feeder: Feeder, cases: list[dict[str, tuple[float, float]]], source_pu: float | None
+    ) -> list[PowerFlow]:
         import numpy as np
 
         layout = self.layout
         given, known = feeder.end_user, self.feeder.end_user
-        base = np.array([((u := given.get(n) or known[n]).p_kw, u.q_kvar) for n in layout.loads],
-                        dtype=float).reshape(-1, 2)
+        base = np.array([((u := given.get(n) or known[n]).p_kw, u.q_kvar) for n in layout.loads], dtype=float).reshape(
+            -1, 2
+        )
         where = {n: i for i, n in enumerate(layout.loads)}
         kw_kvar = np.repeat(base[None, :, :], len(cases), axis=0)
         for c, loads in enumerate(cases):
@@ -132,8 +141,11 @@ def prestart() -> None:
         _spare.append(Engine())
 
 
-def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
-         ampacity: AmpacityRules | None = AmpacityRules()) -> tuple[Feeder, LoadShapes]:
+def read(
+    path: Path | str,
+    default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+    ampacity: AmpacityRules | None = AmpacityRules(),
+) -> tuple[Feeder, LoadShapes]:
     """Read any radial OpenDSS feeder: its `Feeder` and every load's load shape, from one compile.
 
     The file is read as `nfca.engine.script` allows (no programs, no files written, Redirect
@@ -178,8 +190,11 @@ def read(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
     return feeder, shapes
 
 
-def read_feeder(path: Path | str, default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
-                ampacity: AmpacityRules | None = AmpacityRules()) -> Feeder:
+def read_feeder(
+    path: Path | str,
+    default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+    ampacity: AmpacityRules | None = AmpacityRules(),
+) -> Feeder:
     """`read(path)[0]`: the feeder without its load shapes."""
     return read(path, default_capacity_kva, ampacity)[0]
 
@@ -191,8 +206,9 @@ def load_shapes(feeder: Feeder) -> LoadShapes:
     return engine.shapes if engine is not None else read(feeder.path, ampacity=None)[1]
 
 
-def powerflows(feeder: Feeder, cases: list[dict[str, tuple[float, float]]],
-               source_pu: float | None = None) -> list[PowerFlow]:
+def powerflows(
+    feeder: Feeder, cases: list[dict[str, tuple[float, float]]], source_pu: float | None = None
+) -> list[PowerFlow]:
     """Solve `feeder` in OpenDSS once per case of load powers (kW, kvar; consumption positive).
 
     Every load's power comes from the case, else from `feeder` (its end-users' p_kw, q_kvar):

@@ -17,8 +17,13 @@ import warnings
 import numpy as np
 import pandas as pd
 
-METHOD_COLOURS = {"optimal": "#8fd18f", "fair": "#1f7a3a", "proportional": "#5aa9e6",
-                  "propfair": "#f2a541", "maxmin": "#9b5de5"}
+METHOD_COLOURS = {
+    "optimal": "#8fd18f",
+    "fair": "#1f7a3a",
+    "proportional": "#5aa9e6",
+    "propfair": "#f2a541",
+    "maxmin": "#9b5de5",
+}
 CAPACITY_COLOUR, CAPACITY_FILL, FIRM_COLOUR = "#e0c060", "#fff3b0", "#b0b0b0"
 FORECAST_FILL = "#d0d0d0"
 PAGE = 60  # bars per panel
@@ -44,17 +49,36 @@ def envelope_bars(rows: pd.DataFrame, direction: str, power_factor: float = 1.0,
     series = []
     for m in methods:
         per = df[df["method"] == m].set_index("end_user").loc[users["end_user"]]
-        series.append({"label": f"{m} (kW)", "colour": METHOD_COLOURS.get(m, "#777777"),
-                       "values": _values(np.where(part, per["guaranteed_kw"], np.nan)),
-                       "notes": [b if p else "" for b, p in zip(per["binding"].fillna(""), part)]})
-    return {"kind": "bars", "id": f"bars-{direction}", "title": f"Guaranteed {direction} per end-user ({', '.join(methods)})",
-            "caption": caption, "categories": users["end_user"].tolist(), "muted": (~part).tolist(),
-            "page": page_size(len(methods)), "ylabel": f"guaranteed {direction} (kW)",
-            "right": {"label": "connection capacity (kVA)", "factor": power_factor},
-            "back": {"label": "connection capacity (kVA, right axis)", "colour": CAPACITY_FILL, "edge": CAPACITY_COLOUR,
-                     "values": _values(users["capacity_kva"] * power_factor)},
-            "series": series,
-            "hatched": {"label": "non-participant: firm value (kW)", "values": _values(np.where(part, np.nan, users["firm_kw"]))}}
+        series.append(
+            {
+                "label": f"{m} (kW)",
+                "colour": METHOD_COLOURS.get(m, "#777777"),
+                "values": _values(np.where(part, per["guaranteed_kw"], np.nan)),
+                "notes": [b if p else "" for b, p in zip(per["binding"].fillna(""), part)],
+            }
+        )
+    return {
+        "kind": "bars",
+        "id": f"bars-{direction}",
+        "title": f"Guaranteed {direction} per end-user ({', '.join(methods)})",
+        "caption": caption,
+        "categories": users["end_user"].tolist(),
+        "muted": (~part).tolist(),
+        "page": page_size(len(methods)),
+        "ylabel": f"guaranteed {direction} (kW)",
+        "right": {"label": "connection capacity (kVA)", "factor": power_factor},
+        "back": {
+            "label": "connection capacity (kVA, right axis)",
+            "colour": CAPACITY_FILL,
+            "edge": CAPACITY_COLOUR,
+            "values": _values(users["capacity_kva"] * power_factor),
+        },
+        "series": series,
+        "hatched": {
+            "label": "non-participant: firm value (kW)",
+            "values": _values(np.where(part, np.nan, users["firm_kw"])),
+        },
+    }
 
 
 def methods_compared(table: pd.DataFrame, caption: str = "") -> dict:
@@ -67,12 +91,23 @@ def methods_compared(table: pd.DataFrame, caption: str = "") -> dict:
         boxes = []
         for m in methods:
             g = ok[(ok["direction"] == d) & (ok["method"] == m)]["guaranteed_kw"].to_numpy()
-            boxes.append({"label": m, "colour": METHOD_COLOURS.get(m, "#cccccc"),
-                          "sub": f"{g.sum():.1f} kW" if len(g) else "no envelope",
-                          "stats": _values(np.percentile(g, [0, 25, 50, 75, 100])) if len(g) else None})
+            boxes.append(
+                {
+                    "label": m,
+                    "colour": METHOD_COLOURS.get(m, "#cccccc"),
+                    "sub": f"{g.sum():.1f} kW" if len(g) else "no envelope",
+                    "stats": _values(np.percentile(g, [0, 25, 50, 75, 100])) if len(g) else None,
+                }
+            )
         groups.append({"title": f"{d} per participant", "boxes": boxes})
-    return {"kind": "boxes", "id": "methods", "title": "Allocation methods compared", "caption": caption,
-            "ylabel": "guaranteed power per participant (kW)", "groups": groups}
+    return {
+        "kind": "boxes",
+        "id": "methods",
+        "title": "Allocation methods compared",
+        "caption": caption,
+        "ylabel": "guaranteed power per participant (kW)",
+        "groups": groups,
+    }
 
 
 def study_charts(table: pd.DataFrame, power_factor: float, caption: str = "") -> list[dict]:
@@ -91,14 +126,26 @@ def study_charts(table: pd.DataFrame, power_factor: float, caption: str = "") ->
 def feeder_bars(types: pd.DataFrame, direction: str) -> dict:
     """Aggregated capacity, optimal and fair guaranteed power per feeder (seed Fig 5-6)."""
     df = types.sort_values(["type", "feeder"])
-    return {"kind": "bars", "id": f"feeders-{direction}", "stacked": True, "page": PAGE,
-            "title": f"Guaranteed {direction} per feeder ({len(df)} feeders, type T1-T3): fair <= optimal <= capacity",
-            "caption": "feeders sorted by type", "ylabel": f"aggregated {direction} (kW)",
-            "categories": [f"{f} (T{t})" for f, t in zip(df["feeder"], df["type"])],
-            "back": {"label": "aggregated connection capacity (kW)", "colour": "#fdd9a0", "edge": "#fdd9a0",
-                     "values": _values(df["capacity_kw"])},
-            "series": [{"label": m, "colour": METHOD_COLOURS[m], "values": _values(df[f"{m}_{direction}_kw"])}
-                       for m in ("optimal", "fair")]}
+    return {
+        "kind": "bars",
+        "id": f"feeders-{direction}",
+        "stacked": True,
+        "page": PAGE,
+        "title": f"Guaranteed {direction} per feeder ({len(df)} feeders, type T1-T3): fair <= optimal <= capacity",
+        "caption": "feeders sorted by type",
+        "ylabel": f"aggregated {direction} (kW)",
+        "categories": [f"{f} (T{t})" for f, t in zip(df["feeder"], df["type"])],
+        "back": {
+            "label": "aggregated connection capacity (kW)",
+            "colour": "#fdd9a0",
+            "edge": "#fdd9a0",
+            "values": _values(df["capacity_kw"]),
+        },
+        "series": [
+            {"label": m, "colour": METHOD_COLOURS[m], "values": _values(df[f"{m}_{direction}_kw"])}
+            for m in ("optimal", "fair")
+        ],
+    }
 
 
 def envelope_timeseries(table: pd.DataFrame, direction: str, caption: str = "", max_users: int = 60) -> dict:
@@ -134,21 +181,56 @@ def envelope_timeseries(table: pd.DataFrame, direction: str, caption: str = "", 
     static_kw = dict(zip(zip(static["end_user"], static["method"]), static["guaranteed_kw"]))
     panels = []
     for user in shown:
-        lines = [{"label": f"dynamic {m} (kW)", "colour": METHOD_COLOURS.get(m, "#777777"),
-                  "values": grouped(kw[(user, m)], np.nanmin)} for m in methods]
+        lines = [
+            {
+                "label": f"dynamic {m} (kW)",
+                "colour": METHOD_COLOURS.get(m, "#777777"),
+                "values": grouped(kw[(user, m)], np.nanmin),
+            }
+            for m in methods
+        ]
         hlines = [{"label": "connection capacity (kVA)", "colour": CAPACITY_COLOUR, "value": float(capacity[user])}]
-        hlines += [{"label": f"static {m} (kW)", "colour": METHOD_COLOURS.get(m, "#777777"), "dash": True,
-                    "value": round(float(static_kw[(user, m)]), 4)} for m in methods if (user, m) in static_kw]
-        panels.append({"title": user, "lines": lines, "hlines": hlines,
-                       "area": grouped(np.clip(sign * forecast[user], 0, None), np.nanmax)})
-    legend = [{"label": f"own forecast {direction} (kW)", "colour": FORECAST_FILL},
-              {"label": "connection capacity (kVA)", "colour": CAPACITY_COLOUR, "line": True}]
-    legend += [{"label": f"dynamic {m} (kW)", "colour": METHOD_COLOURS.get(m, "#777777"), "line": True} for m in methods]
-    legend += [{"label": f"static {m} (kW)", "colour": METHOD_COLOURS.get(m, "#777777"), "line": True, "dash": True}
-               for m in methods if m in set(static["method"])]
+        hlines += [
+            {
+                "label": f"static {m} (kW)",
+                "colour": METHOD_COLOURS.get(m, "#777777"),
+                "dash": True,
+                "value": round(float(static_kw[(user, m)]), 4),
+            }
+            for m in methods
+            if (user, m) in static_kw
+        ]
+        panels.append(
+            {
+                "title": user,
+                "lines": lines,
+                "hlines": hlines,
+                "area": grouped(np.clip(sign * forecast[user], 0, None), np.nanmax),
+            }
+        )
+    legend = [
+        {"label": f"own forecast {direction} (kW)", "colour": FORECAST_FILL},
+        {"label": "connection capacity (kVA)", "colour": CAPACITY_COLOUR, "line": True},
+    ]
+    legend += [
+        {"label": f"dynamic {m} (kW)", "colour": METHOD_COLOURS.get(m, "#777777"), "line": True} for m in methods
+    ]
+    legend += [
+        {"label": f"static {m} (kW)", "colour": METHOD_COLOURS.get(m, "#777777"), "line": True, "dash": True}
+        for m in methods
+        if m in set(static["method"])
+    ]
     more = f"; first {len(shown)} of {len(users)} participants" if len(users) > len(shown) else ""
     grouping = f"; each step the lowest guarantee and highest forecast of {group} intervals" if group > 1 else ""
-    return {"kind": "steps", "id": f"time-{direction}", "title": f"Dynamic and static {direction} limits per participant",
-            "caption": f"x: hours from {t0:%Y-%m-%d %H:%M}{more}{grouping}. {caption}".strip(),
-            "ylabel": f"guaranteed {direction} (kW)", "x": _values(hours[::group]), "end": round(float(hours[-1] + step), 4)
-            if len(hours) else 1.0, "area_colour": FORECAST_FILL, "panels": panels, "legend": legend}
+    return {
+        "kind": "steps",
+        "id": f"time-{direction}",
+        "title": f"Dynamic and static {direction} limits per participant",
+        "caption": f"x: hours from {t0:%Y-%m-%d %H:%M}{more}{grouping}. {caption}".strip(),
+        "ylabel": f"guaranteed {direction} (kW)",
+        "x": _values(hours[::group]),
+        "end": round(float(hours[-1] + step), 4) if len(hours) else 1.0,
+        "area_colour": FORECAST_FILL,
+        "panels": panels,
+        "legend": legend,
+    }

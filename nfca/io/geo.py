@@ -48,7 +48,8 @@ def feeder_crs(feeder, crs: str | None = None) -> str | None:
             raise InputError(
                 f"{feeder.path}: the feeder has bus coordinates but no coordinate reference system: give --crs "
                 f"(e.g. EPSG:31370, or 'local' for metres on a local grid) or put it in {path.parent / CRS_FILE}, "
-                "or leave gpkg out of --format")
+                "or leave gpkg out of --format"
+            )
         text = path.read_text(encoding="utf-8").strip()
         crs, source = (text.splitlines()[0].strip() if text else ""), str(path)
     return parse_crs(crs, source)
@@ -65,7 +66,9 @@ def parse_crs(crs: str, source: str = "--crs") -> str:
     try:
         CRS.from_user_input(crs)
     except CRSError:
-        raise InputError(f"{source}: not a coordinate reference system: {crs!r} (give e.g. EPSG:31370 or 'local')") from None
+        raise InputError(
+            f"{source}: not a coordinate reference system: {crs!r} (give e.g. EPSG:31370 or 'local')"
+        ) from None
     return crs
 
 
@@ -153,8 +156,18 @@ def limit_points(feeder, table: pd.DataFrame) -> list[dict]:
             bus = feeder.buses.get(lim["element"])
             xy = where.get(key) or ((bus.x, bus.y) if bus is not None and bus.x is not None else None)
             if xy is not None:
-                rows.append({"set": f"{d}_{m}", "direction": d, "method": m, "rank": rank, "binding_type": lim["type"],
-                             "binding_element": lim["element"], "end_users": lim["end_users"], "geometry": Point(*xy)})
+                rows.append(
+                    {
+                        "set": f"{d}_{m}",
+                        "direction": d,
+                        "method": m,
+                        "rank": rank,
+                        "binding_type": lim["type"],
+                        "binding_element": lim["element"],
+                        "end_users": lim["end_users"],
+                        "geometry": Point(*xy),
+                    }
+                )
     return rows
 
 
@@ -168,7 +181,8 @@ def write_geopackage(study, table: pd.DataFrame, target: Path, crs: str) -> Path
     feeder = study.feeder
     sets = table[["direction", "method"]].drop_duplicates().itertuples(index=False)
     base = table.drop_duplicates("end_user").set_index("end_user")[
-        [c.name for c in schema.GPKG_END_USERS if c.name != "end_user"]]
+        [c.name for c in schema.GPKG_END_USERS if c.name != "end_user"]
+    ]
     users = base.copy()
     for d, m in sets:
         part = table[(table["direction"] == d) & (table["method"] == m)].set_index("end_user")
@@ -178,14 +192,22 @@ def write_geopackage(study, table: pd.DataFrame, target: Path, crs: str) -> Path
     users = users.reset_index()
     xy = end_user_xy(feeder)
     users["geometry"] = [Point(*xy[n]) for n in users["end_user"]]
-    loads = {f"{e.direction.value}_{e.method.value}": v.line_loading_pct for e, v in zip(study.envelopes, study.verifications)}
+    loads = {
+        f"{e.direction.value}_{e.method.value}": v.line_loading_pct
+        for e, v in zip(study.envelopes, study.verifications)
+    }
     lines = []
     for line in feeder.lines:
         a, b = feeder.buses[line.bus_from], feeder.buses[line.bus_to]
         if a.x is None or b.x is None:
             continue
-        row = {"name": line.name, "bus_from": line.bus_from, "bus_to": line.bus_to,
-               "length_m": line.length_m, "ampacity_a": line.ampacity_a}
+        row = {
+            "name": line.name,
+            "bus_from": line.bus_from,
+            "bus_to": line.bus_to,
+            "length_m": line.length_m,
+            "ampacity_a": line.ampacity_a,
+        }
         row |= {f"{k}_{schema.GPKG_LOADING}": round(v[line.name], 3) for k, v in loads.items()}
         lines.append(row | {"geometry": LineString([(a.x, a.y), (b.x, b.y)])})
     transformers = []
@@ -200,12 +222,17 @@ def write_geopackage(study, table: pd.DataFrame, target: Path, crs: str) -> Path
         row = {"name": el.name, "bus": lv, "kva": float(kvas[0]), "rating_a": el.rating_a}
         row |= {f"{k}_{schema.GPKG_LOADING}": round(v.get(el.name, math.nan), 3) for k, v in loads.items()}
         transformers.append(row | {"geometry": Point(feeder.buses[lv].x, feeder.buses[lv].y)})
-    layers = [("end_users", users), ("lines", lines), ("transformers", transformers),
-              ("limits", limit_points(feeder, table))]
+    layers = [
+        ("end_users", users),
+        ("lines", lines),
+        ("transformers", transformers),
+        ("limits", limit_points(feeder, table)),
+    ]
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*engineering.*", category=UserWarning)
         for k, (layer, rows) in enumerate(layers):
             if len(rows):
                 gpd.GeoDataFrame(rows, geometry="geometry", crs=crs).to_file(
-                    tmp, layer=layer, driver="GPKG", mode="w" if k == 0 else "a")
+                    tmp, layer=layer, driver="GPKG", mode="w" if k == 0 else "a"
+                )
     return Path(target)

@@ -29,7 +29,19 @@ from nfca.io.atomic import atomic_path, write_text
 
 FORMATS = ("csv", "json", "gpkg", "png", "html")
 DEFAULT_FORMATS = ("csv", "json", "gpkg", "html")  # PNG figures (matplotlib) only when asked
-__all__ = ["FORMATS", "DEFAULT_FORMATS", "RUN_MARKER", "run_folder", "prepare_dir", "write_csv", "write_json", "write_text", "write_tables", "write_study", "atomic_path"]
+__all__ = [
+    "FORMATS",
+    "DEFAULT_FORMATS",
+    "RUN_MARKER",
+    "run_folder",
+    "prepare_dir",
+    "write_csv",
+    "write_json",
+    "write_text",
+    "write_tables",
+    "write_study",
+    "atomic_path",
+]
 
 
 def prepare_dir(out: Path) -> Path:
@@ -93,8 +105,10 @@ def _check_replaceable(out: Path) -> None:
         except OSError as exc:
             raise OutputError(f"{out}: output folder cannot be written ({exc.strerror or exc})") from None
         if entries is not None:
-            raise OutputError(f"{out}: the folder holds files that are not an nfca run (no {RUN_MARKER} marker); "
-                              "give a new or empty folder (nfca replaces a run's folder as a whole)")
+            raise OutputError(
+                f"{out}: the folder holds files that are not an nfca run (no {RUN_MARKER} marker); "
+                "give a new or empty folder (nfca replaces a run's folder as a whole)"
+            )
 
 
 def _remove_leftovers(out: Path) -> None:

@@ -34,8 +34,15 @@ def provenance(inputs: list[Path | None], options: dict, participants: str, seed
     from nfca import __version__
 
     files = {str(p): sha256(Path(p)) for p in inputs if p is not None and Path(p).is_file()}
-    rule = "all end-users" if participants == "all" else (
-        f"a random {participants} of the end-users (seed {seed})" if _is_number(participants) else f"listed in {participants}")
+    rule = (
+        "all end-users"
+        if participants == "all"
+        else (
+            f"a random {participants} of the end-users (seed {seed})"
+            if _is_number(participants)
+            else f"listed in {participants}"
+        )
+    )
     return {
         "nfca_version": __version__,
         "command": shlex.join(["nfca", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("nfca", "cli.py") else "",

@@ -51,29 +51,74 @@ STATUS_OK, STATUS_INFEASIBLE = "ok", "infeasible"
 
 ENVELOPES = _cols(
     ("end_user", "", "str", "end-user (one connection contract): the load's name in the feeder file"),
-    ("connection_point", "", "str", "connection point: the bus where the end-user connects (several end-users can share one)"),
+    (
+        "connection_point",
+        "",
+        "str",
+        "connection point: the bus where the end-user connects (several end-users can share one)",
+    ),
     ("bus", "", "str", "bus of the connection point in the feeder file"),
     ("phases", "", "str", "phases the end-user is connected to (a, ab, abc)"),
     ("connection", "", "str", "wye (phase to neutral) or delta (phase to phase)"),
     ("capacity_kva", "kVA", "float", "connection capacity (the load's XfkVA, --default-capacity or --capacities)"),
-    ("firm_kw", "kW", "float", "firm value: the power a non-participant is assumed to use in this direction while the envelopes hold"),
+    (
+        "firm_kw",
+        "kW",
+        "float",
+        "firm value: the power a non-participant is assumed to use in this direction while the envelopes hold",
+    ),
     ("direction", "", "str", "import (consumption) or export (injection)"),
     ("method", "", "str", "allocation method: optimal, fair, proportional, propfair or maxmin"),
     ("participant", "", "bool", "true when the end-user has a non-firm connection agreement (gets an envelope)"),
-    ("status", "", "str", "ok, or infeasible when no envelope exists for this method and direction (reason in binding)"),
-    ("guaranteed_kw", "kW", "float", "guaranteed power (the envelope), rounded down to whole watts; empty when infeasible"),
+    (
+        "status",
+        "",
+        "str",
+        "ok, or infeasible when no envelope exists for this method and direction (reason in binding)",
+    ),
+    (
+        "guaranteed_kw",
+        "kW",
+        "float",
+        "guaranteed power (the envelope), rounded down to whole watts; empty when infeasible",
+    ),
     ("binding", "", "str", "the limit that stops the end-user, as text (or the reason no envelope exists)"),
-    ("binding_type", "", "str", "capacity, voltage, current, rating, neutral; firm for non-participants, none, infeasible"),
-    ("binding_element", "", "str", "the bus (voltage, neutral), line (current) or transformer (rating) of the binding limit"),
-    ("binding_phase", "", "str", "phase(s) of a binding voltage limit (a, ab, an), the neutral's node for a neutral limit"),
-    ("binding_value", "", "float", "the binding limit's value: kVA (capacity), pu (voltage), A (current, rating), V (neutral)"),
+    (
+        "binding_type",
+        "",
+        "str",
+        "capacity, voltage, current, rating, neutral; firm for non-participants, none, infeasible",
+    ),
+    (
+        "binding_element",
+        "",
+        "str",
+        "the bus (voltage, neutral), line (current) or transformer (rating) of the binding limit",
+    ),
+    (
+        "binding_phase",
+        "",
+        "str",
+        "phase(s) of a binding voltage limit (a, ab, an), the neutral's node for a neutral limit",
+    ),
+    (
+        "binding_value",
+        "",
+        "float",
+        "the binding limit's value: kVA (capacity), pu (voltage), A (current, rating), V (neutral)",
+    ),
     ("v_min_verified_pu", "pu", "float", "lowest voltage the end-user sees in the OpenDSS verification of this set"),
     ("v_max_verified_pu", "pu", "float", "highest voltage the end-user sees in the OpenDSS verification of this set"),
     ("distance_m", "m", "float", "cable length from the transformer (source) to the connection point"),
 )
 # Dynamic studies: `timestamp` first (`static` for the static set), `forecast_kw` last.
 TIMESTAMP = Column("timestamp", "", "str", "start of the interval, or static for the envelope valid in every interval")
-FORECAST = Column("forecast_kw", "kW", "float", "the end-user's forecast net power in the interval (consumption +); static rows: its extreme over the horizon in the direction")
+FORECAST = Column(
+    "forecast_kw",
+    "kW",
+    "float",
+    "the end-user's forecast net power in the interval (consumption +); static rows: its extreme over the horizon in the direction",
+)
 DYNAMIC_ENVELOPES = (TIMESTAMP, *ENVELOPES, FORECAST)
 
 # summary.json, per method and direction ("methods" of `nfca envelopes`, "static" of dynamic runs).
@@ -94,20 +139,53 @@ SET_SUMMARY = _cols(
     ("v_neutral_max_v", "V", "float", "highest neutral-to-earth voltage at an end-user in the OpenDSS verification"),
     ("guarantee", "", "str", "what the set is promised for: box, direction or corner (see nfca.model.box)"),
     ("scenarios", "", "int", "operating points (vertices of the box) the optimisation held every limit at"),
-    ("points_checked", "", "int", "points OpenDSS checked as part of the promise: the box's corners and each limit's worst vertex"),
+    (
+        "points_checked",
+        "",
+        "int",
+        "points OpenDSS checked as part of the promise: the box's corners and each limit's worst vertex",
+    ),
     ("audit_points", "", "int", "seeded random points of the box OpenDSS also checked"),
-    ("audit_violations", "", "int", "audit points where a limit breaks (0 for a robust set; the corner guarantee does not promise them)"),
-    ("margins", "", "str", "smallest distance to each family of limits over all checked points: voltage_low_pu, voltage_high_pu, current_pct, rating_pct, neutral_v"),
+    (
+        "audit_violations",
+        "",
+        "int",
+        "audit points where a limit breaks (0 for a robust set; the corner guarantee does not promise them)",
+    ),
+    (
+        "margins",
+        "",
+        "str",
+        "smallest distance to each family of limits over all checked points: voltage_low_pu, voltage_high_pu, current_pct, rating_pct, neutral_v",
+    ),
     ("verified", "", "bool", "every limit holds in the OpenDSS verification"),
     ("violations", "", "str", "limits broken in the verification (a list)"),
-    ("limiting", "", "str", "the elements that bind the participants, most frequent first (a list of {element, type, end_users})"),
+    (
+        "limiting",
+        "",
+        "str",
+        "the elements that bind the participants, most frequent first (a list of {element, type, end_users})",
+    ),
 )
 
 # GeoPackage layers: fixed columns; per envelope set `<direction>_<method>_<quantity>` columns follow.
 GPKG_END_USERS = _cols(
-    *[(c.name, c.unit, c.dtype, c.description) for c in ENVELOPES
-      if c.name in ("end_user", "connection_point", "bus", "phases", "connection", "capacity_kva", "firm_kw",
-                    "participant", "distance_m")],
+    *[
+        (c.name, c.unit, c.dtype, c.description)
+        for c in ENVELOPES
+        if c.name
+        in (
+            "end_user",
+            "connection_point",
+            "bus",
+            "phases",
+            "connection",
+            "capacity_kva",
+            "firm_kw",
+            "participant",
+            "distance_m",
+        )
+    ]
 )
 GPKG_END_USER_SET = ("guaranteed_kw", "binding", "binding_type", "binding_element", "binding_phase", "binding_value")
 GPKG_LINES = _cols(
@@ -159,38 +237,68 @@ def describe(columns: tuple[Column, ...] = ENVELOPES) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- envelope rows
 
 
-def set_rows(feeder, env, options, v_min: dict[str, float], v_max: dict[str, float],
-             dist: dict[str, float]) -> list[dict]:
+def set_rows(
+    feeder, env, options, v_min: dict[str, float], v_max: dict[str, float], dist: dict[str, float]
+) -> list[dict]:
     """The `ENVELOPES` rows of one envelope set (static or one interval of a dynamic study)."""
     rows = []
     for u in feeder.end_users:
         b = env.binding[u.name]
         text = str(b)
         firm = firm_kw(u, options) if env.firm_kw is None else env.direction.sign * env.firm_kw[u.name]
-        rows.append({
-            "end_user": u.name, "connection_point": u.bus, "bus": u.bus, "phases": u.phases,
-            "connection": u.connection, "capacity_kva": u.capacity_kva, "firm_kw": round(firm, 6),
-            "direction": env.direction.value, "method": env.method.value,
-            "participant": bool(env.participant[u.name]), "status": STATUS_OK,
-            "guaranteed_kw": env.guaranteed_kw[u.name], "binding": text,
-            **binding_fields(b, feeder, u.capacity_kva),
-            "v_min_verified_pu": round(v_min[u.name], 6), "v_max_verified_pu": round(v_max[u.name], 6),
-            "distance_m": round(dist[u.bus], 3),
-        })
+        rows.append(
+            {
+                "end_user": u.name,
+                "connection_point": u.bus,
+                "bus": u.bus,
+                "phases": u.phases,
+                "connection": u.connection,
+                "capacity_kva": u.capacity_kva,
+                "firm_kw": round(firm, 6),
+                "direction": env.direction.value,
+                "method": env.method.value,
+                "participant": bool(env.participant[u.name]),
+                "status": STATUS_OK,
+                "guaranteed_kw": env.guaranteed_kw[u.name],
+                "binding": text,
+                **binding_fields(b, feeder, u.capacity_kva),
+                "v_min_verified_pu": round(v_min[u.name], 6),
+                "v_max_verified_pu": round(v_max[u.name], 6),
+                "distance_m": round(dist[u.bus], 3),
+            }
+        )
     return rows
 
 
-def infeasible_rows(feeder, options, method: str, direction: str, reason: str, participants,
-                    dist: dict[str, float]) -> list[dict]:
+def infeasible_rows(
+    feeder, options, method: str, direction: str, reason: str, participants, dist: dict[str, float]
+) -> list[dict]:
     """The rows of a method and direction with no envelope: status `infeasible` and the reason."""
-    return [{
-        "end_user": u.name, "connection_point": u.bus, "bus": u.bus, "phases": u.phases,
-        "connection": u.connection, "capacity_kva": u.capacity_kva, "firm_kw": round(firm_kw(u, options), 6),
-        "direction": direction, "method": method, "participant": u.name in participants,
-        "status": STATUS_INFEASIBLE, "guaranteed_kw": math.nan, "binding": reason, "binding_type": "infeasible",
-        "binding_element": "", "binding_phase": "", "binding_value": math.nan,
-        "v_min_verified_pu": math.nan, "v_max_verified_pu": math.nan, "distance_m": round(dist[u.bus], 3),
-    } for u in feeder.end_users]
+    return [
+        {
+            "end_user": u.name,
+            "connection_point": u.bus,
+            "bus": u.bus,
+            "phases": u.phases,
+            "connection": u.connection,
+            "capacity_kva": u.capacity_kva,
+            "firm_kw": round(firm_kw(u, options), 6),
+            "direction": direction,
+            "method": method,
+            "participant": u.name in participants,
+            "status": STATUS_INFEASIBLE,
+            "guaranteed_kw": math.nan,
+            "binding": reason,
+            "binding_type": "infeasible",
+            "binding_element": "",
+            "binding_phase": "",
+            "binding_value": math.nan,
+            "v_min_verified_pu": math.nan,
+            "v_max_verified_pu": math.nan,
+            "distance_m": round(dist[u.bus], 3),
+        }
+        for u in feeder.end_users
+    ]
 
 
 def jain_index(x) -> float:
@@ -209,16 +317,24 @@ def set_summary(env, verifications, rows: pd.DataFrame) -> dict:
     g = [env.guaranteed_kw[k] for k, p in env.participant.items() if p]
     vs = list(verifications)
     return {
-        "status": STATUS_OK, "reason": "",
-        "total_kw": round(float(sum(g)), 3), "min_kw": round(float(min(g)), 3) if g else 0.0,
-        "max_kw": round(float(max(g)), 3) if g else 0.0, "jain_index": round(jain_index(g), 6),
+        "status": STATUS_OK,
+        "reason": "",
+        "total_kw": round(float(sum(g)), 3),
+        "min_kw": round(float(min(g)), 3) if g else 0.0,
+        "max_kw": round(float(max(g)), 3) if g else 0.0,
+        "jain_index": round(jain_index(g), 6),
         "solver_status": str(env.result.status.value if hasattr(env.result.status, "value") else env.result.status),
-        "iterations": int(env.iterations), "solves": int(env.solves), "seconds": round(float(env.seconds), 3),
-        "v_min_pu": round(min(v.v_min_pu for v in vs), 6), "v_max_pu": round(max(v.v_max_pu for v in vs), 6),
+        "iterations": int(env.iterations),
+        "solves": int(env.solves),
+        "seconds": round(float(env.seconds), 3),
+        "v_min_pu": round(min(v.v_min_pu for v in vs), 6),
+        "v_max_pu": round(max(v.v_max_pu for v in vs), 6),
         "max_loading_pct": round(max(v.max_loading_pct for v in vs), 4),
         "v_neutral_max_v": round(max(v.v_neutral_max_v for v in vs), 4),
-        "guarantee": env.guarantee.value, "scenarios": len(env.scenarios),
-        "points_checked": int(sum(v.points_checked for v in vs)), "audit_points": int(sum(v.audit_points for v in vs)),
+        "guarantee": env.guarantee.value,
+        "scenarios": len(env.scenarios),
+        "points_checked": int(sum(v.points_checked for v in vs)),
+        "audit_points": int(sum(v.audit_points for v in vs)),
         "audit_violations": int(sum(v.audit_violations for v in vs)),
         "margins": {k: round(min(v.margins[k] for v in vs), 6) for k in vs[0].margins} if vs else {},
         "verified": all(v.verified for v in vs),
@@ -229,8 +345,13 @@ def set_summary(env, verifications, rows: pd.DataFrame) -> dict:
 
 def infeasible_summary(reason: str) -> dict:
     """The `SET_SUMMARY` of a method and direction with no envelope."""
-    return {c.name: None for c in SET_SUMMARY} | {"status": STATUS_INFEASIBLE, "reason": reason, "verified": False,
-                                                   "violations": [], "limiting": []}
+    return {c.name: None for c in SET_SUMMARY} | {
+        "status": STATUS_INFEASIBLE,
+        "reason": reason,
+        "verified": False,
+        "violations": [],
+        "limiting": [],
+    }
 
 
 # ----------------------------------------------------------------------------- binding limits
@@ -251,43 +372,75 @@ def binding_fields(binding, feeder, capacity_kva: float) -> dict:
     if hasattr(binding, "kind"):
         kind = {"fairness": "none"}.get(binding.kind, binding.kind)
         value = capacity_kva if kind == "capacity" and binding.value is None else binding.value
-        return {"binding_type": kind, "binding_element": binding.element or "", "binding_phase": binding.phase or "",
-                "binding_value": math.nan if value is None else float(value)}
+        return {
+            "binding_type": kind,
+            "binding_element": binding.element or "",
+            "binding_phase": binding.phase or "",
+            "binding_value": math.nan if value is None else float(value),
+        }
     text = str(binding)
     if text in ("capacity", "firm"):
         return out | {"binding_type": text, "binding_value": capacity_kva if text == "capacity" else math.nan}
     if m := _VOLTAGE.match(text):
-        return out | {"binding_type": "voltage", "binding_element": m["bus"], "binding_phase": m["phase"],
-                      "binding_value": float(m["value"])}
+        return out | {
+            "binding_type": "voltage",
+            "binding_element": m["bus"],
+            "binding_phase": m["phase"],
+            "binding_value": float(m["value"]),
+        }
     if m := _NEUTRAL.match(text):
-        return out | {"binding_type": "neutral", "binding_element": m["bus"], "binding_phase": f"node {m['node']}",
-                      "binding_value": float(m["value"])}
+        return out | {
+            "binding_type": "neutral",
+            "binding_element": m["bus"],
+            "binding_phase": f"node {m['node']}",
+            "binding_value": float(m["value"]),
+        }
     if m := _CURRENT.match(text):
         amps = {line.name: line.ampacity_a for line in feeder.lines}
-        return out | {"binding_type": "current", "binding_element": m["line"],
-                      "binding_value": amps.get(m["line"], math.nan)}
+        return out | {
+            "binding_type": "current",
+            "binding_element": m["line"],
+            "binding_value": amps.get(m["line"], math.nan),
+        }
     if m := _RATING.match(text):
         ratings = {el.name: el.rating_a for el in feeder.elements}
-        return out | {"binding_type": "rating", "binding_element": m["element"],
-                      "binding_value": ratings.get(m["element"], math.nan)}
+        return out | {
+            "binding_type": "rating",
+            "binding_element": m["element"],
+            "binding_value": ratings.get(m["element"], math.nan),
+        }
     return out
 
 
 def limiting_elements(table: pd.DataFrame) -> list[dict]:
     """Elements that bind participants in one set, most end-users first: what a planner upgrades."""
-    part = table[table["participant"].astype(bool) & ~table["binding_type"].isin(["capacity", "firm", "none", "infeasible"])]
+    part = table[
+        table["participant"].astype(bool) & ~table["binding_type"].isin(["capacity", "firm", "none", "infeasible"])
+    ]
     if part.empty:
         return []
     counts = part.groupby(["binding_type", "binding_element"], sort=False).size().reset_index(name="end_users")
     counts = counts.sort_values(["end_users", "binding_element"], ascending=[False, True])
-    return [{"element": r.binding_element, "type": r.binding_type, "end_users": int(r.end_users)}
-            for r in counts.itertuples()]
+    return [
+        {"element": r.binding_element, "type": r.binding_type, "end_users": int(r.end_users)}
+        for r in counts.itertuples()
+    ]
 
 
 # ----------------------------------------------------------------------------- reading back
 
-REQUIRED = ("end_user", "connection_point", "bus", "phases", "connection", "capacity_kva", "direction", "method",
-            "guaranteed_kw", "binding")
+REQUIRED = (
+    "end_user",
+    "connection_point",
+    "bus",
+    "phases",
+    "connection",
+    "capacity_kva",
+    "direction",
+    "method",
+    "guaranteed_kw",
+    "binding",
+)
 
 
 def read_envelopes(path: Path | str) -> pd.DataFrame:
@@ -297,8 +450,12 @@ def read_envelopes(path: Path | str) -> pd.DataFrame:
     `infeasible`) are dropped: they carry no envelope."""
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype={c.name: str for c in ENVELOPES if c.dtype == "str"}, keep_default_na=False,
-                         na_values={c.name: [""] for c in ENVELOPES if c.dtype == "float"})
+        df = pd.read_csv(
+            path,
+            dtype={c.name: str for c in ENVELOPES if c.dtype == "str"},
+            keep_default_na=False,
+            na_values={c.name: [""] for c in ENVELOPES if c.dtype == "float"},
+        )
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise InputError(f"{path}: cannot read envelopes ({' '.join(str(exc).split())})") from None
     missing = [c for c in REQUIRED if c not in df.columns]

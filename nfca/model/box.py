@@ -68,8 +68,10 @@ class Box:
         """The box's uniform vertices: everyone at the high end of their range (every participant
         at its import envelope), everyone at the low end (at its export envelope)."""
         n = len(self.users)
-        return [Point(np.ones(n), "everyone at the high end of their range"),
-                Point(np.zeros(n), "everyone at the low end of their range")]
+        return [
+            Point(np.ones(n), "everyone at the high end of their range"),
+            Point(np.zeros(n), "everyone at the low end of their range"),
+        ]
 
     def sample(self, n: int, seed: int) -> list[Point]:
         """n seeded random points: half at random vertices, half uniform in the box's interior."""

@@ -53,7 +53,9 @@ class Limits:
         if (self.vmin_v is not None and self.vmin_v <= 0) or (self.vmax_v is not None and self.vmax_v <= 0):
             raise InputError(f"voltage limits in volts must be positive, got {self.vmin_v}, {self.vmax_v}")
         if self.vmin_v is not None and self.vmax_v is not None and not self.vmin_v < self.vmax_v:
-            raise InputError(f"the lower voltage limit must be below the upper one, got {self.vmin_v} V, {self.vmax_v} V")
+            raise InputError(
+                f"the lower voltage limit must be below the upper one, got {self.vmin_v} V, {self.vmax_v} V"
+            )
         if self.v_neutral_max_v is not None and not self.v_neutral_max_v > 0:
             raise InputError(f"the neutral voltage limit must be positive (V), got {self.v_neutral_max_v}")
         if not (0 <= self.v_margin_pu < 0.01 and 0 <= self.i_margin < 0.01):

@@ -155,9 +155,11 @@ class Feeder:
     notices: tuple[Notice, ...] = ()  # what the reader assumed where the file was silent
 
     def __repr__(self) -> str:  # short: a notebook must not print thousands of buses
-        return (f"<Feeder {self.name}: {len(self.buses)} buses, {len(self.lines)} lines, {len(self.end_users)} end-users "
-                f"on {len(self.connection_points)} connection points, {self.length_m:,.0f} m of cable, "
-                f"source {self.source.pu:g} pu>")
+        return (
+            f"<Feeder {self.name}: {len(self.buses)} buses, {len(self.lines)} lines, {len(self.end_users)} end-users "
+            f"on {len(self.connection_points)} connection points, {self.length_m:,.0f} m of cable, "
+            f"source {self.source.pu:g} pu>"
+        )
 
     @cached_property
     def connection_points(self) -> tuple[ConnectionPoint, ...]:
@@ -274,8 +276,10 @@ def check_topology(feeder: Feeder) -> None:
         users = [u.name for u in feeder.end_users if u.bus in missing]
         extra = f"; end-users {', '.join(users[:3])}{' ...' if len(users) > 3 else ''} are cut off" if users else ""
         lost = set(missing)
-        cut = next((_label(e) for g in _branches(feeder).values() for e in g if set(_buses_of(e)) & lost),
-                   f"Load.{users[0]}" if users else "")
+        cut = next(
+            (_label(e) for g in _branches(feeder).values() for e in g if set(_buses_of(e)) & lost),
+            f"Load.{users[0]}" if users else "",
+        )
         src = feeder.source
         raise FeederError(
             f"{cut + ': ' if cut else ''}bus {missing[0]} is not connected to the source ({src.name} at bus "
@@ -305,6 +309,7 @@ def _depth(parent: dict, bus: str) -> int:
 
 def _tree_path(parent: dict, a: str, b: str) -> list:
     """The branches (groups) on the tree path between buses a and b."""
+
     def up(x: str) -> list[str]:
         out = [x]
         while parent[out[-1]][0] is not None:
@@ -389,8 +394,9 @@ def check_earthing(feeder: Feeder, earthed_s: float = EARTHED_S) -> None:
                         out[ix[t]] += c
         if np.abs(out).sum() >= earthed_s:
             continue
-        star = [(el.name, t) for el in feeder.elements if el.kind == "transformer" for t in el.terminals
-                if t in neutrals]
+        star = [
+            (el.name, t) for el in feeder.elements if el.kind == "transformer" for t in el.terminals if t in neutrals
+        ]
         bus, node = star[0][1] if star else neutrals[0]
         where = f" (the star point of {star[0][0]})" if star else ""
         raise FeederError(

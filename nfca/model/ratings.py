@@ -57,8 +57,10 @@ def resolve_ampacities(lines: list[LineRating], rules: AmpacityRules) -> tuple[d
     """
     unknown = sorted(set(rules.by_line) - {x.name for x in lines})
     if unknown:
-        raise InputError(f"{rules.table}: line {unknown[0]} is not in the feeder"
-                         f"{f' ({len(unknown)} unknown lines)' if len(unknown) > 1 else ''}")
+        raise InputError(
+            f"{rules.table}: line {unknown[0]} is not in the feeder"
+            f"{f' ({len(unknown)} unknown lines)' if len(unknown) > 1 else ''}"
+        )
     amps: dict[str, float] = {}
     tabled, overridden, defaulted, missing = [], 0, [], []
     for x in lines:
@@ -83,20 +85,26 @@ def resolve_ampacities(lines: list[LineRating], rules: AmpacityRules) -> tuple[d
     notices = []
     if tabled:
         codes = len({x.linecode for x in tabled if x.linecode and x.name not in rules.by_line})
-        notices.append(Notice(
-            "ampacity_from_table",
-            f"ampacity from {rules.table or 'the ampacity table'} for {len(tabled)} line(s)"
-            f"{f' of {codes} line code(s)' if codes else ''}"
-            f"{f' ({overridden} replacing the file normamps)' if overridden else ''}",
-            data={"lines": len(tabled), "linecodes": codes, "over_file": overridden, "table": rules.table}))
+        notices.append(
+            Notice(
+                "ampacity_from_table",
+                f"ampacity from {rules.table or 'the ampacity table'} for {len(tabled)} line(s)"
+                f"{f' of {codes} line code(s)' if codes else ''}"
+                f"{f' ({overridden} replacing the file normamps)' if overridden else ''}",
+                data={"lines": len(tabled), "linecodes": codes, "over_file": overridden, "table": rules.table},
+            )
+        )
     if defaulted:
         codes = Counter(x.linecode or "" for x in defaulted)
-        notices.append(Notice(
-            "ampacity_defaulted",
-            f"--default-ampacity {rules.default_a:g} A given to {len(defaulted)} line(s) without normamps "
-            f"({_codes(codes)})",
-            level="warning", data={"lines": len(defaulted), "ampacity_a": rules.default_a,
-                                   "linecodes": dict(sorted(codes.items()))}))
+        notices.append(
+            Notice(
+                "ampacity_defaulted",
+                f"--default-ampacity {rules.default_a:g} A given to {len(defaulted)} line(s) without normamps "
+                f"({_codes(codes)})",
+                level="warning",
+                data={"lines": len(defaulted), "ampacity_a": rules.default_a, "linecodes": dict(sorted(codes.items()))},
+            )
+        )
     return amps, tuple(notices)
 
 
@@ -120,8 +128,10 @@ def _missing_message(missing: list[LineRating], rated: int) -> str:
         return f"Line.{x.name}: no ampacity: set normamps on {where}, or give {fix} ({dss})"
     counts = Counter(x.linecode or "" for x in missing)
     n_codes = len([c for c in counts if c])
-    return (f"no ampacity (normamps) for {len(missing)} of {rated} lines"
-            f"{f', of {n_codes} line code(s)' if n_codes else ''} ({_codes(counts)}): give {fix} ({dss})")
+    return (
+        f"no ampacity (normamps) for {len(missing)} of {rated} lines"
+        f"{f', of {n_codes} line code(s)' if n_codes else ''} ({_codes(counts)}): give {fix} ({dss})"
+    )
 
 
 def read_ampacity_table(path: Path | str, default_a: float | None = None) -> AmpacityRules:
@@ -143,8 +153,10 @@ def read_ampacity_table(path: Path | str, default_a: float | None = None) -> Amp
     for row, rec in enumerate(df.to_dict("records"), start=2):
         named = [(k, rec[k].strip().lower()) for k in keys if rec[k].strip()]
         if len(named) != 1:
-            raise InputError(f"{path} line {row}: give either a linecode or a line, got "
-                             f"{' and '.join(k for k, _ in named) or 'neither'}")
+            raise InputError(
+                f"{path} line {row}: give either a linecode or a line, got "
+                f"{' and '.join(k for k, _ in named) or 'neither'}"
+            )
         kind, name = named[0]
         raw = rec["amps"].strip()
         try:
@@ -154,7 +166,8 @@ def read_ampacity_table(path: Path | str, default_a: float | None = None) -> Amp
         if not (math.isfinite(amps) and amps > 0):
             raise InputError(f"{path} line {row}: amps of {kind} {name} must be a positive number, got '{raw}'")
         if name in tables[kind] and tables[kind][name] != amps:
-            raise InputError(f"{path} line {row}: {kind} {name} is given two ampacities, "
-                             f"{tables[kind][name]:g} and {amps:g} A")
+            raise InputError(
+                f"{path} line {row}: {kind} {name} is given two ampacities, {tables[kind][name]:g} and {amps:g} A"
+            )
         tables[kind][name] = amps
     return AmpacityRules(by_line=tables["line"], by_linecode=tables["linecode"], default_a=default_a, table=str(path))

@@ -102,7 +102,9 @@ def _parallel(group: tuple[Line, ...]) -> Line | None:
         else:  # laid the other way round
             pairs = dict(zip(line.nodes_to, line.nodes_from))
             perm_from = line.nodes_to
-        if sorted(pairs) != sorted(first.nodes_from) or any(pairs[a] != b for a, b in zip(first.nodes_from, first.nodes_to)):
+        if sorted(pairs) != sorted(first.nodes_from) or any(
+            pairs[a] != b for a, b in zip(first.nodes_from, first.nodes_to)
+        ):
             return None
         perm = [perm_from.index(n) for n in first.nodes_from]
         zs.append(line.z_ohm[np.ix_(perm, perm)])
@@ -130,8 +132,9 @@ def _parallel(group: tuple[Line, ...]) -> Line | None:
 def _oriented(line: Line, parent: dict) -> Line:
     """The line with bus_from upstream (towards the source)."""
     if parent.get(line.bus_from, (None, None))[0] == line.bus_to:
-        return replace(line, bus_from=line.bus_to, bus_to=line.bus_from,
-                       nodes_from=line.nodes_to, nodes_to=line.nodes_from)
+        return replace(
+            line, bus_from=line.bus_to, bus_to=line.bus_from, nodes_from=line.nodes_to, nodes_to=line.nodes_from
+        )
     return line
 
 
@@ -164,6 +167,7 @@ def kron_reduce(feeder: Feeder) -> Feeder:
     its row is current into earth. End-user legs (a, n) become phase-to-earth legs (a, 0).
     Feeders without neutral conductors come back unchanged.
     """
+
     def neutral(n: int) -> bool:
         return n != EARTH and n not in PHASES
 
@@ -180,11 +184,18 @@ def kron_reduce(feeder: Feeder) -> Feeder:
         if not keep:  # a neutral-only line carries nothing once the neutral is earth
             continue
         z = line.z_ohm
-        zk = z[np.ix_(keep, keep)] - z[np.ix_(keep, gone)] @ np.linalg.solve(z[np.ix_(gone, gone)], z[np.ix_(gone, keep)])
-        lines.append(replace(
-            line, nodes_from=tuple(line.nodes_from[k] for k in keep), nodes_to=tuple(line.nodes_to[k] for k in keep),
-            z_ohm=zk, y_shunt_s=line.y_shunt_s[np.ix_(keep, keep)],
-        ))
+        zk = z[np.ix_(keep, keep)] - z[np.ix_(keep, gone)] @ np.linalg.solve(
+            z[np.ix_(gone, gone)], z[np.ix_(gone, keep)]
+        )
+        lines.append(
+            replace(
+                line,
+                nodes_from=tuple(line.nodes_from[k] for k in keep),
+                nodes_to=tuple(line.nodes_to[k] for k in keep),
+                z_ohm=zk,
+                y_shunt_s=line.y_shunt_s[np.ix_(keep, keep)],
+            )
+        )
 
     elements = []
     for el in feeder.elements:
@@ -195,15 +206,22 @@ def kron_reduce(feeder: Feeder) -> Feeder:
             elements.append(el)
             continue
         pos = {i: k for k, i in enumerate(keep)}
-        elements.append(replace(
-            el, terminals=tuple(el.terminals[i] for i in keep), y_s=el.y_s[np.ix_(keep, keep)],
-            rated_terminals=tuple(pos[i] for i in el.rated_terminals if i in pos),
-        ))
+        elements.append(
+            replace(
+                el,
+                terminals=tuple(el.terminals[i] for i in keep),
+                y_s=el.y_s[np.ix_(keep, keep)],
+                rated_terminals=tuple(pos[i] for i in el.rated_terminals if i in pos),
+            )
+        )
 
     used = {b for line in lines for b in (line.bus_from, line.bus_to)} | {feeder.source.bus}
     used |= {b for el in elements for b, n in el.terminals if n != EARTH}
-    buses = {name: replace(bus, nodes=tuple(n for n in bus.nodes if not neutral(n)))
-             for name, bus in feeder.buses.items() if name in used}
+    buses = {
+        name: replace(bus, nodes=tuple(n for n in bus.nodes if not neutral(n)))
+        for name, bus in feeder.buses.items()
+        if name in used
+    }
     users = tuple(
         replace(u, legs=tuple((EARTH if neutral(a) else a, EARTH if neutral(b) else b) for a, b in u.legs))
         for u in feeder.end_users

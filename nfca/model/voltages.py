@@ -48,8 +48,10 @@ def leg_groups(feeder: Feeder) -> tuple[LegGroup, ...]:
             key = (kind, round(base * leg_nominal_pu(leg), 1), rated)
             if u.name not in groups.setdefault(key, []):
                 groups[key].append(u.name)
-    return tuple(LegGroup(k, nom, rated, tuple(users)) for (k, nom, rated), users in sorted(
-        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0.0)))
+    return tuple(
+        LegGroup(k, nom, rated, tuple(users))
+        for (k, nom, rated), users in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0.0))
+    )
 
 
 def limits_v(group: LegGroup, limits: Limits) -> tuple[float, float]:
@@ -63,8 +65,10 @@ def voltage_limits_v(feeder: Feeder, limits: Limits) -> list[dict]:
     rows: dict[tuple[str, float], dict] = {}
     for g in leg_groups(feeder):
         lo, hi = limits_v(g, limits)
-        row = rows.setdefault((g.kind, g.nominal_v), {"legs": g.kind, "nominal_v": g.nominal_v, "vmin_v": round(lo, 2),
-                                                      "vmax_v": round(hi, 2), "end_users": 0})
+        row = rows.setdefault(
+            (g.kind, g.nominal_v),
+            {"legs": g.kind, "nominal_v": g.nominal_v, "vmin_v": round(lo, 2), "vmax_v": round(hi, 2), "end_users": 0},
+        )
         row["end_users"] += len(g.end_users)
     return list(rows.values())
 
@@ -76,7 +80,8 @@ def describe_voltage_limits(rows: list[dict], options: dict) -> str:
     return "voltage limits " + "; ".join(
         f"{d['vmin_v']:g}-{d['vmax_v']:g} V {d['legs']}"
         + (f" ({options['vmin_pu']:.2f}-{options['vmax_pu']:.2f} pu of {d['nominal_v']:g} V)" if in_pu else "")
-        for d in rows)
+        for d in rows
+    )
 
 
 def check_voltage_limits(feeder: Feeder, limits: Limits) -> None:
@@ -90,7 +95,8 @@ def check_voltage_limits(feeder: Feeder, limits: Limits) -> None:
             raise InputError(
                 f"voltage limits {lo:g}-{hi:g} V cannot hold for the {g.kind} voltage of nominal {g.nominal_v:g} V "
                 f"that Load.{g.end_users[0]}{f' and {len(g.end_users) - 1} more' if len(g.end_users) > 1 else ''} "
-                "see: on a feeder whose users see different nominal voltages give the limits in pu (--vmin/--vmax)")
+                "see: on a feeder whose users see different nominal voltages give the limits in pu (--vmin/--vmax)"
+            )
 
 
 def rated_voltage_notices(feeder: Feeder, limits: Limits) -> tuple[Notice, ...]:
@@ -105,15 +111,25 @@ def rated_voltage_notices(feeder: Feeder, limits: Limits) -> tuple[Notice, ...]:
         lo, hi = limits_v(g, limits)
         en_lo, en_hi = g.en50160_v
         n = len(g.end_users)
-        out.append(Notice(
-            "rated_voltage_differs",
-            f"{n} load(s) rated {g.rated_v:g} V {g.kind} (their kV) sit on buses whose voltage base gives "
-            f"{g.nominal_v:g} V ({100 * (g.nominal_v / g.rated_v - 1):+.1f} %): the limits "
-            f"{limits.vmin_pu:.2f}-{limits.vmax_pu:.2f} pu are {lo:.1f}-{hi:.1f} V there; EN 50160 around "
-            f"{(en_lo + en_hi) / 2:g} V is {en_lo:g}-{en_hi:g} V (--vmin-v {en_lo:g} --vmax-v {en_hi:g})",
-            data={"legs": g.kind, "rated_v": g.rated_v, "nominal_v": g.nominal_v, "vmin_v": round(lo, 2),
-                  "vmax_v": round(hi, 2), "en50160_v": [round(en_lo, 1), round(en_hi, 1)], "end_users": n,
-                  "example": g.end_users[0]}))
+        out.append(
+            Notice(
+                "rated_voltage_differs",
+                f"{n} load(s) rated {g.rated_v:g} V {g.kind} (their kV) sit on buses whose voltage base gives "
+                f"{g.nominal_v:g} V ({100 * (g.nominal_v / g.rated_v - 1):+.1f} %): the limits "
+                f"{limits.vmin_pu:.2f}-{limits.vmax_pu:.2f} pu are {lo:.1f}-{hi:.1f} V there; EN 50160 around "
+                f"{(en_lo + en_hi) / 2:g} V is {en_lo:g}-{en_hi:g} V (--vmin-v {en_lo:g} --vmax-v {en_hi:g})",
+                data={
+                    "legs": g.kind,
+                    "rated_v": g.rated_v,
+                    "nominal_v": g.nominal_v,
+                    "vmin_v": round(lo, 2),
+                    "vmax_v": round(hi, 2),
+                    "en50160_v": [round(en_lo, 1), round(en_hi, 1)],
+                    "end_users": n,
+                    "example": g.end_users[0],
+                },
+            )
+        )
     return tuple(out)
 
 

@@ -89,7 +89,7 @@ def constraint_kcl(b: pyo.Block, net: PuNetwork) -> None:
     inj = source_injection(net)
     vr, vi = list(b.vr.values()), list(b.vi.values())
     legs: list[list] = [[] for _ in range(net.n)]
-    for (u, k) in b.L:
+    for u, k in b.L:
         p, q = net.user_legs[u][k]
         if p >= 0:
             legs[p].append((1.0, u, k))
@@ -131,10 +131,16 @@ def add_limit_rows(b: pyo.Block, lim: LimitMap, rows) -> None:
             continue
         lo, hi = a.indptr[k], a.indptr[k + 1]
         entries = [(complex(x), int(j)) for x, j in zip(a.data[lo:hi], a.indices[lo:hi])]
-        re = LinearExpression(constant=0.0, linear_coefs=[c for x, _ in entries for c in (x.real, -x.imag)],
-                              linear_vars=[v for _, j in entries for v in (b.vr[j], b.vi[j])])
-        im = LinearExpression(constant=0.0, linear_coefs=[c for x, _ in entries for c in (x.real, x.imag)],
-                              linear_vars=[v for _, j in entries for v in (b.vi[j], b.vr[j])])
+        re = LinearExpression(
+            constant=0.0,
+            linear_coefs=[c for x, _ in entries for c in (x.real, -x.imag)],
+            linear_vars=[v for _, j in entries for v in (b.vr[j], b.vi[j])],
+        )
+        im = LinearExpression(
+            constant=0.0,
+            linear_coefs=[c for x, _ in entries for c in (x.real, x.imag)],
+            linear_vars=[v for _, j in entries for v in (b.vi[j], b.vr[j])],
+        )
         mag2 = re**2 + im**2
         b.limit_rows.add(k)
         b.lim_upper[k] = mag2 <= float(lim.upper[k]) ** 2
@@ -158,7 +164,7 @@ def initialise(b: pyo.Block, net: PuNetwork, v: np.ndarray, s_user: np.ndarray) 
             b.p[u].set_value(float(s.real))
         if not b.q[u].fixed:
             b.q[u].set_value(float(s.imag))
-    for (u, k) in b.L:
+    for u, k in b.L:
         p, q = net.user_legs[u][k]
         dv = ve[p] - ve[q]
         i = np.conj(s_user[u] / len(net.user_legs[u]) / dv) if abs(dv) > 0 else 0.0

@@ -138,12 +138,28 @@ def per_unit(feeder: Feeder, s_base_kva: float = S_BASE_KVA, source_pu: float | 
                     vneutral.setdefault(i, (i, f"bus {u.bus} node {node}"))
 
     return PuNetwork(
-        feeder=feeder, s_base_va=s_base, nodes=nodes, v_base=v_base,
-        c_line=tuple(c_line), c_from=np.array(c_from, dtype=int), c_to=np.array(c_to, dtype=int),
-        c_imax=np.array(c_imax), line_slices=tuple(slices), line_z=tuple(zs), line_yhalf=tuple(yhs),
-        el_idx=tuple(el_idx), el_y=tuple(el_y), el_rated=tuple(el_rated), el_imax=tuple(el_imax),
-        src_idx=src_idx, src_y=src.y_s * vb_src**2 / s_base, src_e=src.e_v / vb_src * (1.0 if source_pu is None else source_pu / src.pu),
-        users=tuple(users), user_legs=tuple(legs), user_cap=np.array(caps), vlegs=tuple(vlegs.values()),
+        feeder=feeder,
+        s_base_va=s_base,
+        nodes=nodes,
+        v_base=v_base,
+        c_line=tuple(c_line),
+        c_from=np.array(c_from, dtype=int),
+        c_to=np.array(c_to, dtype=int),
+        c_imax=np.array(c_imax),
+        line_slices=tuple(slices),
+        line_z=tuple(zs),
+        line_yhalf=tuple(yhs),
+        el_idx=tuple(el_idx),
+        el_y=tuple(el_y),
+        el_rated=tuple(el_rated),
+        el_imax=tuple(el_imax),
+        src_idx=src_idx,
+        src_y=src.y_s * vb_src**2 / s_base,
+        src_e=src.e_v / vb_src * (1.0 if source_pu is None else source_pu / src.pu),
+        users=tuple(users),
+        user_legs=tuple(legs),
+        user_cap=np.array(caps),
+        vlegs=tuple(vlegs.values()),
         vneutral=tuple(vneutral.values()),
         vleg_nominal_v=np.array([v_base[p if p >= 0 else q] * nom for p, q, nom, _ in vlegs.values()]),
     )
@@ -208,14 +224,16 @@ class ZBusPowerFlow:
                     rows.append(node), cols.append(k), vals.append(sign)
         self.d = sp.csr_matrix((vals, (rows, cols)), shape=(net.n, len(legs)))
 
-    def solve(self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200,
-              v0: np.ndarray | None = None) -> np.ndarray | None:
+    def solve(
+        self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200, v0: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """Node voltages (pu); None if the iteration does not converge to `tol` (pu) in time."""
         v, ok = self.solve_many(np.asarray(s_user)[None, :], tol, max_iter, None if v0 is None else v0[None, :])
         return v[0] if ok[0] else None
 
-    def solve_many(self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200,
-                   v0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def solve_many(
+        self, s_user: np.ndarray, tol: float = 1e-11, max_iter: int = 200, v0: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Node voltages (pu) of many operating points at once (one per row of `s_user`, starting
         from the rows of `v0`, default the no-load voltages), and which converged to `tol`."""
         m = s_user.shape[0]
@@ -331,8 +349,18 @@ def limit_map(net: PuNetwork, limits: Limits, margin: bool = True) -> LimitMap:
     rows, cols, vals = [], [], []
     lower, upper, kind, element, phase, limit, lower_limit, unit, scales = [], [], [], [], [], [], [], [], []
 
-    def add(entries: list[tuple[int, complex]], lo: float, hi: float, k: str, elem: str, ph: str, lim: float,
-            lim_lo: float = 0.0, u: str = "", scale: float = 1.0) -> None:
+    def add(
+        entries: list[tuple[int, complex]],
+        lo: float,
+        hi: float,
+        k: str,
+        elem: str,
+        ph: str,
+        lim: float,
+        lim_lo: float = 0.0,
+        u: str = "",
+        scale: float = 1.0,
+    ) -> None:
         r = len(kind)
         for j, val in entries:
             if j >= 0 and val != 0:
@@ -346,12 +374,31 @@ def limit_map(net: PuNetwork, limits: Limits, margin: bool = True) -> LimitMap:
     for k, (p, q, nom, label) in enumerate(net.vlegs):
         bus, ph = label.split()[1], label.split()[-1]
         scale = net.vleg_nominal_v[k] if volts else 1.0
-        add([(p, 1 / nom), (q, -1 / nom)], lo[k], hi[k], VOLTAGE, bus, ph, hi_real[k] * scale, lo_real[k] * scale,
-            "V" if volts else "pu", scale)
+        add(
+            [(p, 1 / nom), (q, -1 / nom)],
+            lo[k],
+            hi[k],
+            VOLTAGE,
+            bus,
+            ph,
+            hi_real[k] * scale,
+            lo_real[k] * scale,
+            "V" if volts else "pu",
+            scale,
+        )
     if limits.v_neutral_max_v is not None:
         for (i, label), lim in zip(net.vneutral, net.neutral_max_pu(limits, margin)):
-            add([(i, 1.0)], 0.0, lim, NEUTRAL, label.split()[1], label.split()[-1], limits.v_neutral_max_v, u="V",
-                scale=net.v_base[i])
+            add(
+                [(i, 1.0)],
+                0.0,
+                lim,
+                NEUTRAL,
+                label.split()[1],
+                label.split()[-1],
+                limits.v_neutral_max_v,
+                u="V",
+                scale=net.v_base[i],
+            )
     keep = 1 - (limits.i_margin if margin else 0.0)
     lines = {line.name: line for line in net.feeder.lines}
     names = {1: "a", 2: "b", 3: "c"}
@@ -365,13 +412,41 @@ def limit_map(net: PuNetwork, limits: Limits, margin: bool = True) -> LimitMap:
                 entries += [(net.c_from[c2], zi[a, b]), (net.c_to[c2], -zi[a, b])]
             node = line.nodes_from[a]
             base_a = net.s_base_va / net.v_base[net.c_from[c]]  # pu to A
-            add(entries, 0.0, net.c_imax[c] * keep, CURRENT, line.rating_name, names.get(node, "n"),
-                net.c_imax[c] * base_a, u="A", scale=base_a)
+            add(
+                entries,
+                0.0,
+                net.c_imax[c] * keep,
+                CURRENT,
+                line.rating_name,
+                names.get(node, "n"),
+                net.c_imax[c] * base_a,
+                u="A",
+                scale=base_a,
+            )
     for e, (ix, y, rated, imax) in enumerate(zip(net.el_idx, net.el_y, net.el_rated, net.el_imax)):
         el = net.feeder.elements[e]
         for r, lim in zip(rated, imax):
-            add([(j, y[r, b]) for b, j in enumerate(ix)], 0.0, lim * keep, RATING, el.name,
-                names.get(el.terminals[r][1], "n"), el.rating_a, u="A", scale=el.rating_a / lim)
+            add(
+                [(j, y[r, b]) for b, j in enumerate(ix)],
+                0.0,
+                lim * keep,
+                RATING,
+                el.name,
+                names.get(el.terminals[r][1], "n"),
+                el.rating_a,
+                u="A",
+                scale=el.rating_a / lim,
+            )
     a = sp.csr_matrix((vals, (rows, cols)), shape=(len(kind), net.n), dtype=complex)
-    return LimitMap(a, np.array(lower), np.array(upper), np.array(kind), tuple(element), tuple(phase),
-                    np.array(limit), np.array(lower_limit), tuple(unit), np.array(scales))
+    return LimitMap(
+        a,
+        np.array(lower),
+        np.array(upper),
+        np.array(kind),
+        tuple(element),
+        tuple(phase),
+        np.array(limit),
+        np.array(lower_limit),
+        tuple(unit),
+        np.array(scales),
+    )

@@ -77,8 +77,13 @@ class EnvelopeProblem:
         self.firm = np.array([firm_kw(users[n], o) * 1e3 / self.net.s_base_va for n in self.net.users])
 
     # ------------------------------------------------------------------ public
-    def solve(self, method: Method | str, direction: Direction | str | None = None,
-              firm_kw: dict[str, float] | None = None, guarantee: Guarantee | str | None = None) -> list[EnvelopeSet]:
+    def solve(
+        self,
+        method: Method | str,
+        direction: Direction | str | None = None,
+        firm_kw: dict[str, float] | None = None,
+        guarantee: Guarantee | str | None = None,
+    ) -> list[EnvelopeSet]:
         """The envelope sets of one method: import and export together for a box guarantee,
         `direction` alone otherwise. Raise InfeasibleError when the non-participants alone break a
         limit, SolverError when Ipopt fails.
@@ -99,8 +104,9 @@ class EnvelopeProblem:
         return run.envelope_sets(t0)
 
     # ------------------------------------------------------------------ the box
-    def ranges(self, guarantee: Guarantee, dirs: tuple[Direction, ...], firm_kw: dict[str, float] | None
-               ) -> tuple[np.ndarray, np.ndarray, float | None]:
+    def ranges(
+        self, guarantee: Guarantee, dirs: tuple[Direction, ...], firm_kw: dict[str, float] | None
+    ) -> tuple[np.ndarray, np.ndarray, float | None]:
         """Non-participants' range [lo, hi] (pu; participants' entries 0, theirs come from the
         envelope variables) and the corner's t for a corner guarantee."""
         imp, exp = Direction.import_ in dirs, Direction.export in dirs
@@ -108,8 +114,9 @@ class EnvelopeProblem:
             missing = [n for n, part in zip(self.net.users, self.part) if not part and n not in firm_kw]
             if missing:
                 raise InputError(f"no fixed power given for non-participant {missing[0]}")
-            fixed = np.array([0.0 if part else firm_kw[n] * 1e3 / self.net.s_base_va
-                              for n, part in zip(self.net.users, self.part)])
+            fixed = np.array(
+                [0.0 if part else firm_kw[n] * 1e3 / self.net.s_base_va for n, part in zip(self.net.users, self.part)]
+            )
             lo = hi = fixed
         elif guarantee is Guarantee.corner:
             lo = hi = np.where(self.part, 0.0, self.firm if imp else -self.firm)
@@ -124,8 +131,14 @@ class _Run:
     """One solve of `EnvelopeProblem.solve`: a fresh Pyomo model (so the answer depends only on
     its inputs), its scenarios, and the constraint-generation loop."""
 
-    def __init__(self, problem: EnvelopeProblem, method: Method, guarantee: Guarantee,
-                 dirs: tuple[Direction, ...], firm_kw: dict[str, float] | None):
+    def __init__(
+        self,
+        problem: EnvelopeProblem,
+        method: Method,
+        guarantee: Guarantee,
+        dirs: tuple[Direction, ...],
+        firm_kw: dict[str, float] | None,
+    ):
         self.P, self.method, self.guarantee, self.dirs, self.firm_kw = problem, method, guarantee, dirs, firm_kw
         P = problem
         self.np_lo, self.np_hi, self.corner = P.ranges(guarantee, dirs, firm_kw)
@@ -167,15 +180,18 @@ class _Run:
         if self.corner is not None:
             return [Point(np.full(n, self.corner), "every participant at its envelope")]
         guess = np.where(P.part, GUESS * P.cap, 0.0)
-        lo, hi = self.box_pu(guess if Direction.import_ in self.dirs else 0 * guess,
-                             guess if Direction.export in self.dirs else 0 * guess)
+        lo, hi = self.box_pu(
+            guess if Direction.import_ in self.dirs else 0 * guess,
+            guess if Direction.export in self.dirs else 0 * guess,
+        )
         found = [Point(c.t, _label(P, c)) for c in worst_vertices(P.points, lo, hi, P.tan_phi) if c.excess > 0]
         if found:
             return found[:PER_ROUND]
         if Direction.import_ in self.dirs and Direction.export in self.dirs:
             return [Point(np.ones(n), "everyone importing"), Point(np.zeros(n), "everyone exporting")]
-        return [Point(np.ones(n) if self.dirs[0] is Direction.import_ else np.zeros(n),
-                      "every participant at its envelope")]
+        return [
+            Point(np.ones(n) if self.dirs[0] is Direction.import_ else np.zeros(n), "every participant at its envelope")
+        ]
 
     def envelopes_pu(self) -> tuple[np.ndarray, np.ndarray]:
         m = self.m
@@ -282,8 +298,10 @@ class _Run:
             if not new:
                 return res
             if len(self.blocks) >= MAX_ROUNDS * PER_ROUND:
-                raise SolverError(f"the {self.method.value} envelopes: no set holds in the whole box after "
-                                  f"{len(self.blocks)} vertices")
+                raise SolverError(
+                    f"the {self.method.value} envelopes: no set holds in the whole box after "
+                    f"{len(self.blocks)} vertices"
+                )
             for point, ranges in new:
                 self._add(point, ranges)
 
@@ -350,10 +368,13 @@ class _Run:
         if new:
             two = len(self.dirs) == 2
             b.total = pyo.Var(range(len(self.dirs)), bounds=(LOG_FLOOR if two else None, None), initialize=1.0)
-            b.sum = pyo.Constraint(range(len(self.dirs)), rule=lambda b, k: b.total[k] == sum(
-                self._active()[k][1][u] for u in self.free))
+            b.sum = pyo.Constraint(
+                range(len(self.dirs)), rule=lambda b, k: b.total[k] == sum(self._active()[k][1][u] for u in self.free)
+            )
             tie = TIE_BREAK / 2 * sum(g[u] ** 2 for _, g in self._active() for u in self.free)
-            b.obj = pyo.Objective(expr=self._main([b.total[k] for k in range(len(self.dirs))]) - tie, sense=pyo.maximize)
+            b.obj = pyo.Objective(
+                expr=self._main([b.total[k] for k in range(len(self.dirs))]) - tie, sense=pyo.maximize
+            )
         for k, (_, g) in enumerate(self._active()):
             b.total[k].set_value(max(LOG_FLOOR, sum(pyo.value(g[u]) for u in self.free)))
         return self._solve(warm=not new)
@@ -369,13 +390,15 @@ class _Run:
             if new:
                 b.t = pyo.Var(range(len(active)), bounds=(LOG_FLOOR if two else 0.0, None))
                 b.obj = pyo.Objective(expr=self._main([b.t[k] for k in range(len(active))]), sense=pyo.maximize)
-                b.equal = pyo.Constraint([(k, u) for k in free for u in free[k]],
-                                         rule=lambda b, k, u: active[k][1][u] == b.t[k])
+                b.equal = pyo.Constraint(
+                    [(k, u) for k in free for u in free[k]], rule=lambda b, k, u: active[k][1][u] == b.t[k]
+                )
             for k, (_, g) in enumerate(active):
                 caps = [P.cap[u] for u in free[k]]
                 b.t[k].setub(float(min(caps)) if caps else None)
-                b.t[k].set_value(min(max(LOG_FLOOR, min((pyo.value(g[u]) for u in free[k]), default=0.0)),
-                                     min(caps, default=np.inf)))
+                b.t[k].set_value(
+                    min(max(LOG_FLOOR, min((pyo.value(g[u]) for u in free[k]), default=0.0)), min(caps, default=np.inf))
+                )
                 for u in set(self.free) - set(free[k]):  # held at capacity
                     g[u].setlb(float(P.cap[u]))
             res = self._solve(warm=not new)
@@ -399,8 +422,10 @@ class _Run:
         if new:
             two = len(active) == 2
             b.alpha = pyo.Var(range(len(active)), bounds=(LOG_FLOOR if two else 0.0, 1.0), initialize=0.25)
-            b.prop = pyo.Constraint([(k, u) for k in range(len(active)) for u in self.free],
-                                    rule=lambda b, k, u: active[k][1][u] == b.alpha[k] * float(P.cap[u]))
+            b.prop = pyo.Constraint(
+                [(k, u) for k in range(len(active)) for u in self.free],
+                rule=lambda b, k, u: active[k][1][u] == b.alpha[k] * float(P.cap[u]),
+            )
             b.obj = pyo.Objective(expr=self._main([b.alpha[k] for k in range(len(active))]), sense=pyo.maximize)
         return self._solve(warm=not new)
 
@@ -431,8 +456,9 @@ class _Run:
         while any(free.values()):
             b, _ = self._method_block(("maxmin", tuple(sorted(level.items()))))
             b.t = pyo.Var(range(len(active)), bounds=(LOG_FLOOR if two else 0.0, None), initialize=LOG_FLOOR)
-            b.floor = pyo.Constraint([(k, u) for k in free for u in free[k]],
-                                     rule=lambda b, k, u: active[k][1][u] >= b.t[k])
+            b.floor = pyo.Constraint(
+                [(k, u) for k in free for u in free[k]], rule=lambda b, k, u: active[k][1][u] >= b.t[k]
+            )
             # frozen users keep their floor (less 0.01 W, so the feasible set keeps an interior);
             # the small penalty holds them at it, which keeps the optimum unique
             b.kept = pyo.Constraint(list(level), rule=lambda b, k, u: active[k][1][u] >= level[k, u] - 1e-6)
@@ -451,8 +477,9 @@ class _Run:
                 t = pyo.value(b.t[k])
                 duals = {u: abs(m.dual.get(b.floor[k, u], 0.0)) for u in free[k]}
                 scale = max(duals.values()) if duals else 0.0
-                frozen = [u for u in free[k] if pyo.value(g[u]) >= P.cap[u] - 1e-7
-                          or (scale > 0 and duals[u] > 1e-4 * scale)]
+                frozen = [
+                    u for u in free[k] if pyo.value(g[u]) >= P.cap[u] - 1e-7 or (scale > 0 and duals[u] > 1e-4 * scale)
+                ]
                 if not frozen:
                     frozen = [u for u in free[k] if pyo.value(g[u]) <= t + 1e-6]
                 for u in frozen:
@@ -473,12 +500,16 @@ class _Run:
         """Solve, then the published sets (one per direction of the run)."""
         res = self.solve()
         if res.status is Status.infeasible and self._proved_infeasible():
-            raise InfeasibleError(f"{self.infeasible_message()}; Ipopt: {res.message.split(':')[0]}, "
-                                  "not retried as the limit is violated with every envelope at zero")
+            raise InfeasibleError(
+                f"{self.infeasible_message()}; Ipopt: {res.message.split(':')[0]}, "
+                "not retried as the limit is violated with every envelope at zero"
+            )
         if not res.ok:  # including an infeasible verdict that the zero envelope contradicts
             names = " and ".join(d.value for d in self.dirs)
-            raise SolverError(f"Ipopt could not solve the {self.method.value} {names} envelopes after "
-                              f"{res.failure()}; nothing was written")
+            raise SolverError(
+                f"Ipopt could not solve the {self.method.value} {names} envelopes after "
+                f"{res.failure()}; nothing was written"
+            )
         gi, ge = self.envelopes_pu()
         return self._sets(gi, ge, res, self.binding(gi, ge), t0)
 
@@ -491,8 +522,11 @@ class _Run:
         ge = full if Direction.export in self.dirs else np.zeros_like(full)
         lo, hi = self.box_pu(ge=ge, gi=gi)
         # first the corners and the scenarios' vertices (at once, cheap): usually one of them breaks
-        known = np.array([np.full(len(lo), self.corner)] if self.corner is not None else
-                         [np.ones(len(lo)), np.zeros(len(lo)), *(p.t for p in self.points)])
+        known = np.array(
+            [np.full(len(lo), self.corner)]
+            if self.corner is not None
+            else [np.ones(len(lo)), np.zeros(len(lo)), *(p.t for p in self.points)]
+        )
         i, _, ok = P.points.solve(box_powers(lo, hi, P.tan_phi, known))
         if not ok.all() or np.max(P.points.lim.excess_of(np.abs(P.points.quantities(i)))) > 0:
             return None
@@ -500,8 +534,13 @@ class _Run:
         if any(c.excess > 0 for c in self.last_search):
             return None
         res = Result(Status.optimal, "every participant at capacity holds in the whole box (power flow): not optimised")
-        at_cap = {d: {n: (Binding("capacity", "capacity") if P.part[u] else Binding("firm", "firm"))
-                      for u, n in enumerate(P.net.users)} for d in Direction}
+        at_cap = {
+            d: {
+                n: (Binding("capacity", "capacity") if P.part[u] else Binding("firm", "firm"))
+                for u, n in enumerate(P.net.users)
+            }
+            for d in Direction
+        }
         return self._sets(gi, ge, res, at_cap, t0)
 
     def _sets(self, gi: np.ndarray, ge: np.ndarray, res: Result, binding: dict, t0: float) -> list[EnvelopeSet]:
@@ -509,20 +548,32 @@ class _Run:
         # Publish whole watts, rounded down: never more than the model proved feasible (the 1 mW
         # allowance absorbs Ipopt's last digits at a capacity bound).
         sb = P.net.s_base_va
-        pub = {d: np.minimum(np.floor(g * sb + 1e-3), np.round(P.cap * sb, 6)) / sb
-               for d, g in ((Direction.import_, gi), (Direction.export, ge))}
+        pub = {
+            d: np.minimum(np.floor(g * sb + 1e-3), np.round(P.cap * sb, 6)) / sb
+            for d, g in ((Direction.import_, gi), (Direction.export, ge))
+        }
         lo, hi = self.box_pu(gi=pub[Direction.import_], ge=pub[Direction.export])
         worst = self.worst_points(lo, hi)
         out = []
         for d in self.dirs:
             kw = np.round(np.where(P.part, pub[d], P.firm) * sb / 1e3, 6)  # non-participants: their firm value
-            out.append(EnvelopeSet(
-                method=self.method, direction=d, guaranteed_kw=dict(zip(P.net.users, kw.tolist())),
-                participant=dict(zip(P.net.users, P.part.tolist())), binding=binding[d], result=res,
-                seconds=time.perf_counter() - t0, iterations=sum(r.iterations for r in self.runs),
-                solves=len(self.runs), firm_kw=None if self.firm_kw is None else dict(self.firm_kw),
-                guarantee=self.guarantee, scenarios=tuple(self.points), worst_points=tuple(worst),
-            ))
+            out.append(
+                EnvelopeSet(
+                    method=self.method,
+                    direction=d,
+                    guaranteed_kw=dict(zip(P.net.users, kw.tolist())),
+                    participant=dict(zip(P.net.users, P.part.tolist())),
+                    binding=binding[d],
+                    result=res,
+                    seconds=time.perf_counter() - t0,
+                    iterations=sum(r.iterations for r in self.runs),
+                    solves=len(self.runs),
+                    firm_kw=None if self.firm_kw is None else dict(self.firm_kw),
+                    guarantee=self.guarantee,
+                    scenarios=tuple(self.points),
+                    worst_points=tuple(worst),
+                )
+            )
         return out
 
     def worst_points(self, lo: np.ndarray, hi: np.ndarray) -> list[Point]:
@@ -531,7 +582,9 @@ class _Run:
             return []
         # the last search (at the solution, or at capacity) found each limit's worst vertex; the
         # published box is that box rounded down by less than a watt: the same vertices
-        found = self.last_search if self.last_search is not None else worst_vertices(self.P.points, lo, hi, self.P.tan_phi)
+        found = (
+            self.last_search if self.last_search is not None else worst_vertices(self.P.points, lo, hi, self.P.tan_phi)
+        )
         out = {p.t.tobytes(): p for p in self.points}
         for c in found:
             key = c.t.tobytes()
@@ -554,8 +607,10 @@ class _Run:
             for s, b in enumerate(self.blocks):
                 dual = np.zeros(len(lim))
                 for k in b.limit_rows:
-                    dual[k] = max(abs(m.dual.get(b.lim_upper[k], 0.0)),
-                                  abs(m.dual.get(b.lim_lower[k], 0.0)) if k in b.lim_lower else 0.0)
+                    dual[k] = max(
+                        abs(m.dual.get(b.lim_upper[k], 0.0)),
+                        abs(m.dual.get(b.lim_lower[k], 0.0)) if k in b.lim_lower else 0.0,
+                    )
                 rows = np.flatnonzero(dual > 1e-9)
                 if not rows.size:
                     continue
@@ -608,8 +663,10 @@ class _Run:
         for t in points:
             ex, v = P.points.excess(box_powers(lo, hi, P.tan_phi, t))
             if v is None:
-                return ["the power flow of the firm connections alone does not converge (they are far beyond "
-                        "the feeder's limits)"]
+                return [
+                    "the power flow of the firm connections alone does not converge (they are far beyond "
+                    "the feeder's limits)"
+                ]
             mag = lim.magnitudes(v)
             for k in np.flatnonzero(ex > 0):
                 side = "lower" if lim.kind[k] == VOLTAGE and mag[k] < lim.lower[k] else "upper"
@@ -624,8 +681,10 @@ class _Run:
         names = " and ".join(d.value for d in self.dirs)
         where = " (each anywhere within its firm value)" if self.corner is None and self.firm_kw is None else ""
         if bad:
-            return (f"no {names} envelope exists: with NFCA users at zero the firm connections alone violate "
-                    f"{len(bad)} limit(s){where}, first {bad[0]} (voltage limits {self.P.options.limits.describe()})")
+            return (
+                f"no {names} envelope exists: with NFCA users at zero the firm connections alone violate "
+                f"{len(bad)} limit(s){where}, first {bad[0]} (voltage limits {self.P.options.limits.describe()})"
+            )
         return f"no {names} envelope exists: Ipopt found the limits infeasible"
 
 

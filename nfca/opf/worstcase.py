@@ -56,12 +56,15 @@ class PointModel:
         self.az = np.asarray(self.lim.a @ self.ze)  # limited quantities per unit leg current
         self.dv0 = pf.d.T @ pf.v_noload
         self.q0 = self.lim.a @ pf.v_noload
-        self.to_user = sp.csr_matrix((np.ones(len(self.leg_u)), (np.arange(len(self.leg_u)), self.leg_u)),
-                                     shape=(len(self.leg_u), len(net.users)))
+        self.to_user = sp.csr_matrix(
+            (np.ones(len(self.leg_u)), (np.arange(len(self.leg_u)), self.leg_u)),
+            shape=(len(self.leg_u), len(net.users)),
+        )
         self.leg_to_user = self.to_user.T.tocsr()
 
-    def solve(self, s_user: np.ndarray, tol: float = 1e-10, max_iter: int = 500, start: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def solve(
+        self, s_user: np.ndarray, tol: float = 1e-10, max_iter: int = 500, start: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Leg currents and leg voltages (pu) at end-user powers `s_user` (pu, consumption +; one
         point per row), and which points converged (a point far beyond the feeder has no solution).
         `start`: leg voltages to iterate from (a nearby point's; default: no load)."""
@@ -146,9 +149,17 @@ EXHAUSTIVE = 10  # boxes with at most this many free end-users are searched vert
 POLISH_MOVES = 8  # single end-user moves solved exactly per step of the polish (the most promising)
 
 
-def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: float, screen: float = 0.1,
-                   max_steps: int = 5, rows: np.ndarray | None = None, starts_per_row: int = 3,
-                   polish_within: float = 0.01) -> list[Candidate]:
+def worst_vertices(
+    model: PointModel,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    tan_phi: float,
+    screen: float = 0.1,
+    max_steps: int = 5,
+    rows: np.ndarray | None = None,
+    starts_per_row: int = 3,
+    polish_within: float = 0.01,
+) -> list[Candidate]:
     """The worst vertex of the box [lo, hi] (pu per end-user) for every limit that could be near
     its bound there, each checked by the model's power flow, worst first, one per distinct vertex.
 
@@ -268,8 +279,10 @@ def worst_vertices(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: f
                 done[u] = (ts[j], mags[j])
                 if ok[j]:
                     volts.setdefault(ts[j].tobytes(), dv[j])
-        return (np.array([done[int(u)][0] for u in movable]).reshape(-1, len(t)),
-                np.array([done[int(u)][1] for u in movable]).reshape(-1, len(lim)))
+        return (
+            np.array([done[int(u)][0] for u in movable]).reshape(-1, len(t)),
+            np.array([done[int(u)][1] for u in movable]).reshape(-1, len(lim)),
+        )
 
     return _candidates(model, _polish(seen, flips, lim, polish_within), solve_points, cache)
 
@@ -293,8 +306,16 @@ def _candidates(model: PointModel, best: dict, solve_points, cache: dict) -> lis
     return sorted(out.values(), key=lambda x: -x.excess)
 
 
-def _every_vertex(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: float, free: np.ndarray,
-                  t0: np.ndarray, rows: np.ndarray, screen: float) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
+def _every_vertex(
+    model: PointModel,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    tan_phi: float,
+    free: np.ndarray,
+    t0: np.ndarray,
+    rows: np.ndarray,
+    screen: float,
+) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
     """The exact worst vertex of a small box for every limit that comes within `screen` of its
     bound there: every vertex solved by the power flow."""
     k = int(free.sum())
@@ -318,11 +339,13 @@ def _every_vertex(model: PointModel, lo: np.ndarray, hi: np.ndarray, tan_phi: fl
     return best
 
 
-def _polish(seen: dict, flips, lim: LimitMap, within: float, starts: int = 3,
-            rounds: int = 100) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
+def _polish(
+    seen: dict, flips, lim: LimitMap, within: float, starts: int = 3, rounds: int = 100
+) -> dict[tuple[int, str], tuple[float, np.ndarray]]:
     """The worst vertex per limit. For the limits near their bound, an exact 1-opt from the few
     worst vertices met: the promising single end-user moves solved by the power flow (all at
     once), the worst taken, repeated until no move makes the limit worse."""
+
     def excess(key, val: float) -> float:
         k, side = key
         return (val - lim.upper[k]) / lim.upper[k] if side == "upper" else (lim.lower[k] + val) / lim.lower[k]

@@ -8,8 +8,15 @@ bounds and a warm start.
 
 from nfca.solver.status import Result, Status
 
-_IPOPT = ("IPOPT_OPTIONS", "RETRY_OPTIONS", "WARM_OPTIONS", "IpoptSession", "PersistentIpopt", "run_ipopt",
-          "solve_ipopt")
+_IPOPT = (
+    "IPOPT_OPTIONS",
+    "RETRY_OPTIONS",
+    "WARM_OPTIONS",
+    "IpoptSession",
+    "PersistentIpopt",
+    "run_ipopt",
+    "solve_ipopt",
+)
 __all__ = ["Status", "Result", *_IPOPT]
 
 

@@ -36,21 +36,39 @@ IPOPT_OPTIONS = {
 
 # Ipopt's ApplicationReturnStatus by return code, and what each means here.
 IPOPT_STATUS = {
-    0: "Solve_Succeeded", 1: "Solved_To_Acceptable_Level", 2: "Infeasible_Problem_Detected",
-    3: "Search_Direction_Becomes_Too_Small", 4: "Diverging_Iterates", 5: "User_Requested_Stop",
-    6: "Feasible_Point_Found", -1: "Maximum_Iterations_Exceeded", -2: "Restoration_Failed",
-    -3: "Error_In_Step_Computation", -4: "Maximum_CpuTime_Exceeded", -5: "Maximum_WallTime_Exceeded",
-    -10: "Not_Enough_Degrees_Of_Freedom", -11: "Invalid_Problem_Definition", -12: "Invalid_Option",
-    -13: "Invalid_Number_Detected", -100: "Unrecoverable_Exception", -101: "NonIpopt_Exception_Thrown",
-    -102: "Insufficient_Memory", -199: "Internal_Error",
+    0: "Solve_Succeeded",
+    1: "Solved_To_Acceptable_Level",
+    2: "Infeasible_Problem_Detected",
+    3: "Search_Direction_Becomes_Too_Small",
+    4: "Diverging_Iterates",
+    5: "User_Requested_Stop",
+    6: "Feasible_Point_Found",
+    -1: "Maximum_Iterations_Exceeded",
+    -2: "Restoration_Failed",
+    -3: "Error_In_Step_Computation",
+    -4: "Maximum_CpuTime_Exceeded",
+    -5: "Maximum_WallTime_Exceeded",
+    -10: "Not_Enough_Degrees_Of_Freedom",
+    -11: "Invalid_Problem_Definition",
+    -12: "Invalid_Option",
+    -13: "Invalid_Number_Detected",
+    -100: "Unrecoverable_Exception",
+    -101: "NonIpopt_Exception_Thrown",
+    -102: "Insufficient_Memory",
+    -199: "Internal_Error",
 }
 _NORMALISED = {
-    "Solve_Succeeded": Status.optimal, "Solved_To_Acceptable_Level": Status.acceptable,
-    "Infeasible_Problem_Detected": Status.infeasible, "Maximum_Iterations_Exceeded": Status.iteration_limit,
-    "Maximum_CpuTime_Exceeded": Status.time_limit, "Maximum_WallTime_Exceeded": Status.time_limit,
+    "Solve_Succeeded": Status.optimal,
+    "Solved_To_Acceptable_Level": Status.acceptable,
+    "Infeasible_Problem_Detected": Status.infeasible,
+    "Maximum_Iterations_Exceeded": Status.iteration_limit,
+    "Maximum_CpuTime_Exceeded": Status.time_limit,
+    "Maximum_WallTime_Exceeded": Status.time_limit,
     "Search_Direction_Becomes_Too_Small": Status.numerical_failure,
-    "Diverging_Iterates": Status.numerical_failure, "Restoration_Failed": Status.numerical_failure,
-    "Error_In_Step_Computation": Status.numerical_failure, "Invalid_Number_Detected": Status.numerical_failure,
+    "Diverging_Iterates": Status.numerical_failure,
+    "Restoration_Failed": Status.numerical_failure,
+    "Error_In_Step_Computation": Status.numerical_failure,
+    "Invalid_Number_Detected": Status.numerical_failure,
 }
 
 
@@ -88,12 +106,17 @@ RETRY_OPTIONS = {"mu_strategy": "monotone", "nlp_scaling_method": "gradient-base
 
 def describe_options(options: dict) -> str:
     o = {**IPOPT_OPTIONS, **options}
-    return (f"{o['mu_strategy']} barrier, {o.get('nlp_scaling_method', 'gradient-based')} scaling, "
-            f"max_iter {o['max_iter']}")
+    return (
+        f"{o['mu_strategy']} barrier, {o.get('nlp_scaling_method', 'gradient-based')} scaling, max_iter {o['max_iter']}"
+    )
 
 
-def solve_ipopt(m: pyo.ConcreteModel, options: dict | None = None, retry: bool = True,
-                infeasible_is_final: Callable[[], bool] | None = None) -> Result:
+def solve_ipopt(
+    m: pyo.ConcreteModel,
+    options: dict | None = None,
+    retry: bool = True,
+    infeasible_is_final: Callable[[], bool] | None = None,
+) -> Result:
     """Solve a Pyomo model with Ipopt; never raises for solver outcomes.
 
     When the first attempt fails, the model is reset to its starting point and solved again with
@@ -137,8 +160,12 @@ def run_ipopt(m: pyo.ConcreteModel, options: dict | None = None) -> Result:
         msg = f"{name}: {msg}"
     else:  # not from cyipopt's return code: go by Pyomo's termination condition
         tc = str(res.solver.termination_condition)
-        status = {"optimal": Status.optimal, "infeasible": Status.infeasible, "maxIterations": Status.iteration_limit,
-                  "maxTimeLimit": Status.time_limit}.get(tc, Status.acceptable if "acceptable" in msg.lower() else Status.error)
+        status = {
+            "optimal": Status.optimal,
+            "infeasible": Status.infeasible,
+            "maxIterations": Status.iteration_limit,
+            "maxTimeLimit": Status.time_limit,
+        }.get(tc, Status.acceptable if "acceptable" in msg.lower() else Status.error)
     return Result(status, msg, iters[0], seconds)
 
 
@@ -170,14 +197,22 @@ class IpoptSession:
             cls._problem_class = Problem
         return cls._problem_class
 
-    def solve(self, x0: np.ndarray, options: dict, lb: np.ndarray | None = None, ub: np.ndarray | None = None,
-              warm: tuple | None = None) -> tuple[Result, tuple | None]:
+    def solve(
+        self,
+        x0: np.ndarray,
+        options: dict,
+        lb: np.ndarray | None = None,
+        ub: np.ndarray | None = None,
+        warm: tuple | None = None,
+    ) -> tuple[Result, tuple | None]:
         """One Ipopt run from `x0` with bounds `lb`, `ub` (default: the NLP's) and, for a warm
         start, the multipliers `warm` = (constraints, lower bounds, upper bounds). Returns the
         result and (x, multipliers...) when Ipopt returned a point."""
         nlp = self.nlp
         iters, count = _counter()
-        prob = self._problem()(nlp, nlp.primals_lb() if lb is None else lb, nlp.primals_ub() if ub is None else ub, count)
+        prob = self._problem()(
+            nlp, nlp.primals_lb() if lb is None else lb, nlp.primals_ub() if ub is None else ub, count
+        )
         for k, v in {**IPOPT_OPTIONS, **options}.items():
             prob.add_option(k, v)
         t0 = time.perf_counter()
@@ -229,8 +264,13 @@ class PersistentIpopt:
         self.nlp = None
         self._last = None
 
-    def solve(self, options: dict | None = None, retry: bool = True,
-              infeasible_is_final: Callable[[], bool] | None = None, warm: bool = False) -> Result:
+    def solve(
+        self,
+        options: dict | None = None,
+        retry: bool = True,
+        infeasible_is_final: Callable[[], bool] | None = None,
+        warm: bool = False,
+    ) -> Result:
         """Solve from the model's current values (warm: from the last solution's multipliers too,
         when the NLP is unchanged). On failure, retry once from the same start with a monotone
         barrier and up to 3000 iterations; an infeasible verdict is retried too unless

@@ -50,9 +50,15 @@ class Result:
         tried = self.attempts or (("one attempt", self),)
         return f"{len(tried)} attempt(s): " + "; ".join(
             f"{k}) {what}: {r.status.value} ({r.message.split(':')[0]}) after {r.iterations} iterations"
-            for k, (what, r) in enumerate(tried, 1))
+            for k, (what, r) in enumerate(tried, 1)
+        )
 
     def then(self, other: Result) -> Result:
         """`other` as the outcome, with the effort of both runs (a retry after this one)."""
-        return Result(other.status, other.message, self.iterations + other.iterations,
-                      self.seconds + other.seconds, other.objective)
+        return Result(
+            other.status,
+            other.message,
+            self.iterations + other.iterations,
+            self.seconds + other.seconds,
+            other.objective,
+        )

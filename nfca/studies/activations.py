@@ -69,8 +69,10 @@ class ActivationStudy:
 
     def __repr__(self) -> str:
         p = self.policy_check()
-        return (f"<ActivationStudy {self.dynamic.feeder.name}: {int(self.needed.sum())} of {len(self.needed)} intervals "
-                f"need an activation, {p['activations']} activation(s); policy {'met' if p['satisfied'] else 'NOT met'}>")
+        return (
+            f"<ActivationStudy {self.dynamic.feeder.name}: {int(self.needed.sum())} of {len(self.needed)} intervals "
+            f"need an activation, {p['activations']} activation(s); policy {'met' if p['satisfied'] else 'NOT met'}>"
+        )
 
     # ------------------------------------------------------------------ derived
     @property
@@ -101,10 +103,14 @@ class ActivationStudy:
         count_ok = p.max_count is None or len(durations) <= p.max_count
         duration_ok = p.max_duration is None or longest <= p.max_duration
         return {
-            "max_count": p.max_count, "max_duration_min": _minutes(p.max_duration),
-            "activations": len(durations), "longest_min": _minutes(longest),
+            "max_count": p.max_count,
+            "max_duration_min": _minutes(p.max_duration),
+            "activations": len(durations),
+            "longest_min": _minutes(longest),
             "too_long": sum(p.max_duration is not None and d > p.max_duration for d in durations),
-            "count_ok": bool(count_ok), "duration_ok": bool(duration_ok), "satisfied": bool(count_ok and duration_ok),
+            "count_ok": bool(count_ok),
+            "duration_ok": bool(duration_ok),
+            "satisfied": bool(count_ok and duration_ok),
         }
 
     # ------------------------------------------------------------------ tables
@@ -113,16 +119,18 @@ class ActivationStudy:
         curtailed power under each limits x method (and whether the activation resolves it)."""
         prof = self.dynamic.profiles
         kw = prof.kw.to_numpy()
-        df = pd.DataFrame({
-            "timestamp": [str(t) for t in prof.timestamps],
-            "consumption_kw": np.round(np.clip(kw, 0, None).sum(axis=1), 3),
-            "generation_kw": np.round(np.clip(-kw, 0, None).sum(axis=1), 3),
-            "firm_v_min_pu": [round(v.v_min_pu, 5) for v in self.firm],
-            "firm_v_max_pu": [round(v.v_max_pu, 5) for v in self.firm],
-            "firm_max_loading_pct": [round(v.max_loading_pct, 2) for v in self.firm],
-            "activation_needed": self.needed,
-            "violation": [v.violations[0] if v.violations else "" for v in self.firm],
-        })
+        df = pd.DataFrame(
+            {
+                "timestamp": [str(t) for t in prof.timestamps],
+                "consumption_kw": np.round(np.clip(kw, 0, None).sum(axis=1), 3),
+                "generation_kw": np.round(np.clip(-kw, 0, None).sum(axis=1), 3),
+                "firm_v_min_pu": [round(v.v_min_pu, 5) for v in self.firm],
+                "firm_v_max_pu": [round(v.v_max_pu, 5) for v in self.firm],
+                "firm_max_loading_pct": [round(v.max_loading_pct, 2) for v in self.firm],
+                "activation_needed": self.needed,
+                "violation": [v.violations[0] if v.violations else "" for v in self.firm],
+            }
+        )
         for (lim, m), c in self.curtailed_kw.items():
             df[f"curtailed_{lim}_{m}_kw"] = np.round(c.sum(axis=1), 4)
             df[f"resolved_{lim}_{m}"] = self.resolved[(lim, m)]
@@ -134,21 +142,37 @@ class ActivationStudy:
         rows = []
         for n, (k, j) in enumerate(self.events, start=1):
             row = {
-                "activation": n, "start": str(prof.timestamps[k]), "end": str(prof.timestamps[j - 1] + prof.interval),
-                "duration_min": _minutes((j - k) * prof.interval), "intervals": j - k,
+                "activation": n,
+                "start": str(prof.timestamps[k]),
+                "end": str(prof.timestamps[j - 1] + prof.interval),
+                "duration_min": _minutes((j - k) * prof.interval),
+                "intervals": j - k,
                 "first_violation": self.firm[k].violations[0] if self.firm[k].violations else "",
                 "v_max_firm_pu": round(max(v.v_max_pu for v in self.firm[k:j]), 5),
                 "v_min_firm_pu": round(min(v.v_min_pu for v in self.firm[k:j]), 5),
                 "max_loading_firm_pct": round(max(v.max_loading_pct for v in self.firm[k:j]), 2),
-                "within_policy": self.policy.max_duration is None or (j - k) * prof.interval <= self.policy.max_duration,
+                "within_policy": self.policy.max_duration is None
+                or (j - k) * prof.interval <= self.policy.max_duration,
             }
             for (lim, m), c in self.curtailed_kw.items():
                 row[f"curtailed_{lim}_{m}_kwh"] = round(float(c[k:j].sum() * h), 4)
                 row[f"resolved_{lim}_{m}"] = bool(self.resolved[(lim, m)][k:j].all())
             rows.append(row)
-        cols = ["activation", "start", "end", "duration_min", "intervals", "first_violation", "v_max_firm_pu",
-                "v_min_firm_pu", "max_loading_firm_pct", "within_policy"]
-        cols += [f"{x}_{lim}_{m}{u}" for (lim, m) in self.curtailed_kw for x, u in (("curtailed", "_kwh"), ("resolved", ""))]
+        cols = [
+            "activation",
+            "start",
+            "end",
+            "duration_min",
+            "intervals",
+            "first_violation",
+            "v_max_firm_pu",
+            "v_min_firm_pu",
+            "max_loading_firm_pct",
+            "within_policy",
+        ]
+        cols += [
+            f"{x}_{lim}_{m}{u}" for (lim, m) in self.curtailed_kw for x, u in (("curtailed", "_kwh"), ("resolved", ""))
+        ]
         return pd.DataFrame(rows, columns=cols)
 
     def users_table(self) -> pd.DataFrame:
@@ -157,12 +181,14 @@ class ActivationStudy:
         d = self.dynamic
         prof, h = d.profiles, d.profiles.hours
         kw = prof.kw.to_numpy()
-        df = pd.DataFrame({
-            "end_user": list(prof.kw.columns),
-            "participant": [n in d.participants for n in prof.kw.columns],
-            "consumption_kwh": np.round(np.clip(kw, 0, None).sum(axis=0) * h, 4),
-            "generation_kwh": np.round(np.clip(-kw, 0, None).sum(axis=0) * h, 4),
-        })
+        df = pd.DataFrame(
+            {
+                "end_user": list(prof.kw.columns),
+                "participant": [n in d.participants for n in prof.kw.columns],
+                "consumption_kwh": np.round(np.clip(kw, 0, None).sum(axis=0) * h, 4),
+                "generation_kwh": np.round(np.clip(-kw, 0, None).sum(axis=0) * h, 4),
+            }
+        )
         for (lim, m), c in self.curtailed_kw.items():
             df[f"curtailed_{lim}_{m}_kwh"] = np.round(c.sum(axis=0) * h, 4)
         for m in self.methods:
@@ -177,20 +203,27 @@ class ActivationStudy:
         kw = d.profiles.kw.to_numpy()
         part = np.array([n in d.participants for n in d.profiles.kw.columns])
         out = {
-            "feeder": d.feeder.name, "profiles": d.profiles.source, "intervals": len(d.profiles),
-            "resolution_min": _minutes(d.profiles.interval), "participants": int(part.sum()),
+            "feeder": d.feeder.name,
+            "profiles": d.profiles.source,
+            "intervals": len(d.profiles),
+            "resolution_min": _minutes(d.profiles.interval),
+            "participants": int(part.sum()),
             "intervals_needing_activation": int(self.needed.sum()),
             "activated_min": _minutes(int(self.needed.sum()) * d.profiles.interval),
             "policy": self.policy_check(),
             "participant_consumption_kwh": round(float(np.clip(kw[:, part], 0, None).sum() * h), 3),
             "participant_generation_kwh": round(float(np.clip(-kw[:, part], 0, None).sum() * h), 3),
-            "curtailed_kwh": {}, "resolved": {}, "envelopes_verified": d.verified, "provenance": self.provenance,
+            "curtailed_kwh": {},
+            "resolved": {},
+            "envelopes_verified": d.verified,
+            "provenance": self.provenance,
         }
         for (lim, m), c in self.curtailed_kw.items():
             out["curtailed_kwh"].setdefault(m, {})[lim] = round(float(c.sum() * h), 4)
             bad = [v for v in self.after[(lim, m)].values() if not v.verified]
             out["resolved"].setdefault(m, {})[lim] = {
-                "all": not bad, "unresolved_intervals": len(bad),
+                "all": not bad,
+                "unresolved_intervals": len(bad),
                 "v_max_after_pu": round(max((v.v_max_pu for v in self.after[(lim, m)].values()), default=0.0), 5),
                 "v_min_after_pu": round(min((v.v_min_pu for v in self.after[(lim, m)].values()), default=0.0), 5),
                 "first_violation": bad[0].violations[0] if bad else "",
@@ -301,7 +334,9 @@ def read_dynamic(folder: Path, feeder, profiles, options, methods=None) -> Store
     folder = Path(folder)
     summary_path = folder / "summary.json"
     if not (folder / "envelopes.csv").is_file() or not summary_path.is_file():
-        raise InputError(f"{folder}: no envelopes.csv and summary.json (give the --out folder of `nfca envelopes --profiles`)")
+        raise InputError(
+            f"{folder}: no envelopes.csv and summary.json (give the --out folder of `nfca envelopes --profiles`)"
+        )
     df = read_envelopes(folder / "envelopes.csv")
     try:
         summary = json.loads(summary_path.read_text())
@@ -314,8 +349,10 @@ def read_dynamic(folder: Path, feeder, profiles, options, methods=None) -> Store
         raise InputError(f"{folder}: its end-users are not those of feeder {feeder.name}")
     stamps = [str(t) for t in profiles.timestamps]
     if sorted(set(df["timestamp"]) - {"static"}) != sorted(stamps):
-        raise InputError(f"{folder}: its intervals are not those of the profiles ({len(set(df['timestamp'])) - 1} "
-                         f"against {len(stamps)}); use the same profiles and --resolution")
+        raise InputError(
+            f"{folder}: its intervals are not those of the profiles ({len(set(df['timestamp'])) - 1} "
+            f"against {len(stamps)}); use the same profiles and --resolution"
+        )
     o = summary.get("options", {})
     mine = {"vmin_pu": options.limits.vmin_pu, "vmax_pu": options.limits.vmax_pu, "power_factor": options.power_factor}
     for k, v in mine.items():
@@ -326,8 +363,11 @@ def read_dynamic(folder: Path, feeder, profiles, options, methods=None) -> Store
         if methods is not None and m not in methods:
             continue
         by_stamp = {t: dict(zip(x["end_user"], x["guaranteed_kw"])) for t, x in g.groupby("timestamp")}
-        chains.append(StoredChain(Method(m), Direction(d), _Stored(by_stamp["static"]),
-                                  tuple(_Stored(by_stamp[t]) for t in stamps)))
+        chains.append(
+            StoredChain(
+                Method(m), Direction(d), _Stored(by_stamp["static"]), tuple(_Stored(by_stamp[t]) for t in stamps)
+            )
+        )
     part = frozenset(df.loc[df["participant"], "end_user"])
     return StoredDynamic(feeder, options, profiles, part, tuple(chains), bool(summary.get("verified", False)))
 
@@ -341,27 +381,51 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
 
     out = prepare_dir(out)
     intervals, events, s = study.intervals_table(), study.events_table(), study.summary
-    figure = plots.activations(intervals, events, s, out / "activations.png",
-                               study.dynamic.options.limits.vmin_pu, study.dynamic.options.limits.vmax_pu)
+    figure = plots.activations(
+        intervals,
+        events,
+        s,
+        out / "activations.png",
+        study.dynamic.options.limits.vmin_pu,
+        study.dynamic.options.limits.vmax_pu,
+    )
     pol = s["policy"]
-    curtailed = pd.DataFrame([{"method": m, **{f"{k} kWh": v for k, v in per.items()},
-                               "unresolved intervals (dynamic / static)":
-                                   f"{s['resolved'][m]['dynamic']['unresolved_intervals']} / "
-                                   f"{s['resolved'][m]['static']['unresolved_intervals']}"}
-                              for m, per in s["curtailed_kwh"].items()])
-    lead = (f"{s['participants']} participants; {s['intervals_needing_activation']} of {s['intervals']} intervals "
-            f"need an activation: {pol['activations']} activation(s), longest {pol['longest_min']:g} min; policy "
-            f"{'met' if pol['satisfied'] else 'NOT met'}. Participants' energy: {s['participant_consumption_kwh']:.1f} "
-            f"kWh consumed, {s['participant_generation_kwh']:.1f} kWh generated.")
-    page = write_page(out / "report.html", f"NFCA activations: {s['feeder']}", lead,
-                      [("Energy curtailed per method (temporary activation; permanent: static limits all the time)",
-                        table_html(curtailed, "curtailed", 1)),
-                       ("Activations", table_html(events, "activations"))],
-                      [figure], s)
+    curtailed = pd.DataFrame(
+        [
+            {
+                "method": m,
+                **{f"{k} kWh": v for k, v in per.items()},
+                "unresolved intervals (dynamic / static)": f"{s['resolved'][m]['dynamic']['unresolved_intervals']} / "
+                f"{s['resolved'][m]['static']['unresolved_intervals']}",
+            }
+            for m, per in s["curtailed_kwh"].items()
+        ]
+    )
+    lead = (
+        f"{s['participants']} participants; {s['intervals_needing_activation']} of {s['intervals']} intervals "
+        f"need an activation: {pol['activations']} activation(s), longest {pol['longest_min']:g} min; policy "
+        f"{'met' if pol['satisfied'] else 'NOT met'}. Participants' energy: {s['participant_consumption_kwh']:.1f} "
+        f"kWh consumed, {s['participant_generation_kwh']:.1f} kWh generated."
+    )
+    page = write_page(
+        out / "report.html",
+        f"NFCA activations: {s['feeder']}",
+        lead,
+        [
+            (
+                "Energy curtailed per method (temporary activation; permanent: static limits all the time)",
+                table_html(curtailed, "curtailed", 1),
+            ),
+            ("Activations", table_html(events, "activations")),
+        ],
+        [figure],
+        s,
+    )
     return [
         write_csv(out / "activations.csv", events),
         write_csv(out / "curtailment.csv", study.users_table()),
         write_csv(out / "intervals.csv", intervals),
         write_json(out / "activations.json", s),
-        figure, page,
+        figure,
+        page,
     ]

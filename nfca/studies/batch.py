@@ -128,8 +128,11 @@ def _digest(path: Path) -> str:
 
 def mark_complete(folder: Path) -> None:
     """Write the completeness marker of a feeder's results (last, once every file is in place)."""
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _digest(p)}
-             for p in sorted(folder.iterdir()) if p.is_file() and p.name != COMPLETE}
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": _digest(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != COMPLETE
+    }
     (folder / COMPLETE).write_text(json.dumps({"files": files}, indent=1) + "\n")
 
 
@@ -138,9 +141,14 @@ def is_done(out: Path, name: str) -> bool:
     folder = result_dir(out, name)
     try:
         files = json.loads((folder / COMPLETE).read_text())["files"]
-        return bool(files) and "summary.json" in files and all(
-            (folder / f).stat().st_size == meta["bytes"] and _digest(folder / f) == meta["sha256"]
-            for f, meta in files.items())
+        return (
+            bool(files)
+            and "summary.json" in files
+            and all(
+                (folder / f).stat().st_size == meta["bytes"] and _digest(folder / f) == meta["sha256"]
+                for f, meta in files.items()
+            )
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -155,8 +163,9 @@ def run_feeder(job: FeederJob, out: Path, spec: BatchSpec | None = None, crs: st
 
     t0 = time.perf_counter()
     spec = spec or BatchSpec()
-    feeder, chosen = prepare_feeder(job.path, spec.participants, spec.seed, spec.capacities,
-                                    spec.default_capacity_kva, job.name, spec.ampacity)
+    feeder, chosen = prepare_feeder(
+        job.path, spec.participants, spec.seed, spec.capacities, spec.default_capacity_kva, job.name, spec.ampacity
+    )
     study = run_envelopes(feeder, spec.methods, spec.directions, spec.options or EnvelopeOptions(), chosen)
     study = replace(study, provenance=spec.provenance)
     final = result_dir(out, job.name)
@@ -229,8 +238,9 @@ def _locked(out: Path):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise InputError(f"{out}: another nfca batch is writing to this folder; wait for it or choose another --out") \
-                from None
+            raise InputError(
+                f"{out}: another nfca batch is writing to this folder; wait for it or choose another --out"
+            ) from None
         yield
     finally:
         os.close(fd)
@@ -264,8 +274,9 @@ def _run_locked(jobs, out, spec, workers, dask_address, crs, progress) -> BatchR
             from distributed import Client, as_completed
 
             with Client(dask_address) as client:
-                futures = [client.submit(_worker, job, out, spec, crs, key=f"nfca-{job.name}", pure=False)
-                           for job in todo]
+                futures = [
+                    client.submit(_worker, job, out, spec, crs, key=f"nfca-{job.name}", pure=False) for job in todo
+                ]
                 try:
                     for fut in as_completed(futures):
                         record(*fut.result())

@@ -22,8 +22,13 @@ CAPACITY_TOL = 0.01  # optimal and fair within 1 % of the aggregated capacity: t
 FAIR_TOL = 0.05  # fair within 5 % of optimal: type 2
 
 
-def feeder_type(optimal_kw: float, fair_kw: float, capacity_kw: float,
-                capacity_tol: float = CAPACITY_TOL, fair_tol: float = FAIR_TOL) -> int:
+def feeder_type(
+    optimal_kw: float,
+    fair_kw: float,
+    capacity_kw: float,
+    capacity_tol: float = CAPACITY_TOL,
+    fair_tol: float = FAIR_TOL,
+) -> int:
     """The feeder type (1, 2 or 3) from its aggregated optimal, fair and capacity."""
     if optimal_kw >= (1 - capacity_tol) * capacity_kw and fair_kw >= (1 - capacity_tol) * capacity_kw:
         return 1
@@ -34,8 +39,11 @@ def feeder_type(optimal_kw: float, fair_kw: float, capacity_kw: float,
 
 def _typable(summary: dict) -> bool:
     sets = summary.get("methods", {})
-    return all(sets.get(m, {}).get(d, {}).get("status", "ok") == "ok" and d in sets.get(m, {})
-               for m in ("optimal", "fair") for d in ("import", "export"))
+    return all(
+        sets.get(m, {}).get(d, {}).get("status", "ok") == "ok" and d in sets.get(m, {})
+        for m in ("optimal", "fair")
+        for d in ("import", "export")
+    )
 
 
 def _summaries(results: Path):
@@ -49,8 +57,9 @@ def _summaries(results: Path):
         try:
             yield folder.name, json.loads((folder / "summary.json").read_text())
         except (OSError, ValueError) as exc:
-            raise InputError(f"{folder}: results not readable ({exc}); rerun nfca batch to recompute this "
-                             "feeder") from None
+            raise InputError(
+                f"{folder}: results not readable ({exc}); rerun nfca batch to recompute this feeder"
+            ) from None
 
 
 def incomplete(results: Path) -> dict[str, str]:
@@ -58,9 +67,13 @@ def incomplete(results: Path) -> dict[str, str]:
     out = {}
     for name, s in _summaries(results):
         if not _typable(s):
-            reasons = [f"{m} {d}: {x.get('reason') or 'not computed'}" for m in ("optimal", "fair")
-                       for d in ("import", "export") for x in [s.get("methods", {}).get(m, {}).get(d, {})]
-                       if x.get("status", "missing") != "ok"]
+            reasons = [
+                f"{m} {d}: {x.get('reason') or 'not computed'}"
+                for m in ("optimal", "fair")
+                for d in ("import", "export")
+                for x in [s.get("methods", {}).get(m, {}).get(d, {})]
+                if x.get("status", "missing") != "ok"
+            ]
             out[name] = "; ".join(reasons)
     return out
 
@@ -76,8 +89,10 @@ def classify(results: Path, capacity_tol: float = CAPACITY_TOL, fair_tol: float 
         try:
             rows.append(_row(name, s, capacity_tol, fair_tol))
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{Path(results) / 'feeders' / name}: results not readable ({type(exc).__name__}: "
-                             f"{exc}); rerun nfca batch to recompute this feeder") from None
+            raise InputError(
+                f"{Path(results) / 'feeders' / name}: results not readable ({type(exc).__name__}: "
+                f"{exc}); rerun nfca batch to recompute this feeder"
+            ) from None
     return pd.DataFrame(rows)
 
 

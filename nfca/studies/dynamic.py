@@ -99,17 +99,25 @@ class DynamicStudy:
 
     def __repr__(self) -> str:
         p = self.profiles
-        return (f"<DynamicStudy {self.feeder.name}: {len(self.participants)} of {len(self.feeder.end_users)} end-users "
-                f"with an NFCA, {len(p)} intervals of {p.interval}, {len(self.chains)} envelope series; "
-                f"{'verified' if self.verified else 'NOT verified'}>")
+        return (
+            f"<DynamicStudy {self.feeder.name}: {len(self.participants)} of {len(self.feeder.end_users)} end-users "
+            f"with an NFCA, {len(p)} intervals of {p.interval}, {len(self.chains)} envelope series; "
+            f"{'verified' if self.verified else 'NOT verified'}>"
+        )
 
     def static_study(self):
         """The static sets as a Study, each with its extremes over the intervals (for the report)."""
         from nfca.studies.envelopes import Study
 
-        return Study(self.feeder, self.options, tuple(c.static for c in self.chains),
-                     tuple(_worst(c.static_verifications) for c in self.chains), self.seconds, self.participants,
-                     provenance=self.provenance)
+        return Study(
+            self.feeder,
+            self.options,
+            tuple(c.static for c in self.chains),
+            tuple(_worst(c.static_verifications) for c in self.chains),
+            self.seconds,
+            self.participants,
+            provenance=self.provenance,
+        )
 
     def chain(self, method: Method | str, direction: Direction | str) -> ChainResult:
         method, direction = Method(method), Direction(direction)
@@ -156,33 +164,51 @@ class DynamicStudy:
         table = self.to_dataframe()
         static_rows = table[table["timestamp"] == STATIC]
         out: dict = {
-            "feeder": self.feeder.name, "path": str(self.feeder.path),
+            "feeder": self.feeder.name,
+            "path": str(self.feeder.path),
             "end_users": len(self.feeder.end_users),
-            "connection_points": len(self.feeder.connection_points), "participants": len(part),
+            "connection_points": len(self.feeder.connection_points),
+            "participants": len(part),
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
             "length_m": round(self.feeder.length_m, 3),
-            "profiles": p.source, "intervals": len(p), "resolution_min": round(p.interval / pd.Timedelta(minutes=1), 6),
-            "start": str(p.timestamps[0]), "end": str(p.timestamps[-1] + p.interval),
+            "profiles": p.source,
+            "intervals": len(p),
+            "resolution_min": round(p.interval / pd.Timedelta(minutes=1), 6),
+            "start": str(p.timestamps[0]),
+            "end": str(p.timestamps[-1] + p.interval),
             "options": options_summary(self.options, self.feeder),
-            "verified": self.verified, "complete": True, "seconds": round(self.seconds, 3), "workers": self.workers,
-            "provenance": self.provenance, **limits_and_notices(self.feeder, self.options),
-            "timestamps": [str(t) for t in p.timestamps], "static": {}, "dynamic": {},
+            "verified": self.verified,
+            "complete": True,
+            "seconds": round(self.seconds, 3),
+            "workers": self.workers,
+            "provenance": self.provenance,
+            **limits_and_notices(self.feeder, self.options),
+            "timestamps": [str(t) for t in p.timestamps],
+            "static": {},
+            "dynamic": {},
         }
         for c in self.chains:
-            rows = static_rows[(static_rows["method"] == c.method.value) & (static_rows["direction"] == c.direction.value)]
+            rows = static_rows[
+                (static_rows["method"] == c.method.value) & (static_rows["direction"] == c.direction.value)
+            ]
             out["static"].setdefault(c.method.value, {})[c.direction.value] = schema.set_summary(
-                c.static, c.static_verifications, rows)
+                c.static, c.static_verifications, rows
+            )
             totals = [round(sum(e.guaranteed_kw[n] for n in part), 3) for e in c.dynamic]
             mins = [round(min((e.guaranteed_kw[n] for n in part), default=0.0), 3) for e in c.dynamic]
             out["dynamic"].setdefault(c.method.value, {})[c.direction.value] = {
-                "total_kw": totals, "min_kw": mins,
+                "total_kw": totals,
+                "min_kw": mins,
                 "v_min_pu": [round(v.v_min_pu, 6) for v in c.verifications],
                 "v_max_pu": [round(v.v_max_pu, 6) for v in c.verifications],
                 "max_loading_pct": [round(v.max_loading_pct, 3) for v in c.verifications],
                 "verified": all(v.verified for v in c.verifications),
                 "violations": [x for v in c.verifications for x in v.violations][:5],
-                "unique": c.unique, "solves": c.solves, "skipped": c.skipped,
-                "iterations": c.iterations, "seconds": round(c.seconds, 3),
+                "unique": c.unique,
+                "solves": c.solves,
+                "skipped": c.skipped,
+                "iterations": c.iterations,
+                "seconds": round(c.seconds, 3),
             }
         return out
 
@@ -245,7 +271,8 @@ def run_dynamic(
                     if not v.verified:
                         raise VerificationError(
                             f"the {label} {c.method.value} {c.direction.value} envelopes failed OpenDSS verification "
-                            f"at {profiles.timestamps[k]}: {v.violations[0]}; nothing was written")
+                            f"at {profiles.timestamps[k]}: {v.violations[0]}; nothing was written"
+                        )
     return study
 
 
@@ -253,8 +280,14 @@ def _run_chain_packed(a: tuple) -> list[ChainResult]:
     return _run_chain(*a)
 
 
-def _run_chain(feeder: Feeder, options: EnvelopeOptions, participants: frozenset[str], method: Method,
-               dirs: tuple[Direction, ...], profiles: Profiles) -> list[ChainResult]:
+def _run_chain(
+    feeder: Feeder,
+    options: EnvelopeOptions,
+    participants: frozenset[str],
+    method: Method,
+    dirs: tuple[Direction, ...],
+    profiles: Profiles,
+) -> list[ChainResult]:
     """One method (and direction, or both for a box) over the horizon: the dynamic sets of every
     distinct non-participant situation on one persistent model, the static set by constraint
     generation over the intervals, and OpenDSS verification of both in every interval."""
@@ -290,8 +323,15 @@ def _run_chain(feeder: Feeder, options: EnvelopeOptions, participants: frozenset
         iterations += sum(r.iterations for r in run.runs)
         dynamic.append(sets)
     t_static = time.perf_counter()
-    static_run = _HorizonRun(problem, method, options.guarantee, dirs, firms, labels,
-                             first=int(np.argmin([sum(e.total_kw for e in sets) for sets in dynamic])))
+    static_run = _HorizonRun(
+        problem,
+        method,
+        options.guarantee,
+        dirs,
+        firms,
+        labels,
+        first=int(np.argmin([sum(e.total_kw for e in sets) for sets in dynamic])),
+    )
     try:
         static = static_run.envelope_sets(time.perf_counter())
     except (InfeasibleError, SolverError) as exc:
@@ -299,23 +339,38 @@ def _run_chain(feeder: Feeder, options: EnvelopeOptions, participants: frozenset
     t_verify = time.perf_counter()
     n_audit = options.audit_points
     per = -(-n_audit // len(firms)) if n_audit else 0  # the audit spread over the distinct situations
-    static_at = [[replace(e, firm_kw=firm, worst_points=tuple(static_run.worst_points_at(k))) for e in static]
-                 for k, firm in enumerate(firms)]
+    static_at = [
+        [replace(e, firm_kw=firm, worst_points=tuple(static_run.worst_points_at(k))) for e in static]
+        for k, firm in enumerate(firms)
+    ]
     checked = [_compact(v) for v in verify_many(feeder, dynamic + static_at, options, audit_points=per)]
-    vers, static_vers = checked[: len(firms)], checked[len(firms):]
-    timing = {"dynamic_s": round(t_static - t_dyn, 3), "static_s": round(t_verify - t_static, 3),
-              "verify_s": round(time.perf_counter() - t_verify, 3), "static_scenarios": len(static_run.blocks),
-              "static_solves": len(static_run.runs)}
+    vers, static_vers = checked[: len(firms)], checked[len(firms) :]
+    timing = {
+        "dynamic_s": round(t_static - t_dyn, 3),
+        "static_s": round(t_verify - t_static, 3),
+        "verify_s": round(time.perf_counter() - t_verify, 3),
+        "static_scenarios": len(static_run.blocks),
+        "static_solves": len(static_run.runs),
+    }
     seconds = time.perf_counter() - t0
     out = []
     for j, d in enumerate(dirs):
-        out.append(ChainResult(
-            method=method, direction=d, static=static[j],
-            static_verifications=tuple(static_vers[i] for i in index),
-            dynamic=tuple(dynamic[i][j] for i in index), verifications=tuple(vers[i] for i in index),
-            unique=len(firms), solves=solves, skipped=skipped,
-            iterations=iterations + static[j].iterations, seconds=seconds, timing=timing,
-        ))
+        out.append(
+            ChainResult(
+                method=method,
+                direction=d,
+                static=static[j],
+                static_verifications=tuple(static_vers[i] for i in index),
+                dynamic=tuple(dynamic[i][j] for i in index),
+                verifications=tuple(vers[i] for i in index),
+                unique=len(firms),
+                solves=solves,
+                skipped=skipped,
+                iterations=iterations + static[j].iterations,
+                seconds=seconds,
+                timing=timing,
+            )
+        )
     return out
 
 
@@ -332,8 +387,16 @@ class _HorizonRun(_Run):
 
     SEARCHED = 4  # intervals searched in full per round, besides those a screened vertex breaks
 
-    def __init__(self, problem: EnvelopeProblem, method: Method, guarantee: Guarantee, dirs: tuple[Direction, ...],
-                 firms: list[dict[str, float]], labels: list[str], first: int):
+    def __init__(
+        self,
+        problem: EnvelopeProblem,
+        method: Method,
+        guarantee: Guarantee,
+        dirs: tuple[Direction, ...],
+        firms: list[dict[str, float]],
+        labels: list[str],
+        first: int,
+    ):
         self.interval_ranges = [problem.ranges(guarantee, dirs, f)[:2] for f in firms]
         self.labels = labels
         super().__init__(problem, method, guarantee, dirs, firms[first])
@@ -359,7 +422,9 @@ class _HorizonRun(_Run):
                 t = patterns[0]
                 ex, _ = P.points.excess(box_powers(lo, hi, P.tan_phi, t))
                 if ex.max() > EXCESS_TOL and (t.tobytes(), id(ranges[0])) not in have:
-                    found.append((float(ex.max()), Point(t, f"every participant at its envelope {self.labels[k]}"), ranges))
+                    found.append(
+                        (float(ex.max()), Point(t, f"every participant at its envelope {self.labels[k]}"), ranges)
+                    )
                 continue
             for c in worst_vertices(P.points, lo, hi, P.tan_phi):
                 if c.excess > EXCESS_TOL and (c.t.tobytes(), id(ranges[0])) not in have:
@@ -401,7 +466,9 @@ class _HorizonRun(_Run):
 # ----------------------------------------------------------------------------- outputs
 
 
-def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png", "html")) -> list[Path]:
+def write_dynamic(
+    study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png", "html")
+) -> list[Path]:
     """envelopes.csv (with `timestamp`), summary.json, per direction the per-user time plot
     envelopes_time_<direction>.png (seed Fig 3-11), and report.html (the static sets on the map,
     the time plots). Returns the files written."""
@@ -427,8 +494,10 @@ def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("c
         static_table = static.to_dataframe()
         figures += plots.study_figures(static, static_table, None)
         summary = {**study.summary, "methods": study.summary["static"]}
-        note = (f"Static envelopes: valid in every one of the {len(study.profiles)} intervals (dynamic ones per "
-                "interval in envelopes.csv and the time plots).")
+        note = (
+            f"Static envelopes: valid in every one of the {len(study.profiles)} intervals (dynamic ones per "
+            "interval in envelopes.csv and the time plots)."
+        )
         written.append(write_report(static, static_table, out / "report.html", figures, summary=summary, note=note))
     return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))
 
@@ -437,10 +506,14 @@ def _worst(vs: tuple[Verification, ...]) -> Verification:
     """One verification holding the extremes of several (a static set over the intervals)."""
     users = vs[0].user_v_min_pu
     return Verification(
-        converged=all(v.converged for v in vs), v_min_pu=min(v.v_min_pu for v in vs),
-        v_max_pu=max(v.v_max_pu for v in vs), max_loading_pct=max(v.max_loading_pct for v in vs),
-        verified=all(v.verified for v in vs), violations=tuple(x for v in vs for x in v.violations),
+        converged=all(v.converged for v in vs),
+        v_min_pu=min(v.v_min_pu for v in vs),
+        v_max_pu=max(v.v_max_pu for v in vs),
+        max_loading_pct=max(v.max_loading_pct for v in vs),
+        verified=all(v.verified for v in vs),
+        violations=tuple(x for v in vs for x in v.violations),
         user_v_min_pu={u: min(v.user_v_min_pu[u] for v in vs) for u in users},
         user_v_max_pu={u: max(v.user_v_max_pu[u] for v in vs) for u in users},
         line_loading_pct={k: max(v.line_loading_pct[k] for v in vs) for k in vs[0].line_loading_pct},
-        v_neutral_max_v=max(v.v_neutral_max_v for v in vs))
+        v_neutral_max_v=max(v.v_neutral_max_v for v in vs),
+    )

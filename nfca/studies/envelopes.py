@@ -49,8 +49,10 @@ class Study:
     def __repr__(self) -> str:
         sets = [f"{e.method.value} {e.direction.value} {e.total_kw:.1f} kW" for e in self.envelopes]
         sets += [f"{m} {d} infeasible" for m, d in self.infeasible]
-        return (f"<Study {self.feeder.name}: {len(self.participant_names)} of {len(self.feeder.end_users)} "
-                f"end-users with an NFCA; {', '.join(sets)}; {'verified' if self.verified else 'NOT verified'}>")
+        return (
+            f"<Study {self.feeder.name}: {len(self.participant_names)} of {len(self.feeder.end_users)} "
+            f"end-users with an NFCA; {', '.join(sets)}; {'verified' if self.verified else 'NOT verified'}>"
+        )
 
     @property
     def participant_names(self) -> frozenset[str]:
@@ -82,15 +84,20 @@ class Study:
         the `nfca.io.schema.SET_SUMMARY` figures."""
         table = self.to_dataframe()
         out: dict = {
-            "feeder": self.feeder.name, "path": str(self.feeder.path),
+            "feeder": self.feeder.name,
+            "path": str(self.feeder.path),
             "end_users": len(self.feeder.end_users),
             "connection_points": len(self.feeder.connection_points),
             "participants": len(self.participant_names),
             "capacity_kva": round(sum(u.capacity_kva for u in self.feeder.end_users), 3),
             "length_m": round(self.feeder.length_m, 3),
             "options": options_summary(self.options, self.feeder),
-            "verified": self.verified, "complete": not self.infeasible, "seconds": round(self.seconds, 3),
-            "provenance": self.provenance, **limits_and_notices(self.feeder, self.options), "methods": {},
+            "verified": self.verified,
+            "complete": not self.infeasible,
+            "seconds": round(self.seconds, 3),
+            "provenance": self.provenance,
+            **limits_and_notices(self.feeder, self.options),
+            "methods": {},
         }
         for env, ver in zip(self.envelopes, self.verifications):
             rows = table[(table["method"] == env.method.value) & (table["direction"] == env.direction.value)]
@@ -106,8 +113,9 @@ class Study:
 
         return plots.Figures(plots.study_figures(self, self.to_dataframe(), None))
 
-    def write(self, folder: Path | str, formats: Iterable[str] = ("csv", "json", "gpkg", "html"),
-              crs: str | None = None) -> list[Path]:
+    def write(
+        self, folder: Path | str, formats: Iterable[str] = ("csv", "json", "gpkg", "html"), crs: str | None = None
+    ) -> list[Path]:
         """Write envelopes.csv, summary.json, envelopes.gpkg and report.html to `folder` (as
         `nfca envelopes --out` does; "png" in `formats` adds the figures); returns the files written."""
         from nfca.io.outputs import write_study
@@ -120,10 +128,19 @@ def options_summary(options: EnvelopeOptions, feeder: Feeder | None = None) -> d
     actually used (the file's when not set) and the firm values of non-participants in words."""
     lim = options.limits
     out = {
-        "vmin_pu": lim.vmin_pu, "vmax_pu": lim.vmax_pu, "vmin_v": lim.vmin_v, "vmax_v": lim.vmax_v,
-        "v_neutral_max_v": lim.v_neutral_max_v, "v_margin_pu": lim.v_margin_pu, "i_margin": lim.i_margin,
-        "power_factor": options.power_factor, "source_pu": options.source_pu, "reduce": options.reduce,
-        "kron": options.kron, "firm_kw": options.firm_kw, "firm_diversity": options.firm_diversity,
+        "vmin_pu": lim.vmin_pu,
+        "vmax_pu": lim.vmax_pu,
+        "vmin_v": lim.vmin_v,
+        "vmax_v": lim.vmax_v,
+        "v_neutral_max_v": lim.v_neutral_max_v,
+        "v_margin_pu": lim.v_margin_pu,
+        "i_margin": lim.i_margin,
+        "power_factor": options.power_factor,
+        "source_pu": options.source_pu,
+        "reduce": options.reduce,
+        "kron": options.kron,
+        "firm_kw": options.firm_kw,
+        "firm_diversity": options.firm_diversity,
         "ipopt_options": dict(options.ipopt_options),
     }
     if feeder is not None:
@@ -140,8 +157,10 @@ def study_notices(feeder: Feeder, options: EnvelopeOptions) -> tuple[Notice, ...
 
 def limits_and_notices(feeder: Feeder, options: EnvelopeOptions) -> dict:
     """summary.json's voltage limits in volts (per kind of customer voltage) and its notices."""
-    return {"voltage_limits": voltage_limits_v(feeder, options.limits),
-            "notices": [n.as_dict() for n in study_notices(feeder, options)]}
+    return {
+        "voltage_limits": voltage_limits_v(feeder, options.limits),
+        "notices": [n.as_dict() for n in study_notices(feeder, options)],
+    }
 
 
 def firm_rule(options: EnvelopeOptions, feeder: Feeder | None = None) -> str:
@@ -181,14 +200,14 @@ def run_envelopes(
     envs, vers, infeasible = [], [], {}
     for m in methods:
         sets = []
-        for d in ([None] if box else directions):
+        for d in [None] if box else directions:
             what = f"{m.value} {d.value if d else 'import and export'}"
             if progress:
                 progress(what)
             try:
                 sets += problem.solve(m, d)
             except InfeasibleError as exc:
-                for dd in ([d] if d else directions):
+                for dd in [d] if d else directions:
                     infeasible[(m.value, dd.value)] = str(exc)
         # verified together when promised together (a box's two directions), else one set at a
         # time: a set's verified voltages must not depend on which other directions were asked for
@@ -199,13 +218,15 @@ def run_envelopes(
                 progress(f"verifying {what} with OpenDSS")
             ver = verify(feeder, group, options)
             if require_verified and not ver.verified:
-                raise VerificationError(f"the {what} envelopes failed OpenDSS verification: {ver.violations[0]}; "
-                                        "nothing was written")
+                raise VerificationError(
+                    f"the {what} envelopes failed OpenDSS verification: {ver.violations[0]}; nothing was written"
+                )
             envs += group
             vers += [ver] * len(group)
     chosen = frozenset(u.name for u in feeder.end_users) if participants is None else frozenset(participants)
-    return Study(feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, participants=chosen,
-                 infeasible=infeasible)
+    return Study(
+        feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, participants=chosen, infeasible=infeasible
+    )
 
 
 def one_direction_box(options: EnvelopeOptions, directions: list[Direction]) -> EnvelopeOptions:
@@ -216,9 +237,15 @@ def one_direction_box(options: EnvelopeOptions, directions: list[Direction]) -> 
     return options
 
 
-def prepare_feeder(path: Path | str, participants: str = "all", seed: int = 0, capacities: Path | None = None,
-                   default_capacity_kva: float = DEFAULT_CAPACITY_KVA, feeder_name: str | None = None,
-                   ampacity: AmpacityRules = AmpacityRules()) -> tuple[Feeder, frozenset[str]]:
+def prepare_feeder(
+    path: Path | str,
+    participants: str = "all",
+    seed: int = 0,
+    capacities: Path | None = None,
+    default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+    feeder_name: str | None = None,
+    ampacity: AmpacityRules = AmpacityRules(),
+) -> tuple[Feeder, frozenset[str]]:
     """Read a feeder, apply a capacities CSV and choose the participants: (Feeder, participants).
 
     `feeder_name` (a batch) selects the rows of a `feeder` column in the CSVs, when they have one;
@@ -284,8 +311,10 @@ def with_capacities(feeder: Feeder, csv: Path, feeder_name: str | None = None) -
         raise InputError(f"{csv}: needs columns end_user and capacity_kva (and/or firm_kw)")
     found: dict[str, dict[str, float]] = {"capacity_kva": {}, "firm_kw": {}}
     names = df["end_user"].str.strip().str.lower()
-    for column, what, whats, unit in (("capacity_kva", "capacity", "capacities", "kVA"),
-                                      ("firm_kw", "firm value", "firm values", "kW")):
+    for column, what, whats, unit in (
+        ("capacity_kva", "capacity", "capacities", "kVA"),
+        ("firm_kw", "firm value", "firm values", "kW"),
+    ):
         if column not in df.columns:
             continue
         raws = df[column].str.strip()
@@ -299,15 +328,21 @@ def with_capacities(feeder: Feeder, csv: Path, feeder_name: str | None = None) -
             if not ok:
                 got = "nothing" if raw == "" else repr(raw)
                 sign = "positive" if column == "capacity_kva" else "non-negative"
-                raise InputError(f"{csv} line {row}: {what} of {name} must be a {sign} number of {unit} "
-                                 f"(at most {MAX_KVA:g}), got {got}")
+                raise InputError(
+                    f"{csv} line {row}: {what} of {name} must be a {sign} number of {unit} "
+                    f"(at most {MAX_KVA:g}), got {got}"
+                )
             seen = found[column]
             if name in seen and seen[name] != float(x):
-                raise InputError(f"{csv} line {row}: end-user {name} is given two {whats}, {seen[name]:g} and {x:g} {unit}")
+                raise InputError(
+                    f"{csv} line {row}: end-user {name} is given two {whats}, {seen[name]:g} and {x:g} {unit}"
+                )
             seen[name] = float(x)
     caps, firm = found["capacity_kva"], found["firm_kw"]
-    users = tuple(replace(u, capacity_kva=caps.get(u.name, u.capacity_kva), firm_kw=firm.get(u.name, u.firm_kw))
-                  for u in feeder.end_users)
+    users = tuple(
+        replace(u, capacity_kva=caps.get(u.name, u.capacity_kva), firm_kw=firm.get(u.name, u.firm_kw))
+        for u in feeder.end_users
+    )
     return replace(feeder, end_users=users)
 
 
@@ -335,15 +370,36 @@ def sweep_participation(
             progress(f"{k} participants")
         study = run_envelopes(feeder, methods, directions, options, chosen, require_verified=False)
         for (m, d), reason in study.infeasible.items():
-            rows.append({"participants": k, "direction": d, "method": m, "status": "infeasible",
-                         "total_kw": np.nan, "mean_kw": np.nan, "min_kw": np.nan, "verified": False, "reason": reason})
+            rows.append(
+                {
+                    "participants": k,
+                    "direction": d,
+                    "method": m,
+                    "status": "infeasible",
+                    "total_kw": np.nan,
+                    "mean_kw": np.nan,
+                    "min_kw": np.nan,
+                    "verified": False,
+                    "reason": reason,
+                }
+            )
         for env, ver in zip(study.envelopes, study.verifications):
             g = np.array([env.guaranteed_kw[n] for n in chosen]) if chosen else np.zeros(0)
-            rows.append({"participants": k, "direction": env.direction.value, "method": env.method.value,
-                         "status": env.result.status.value, "total_kw": float(g.sum()),
-                         "mean_kw": float(g.mean()) if g.size else 0.0,
-                         "min_kw": float(g.min()) if g.size else 0.0, "verified": ver.verified, "reason": ""})
+            rows.append(
+                {
+                    "participants": k,
+                    "direction": env.direction.value,
+                    "method": env.method.value,
+                    "status": env.result.status.value,
+                    "total_kw": float(g.sum()),
+                    "mean_kw": float(g.mean()) if g.size else 0.0,
+                    "min_kw": float(g.min()) if g.size else 0.0,
+                    "verified": ver.verified,
+                    "reason": "",
+                }
+            )
     order_key = {(m.value if isinstance(m, Method) else m): i for i, m in enumerate(methods)}
     df = pd.DataFrame(rows)
-    return df.sort_values(["participants", "direction", "method"], key=lambda c: c.map(order_key) if c.name == "method"
-                          else c).reset_index(drop=True)
+    return df.sort_values(
+        ["participants", "direction", "method"], key=lambda c: c.map(order_key) if c.name == "method" else c
+    ).reset_index(drop=True)

@@ -61,12 +61,16 @@ class Profiles:
             return self
         ratio = step / self.interval
         if step < self.interval or abs(ratio - round(ratio)) > 1e-9:
-            raise InputError(f"--resolution {_fmt(step)}: the profiles are at {_fmt(self.interval)}; choose a whole "
-                             f"multiple of it (mean power per interval)")
+            raise InputError(
+                f"--resolution {_fmt(step)}: the profiles are at {_fmt(self.interval)}; choose a whole "
+                f"multiple of it (mean power per interval)"
+            )
         n = int(round(ratio))
         if len(self.kw) % n:
-            raise InputError(f"--resolution {_fmt(step)}: the horizon of {len(self.kw)} x {_fmt(self.interval)} "
-                             f"is not a whole number of {_fmt(step)} intervals")
+            raise InputError(
+                f"--resolution {_fmt(step)}: the horizon of {len(self.kw)} x {_fmt(self.interval)} "
+                f"is not a whole number of {_fmt(step)} intervals"
+            )
         groups = np.arange(len(self.kw)) // n
         kw = self.kw.groupby(groups).mean()
         kw.index = self.kw.index[::n]
@@ -80,8 +84,10 @@ class Profiles:
             raise InputError(f"{self.source}: end-user {unknown[0]} is not in feeder {feeder.name}")
         missing = [n for n in names if n not in self.kw.columns]
         if missing:
-            raise InputError(f"{self.source}: no profile for end-user {missing[0]} "
-                             f"({len(missing)} of {len(names)} end-users missing)")
+            raise InputError(
+                f"{self.source}: no profile for end-user {missing[0]} "
+                f"({len(missing)} of {len(names)} end-users missing)"
+            )
         return Profiles(self.kw[names], self.interval, self.source)
 
 
@@ -148,8 +154,10 @@ def timestamps(cells: pd.Series, path: Path) -> pd.DatetimeIndex:
     number = text.str.fullmatch(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")
     if number.any():
         k = int(np.argmax(number.to_numpy()))
-        raise InputError(f"{path} line {k + 2}: timestamp {text.iloc[k]!r} is a number, not a date and time "
-                         "(write e.g. 2024-01-01 00:15)")
+        raise InputError(
+            f"{path} line {k + 2}: timestamp {text.iloc[k]!r} is a number, not a date and time "
+            "(write e.g. 2024-01-01 00:15)"
+        )
     zoned = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
     if zoned.any() and not zoned.all():
         k = int(np.argmax((zoned != zoned.iloc[0]).to_numpy()))
@@ -172,12 +180,19 @@ def read_csv(path: Path) -> Profiles:
     df = read_table(path)
     lower = {c.lower(): c for c in df.columns}
     if "timestamp" not in lower:
-        raise InputError(f"{path}: needs a timestamp column (long: end_user,timestamp,p_kw; wide: timestamp "
-                         f"and one column per end-user)")
+        raise InputError(
+            f"{path}: needs a timestamp column (long: end_user,timestamp,p_kw; wide: timestamp "
+            f"and one column per end-user)"
+        )
     stamps = timestamps(df[lower["timestamp"]], path)
     if {"end_user", "p_kw"} <= set(lower):
-        long = pd.DataFrame({"end_user": df[lower["end_user"]].str.strip().str.lower(), "timestamp": stamps,
-                             "p_kw": numbers(df[lower["p_kw"]], path, "p_kw", MAX_KW)})
+        long = pd.DataFrame(
+            {
+                "end_user": df[lower["end_user"]].str.strip().str.lower(),
+                "timestamp": stamps,
+                "p_kw": numbers(df[lower["p_kw"]], path, "p_kw", MAX_KW),
+            }
+        )
         dup = long.duplicated(["end_user", "timestamp"])
         if dup.any():
             row = long[dup].iloc[0]
@@ -185,8 +200,9 @@ def read_csv(path: Path) -> Profiles:
         wide = long.pivot(index="timestamp", columns="end_user", values="p_kw")
     else:
         users = [c for c in df.columns if c != lower["timestamp"]]
-        wide = pd.DataFrame({c.strip().lower(): numbers(df[c], path, f"the power of {c}", MAX_KW) for c in users},
-                            index=stamps)
+        wide = pd.DataFrame(
+            {c.strip().lower(): numbers(df[c], path, f"the power of {c}", MAX_KW) for c in users}, index=stamps
+        )
         names = [c.strip().lower() for c in users]
         dups = [n for n in names if names.count(n) > 1]
         if dups:
@@ -210,8 +226,10 @@ def _regular_step(index: pd.DatetimeIndex, source) -> pd.Timedelta:
     steps = np.diff(index.to_numpy()).astype("timedelta64[ns]")
     if np.any(steps != steps[0]):
         k = int(np.argmax(steps != steps[0]))
-        raise InputError(f"{source}: timestamps must be evenly spaced; {index[k]} to {index[k + 1]} breaks the "
-                         f"{_fmt(pd.Timedelta(steps[0]))} step")
+        raise InputError(
+            f"{source}: timestamps must be evenly spaced; {index[k]} to {index[k + 1]} breaks the "
+            f"{_fmt(pd.Timedelta(steps[0]))} step"
+        )
     return pd.Timedelta(steps[0])
 
 

@@ -15,4 +15,13 @@ from nfca.verify.check import (
     verify_points,
 )
 
-__all__ = ["Verification", "check", "combine", "promised_box", "promised_points", "verify", "verify_many", "verify_points"]
+__all__ = [
+    "Verification",
+    "check",
+    "combine",
+    "promised_box",
+    "promised_points",
+    "verify",
+    "verify_many",
+    "verify_points",
+]

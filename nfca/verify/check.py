@@ -75,15 +75,17 @@ def promised_points(box: Box, sets: list[EnvelopeSet]) -> list[Point]:
     return [high, low] + [p for p in sets[0].worst_points if p.t.size == len(box.users)]
 
 
-def verify(feeder: Feeder, sets: list[EnvelopeSet], options: EnvelopeOptions,
-           audit_points: int | None = None) -> Verification:
+def verify(
+    feeder: Feeder, sets: list[EnvelopeSet], options: EnvelopeOptions, audit_points: int | None = None
+) -> Verification:
     """Verify one method's published sets (both directions of a box, or one direction) at their
     box's corners, each limit's worst vertex and `audit_points` seeded random points."""
     return verify_many(feeder, [sets], options, audit_points)[0]
 
 
-def verify_many(feeder: Feeder, groups: list[list[EnvelopeSet]], options: EnvelopeOptions,
-                audit_points: int | None = None) -> list[Verification]:
+def verify_many(
+    feeder: Feeder, groups: list[list[EnvelopeSet]], options: EnvelopeOptions, audit_points: int | None = None
+) -> list[Verification]:
     """`verify` for many groups of sets (e.g. every interval of a day) with one OpenDSS compile."""
     n_audit = options.audit_points if audit_points is None else audit_points
     plans = []
@@ -97,19 +99,21 @@ def verify_many(feeder: Feeder, groups: list[list[EnvelopeSet]], options: Envelo
     out = []
     for _box, promised, audit, audit_fails in plans:
         got = [next(checks) for _ in promised + audit]
-        out.append(combine(got[: len(promised)], got[len(promised):], promised + audit, audit_fails))
+        out.append(combine(got[: len(promised)], got[len(promised) :], promised + audit, audit_fails))
     return out
 
 
-def verify_points(feeder: Feeder, loads: list[dict[str, tuple[float, float]]], options: EnvelopeOptions,
-                  labels: list[str]) -> Verification:
+def verify_points(
+    feeder: Feeder, loads: list[dict[str, tuple[float, float]]], options: EnvelopeOptions, labels: list[str]
+) -> Verification:
     """Verify given operating points (kW, kvar per end-user); every one is part of the promise."""
     checks = [check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)]
     return combine(checks, [], [Point(np.zeros(0), x) for x in labels])
 
 
-def combine(promised: list[Verification], audit: list[Verification], points: list[Point],
-            audit_fails: bool = True) -> Verification:
+def combine(
+    promised: list[Verification], audit: list[Verification], points: list[Point], audit_fails: bool = True
+) -> Verification:
     """One verification from the checks of the promised points and of the audit points."""
     allv = promised + audit
     violations = []
@@ -197,24 +201,32 @@ def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verificati
     lay = _layout(feeder, pf, options)
     v = np.append(np.asarray(pf.voltages.values), 0.0)
     mag = np.abs(v[lay.plus] - v[lay.minus]) / lay.nominal
-    violations = [f"voltage at {lay.labels[k]} {mag[k]:.4f} pu"
-                  for k in np.flatnonzero((mag < lay.lo - v_tol) | (mag > lay.hi + v_tol))]
+    violations = [
+        f"voltage at {lay.labels[k]} {mag[k]:.4f} pu"
+        for k in np.flatnonzero((mag < lay.lo - v_tol) | (mag > lay.hi + v_tol))
+    ]
     umin, umax = np.minimum.reduceat(mag, lay.first), np.maximum.reduceat(mag, lay.first)
     vn = np.abs(v[lay.n_pos])
     vn_lim = limits.v_neutral_max_v
     if vn_lim is not None:
-        violations += [f"neutral voltage at {lay.n_label[k]} {vn[k]:.3f} V"
-                       for k in np.flatnonzero(vn > vn_lim + v_tol * lay.n_base)]
+        violations += [
+            f"neutral voltage at {lay.n_label[k]} {vn[k]:.3f} V"
+            for k in np.flatnonzero(vn > vn_lim + v_tol * lay.n_base)
+        ]
     line_pct = 100 * np.asarray(pf.line_amps.values)[lay.line_pos] / lay.ampacity
     el_pct = 100 * np.asarray(pf.element_amps.values)[lay.el_pos] / lay.rating
-    violations += [f"line {lay.lines[k]} loaded {line_pct[k]:.2f} %" for k in np.flatnonzero(line_pct > 100 + loading_tol)]
+    violations += [
+        f"line {lay.lines[k]} loaded {line_pct[k]:.2f} %" for k in np.flatnonzero(line_pct > 100 + loading_tol)
+    ]
     violations += [f"{lay.elements[k]} loaded {el_pct[k]:.2f} %" for k in np.flatnonzero(el_pct > 100 + loading_tol)]
     if not pf.converged:
         violations.insert(0, "OpenDSS power flow did not converge")
     loading = dict(zip(lay.lines, line_pct.tolist())) | dict(zip(lay.elements, el_pct.tolist()))
     margins = {
-        "voltage_low_pu": float(np.min(mag - lay.lo)), "voltage_high_pu": float(np.min(lay.hi - mag)),
-        "current_pct": float(100 - line_pct.max(initial=0.0)), "rating_pct": float(100 - el_pct.max(initial=0.0)),
+        "voltage_low_pu": float(np.min(mag - lay.lo)),
+        "voltage_high_pu": float(np.min(lay.hi - mag)),
+        "current_pct": float(100 - line_pct.max(initial=0.0)),
+        "rating_pct": float(100 - el_pct.max(initial=0.0)),
     }
     vn_max = float(vn.max(initial=0.0))
     if vn_lim is not None:

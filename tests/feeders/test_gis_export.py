@@ -35,15 +35,37 @@ def test_readme_session(tmp_path):
     res = runner.invoke(app, ["envelopes", feeder, "--out", str(out)])
     assert res.exit_code == 2 and "no ampacity (normamps) for 13 of 13 lines, of 3 line code(s)" in res.stderr
 
-    res = runner.invoke(app, ["envelopes", feeder, "--ampacity", str(EXAMPLE / "cables.csv"), "--default-capacity", "25",
-                              "--vmin-v", "207", "--vmax-v", "253", "--out", str(out), "--format", "csv",
-                              "--format", "json"])
+    res = runner.invoke(
+        app,
+        [
+            "envelopes",
+            feeder,
+            "--ampacity",
+            str(EXAMPLE / "cables.csv"),
+            "--default-capacity",
+            "25",
+            "--vmin-v",
+            "207",
+            "--vmax-v",
+            "253",
+            "--out",
+            str(out),
+            "--format",
+            "csv",
+            "--format",
+            "json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "voltage limits 207-253 V phase-to-neutral" in " ".join(res.stdout.split())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verified"]
-    assert [n["kind"] for n in summary["notices"]] == ["voltage_bases_inferred", "ampacity_from_table",
-                                                      "length_units_missing", "capacity_defaulted"]
+    assert [n["kind"] for n in summary["notices"]] == [
+        "voltage_bases_inferred",
+        "ampacity_from_table",
+        "length_units_missing",
+        "capacity_defaulted",
+    ]
     table = pd.read_csv(out / "envelopes.csv")
     imp = table[(table["direction"] == "import") & (table["method"] == "optimal")]
     # the service cables bind, or in the box (import and export together) the 253 V limit, in volts
@@ -56,7 +78,14 @@ def test_readme_session(tmp_path):
 def test_python_api_bridges_the_same_gaps():
     import nfca
 
-    study = nfca.compute_envelopes(EXAMPLE / "Master.dss", methods=["fair"], directions=["export"],
-                                   default_ampacity_a=90, default_capacity_kva=25, vmin_v=207, vmax_v=253)
+    study = nfca.compute_envelopes(
+        EXAMPLE / "Master.dss",
+        methods=["fair"],
+        directions=["export"],
+        default_ampacity_a=90,
+        default_capacity_kva=25,
+        vmin_v=207,
+        vmax_v=253,
+    )
     assert study.options.limits.vmax_v == 253
     assert {n.kind for n in study.feeder.notices} >= {"voltage_bases_inferred", "ampacity_defaulted"}

@@ -52,8 +52,14 @@ def test_geopackage_layers_crs_and_spread_points(study, tmp_path):
     assert top["end_users"] == (fair["binding_element"] == top["binding_element"]).sum() > 0
     users = gpd.read_file(gpkg, layer="end_users")
     assert users.crs is not None and users.crs.axis_info[0].unit_name == "metre"  # 'local': metres, defined
-    assert {"participant", "firm_kw", "import_fair_kw", "import_fair_binding_type", "import_fair_binding_element",
-            "import_optimal_binding_value"} <= set(users.columns)
+    assert {
+        "participant",
+        "firm_kw",
+        "import_fair_kw",
+        "import_fair_binding_type",
+        "import_fair_binding_element",
+        "import_optimal_binding_value",
+    } <= set(users.columns)
     assert users["participant"].sum() == len(study.participant_names)
     assert len({(p.x, p.y) for p in users.geometry}) == len(users)  # the five contracts on cp4 are spread
     on_cp4 = users[users["connection_point"] == "cp4"]

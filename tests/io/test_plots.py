@@ -14,9 +14,21 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 
 def _table(n_users: int, methods=("optimal", "fair")) -> pd.DataFrame:
-    rows = [{"end_user": f"u{k}", "distance_m": float(k), "capacity_kva": 9.2, "firm_kw": 9.2, "participant": k % 4 != 0,
-             "method": m, "direction": "import", "status": "ok", "guaranteed_kw": 9.2 * (1 - k / n_users)}
-            for m in methods for k in range(n_users)]
+    rows = [
+        {
+            "end_user": f"u{k}",
+            "distance_m": float(k),
+            "capacity_kva": 9.2,
+            "firm_kw": 9.2,
+            "participant": k % 4 != 0,
+            "method": m,
+            "direction": "import",
+            "status": "ok",
+            "guaranteed_kw": 9.2 * (1 - k / n_users),
+        }
+        for m in methods
+        for k in range(n_users)
+    ]
     return pd.DataFrame(rows)
 
 

@@ -17,8 +17,15 @@ from tests.feeder_texts import feeder_with_coordinates
 ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = ROOT / "test-artefacts"
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--window-size=1400,1000")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1400,1000",
+)
 
 
 @pytest.fixture
@@ -43,8 +50,22 @@ def test_report_opens_offline_and_shows_each_end_user(tmp_path, browser):
 
     out = tmp_path / "out"
     feeder = feeder_with_coordinates(tmp_path)
-    res = CliRunner().invoke(app, ["envelopes", str(feeder), "--out", str(out), "--participants", "0.7",
-                                   "--firm-diversity", "0.5", "--seed", "2", "--quiet"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "envelopes",
+            str(feeder),
+            "--out",
+            str(out),
+            "--participants",
+            "0.7",
+            "--firm-diversity",
+            "0.5",
+            "--seed",
+            "2",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     df = read_envelopes(out / "envelopes.csv")
     browser.get((out / "report.html").as_uri())
@@ -56,8 +77,9 @@ def test_report_opens_offline_and_shows_each_end_user(tmp_path, browser):
     users = sorted(df["end_user"].unique())
     assert sorted(m.get_attribute("data-user") for m in markers) == users
     # the five contracts of the building on cp4 are spread, not stacked on one point
-    spots = {(m.get_attribute("cx") or m.get_attribute("x"), m.get_attribute("cy") or m.get_attribute("y"))
-             for m in markers}
+    spots = {
+        (m.get_attribute("cx") or m.get_attribute("x"), m.get_attribute("cy") or m.get_attribute("y")) for m in markers
+    }
     assert len(spots) == len(users)
     for name in ("b2", df[~df["participant"]]["end_user"].iloc[0]):
         marker = next(m for m in markers if m.get_attribute("data-user") == name)
@@ -94,8 +116,13 @@ def test_report_opens_offline_and_shows_each_end_user(tmp_path, browser):
 def test_chart_caption_names_the_feeder_participation_limits_and_guarantee():
     from nfca.io.report import chart_caption
 
-    summary = {"feeder": "f1", "participants": 3, "end_users": 5,
-               "options": {"vmin_pu": 0.9, "vmax_pu": 1.1, "vmin_v": None, "vmax_v": 253.0, "source_pu": 1.05},
-               "methods": {"fair": {"import": {"guarantee": "corner"}, "export": {"guarantee": "corner"}}}}
-    assert chart_caption(summary) == ("f1: 3 of 5 end-users with an NFCA, limits 0.90 pu to 253 V, source 1.05 pu; "
-                                      "guarantee: corner")
+    summary = {
+        "feeder": "f1",
+        "participants": 3,
+        "end_users": 5,
+        "options": {"vmin_pu": 0.9, "vmax_pu": 1.1, "vmin_v": None, "vmax_v": 253.0, "source_pu": 1.05},
+        "methods": {"fair": {"import": {"guarantee": "corner"}, "export": {"guarantee": "corner"}}},
+    }
+    assert chart_caption(summary) == (
+        "f1: 3 of 5 end-users with an NFCA, limits 0.90 pu to 253 V, source 1.05 pu; guarantee: corner"
+    )

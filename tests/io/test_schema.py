@@ -17,22 +17,25 @@ def feeder(tmp_path):
     return read_feeder(write_dss(tmp_path, three_wire_text()))
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("capacity", ("capacity", "", "", 9.2)),
-    ("firm", ("firm", "", "", math.nan)),
-    ("voltage bus cp8 phases ab 0.90 pu", ("voltage", "cp8", "ab", 0.90)),
-    ("voltage bus 906 phase a 1.10 pu at 2024-01-01 12:00:00", ("voltage", "906", "a", 1.10)),
-    ("neutral voltage bus cp7 node 4 10 V", ("neutral", "cp7", "node 4", 10.0)),
-    ("ampacity line m1", ("current", "m1", "", 200.0)),
-    ("rating Transformer.tr", ("rating", "Transformer.tr", "", None)),
-    ("none (fairness rule)", ("none", "", "", math.nan)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("capacity", ("capacity", "", "", 9.2)),
+        ("firm", ("firm", "", "", math.nan)),
+        ("voltage bus cp8 phases ab 0.90 pu", ("voltage", "cp8", "ab", 0.90)),
+        ("voltage bus 906 phase a 1.10 pu at 2024-01-01 12:00:00", ("voltage", "906", "a", 1.10)),
+        ("neutral voltage bus cp7 node 4 10 V", ("neutral", "cp7", "node 4", 10.0)),
+        ("ampacity line m1", ("current", "m1", "", 200.0)),
+        ("rating Transformer.tr", ("rating", "Transformer.tr", "", None)),
+        ("none (fairness rule)", ("none", "", "", math.nan)),
+    ],
+)
 def test_binding_limit_as_data(feeder, text, expected):
     got = schema.binding_fields(text, feeder, 9.2)
     kind, element, phase, value = expected
     assert (got["binding_type"], got["binding_element"], got["binding_phase"]) == (kind, element, phase)
     if value is None:  # the transformer's rated current on its LV terminals: 250 kVA at 230 V
-        assert got["binding_value"] == pytest.approx(250e3 / (3 ** 0.5 * 230), rel=0.01)
+        assert got["binding_value"] == pytest.approx(250e3 / (3**0.5 * 230), rel=0.01)
     elif math.isnan(value):
         assert math.isnan(got["binding_value"])
     else:

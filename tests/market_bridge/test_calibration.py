@@ -1,5 +1,6 @@
 """The shipped case files and the README's data statements are what the calibration script
 derives from its design rules, and the design has the physics it claims."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,7 @@ def test_case_files_are_reproduced_by_the_script(name):
 
 def test_readme_data_statements_are_reproduced_by_the_script():
     text = calibration.README.read_text()
-    block = text[text.index(calibration.BEGIN) + len(calibration.BEGIN):text.index(calibration.END)].strip("\n")
+    block = text[text.index(calibration.BEGIN) + len(calibration.BEGIN) : text.index(calibration.END)].strip("\n")
     assert block == calibration.readme_block()
 
 
@@ -26,5 +27,5 @@ def test_design_has_the_physics_it_claims():
     lo, hi = calibration.WEAK_LATERAL
     assert f["d69_v_min_pu"] < 0.95 and lo <= f["d69_v_min_node"] <= hi
     assert f["der_all_up_v_max"] > 1.05  # the storage units together break the upper limit
-    high = f["critical_nodes"][:calibration.N_CRITICAL]
+    high = f["critical_nodes"][: calibration.N_CRITICAL]
     assert set(calibration.DER_NODES) & set(high)

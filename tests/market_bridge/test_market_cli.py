@@ -1,4 +1,5 @@
 """``nfca market`` command line: outputs, exit codes and one-line errors, checked before computing."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,24 @@ def _error(res, code: int) -> str:
 @pytest.fixture(scope="module")
 def run_b(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("b")
-    res = runner.invoke(app, ["run", "--case", "B", "--scheme", "ml01", "--scheme", "ml05",
-                              "--scheme", "ml06_seed", "--scheme", "common", "--out", str(out)])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--case",
+            "B",
+            "--scheme",
+            "ml01",
+            "--scheme",
+            "ml05",
+            "--scheme",
+            "ml06_seed",
+            "--scheme",
+            "common",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out
 
@@ -115,7 +132,9 @@ def test_malformed_case_file(tmp_path: Path):
     bad.write_text(re.sub(r"imbalance_mw = [0-9.]+", "imbalance_mw = 'lots'", case_file("A").read_text()))
     assert "imbalance_mw" in _error(runner.invoke(app, ["run", "--case-file", str(bad), "--out", str(tmp_path)]), 2)
     bad.write_text("name = [")
-    assert "cannot read case file" in _error(runner.invoke(app, ["run", "--case-file", str(bad), "--out", str(tmp_path)]), 2)
+    assert "cannot read case file" in _error(
+        runner.invoke(app, ["run", "--case-file", str(bad), "--out", str(tmp_path)]), 2
+    )
 
 
 def test_a_clearing_without_solution_exits_3_after_writing(tmp_path: Path):
@@ -131,16 +150,21 @@ def test_envelopes_need_a_scheme_that_uses_them(tmp_path: Path):
     from tests.market_bridge.test_nfca_bridge import write_envelopes
 
     env = write_envelopes(tmp_path / "envelopes.csv")
-    msg = _error(runner.invoke(app, ["run", "--case", "B", "--scheme", "ml03", "--envelopes", str(env),
-                                     "--out", str(tmp_path / "o")]), 2)
+    msg = _error(
+        runner.invoke(
+            app, ["run", "--case", "B", "--scheme", "ml03", "--envelopes", str(env), "--out", str(tmp_path / "o")]
+        ),
+        2,
+    )
     assert "multilevel_03@nfca" in msg and "multilevel_06_seed@nfca" in msg and "none of ml03" in msg
 
 
 def test_undecodable_envelopes_file_is_named(tmp_path: Path):
     bad = tmp_path / "env-latin1.csv"
     bad.write_bytes("end_user,capacity_kva\nCaf\xe9,9\n".encode("latin-1"))
-    msg = _error(runner.invoke(app, ["run", "--scheme", "ml03@nfca", "--envelopes", str(bad),
-                                     "--out", str(tmp_path / "o")]), 2)
+    msg = _error(
+        runner.invoke(app, ["run", "--scheme", "ml03@nfca", "--envelopes", str(bad), "--out", str(tmp_path / "o")]), 2
+    )
     assert "env-latin1.csv" in msg
 
 
@@ -148,8 +172,24 @@ def test_run_with_envelopes(tmp_path: Path):
     from tests.market_bridge.test_nfca_bridge import write_envelopes
 
     env = write_envelopes(tmp_path / "envelopes.csv")
-    res = runner.invoke(app, ["run", "--case", "B", "--scheme", "ml03@nfca", "--scheme", "ml01",
-                              "--envelopes", str(env), "--out", str(tmp_path / "out"), "--seed", "4889"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--case",
+            "B",
+            "--scheme",
+            "ml03@nfca",
+            "--scheme",
+            "ml01",
+            "--envelopes",
+            str(env),
+            "--out",
+            str(tmp_path / "out"),
+            "--seed",
+            "4889",
+        ],
+    )
     assert res.exit_code == 0, res.output
     df = pd.read_csv(tmp_path / "out" / "kpis.csv")
     assert set(df["seed"]) == {4889}
@@ -162,8 +202,14 @@ def test_run_with_envelopes(tmp_path: Path):
 def test_tables_command(tmp_path: Path):
     res = runner.invoke(app, ["tables", "--out", str(tmp_path), "--steps", "1,0.5", "--seed", "2406"])
     assert res.exit_code == 0, res.output
-    for name in ("tables.md", "kpis_all_cases.csv", "prequalification_methods.csv", "agreement.csv",
-                 "aggregation_tradeoff.csv", "aggregation_tradeoff.png"):
+    for name in (
+        "tables.md",
+        "kpis_all_cases.csv",
+        "prequalification_methods.csv",
+        "agreement.csv",
+        "aggregation_tradeoff.csv",
+        "aggregation_tradeoff.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0
     sweep = pd.read_csv(tmp_path / "aggregation_tradeoff.csv")
     assert sweep["inefficiency_pct"].iloc[-1] <= sweep["inefficiency_pct"].iloc[0] + 1e-9

@@ -1,4 +1,5 @@
 """Physics and data checks: MATPOWER units, PTDF against a DC power flow, LinDistFlow balance."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,7 @@ def test_case69_units_are_converted_to_mw_and_pu():
     c = read_matpower_case("case69")
     assert c.bus[:, 2].sum() == pytest.approx(3.8021, abs=1e-4)  # Baran & Wu total load, MW
     assert c.bus[:, 3].sum() == pytest.approx(2.6947, abs=1e-4)
-    z_base = 12.66 ** 2 / 10.0  # kV^2 / MVA
+    z_base = 12.66**2 / 10.0  # kV^2 / MVA
     assert c.branch[0, 2] == pytest.approx(0.0005 / z_base)  # first branch r = 0.0005 ohm
 
 
@@ -81,7 +82,7 @@ def test_lindistflow_power_balance_in_a_cleared_model():
         head = net.parent == 0
         assert st.p_mw[head].sum() == pytest.approx(net_load.sum(), abs=1e-9)  # lossless
         # voltage drop of each branch
-        w = st.v_pu ** 2
+        w = st.v_pu**2
         drop = 2 * (net.r_pu * st.p_mw + net.x_pu * st.q_mvar) / net.base_mva
         assert np.allclose(w[net.parent] - w[net.child], drop, atol=1e-12)
 
@@ -132,7 +133,7 @@ def test_limits_left_out_of_the_model_cannot_bind(dname):
     trials += [{b.bid_id: float(rng.uniform(0, b.qty_mw)) for b in bids} for _ in range(20)]
     for act in trials:
         st = distribution_state(case, dname, act)
-        w = st.v_pu ** 2
+        w = st.v_pu**2
         for k in range(len(net.parent)):
             if ("p", k, True) not in kept:
                 assert st.p_mw[k] <= lim.p_max[k] + 1e-9

@@ -1,6 +1,7 @@
 """NFCA envelopes as prequalification: LV end-user bids capped by their guaranteed envelope in
 every market layer, the common reference included; only participants (and firm users listed as
 flexible) bid."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,10 +23,21 @@ def write_envelopes(path: Path, participants: tuple[int, ...] = (0, 1, 2, 3)) ->
         part = i in participants
         for method, exp, imp in (("optimal", 4.0 + i, 6.0 + i), ("fair", 3.5, 5.0)):
             for direction, g in (("export", exp), ("import", imp)):
-                rows.append({"end_user": f"EU{i}", "connection_point": f"CP{i // 2}", "bus": f"lv{i // 2}",
-                             "phases": "abc" if i % 2 else "a", "connection": "wye", "capacity_kva": cap,
-                             "direction": direction, "method": method, "participant": part,
-                             "guaranteed_kw": g if part else cap, "binding": "voltage" if part else "firm"})
+                rows.append(
+                    {
+                        "end_user": f"EU{i}",
+                        "connection_point": f"CP{i // 2}",
+                        "bus": f"lv{i // 2}",
+                        "phases": "abc" if i % 2 else "a",
+                        "connection": "wye",
+                        "capacity_kva": cap,
+                        "direction": direction,
+                        "method": method,
+                        "participant": part,
+                        "guaranteed_kw": g if part else cap,
+                        "binding": "voltage" if part else "firm",
+                    }
+                )
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 

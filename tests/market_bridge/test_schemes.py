@@ -1,6 +1,7 @@
 """The seed's chapter-4 findings as properties of the shipped cases, for both bid-data seeds, and
 the physics every outcome must respect. The fast tests cover one seed on cases B and D; the rest
 of the matrix (both seeds, all cases) is marked slow."""
+
 from __future__ import annotations
 
 import functools
@@ -17,8 +18,9 @@ from market_bridge.tables import ZERO_PCT
 
 CASES = ("A", "B", "C", "D")
 FAST = {(SEEDS[0], "B"), (SEEDS[0], "D")}
-MATRIX = [pytest.param(s, c, marks=() if (s, c) in FAST else pytest.mark.slow, id=f"{s}-{c}")
-          for s in SEEDS for c in CASES]
+MATRIX = [
+    pytest.param(s, c, marks=() if (s, c) in FAST else pytest.mark.slow, id=f"{s}-{c}") for s in SEEDS for c in CASES
+]
 
 
 @functools.cache
@@ -73,15 +75,22 @@ def test_prequalification_and_distribution_constraints_cost_more_than_common(see
     """The seed's safety-versus-efficiency trade-off: ML03 and ML04 are dearer than the common
     market in at least one case (the DSO layer clears its own need first and the OE box protects
     every activation within it)."""
-    excess = {s: [outcome(seed, c)[1].loc[s, "inefficiency_pct"] for c in CASES]
-              for s in ("multilevel_03", "multilevel_04")}
+    excess = {
+        s: [outcome(seed, c)[1].loc[s, "inefficiency_pct"] for c in CASES] for s in ("multilevel_03", "multilevel_04")
+    }
     for scheme, pct in excess.items():
         assert max(pct) > ZERO_PCT, (scheme, pct)
         assert min(pct) > -ZERO_PCT, (scheme, pct)
 
 
-@pytest.mark.parametrize("seed,name", [pytest.param(s, c, marks=() if (s, c) in FAST else pytest.mark.slow,
-                                                    id=f"{s}-{c}") for s in SEEDS for c in ("B", "C")])
+@pytest.mark.parametrize(
+    "seed,name",
+    [
+        pytest.param(s, c, marks=() if (s, c) in FAST else pytest.mark.slow, id=f"{s}-{c}")
+        for s in SEEDS
+        for c in ("B", "C")
+    ],
+)
 def test_vanilla_dso_tso_is_below_common_and_unsafe_in_b_and_c(seed, name):
     """ML01 forwards the cheap distribution bids unchecked: the TSO takes the storage units'
     export, which lifts D69's lateral above 1.05 pu."""
@@ -92,8 +101,14 @@ def test_vanilla_dso_tso_is_below_common_and_unsafe_in_b_and_c(seed, name):
     assert any(v["network"] == "D69" and v["quantity"] == "voltage_pu" and v["value"] > 1.05 for v in broken)
 
 
-@pytest.mark.parametrize("seed,name", [pytest.param(s, c, marks=() if (s, c) in FAST else pytest.mark.slow,
-                                                    id=f"{s}-{c}") for s in SEEDS for c in ("A", "D")])
+@pytest.mark.parametrize(
+    "seed,name",
+    [
+        pytest.param(s, c, marks=() if (s, c) in FAST else pytest.mark.slow, id=f"{s}-{c}")
+        for s in SEEDS
+        for c in ("A", "D")
+    ],
+)
 def test_tso_dso_schemes_leave_the_interface_congestion_in_a_and_d(seed, name):
     """ML05 and the seed's ML06 fix the interface flow before the DSOs clear; D141's overloaded
     transformer needs that flow itself to fall, so it stays overloaded (and the schemes look cheaper
@@ -106,8 +121,14 @@ def test_tso_dso_schemes_leave_the_interface_congestion_in_a_and_d(seed, name):
     assert not _unsafe(df.loc["multilevel_06"])
 
 
-@pytest.mark.parametrize("seed,name", [pytest.param(s, c, marks=() if (s, c) in FAST else pytest.mark.slow,
-                                                    id=f"{s}-{c}") for s in SEEDS for c in ("B", "C")])
+@pytest.mark.parametrize(
+    "seed,name",
+    [
+        pytest.param(s, c, marks=() if (s, c) in FAST else pytest.mark.slow, id=f"{s}-{c}")
+        for s in SEEDS
+        for c in ("B", "C")
+    ],
+)
 def test_voltage_violations_where_the_seed_has_them(seed, name):
     """Seed Table 4-5: voltage violations in ML01 (B, C), ML02 (B) and ML05 (B)."""
     schemes = ("multilevel_01", "multilevel_02", "multilevel_05") if name == "B" else ("multilevel_01",)
