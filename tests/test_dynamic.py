@@ -208,16 +208,19 @@ def test_table_has_timestamps_and_static_rows(case, tmp_path):
     assert list(table.columns[:2]) == ["timestamp", "end_user"] and "forecast_kw" in table.columns
     assert len(table) == n_users * 4 * 7
     assert (table["timestamp"] == STATIC).sum() == n_users * 4
-    files = write_dynamic(study, tmp_path)
+    files = write_dynamic(study, tmp_path / "default")
+    assert {p.name for p in files} == {"envelopes.csv", "summary.json", "report.html"}  # no matplotlib
+    page = (tmp_path / "default" / "report.html").read_text()
+    assert page.count('"kind":"steps"') == 2  # the time charts of both directions, drawn by the page
+    summary = json.loads((tmp_path / "default" / "summary.json").read_text())
+    assert len(summary["dynamic"]["fair"]["export"]["total_kw"]) == 6 and summary["verified"]
+    files = write_dynamic(study, tmp_path / "png", ("csv", "json", "png"))
     assert {p.name for p in files} == {
         "envelopes.csv",
         "summary.json",
         "envelopes_time_import.png",
         "envelopes_time_export.png",
-        "report.html",
     }
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert len(summary["dynamic"]["fair"]["export"]["total_kw"]) == 6 and summary["verified"]
 
 
 # ----------------------------------------------------------------------------- activations

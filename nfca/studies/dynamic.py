@@ -466,39 +466,39 @@ class _HorizonRun(_Run):
 # ----------------------------------------------------------------------------- outputs
 
 
-def write_dynamic(
-    study: DynamicStudy, out: Path, formats: tuple[str, ...] = ("csv", "json", "png", "html")
-) -> list[Path]:
-    """envelopes.csv (with `timestamp`), summary.json, per direction the per-user time plot
-    envelopes_time_<direction>.png (seed Fig 3-11), and report.html (the static sets on the map,
-    the time plots). Returns the files written."""
-    from nfca.io.outputs import prepare_dir, write_tables
+def write_dynamic(study: DynamicStudy, out: Path, formats: tuple[str, ...] | None = None) -> list[Path]:
+    """envelopes.csv (with `timestamp`), summary.json, report.html (the static sets on the map,
+    the per-user time charts, seed Fig 3-11) and, with "png" in `formats`, the time plots
+    envelopes_time_<direction>.png. Returns the files written."""
+    from nfca.io.outputs import DEFAULT_FORMATS, prepare_dir, write_tables
 
+    formats = DEFAULT_FORMATS if formats is None else formats
     out = prepare_dir(out)
     table = study.to_dataframe()
     written = write_tables(study, out, table, tuple(f for f in formats if f != "json"))
-    figures = []
-    if "png" in formats or "html" in formats:
+    directions = list(dict.fromkeys(c.direction.value for c in study.chains))
+    if "png" in formats:  # the report draws its own charts: matplotlib only for the PNG files
         from nfca.io import plots
 
         title = plots.context(study.summary)
-        for d in dict.fromkeys(c.direction.value for c in study.chains):
-            target = out / f"envelopes_time_{d}.png" if "png" in formats else None
-            figures.append(plots.envelope_timeseries(table[table["direction"] == d], target, d, title))
-        written += [f.path for f in figures if f.path is not None]
+        for d in directions:
+            target = out / f"envelopes_time_{d}.png"
+            written.append(plots.envelope_timeseries(table[table["direction"] == d], target, d, title).path)
     if "html" in formats:
-        from nfca.io import plots
-        from nfca.io.report import write_report
+        from nfca.io import charts
+        from nfca.io.report import chart_caption, write_report
 
         static = study.static_study()
         static_table = static.to_dataframe()
-        figures += plots.study_figures(static, static_table, None)
         summary = {**study.summary, "methods": study.summary["static"]}
+        caption = chart_caption(summary)
+        page = [charts.envelope_timeseries(table, d, caption) for d in directions]
+        page += charts.study_charts(static_table, study.options.power_factor, caption)
         note = (
             f"Static envelopes: valid in every one of the {len(study.profiles)} intervals (dynamic ones per "
-            "interval in envelopes.csv and the time plots)."
+            "interval in envelopes.csv and the time charts)."
         )
-        written.append(write_report(static, static_table, out / "report.html", figures, summary=summary, note=note))
+        written.append(write_report(static, static_table, out / "report.html", summary=summary, note=note, charts=page))
     return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))
 
 
