@@ -250,7 +250,7 @@ def worst_vertices(
         if not nxt:
             break
         current = nxt
-    volts = {tb: got[2] for tb, got in cache.items() if got is not None}  # leg voltages of every vertex solved
+    moved_volts: dict[bytes, np.ndarray] = {}  # leg voltages of the vertices reached by a move
     moved: dict[bytes, dict[int, tuple[np.ndarray, np.ndarray]]] = {}  # vertex -> user -> (vertex moved to, |Q|)
 
     def flips(t: np.ndarray, row: int, side: str) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +261,7 @@ def worst_vertices(
         tb = t.tobytes()
         done = moved.setdefault(tb, {})
         movable = np.flatnonzero(free)
-        dv_t = volts[tb]
+        dv_t = moved_volts[tb] if tb in moved_volts else cache[tb][2]
         if len(movable) > POLISH_MOVES:
             s_t = box_powers(lo, hi, tan_phi, t)
             q_t = model.quantities(np.conj(s_t[model.leg_u] / model.leg_n / dv_t))[0, row]
@@ -278,7 +278,7 @@ def worst_vertices(
             for j, u in enumerate(todo):
                 done[u] = (ts[j], mags[j])
                 if ok[j]:
-                    volts.setdefault(ts[j].tobytes(), dv[j])
+                    moved_volts.setdefault(ts[j].tobytes(), dv[j])
         return (
             np.array([done[int(u)][0] for u in movable]).reshape(-1, len(t)),
             np.array([done[int(u)][1] for u in movable]).reshape(-1, len(lim)),
@@ -325,16 +325,16 @@ def _every_vertex(
     i, _, ok = model.solve(box_powers(lo, hi, tan_phi, ts))
     mags = np.abs(model.quantities(i))[:, rows]
     mags[~ok] = np.inf  # no solution: worse than any bound
-    lower = (model.lim.kind[rows] == VOLTAGE) & (model.lim.lower[rows] > 0)
-    upper, low = model.lim.upper[rows], model.lim.lower[rows]
+    has_lower = (model.lim.kind[rows] == VOLTAGE) & (model.lim.lower[rows] > 0)
+    upper, lower = model.lim.upper[rows], model.lim.lower[rows]
     best = {}
     for j, r in enumerate(rows):
         a = int(np.argmax(mags[:, j]))
         if mags[a, j] >= upper[j] * (1 - screen):
             best[(int(r), "upper")] = (float(mags[a, j]), ts[a])
-        if lower[j]:
+        if has_lower[j]:
             a = int(np.argmin(np.where(ok, mags[:, j], -np.inf)))
-            if mags[a, j] <= low[j] * (1 + screen) or not ok[a]:
+            if mags[a, j] <= lower[j] * (1 + screen) or not ok[a]:
                 best[(int(r), "lower")] = (-float(mags[a, j]), ts[a])
     return best
 

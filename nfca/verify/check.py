@@ -181,16 +181,19 @@ class _Layout:
         self.rating = np.array([el.rating_a for el in rated])
 
 
-_LAYOUTS: dict[tuple, tuple[Feeder, _Layout]] = {}
+_LAYOUTS: dict[tuple, tuple[tuple, _Layout]] = {}
 
 
 def _layout(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> _Layout:
-    key = (id(feeder), id(pf.voltages.index), id(pf.line_amps.index), options.limits)
+    """The feeder's layout in this compile's arrays, built once. The cache holds the objects it is
+    keyed on, so a key's ids cannot be reused by others while it is cached."""
+    owners = (feeder, pf.voltages.index, pf.line_amps.index, pf.element_amps.index)
+    key = (*map(id, owners), options.limits)
     hit = _LAYOUTS.get(key)
-    if hit is None or hit[0] is not feeder:
+    if hit is None or any(a is not b for a, b in zip(hit[0], owners)):
         if len(_LAYOUTS) > 16:
             _LAYOUTS.clear()
-        hit = _LAYOUTS[key] = (feeder, _Layout(feeder, pf, options))
+        hit = _LAYOUTS[key] = (owners, _Layout(feeder, pf, options))
     return hit[1]
 
 
