@@ -594,6 +594,39 @@ def test_sigterm_stops_a_batch_and_its_workers(grid, tmp_path):
     assert sorted(p.name for p in (out / "feeders").iterdir()) == [f"f{k}" for k in range(6)]
 
 
+_KILLED_WORKER = """
+import os, signal, sys
+import multiprocessing as mp
+
+def worker():
+    lock = mp.get_context("spawn").Lock()  # as Pyomo makes one at import
+    os.kill(os.getpid(), signal.SIGKILL)  # a worker that had to be killed
+
+if __name__ == "__main__":
+    if sys.argv[1] == "quiet":
+        from nfca.studies.batch import quiet_resource_tracker
+
+        quiet_resource_tracker()
+    ctx = mp.get_context("spawn")
+    queue_lock = ctx.Lock()  # the pool's queues start the tracker
+    p = ctx.Process(target=worker)
+    p.start()
+    p.join()
+    print("interrupted")
+"""
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_killed_worker_leaves_no_warning_after_the_last_line(tmp_path, quiet):
+    script = tmp_path / "batch_like.py"
+    script.write_text(_KILLED_WORKER)
+    run = subprocess.run(
+        [sys.executable, str(script), "quiet" if quiet else "plain"], capture_output=True, text=True, timeout=60
+    )
+    assert run.stdout.strip() == "interrupted"
+    assert ("leaked semaphore" in run.stderr) is not quiet, run.stderr  # plain: the case is real
+
+
 @pytest.mark.slow
 def test_damaged_results_are_recomputed_and_names_are_never_temporary(tmp_path):
     root = tmp_path / "grid"

@@ -294,6 +294,7 @@ def _run_locked(jobs, out, spec, workers, dask_address, crs, progress) -> BatchR
 
 def _run_local(todo: list[FeederJob], out: Path, spec, workers: int | None, crs: str | None, record) -> None:
     n = workers or min(len(todo), os.cpu_count() or 1)
+    quiet_resource_tracker()
     pool = ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), initializer=_worker_init)
     try:
         names = {pool.submit(_worker, job, out, spec, crs): job.name for job in todo}
@@ -312,6 +313,17 @@ def _run_local(todo: list[FeederJob], out: Path, spec, workers: int | None, crs:
         _stop(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def quiet_resource_tracker() -> None:
+    """A worker that must be killed (it did not stop within 5 s of SIGTERM, say on a loaded
+    machine) leaves the semaphores its libraries made (Pyomo makes one at import) to Python's
+    resource tracker, which removes them, as it should, then prints a "leaked semaphore" warning
+    after our last line. Ask it to remove them quietly: it starts with the first pool and takes
+    the interpreter's -W options."""
+    option = "ignore:resource_tracker:UserWarning"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
