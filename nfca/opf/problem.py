@@ -42,7 +42,7 @@ from nfca.solver import PersistentIpopt, Result, Status
 
 TIE_BREAK = 1e-5
 MAX_ROUNDS = 12  # constraint-generation rounds before giving up
-PER_ROUND = 6  # vertices added per round at most (the worst first)
+PER_ROUND = 12  # vertices added per round at most (the worst first)
 EXCESS_TOL = 1e-7  # a vertex breaking a limit by less than this (fraction) is within it
 ROW_SCREEN = 0.1  # a scenario holds the limits that could come within this fraction of their bound
 LOG_FLOOR = 1e-6  # pu: measures under a logarithm stay above this
@@ -611,10 +611,10 @@ class _Run:
                         abs(m.dual.get(b.lim_upper[k], 0.0)),
                         abs(m.dual.get(b.lim_lower[k], 0.0)) if k in b.lim_lower else 0.0,
                     )
-                rows = np.flatnonzero(dual > 1e-9)
-                if not rows.size:
+                if not np.any(dual > 1e-9):
                     continue
                 v = voltages(b, net)
+                rows, dual = _merge_equivalent(P, v, dual, sorted(b.limit_rows))
                 grad = P.points.gradient(v, rows)  # d|Q| ~ Re(G conj(ds))
                 t = self.points[s].t
                 ds = (t * (1 + 1j * P.tan_phi)) if d is Direction.import_ else ((1 - t) * (-1 + 1j * P.tan_phi))
@@ -686,6 +686,32 @@ class _Run:
                 f"{len(bad)} limit(s){where}, first {bad[0]} (voltage limits {self.P.options.limits.describe()})"
             )
         return f"no {names} envelope exists: Ipopt found the limits infeasible"
+
+
+def _merge_equivalent(P: EnvelopeProblem, v: np.ndarray, dual: np.ndarray, held) -> tuple[np.ndarray, np.ndarray]:
+    """The limits with a multiplier at node voltages `v`, with the multipliers of equivalent
+    limits (cables in series with nothing between them: the same current, rating and
+    sensitivities, so Ipopt splits their multiplier arbitrarily) moved to the first of them, so
+    the binding limit named does not depend on the solver's path."""
+    lim = P.points.lim
+    held = np.asarray(held, dtype=int)
+    mag = lim.magnitudes(v)
+    at_bound = held[(mag[held] >= lim.upper[held] * (1 - 1e-7)) | (dual[held] > 1e-9)]
+    grad = P.points.gradient(v, at_bound)
+    dual = dual.copy()
+    for i, k in enumerate(at_bound):
+        for j in range(i):
+            r = at_bound[j]
+            same = (
+                lim.upper[r] == lim.upper[k]
+                and abs(mag[r] - mag[k]) <= 1e-7 * lim.upper[k]
+                and np.allclose(grad[j], grad[i], rtol=1e-6, atol=1e-9 * np.abs(grad[i]).max())
+            )
+            if same:
+                dual[r] += dual[k]
+                dual[k] = 0.0
+                break
+    return np.flatnonzero(dual > 1e-9), dual
 
 
 def _label(P: EnvelopeProblem, c: Candidate) -> str:

@@ -30,6 +30,9 @@ IPOPT_OPTIONS = {
     "print_level": 0,
     "mu_strategy": "adaptive",
     "linear_solver": "mumps",
+    # AMD ordering: on a box's scenario NLP (network copies coupled by the envelopes) each
+    # iteration is about 1.5x faster than MUMPS's automatic choice, same iterations and optimum
+    "mumps_pivot_order": 0,
     "bound_relax_factor": 0.0,  # envelopes never exceed capacity, not even by 1e-8
     "sb": "yes",  # no banner
 }
