@@ -1210,6 +1210,8 @@ def _classification_figures(results: Path, types, png: bool = False) -> None:
     write_batch_report(results, types, [Path(p) for p in figures], incomplete(results), specs)
 
 
+for _command in (*feeders_app.registered_commands, *market_app.registered_commands):
+    _command.callback = handled(_command.callback)  # one error and signal convention for every command
 app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")
 app.add_typer(market_app, name="market", help="TSO-DSO flexibility market clearings (seed chapter 4).")
 

@@ -238,8 +238,10 @@ def _point(geo: str) -> tuple[float, float]:
 
 def build(out_dir: Path) -> Path:
     """Write the OpenDSS model of the feeder into ``out_dir``; return the path of Master.dss."""
+    from nfca.io.outputs import prepare_dir
+
     net = _net(DEFAULT_SCENARIO)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_dir(out_dir)
     files = {
         "Master.dss": _master(net),
         "LineCodes.dss": _linecodes(net),

@@ -654,8 +654,9 @@ def generate(seed: int, out_dir: Path) -> Path:
     Same seed, same bytes: every random draw comes from ``numpy.random.default_rng(seed)`` in a
     fixed order, floats are written with fixed formats and nothing records the time.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from nfca.io.outputs import prepare_dir
+
+    out_dir = prepare_dir(out_dir)
     feeders = _build(seed)
     rows = []
     for f in feeders:

@@ -541,3 +541,14 @@ def test_very_large_feeder_is_handled(tmp_path):
     assert res.exit_code == 0, res.output
     summary = pd.read_json(out / "summary.json", typ="series")
     assert summary["end_users"] == 100 and summary["verified"]
+
+
+@pytest.mark.parametrize("command", [["feeders", "sibelga", "--seed", "1"], ["feeders", "ieee-eulv"]])
+def test_feeder_builders_name_an_unwritable_output_folder(command, tmp_path):
+    """The mounted sub-commands share the CLI's error convention: one line, exit 6, no traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = CliRunner().invoke(app, [*command, "--out", str(blocker / "grid")])
+    assert res.exit_code == 6, res.output
+    assert "Traceback" not in res.output and "output folder cannot be written" in res.output
+    assert str(blocker / "grid") in res.output
