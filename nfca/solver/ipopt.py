@@ -30,8 +30,8 @@ IPOPT_OPTIONS = {
     "print_level": 0,
     "mu_strategy": "adaptive",
     "linear_solver": "mumps",
-    # AMD ordering: on a box's scenario NLP (network copies coupled by the envelopes) each
-    # iteration is about 1.5x faster than MUMPS's automatic choice, same iterations and optimum
+    # AMD ordering: on a box's scenario NLP (network copies coupled by the envelopes) an
+    # iteration costs about 1/1.5 of MUMPS's automatic choice (benchmarks/README.md, Sibelga batch)
     "mumps_pivot_order": 0,
     "bound_relax_factor": 0.0,  # envelopes never exceed capacity, not even by 1e-8
     "sb": "yes",  # no banner
