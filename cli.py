@@ -110,9 +110,10 @@ def _on_signal(signum, frame):
     raise Interrupted(128 + signum)
 
 
-def handled(fn):
+def handled(fn, interrupted: Callable[[], str] | None = None):
     """Turn library errors into a one-line message and the documented exit code; Ctrl-C, SIGTERM
-    and SIGHUP into "interrupted" (130, 143, 129) after everything half-written is removed."""
+    and SIGHUP into "interrupted" (130, 143, 129) after everything half-written is removed, with
+    `interrupted()` (default: what the run folders say) as the message."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -121,7 +122,7 @@ def handled(fn):
             return fn(*args, **kwargs)
         except (KeyboardInterrupt, Interrupted) as exc:
             code = exc.exit_code if isinstance(exc, Interrupted) else 130
-            _say(exc.message if isinstance(exc, Interrupted) and exc.message else _interrupted())
+            _say(exc.message if isinstance(exc, Interrupted) and exc.message else (interrupted or _interrupted)())
             raise typer.Exit(code) from None
         except NfcaError as exc:
             if DEBUG["on"]:
@@ -1210,8 +1211,13 @@ def _classification_figures(results: Path, types, png: bool = False) -> None:
     write_batch_report(results, types, [Path(p) for p in figures], incomplete(results), specs)
 
 
+def _interrupted_file_by_file() -> str:
+    return "interrupted; --out may hold part of this run's files (each one whole): rerun the command"
+
+
 for _command in (*feeders_app.registered_commands, *market_app.registered_commands):
-    _command.callback = handled(_command.callback)  # one error and signal convention for every command
+    # one error and signal convention for every command; these write file by file, not a run folder
+    _command.callback = handled(_command.callback, _interrupted_file_by_file)
 app.add_typer(feeders_app, name="feeders", help="Build reference and synthetic feeders.")
 app.add_typer(market_app, name="market", help="TSO-DSO flexibility market clearings (seed chapter 4).")
 

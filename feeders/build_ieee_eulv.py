@@ -238,6 +238,7 @@ def _point(geo: str) -> tuple[float, float]:
 
 def build(out_dir: Path) -> Path:
     """Write the OpenDSS model of the feeder into ``out_dir``; return the path of Master.dss."""
+    from nfca.io.atomic import write_text
     from nfca.io.outputs import prepare_dir
 
     net = _net(DEFAULT_SCENARIO)
@@ -253,7 +254,7 @@ def build(out_dir: Path) -> Path:
         "crs.txt": "local\n",
     }
     for name, text in files.items():
-        (out_dir / name).write_text(text, encoding="utf-8", newline="\n")
+        write_text(out_dir / name, text)  # each file whole, never half-written
     return out_dir / "Master.dss"
 
 

@@ -301,3 +301,18 @@ def test_sweep_marks_points_without_envelope_as_gaps(it_feeder, tmp_path):
     assert res.exit_code == 2 and error_lines(res.stderr) == "error: --step must be at least 1, got 0"
     report = (out / "report.html").read_text()
     assert "infeasible" in report and "nfca version" in report and "firm connections alone" in report
+
+
+def test_an_interrupted_market_run_says_so_without_a_traceback(tmp_path, monkeypatch):
+    """Mounted sub-commands share the CLI's signal convention: Ctrl-C is exit 130 and one line
+    that does not claim nothing was written (they write file by file)."""
+    import market_bridge.kpis
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(market_bridge.kpis, "evaluate", interrupted)
+    res = runner.invoke(app, ["market", "run", "--case", "A", "--scheme", "cm", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 130, res.output
+    assert error_lines(res.output).strip().startswith("interrupted; --out may hold part of this run's files")
+    assert "Traceback" not in res.output
