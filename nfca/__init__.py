@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import os as _os
 
-# One BLAS thread per process, set before numpy (or Ipopt's MUMPS) loads OpenBLAS: nfca's dense
-# products are small and its parallelism is across processes (batch workers, dynamic chains), so
-# BLAS threads only contend; on a loaded 2-core machine a 55 x 55 product took 100x longer with
-# them. A caller's own setting wins.
+# One BLAS thread per process, set before numpy (or Ipopt's MUMPS) loads OpenBLAS (and inherited
+# by nfca's worker processes): nfca's dense products are small and its parallelism is across
+# processes, so BLAS threads only contend (on a loaded 2-core machine a 55 x 55 product took 100x
+# longer with them). A library loaded before nfca, or under a caller's own setting, is held to
+# one thread by `nfca.solver.one_blas_thread` below and when Ipopt loads: the numbers must not
+# depend on the thread count.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_var, "1")
 
@@ -33,6 +35,9 @@ from typing import TYPE_CHECKING
 from nfca.errors import FeederError, InfeasibleError, InputError, NfcaError, OutputError, SolverError, VerificationError
 from nfca.model.limits import Limits
 from nfca.model.network import DEFAULT_CAPACITY_KVA, Bus, ConnectionPoint, EndUser, Feeder, Line, LinearElement, Source
+from nfca.solver import one_blas_thread as _one_blas_thread
+
+_one_blas_thread()  # numpy's, loaded by now
 
 if TYPE_CHECKING:
     from nfca.model.envelope import EnvelopeOptions

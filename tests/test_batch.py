@@ -118,3 +118,20 @@ def test_batch_cli_shares_the_study_options_and_writes_a_report(grid, tmp_path):
         "long" in res.stdout and "short" in res.stdout and (out / "report.html").exists()
     )  # classify prints its table
     assert {p.name for p in out.glob("*.png")} >= {"feeder_types_import.png", "feeder_types_export.png"}
+
+
+def test_the_largest_feeders_start_first(grid, tmp_path, monkeypatch):
+    """A pool's tail is then a small feeder, not a large one started last (the file's size is the
+    estimate of a feeder's cost before it is read)."""
+    import nfca.studies.batch as batch
+
+    (grid / "a_tiny").mkdir()
+    write_dss(grid / "a_tiny", three_wire_text(n_segments=1))  # found first, smallest
+    started = []
+    monkeypatch.setattr(batch, "_run_local", lambda todo, *a: started.extend(j.name for j in todo))
+    jobs = discover([grid])
+    assert jobs[0].name == "a_tiny"
+    run_batch(jobs, tmp_path / "results", workers=2)
+    sizes = {j.name: j.path.stat().st_size for j in jobs}
+    assert started == sorted(sizes, key=lambda n: -sizes[n])
+    assert len(set(sizes.values())) == len(sizes)  # the order is decided by size, not by ties

@@ -9,6 +9,7 @@ with Invalid_Number_Detected).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 
 import pandas as pd
@@ -16,7 +17,6 @@ import pytest
 from pyomo.contrib.pynumero.interfaces import cyipopt_interface
 from typer.testing import CliRunner
 
-import nfca.studies.envelopes
 from cli import app
 from nfca.engine import read_feeder
 from nfca.errors import SolverError
@@ -173,13 +173,14 @@ def test_an_infeasible_verdict_that_persists_is_a_solver_failure(small, tmp_path
 
 
 def test_an_envelope_that_fails_verification_is_not_written(small, tmp_path, monkeypatch):
-    real = nfca.studies.envelopes.verify
+    checks = importlib.import_module("nfca.verify.check")  # the module: nfca.verify.check names the function
+    real = checks.verify
 
     def inflated(feeder, envs, options, *args):  # publish twice what the model proved: OpenDSS must object
         envs = [dataclasses.replace(e, guaranteed_kw={k: 2 * v for k, v in e.guaranteed_kw.items()}) for e in envs]
         return real(feeder, envs, options, *args)
 
-    monkeypatch.setattr(nfca.studies.envelopes, "verify", inflated)
+    monkeypatch.setattr(checks, "verify", inflated)  # what run_envelopes' Verifier calls
     out = tmp_path / "out"
     res = _envelopes(small, out)
     assert res.exit_code == 5, res.output

@@ -18,6 +18,9 @@ import scipy.sparse.linalg as spla
 
 from nfca.model.limits import Limits, limit_excess
 from nfca.model.network import EARTH, PHASES, Feeder, leg_label, leg_nominal_pu
+from nfca.solver import one_blas_thread
+
+one_blas_thread()  # scipy's BLAS, loaded by scipy.sparse.linalg
 
 S_BASE_KVA = 10.0  # per-phase power base; end-user powers are then O(1)
 

@@ -264,7 +264,8 @@ def worst_vertices(
         dv_t = moved_volts[tb] if tb in moved_volts else cache[tb][2]
         if len(movable) > POLISH_MOVES:
             s_t = box_powers(lo, hi, tan_phi, t)
-            q_t = model.quantities(np.conj(s_t[model.leg_u] / model.leg_n / dv_t))[0, row]
+            i_t = np.conj(s_t[model.leg_u] / model.leg_n / dv_t)
+            q_t = model.q0[row] - i_t @ model.az[row]  # this row's quantity only
             dq = model.effect(dv_t, s_t, np.array([row]), swing)[0, movable] * (1.0 - 2.0 * t[movable])
             gain = np.abs(q_t + dq) if side == "upper" else -np.abs(q_t + dq)
             movable = movable[np.argsort(-gain, kind="stable")[:POLISH_MOVES]]

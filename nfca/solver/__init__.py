@@ -31,6 +31,16 @@ def lean_pyomo() -> None:
         flag._callback = None
 
 
+def one_blas_thread() -> None:
+    """Every BLAS loaded so far computes on one thread, whatever the environment or the import
+    order: a sum's order depends on the thread count, and on a non-convex problem a last-digit
+    difference can lead the solver to another local optimum, so the published numbers would
+    depend on the machine. nfca's parallelism is across processes (batch workers, chains)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
 def __getattr__(name: str):
     """The Ipopt part loads Pyomo (~0.7 s): only when first used, so `import nfca` and the CLI's
     start stay fast (issue 16)."""

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from nfca.solver import lean_pyomo
+from nfca.solver import lean_pyomo, one_blas_thread
 
 lean_pyomo()
 import pyomo.environ as pyo  # noqa: E402
@@ -141,8 +141,22 @@ def solve_ipopt(
     return replace(res, attempts=tuple(attempts))
 
 
+_IPOPT_LOADED = False
+
+
+def _load_ipopt() -> None:
+    """Load Ipopt (cyipopt and the BLAS its MUMPS uses), then hold that BLAS to one thread."""
+    global _IPOPT_LOADED
+    if not _IPOPT_LOADED:
+        import cyipopt  # noqa: F401
+
+        one_blas_thread()
+        _IPOPT_LOADED = True
+
+
 def run_ipopt(m: pyo.ConcreteModel, options: dict | None = None) -> Result:
     """One Ipopt attempt on a Pyomo model through Pyomo's cyipopt interface."""
+    _load_ipopt()
     iters, count = _counter()
     solver = pyo.SolverFactory("cyipopt")
     solver.config.options.update({**IPOPT_OPTIONS, **(options or {})})
@@ -185,6 +199,8 @@ class IpoptSession:
     def _problem(cls):
         if cls._problem_class is None:
             from pyomo.contrib.pynumero.interfaces.cyipopt_interface import CyIpoptNLP
+
+            _load_ipopt()
 
             class Problem(CyIpoptNLP):
                 def __init__(self, nlp, lb, ub, callback):

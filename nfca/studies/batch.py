@@ -259,6 +259,7 @@ def _run_locked(jobs, out, spec, workers, dask_address, crs, progress) -> BatchR
             os.rename(result_dir(out, job.name), tempfile.mkdtemp(dir=out / WORK, prefix="damaged-"))
         todo.append(job)
     shutil.rmtree(out / WORK, ignore_errors=True)
+    todo.sort(key=_size, reverse=True)  # largest first: the pool's last jobs are then short ones
 
     def record(name: str, seconds: float | None, error: str) -> None:
         if seconds is None:
@@ -290,6 +291,14 @@ def _run_locked(jobs, out, spec, workers, dask_address, crs, progress) -> BatchR
         finished = len(report.done) + len(report.skipped)
         raise Interrupted(code, f"interrupted; {finished} feeder(s) finished, rerun to resume") from None
     return report
+
+
+def _size(job: FeederJob) -> int:
+    """A feeder's cost estimate before it is read: its file's size (lines and loads)."""
+    try:
+        return job.path.stat().st_size
+    except OSError:
+        return 0  # reported when its worker reads it
 
 
 def _run_local(todo: list[FeederJob], out: Path, spec, workers: int | None, crs: str | None, record) -> None:

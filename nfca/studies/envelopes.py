@@ -25,7 +25,7 @@ from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, vol
 from nfca.notices import Notice
 from nfca.opf.problem import EnvelopeProblem
 from nfca.studies.profiles import read_table
-from nfca.verify import Verification, verify
+from nfca.verify import Verification, Verifier
 
 COLUMNS = schema.names(schema.ENVELOPES)  # envelopes.csv
 
@@ -198,6 +198,7 @@ def run_envelopes(
     problem = EnvelopeProblem(feeder, options, participants)
     box = options.guarantee is Guarantee.box
     envs, vers, infeasible = [], [], {}
+    verifier = Verifier(feeder, options)  # OpenDSS checks one method while the next one solves
     for m in methods:
         sets = []
         for d in [None] if box else directions:
@@ -211,22 +212,25 @@ def run_envelopes(
                     infeasible[(m.value, dd.value)] = str(exc)
         # verified together when promised together (a box's two directions), else one set at a
         # time: a set's verified voltages must not depend on which other directions were asked for
-        groups = [[e] for e in sets] if options.guarantee is not Guarantee.box else ([sets] if sets else [])
-        for group in groups:
-            what = f"{m.value} {' and '.join(e.direction.value for e in group)}"
+        for group in [[e] for e in sets] if options.guarantee is not Guarantee.box else ([sets] if sets else []):
             if progress:
-                progress(f"verifying {what} with OpenDSS")
-            ver = verify(feeder, group, options)
-            if require_verified and not ver.verified:
-                raise VerificationError(
-                    f"the {what} envelopes failed OpenDSS verification: {ver.violations[0]}; nothing was written"
-                )
-            envs += group
-            vers += [ver] * len(group)
+                progress(f"verifying {_what(group)} with OpenDSS")
+            verifier.submit(group)
+    for group, ver in verifier.results():
+        if require_verified and not ver.verified:
+            raise VerificationError(
+                f"the {_what(group)} envelopes failed OpenDSS verification: {ver.violations[0]}; nothing was written"
+            )
+        envs += group
+        vers += [ver] * len(group)
     chosen = frozenset(u.name for u in feeder.end_users) if participants is None else frozenset(participants)
     return Study(
         feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, participants=chosen, infeasible=infeasible
     )
+
+
+def _what(group: list[EnvelopeSet]) -> str:
+    return f"{group[0].method.value} {' and '.join(e.direction.value for e in group)}"
 
 
 def one_direction_box(options: EnvelopeOptions, directions: list[Direction]) -> EnvelopeOptions:

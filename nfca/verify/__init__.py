@@ -6,6 +6,7 @@ alone.
 
 from nfca.verify.check import (
     Verification,
+    Verifier,
     check,
     combine,
     promised_box,
@@ -17,6 +18,7 @@ from nfca.verify.check import (
 
 __all__ = [
     "Verification",
+    "Verifier",
     "check",
     "combine",
     "promised_box",

@@ -10,6 +10,9 @@ values and the study's options, not taken from the optimisation.
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,7 +98,7 @@ def verify_many(
         audit = box.sample(n_audit, options.audit_seed + k) if n_audit else []
         plans.append((box, promised, audit, sets[0].guarantee is not Guarantee.corner))
     loads = [box.loads(p) for box, promised, audit, _ in plans for p in promised + audit]
-    checks = iter([check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)])
+    checks = iter([_check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)])
     out = []
     for _box, promised, audit, audit_fails in plans:
         got = [next(checks) for _ in promised + audit]
@@ -103,16 +106,49 @@ def verify_many(
     return out
 
 
+class Verifier:
+    """`verify` of groups of sets one after another on a background thread, in the order given:
+    OpenDSS runs in its own process (the other core) on one method's sets while the caller
+    solves the next. Nothing else may use the feeder's engine until `results()` returns."""
+
+    def __init__(self, feeder: Feeder, options: EnvelopeOptions):
+        self.feeder, self.options = feeder, options
+        self._groups: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: list[tuple[list[EnvelopeSet], Verification | None, BaseException | None]] = []
+        self._thread = threading.Thread(target=self._work, name="nfca-verify", daemon=True)
+        self._thread.start()
+
+    def submit(self, group: list[EnvelopeSet]) -> None:
+        self._groups.put(group)
+
+    def _work(self) -> None:
+        while (group := self._groups.get()) is not None:
+            try:
+                self._done.append((group, verify(self.feeder, group, self.options), None))
+            except BaseException as exc:  # handed to the caller by results()
+                self._done.append((group, None, exc))
+
+    def results(self) -> Iterator[tuple[list[EnvelopeSet], Verification]]:
+        """Each group and its verification, in the order submitted, once all are done (an
+        error raised by one is raised here)."""
+        self._groups.put(None)
+        self._thread.join()
+        for group, ver, exc in self._done:
+            if exc is not None:
+                raise exc
+            yield group, ver
+
+
 def verify_points(
     feeder: Feeder, loads: list[dict[str, tuple[float, float]]], options: EnvelopeOptions, labels: list[str]
 ) -> Verification:
     """Verify given operating points (kW, kvar per end-user); every one is part of the promise."""
-    checks = [check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)]
+    checks = [_check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)]
     return combine(checks, [], [Point(np.zeros(0), x) for x in labels])
 
 
 def combine(
-    promised: list[Verification], audit: list[Verification], points: list[Point], audit_fails: bool = True
+    promised: list[Checked], audit: list[Checked], points: list[Point], audit_fails: bool = True
 ) -> Verification:
     """One verification from the checks of the promised points and of the audit points."""
     allv = promised + audit
@@ -121,26 +157,33 @@ def combine(
         violations += [f"{x} ({p.label})" for x in v.violations[:1]]
     bad_audit = sum(not v.verified for v in audit)
     verified = all(v.verified for v in promised) and (bad_audit == 0 or not audit_fails)
-    users = allv[0].user_v_min_pu
-    lines = allv[0].line_loading_pct
-    margins = {}
-    for key in allv[0].margins:
-        margins[key] = float(min(v.margins[key] for v in allv))
+    return _verification(allv, tuple(violations[:5]), verified, len(promised), len(audit), bad_audit)
+
+
+def _verification(
+    checks: list[Checked], violations: tuple[str, ...], verified: bool, promised: int, audit: int, bad_audit: int
+) -> Verification:
+    """The extremes of `checks` (one layout) as one Verification."""
+    lay = checks[0].lay
+    umin = np.min([v.umin for v in checks], axis=0)
+    umax = np.max([v.umax for v in checks], axis=0)
+    line_pct = np.max([v.line_pct for v in checks], axis=0)
+    el_pct = np.max([v.el_pct for v in checks], axis=0)
     return Verification(
-        converged=all(v.converged for v in allv),
+        converged=all(v.converged for v in checks),
         verified=verified,
-        violations=tuple(violations[:5]),
-        v_min_pu=float(min(v.v_min_pu for v in allv)),
-        v_max_pu=float(max(v.v_max_pu for v in allv)),
-        max_loading_pct=float(max(v.max_loading_pct for v in allv)),
-        user_v_min_pu={u: float(min(v.user_v_min_pu[u] for v in allv)) for u in users},
-        user_v_max_pu={u: float(max(v.user_v_max_pu[u] for v in allv)) for u in users},
-        line_loading_pct={k: float(max(v.line_loading_pct[k] for v in allv)) for k in lines},
-        v_neutral_max_v=float(max(v.v_neutral_max_v for v in allv)),
-        points_checked=len(promised),
-        audit_points=len(audit),
+        violations=violations,
+        v_min_pu=float(umin.min()),
+        v_max_pu=float(umax.max()),
+        max_loading_pct=float(max(line_pct.max(initial=0.0), el_pct.max(initial=0.0))),
+        user_v_min_pu=dict(zip(lay.users, umin.tolist())),
+        user_v_max_pu=dict(zip(lay.users, umax.tolist())),
+        line_loading_pct=dict(zip(lay.lines, line_pct.tolist())) | dict(zip(lay.elements, el_pct.tolist())),
+        v_neutral_max_v=float(max(v.vn_max for v in checks)),
+        points_checked=promised,
+        audit_points=audit,
         audit_violations=bad_audit,
-        margins=margins,
+        margins={key: float(min(v.margins[key] for v in checks)) for key in checks[0].margins},
     )
 
 
@@ -199,6 +242,31 @@ def _layout(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> _Layout:
 
 def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verification:
     """Compare one OpenDSS solution with the limits."""
+    c = _check(feeder, pf, options)
+    return _verification([c], c.violations, c.verified, 1, 0, 0)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One power flow against the limits, as arrays in its layout's order (combined by array
+    operations over thousands of points)."""
+
+    lay: _Layout
+    converged: bool
+    violations: tuple[str, ...]
+    umin: np.ndarray  # per end-user, the lowest and highest of its voltages (pu)
+    umax: np.ndarray
+    line_pct: np.ndarray  # loading per line, per rated element (% of rating)
+    el_pct: np.ndarray
+    vn_max: float
+    margins: dict[str, float]
+
+    @property
+    def verified(self) -> bool:
+        return self.converged and not self.violations
+
+
+def _check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Checked:
     limits = options.limits
     v_tol, loading_tol = limits.v_tol_pu, limits.loading_tol_pct
     lay = _layout(feeder, pf, options)
@@ -224,7 +292,6 @@ def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verificati
     violations += [f"{lay.elements[k]} loaded {el_pct[k]:.2f} %" for k in np.flatnonzero(el_pct > 100 + loading_tol)]
     if not pf.converged:
         violations.insert(0, "OpenDSS power flow did not converge")
-    loading = dict(zip(lay.lines, line_pct.tolist())) | dict(zip(lay.elements, el_pct.tolist()))
     margins = {
         "voltage_low_pu": float(np.min(mag - lay.lo)),
         "voltage_high_pu": float(np.min(lay.hi - mag)),
@@ -234,16 +301,4 @@ def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verificati
     vn_max = float(vn.max(initial=0.0))
     if vn_lim is not None:
         margins["neutral_v"] = float(vn_lim - vn_max)
-    return Verification(
-        converged=pf.converged,
-        verified=pf.converged and not violations,
-        violations=tuple(violations),
-        v_min_pu=float(umin.min()),
-        v_max_pu=float(umax.max()),
-        max_loading_pct=float(max(line_pct.max(initial=0.0), el_pct.max(initial=0.0))),
-        user_v_min_pu=dict(zip(lay.users, umin.tolist())),
-        user_v_max_pu=dict(zip(lay.users, umax.tolist())),
-        line_loading_pct=loading,
-        v_neutral_max_v=vn_max,
-        margins=margins,
-    )
+    return Checked(lay, bool(pf.converged), tuple(violations), umin, umax, line_pct, el_pct, vn_max, margins)
