@@ -198,31 +198,31 @@ def run_envelopes(
     problem = EnvelopeProblem(feeder, options, participants)
     box = options.guarantee is Guarantee.box
     envs, vers, infeasible = [], [], {}
-    verifier = Verifier(feeder, options)  # OpenDSS checks one method while the next one solves
-    for m in methods:
-        sets = []
-        for d in [None] if box else directions:
-            what = f"{m.value} {d.value if d else 'import and export'}"
-            if progress:
-                progress(what)
-            try:
-                sets += problem.solve(m, d)
-            except InfeasibleError as exc:
-                for dd in [d] if d else directions:
-                    infeasible[(m.value, dd.value)] = str(exc)
-        # verified together when promised together (a box's two directions), else one set at a
-        # time: a set's verified voltages must not depend on which other directions were asked for
-        for group in [[e] for e in sets] if options.guarantee is not Guarantee.box else ([sets] if sets else []):
-            if progress:
-                progress(f"verifying {_what(group)} with OpenDSS")
-            verifier.submit(group)
-    for group, ver in verifier.results():
-        if require_verified and not ver.verified:
-            raise VerificationError(
-                f"the {_what(group)} envelopes failed OpenDSS verification: {ver.violations[0]}; nothing was written"
-            )
-        envs += group
-        vers += [ver] * len(group)
+    with Verifier(feeder, options) as verifier:  # OpenDSS checks one method while the next one solves
+        for m in methods:
+            sets = []
+            for d in [None] if box else directions:
+                what = f"{m.value} {d.value if d else 'import and export'}"
+                if progress:
+                    progress(what)
+                try:
+                    sets += problem.solve(m, d)
+                except InfeasibleError as exc:
+                    for dd in [d] if d else directions:
+                        infeasible[(m.value, dd.value)] = str(exc)
+            # verified together when promised together (a box's two directions), else one set at a
+            # time: a set's verified voltages must not depend on which other directions were asked for
+            for group in [[e] for e in sets] if options.guarantee is not Guarantee.box else ([sets] if sets else []):
+                if progress:
+                    progress(f"verifying {_what(group)} with OpenDSS")
+                verifier.submit(group)
+        for group, ver in verifier.results():
+            if require_verified and not ver.verified:
+                raise VerificationError(
+                    f"the {_what(group)} envelopes failed OpenDSS verification: {ver.violations[0]}; nothing was written"
+                )
+            envs += group
+            vers += [ver] * len(group)
     chosen = frozenset(u.name for u in feeder.end_users) if participants is None else frozenset(participants)
     return Study(
         feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, participants=chosen, infeasible=infeasible

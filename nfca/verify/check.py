@@ -109,20 +109,28 @@ def verify_many(
 class Verifier:
     """`verify` of groups of sets one after another on a background thread, in the order given:
     OpenDSS runs in its own process (the other core) on one method's sets while the caller
-    solves the next. Nothing else may use the feeder's engine until `results()` returns."""
+    solves the next. Use it as a context manager: nothing else may use the feeder's engine
+    until it is closed, and closing (on an error too) waits for the group being verified."""
 
     def __init__(self, feeder: Feeder, options: EnvelopeOptions):
         self.feeder, self.options = feeder, options
         self._groups: queue.SimpleQueue = queue.SimpleQueue()
         self._done: list[tuple[list[EnvelopeSet], Verification | None, BaseException | None]] = []
+        self._stop = False
         self._thread = threading.Thread(target=self._work, name="nfca-verify", daemon=True)
         self._thread.start()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def submit(self, group: list[EnvelopeSet]) -> None:
         self._groups.put(group)
 
     def _work(self) -> None:
-        while (group := self._groups.get()) is not None:
+        while (group := self._groups.get()) is not None and not self._stop:
             try:
                 self._done.append((group, verify(self.feeder, group, self.options), None))
             except BaseException as exc:  # handed to the caller by results()
@@ -137,6 +145,13 @@ class Verifier:
             if exc is not None:
                 raise exc
             yield group, ver
+
+    def close(self) -> None:
+        """Drop the groups not started and wait for the one being verified: the engine is then
+        the caller's again."""
+        self._stop = True
+        self._groups.put(None)
+        self._thread.join()
 
 
 def verify_points(
