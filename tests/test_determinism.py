@@ -7,6 +7,7 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -71,22 +72,17 @@ def test_corner_sets_do_not_depend_on_other_methods_or_directions(kron_feeder, t
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 16 item 5, open: at source 1.0 pu the IEEE optimal export (corner) has distinct local optima "
-        "(330.282 kW from starts 0/0.25/0.75 x capacity, 330.290 kW from 0.1/0.5; a user at 0 or 9.1 kW, "
-        "line1 vs line27 ampacity binding), which the tie-break does not merge even 100x stronger"
-    ),
-)
 def test_optimal_export_is_the_same_from_every_start(ieee_eulv, monkeypatch):
-    """Where the optimum is not unique the tie-break must make it so: every start of the solver
-    (participants' envelopes and the network's power flow at 0 to 1 x capacity) gives the same
-    envelopes to 1 W."""
+    """Where the highest total leaves near-equal optima, the most even split among them decides:
+    every start of the solver (participants' envelopes and the network's power flow at 0 to 1 x
+    capacity instead of the fair set) gives the same envelopes to 1 W. At source 1.0 pu these
+    starts ended at 330.282 or 330.290 kW with single end-users at 0 or 9.1 kW before it."""
     problem = EnvelopeProblem(read_feeder(ieee_eulv), EnvelopeOptions(source_pu=1.0, guarantee="corner"))
     got = {}
-    for start in (0.0, 0.25, 0.5, 1.0):
-        monkeypatch.setattr(opf_problem, "START", start)
+    for start in (0.0, 0.1, 0.25, 0.5, 0.75, 1.0):
+        monkeypatch.setattr(
+            opf_problem._Run, "_fair_start", lambda run, otherwise, x=start: np.where(run.P.part, x * run.P.cap, 0)
+        )
         got[start] = problem.solve("optimal", "export")[0].guaranteed_kw
     first = got[0.0]
     for start, kw in got.items():

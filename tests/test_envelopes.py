@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import nfca.opf.problem as opf_problem
 from nfca.engine import read_feeder
 from nfca.errors import InfeasibleError
 from nfca.model.envelope import EnvelopeOptions
@@ -119,3 +120,42 @@ def test_infeasible_firm_case_names_the_limit(tmp_path):
     few = frozenset(list(f.end_user)[:1])
     with pytest.raises(InfeasibleError, match=r"firm connections alone violate .* voltage bus"):
         EnvelopeProblem(f, participants=few).solve("optimal")
+
+
+def _level_sets(path, on_power_flow: bool, monkeypatch, **options) -> dict:
+    """Fair and proportional corner sets, their level bisected on the power flow or solved by the NLP."""
+    if not on_power_flow:
+        monkeypatch.setattr(opf_problem._Run, "_one_point", lambda run: False)
+    problem = EnvelopeProblem(read_feeder(path), EnvelopeOptions(guarantee="corner", **options))
+    out = {}
+    for m in ("fair", "proportional"):
+        for d in ("import", "export"):
+            e = problem.solve(m, d)[0]
+            out[m, d] = {
+                u: (kw, e.binding[u].kind, e.binding[u].element, e.binding[u].phase)
+                for u, kw in e.guaranteed_kw.items()
+            }
+    monkeypatch.undo()
+    return out
+
+
+def _same_to_a_watt(a: dict, b: dict) -> None:
+    for key in a:
+        for u in a[key]:
+            assert abs(a[key][u][0] - b[key][u][0]) <= 1e-3, (key, u, a[key][u], b[key][u])
+            assert a[key][u][1:] == b[key][u][1:], (key, u, a[key][u], b[key][u])
+
+
+@pytest.mark.parametrize("fixture", ["kron_feeder", "it_feeder", "four_wire_feeder"])
+def test_a_level_bisected_on_the_power_flow_is_the_nlp_level(request, fixture, monkeypatch):
+    """Fair and proportional under the corner are one level at one point: the bisection on the
+    model's power flow and the NLP give the same envelopes to 1 W, and name the same limit."""
+    path = request.getfixturevalue(fixture)
+    _same_to_a_watt(_level_sets(path, True, monkeypatch), _level_sets(path, False, monkeypatch))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source_pu", [None, 1.0])
+def test_the_ieee_level_bisected_on_the_power_flow_is_the_nlp_level(ieee_eulv, source_pu, monkeypatch):
+    on_flow = _level_sets(ieee_eulv, True, monkeypatch, source_pu=source_pu)
+    _same_to_a_watt(on_flow, _level_sets(ieee_eulv, False, monkeypatch, source_pu=source_pu))

@@ -11,14 +11,25 @@ and solve again until none does. `Guarantee.corner` keeps ALEXANDER D3.3's singl
 Methods (per direction; with a box, import and export are solved together and weighed by
 `export_weight` w: maximise (1 - w) log(measure of import) + w log(measure of export)):
 
-- optimal: the total. Tie-break: the objective subtracts 1e-5/2 sum g^2 (g in pu of 10 kVA), a
-  strictly concave term that picks the most even split among equal totals.
+- optimal: the total. Tie-break: the objective subtracts 1e-5/2 sum g^2 (g in pu of 10 kVA).
+  Under the corner guarantee a second solve then takes the most even split (least sum of squared
+  shortfalls from capacity) among the allocations within EVEN_WITHIN_W of that total: a strictly
+  convex choice among the near-equal optima a total alone leaves (end-users of almost the same
+  sensitivity to the binding limits), so the split does not hinge on where the solver started
+  or its last digits. Its first solve starts from the fair set, a unique point. The problem can
+  still have distinct local optima further apart than EVEN_WITHIN_W (benchmarks/README.md,
+  "Distinct local optima"). A box keeps the first solve, from START: there, with tens of
+  scenarios, the second cost 70 % more iterations, and the fair start more iterations too.
 - fair: equal guaranteed power for all, capped by each one's capacity: g_u = min(t, cap_u), t
   maximal (raised by fixing users as they reach their capacity).
 - proportional: g_u = alpha cap_u, alpha maximal.
 - propfair: sum cap_u log(g_u) (weighted proportional fairness).
 - maxmin: lexicographic max-min (progressive filling; a user is frozen when the multiplier of
   its floor shows it blocks a higher floor).
+
+Under the corner guarantee, fair and proportional are one level at one operating point: the level
+is bisected on the model's own power flow (`highest_level`: the same equations and limits as the
+NLP), without Ipopt. Where the levels that hold are not one interval from zero, the NLP decides.
 """
 
 from __future__ import annotations
@@ -35,19 +46,22 @@ from nfca.model.box import Guarantee, Point
 from nfca.model.envelope import Binding, Direction, EnvelopeOptions, EnvelopeSet, Method, firm_kw
 from nfca.model.network import Feeder
 from nfca.model.reduction import kron_reduce, reduce_feeder
-from nfca.opf.formulation import add_limit_rows, constraint_limits, network_block, voltages
+from nfca.opf.formulation import add_limit_rows, constraint_limits, initialise, network_block, voltages
 from nfca.opf.network import VOLTAGE, per_unit
 from nfca.opf.worstcase import Candidate, PointModel, box_powers, worst_vertices
 from nfca.solver import PersistentIpopt, Result, Status
 
 TIE_BREAK = 1e-5
+EVEN_WITHIN_W = 0.5  # the optimal set: the most even of the allocations within this of the highest total
 MAX_ROUNDS = 12  # constraint-generation rounds before giving up
 PER_ROUND = 12  # vertices added per round at most (the worst first)
 EXCESS_TOL = 1e-7  # a vertex breaking a limit by less than this (fraction) is within it
 ROW_SCREEN = 0.1  # a scenario holds the limits that could come within this fraction of their bound
 LOG_FLOOR = 1e-6  # pu: measures under a logarithm stay above this
 GUESS = 0.5  # the box whose worst vertices are the first scenarios: each participant at this x capacity
-START = 0.25  # every solve starts with each participant's envelopes at this x capacity
+START = 0.25  # a solve starts with each participant's envelopes at this x capacity (optimal: at the fair set)
+LEVEL_TOL = 1e-8  # pu (0.1 mW): a bisected level is within this of the highest that holds
+LEVEL_GRID = 16  # levels tried at once per step of the bisection (one batched power flow)
 
 
 @dataclass
@@ -151,11 +165,16 @@ class _Run:
         # guaranteed import and export (pu of active power); an inactive direction is fixed at 0
         m.gi = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
         m.ge = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
-        g0 = np.where(P.part, START * P.cap, 0.0)  # the start, and the scenarios' power flows at it
+        self.level: Level | None = None  # the shared level, when bisected on the power flow
+        self.evening = False  # optimal: solving for the most even split (the highest total holds)
+        self.best_total: float | None = None  # optimal under the corner: the highest total (pu)
+        start = {d: np.where(P.part, START * P.cap, 0.0) for d in dirs}  # the start, and the scenarios' flows at it
+        if method is Method.optimal and self.corner is not None:
+            start = {d: self._fair_start(start[d]) for d in dirs}
         for u in m.U:
             for d, var in ((Direction.import_, m.gi[u]), (Direction.export, m.ge[u])):
                 if P.part[u] and d in dirs:
-                    var.set_value(float(g0[u]))
+                    var.set_value(float(start[d][u]))
                 else:
                     var.setub(0.0)  # held by bounds, not fixed: the NLP keeps its structure
         m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
@@ -286,17 +305,24 @@ class _Run:
     def solve(self) -> Result:
         """The method on the current scenarios, then constraint generation until the box holds:
         limits a scenario comes near are added to it, vertices where a limit breaks are added
-        as scenarios."""
+        as scenarios. Under the corner guarantee, the optimal set's most even split is solved once
+        the highest total holds, and checked the same way."""
         method = getattr(self, f"_{self.method.value}") if self.free else self._firm_only
+        self.evening = False
         while True:
             res = method()
             if not res.ok:
                 return res
             if self._add_near_rows():
+                self.evening = False
                 continue
             new = self._violated()
             if not new:
+                if self.method is Method.optimal and self.corner is not None and self.free and not self.evening:
+                    self.evening = True
+                    continue
                 return res
+            self.evening = False
             if len(self.blocks) >= MAX_ROUNDS * PER_ROUND:
                 raise SolverError(
                     f"the {self.method.value} envelopes: no set holds in the whole box after "
@@ -364,23 +390,47 @@ class _Run:
         return m.method, True
 
     def _optimal(self) -> Result:
+        """The highest total (a box: the weighted logarithms of both directions' totals). Under
+        the corner, then (`evening`) the most even split within EVEN_WITHIN_W of it (see the
+        module's docstring): its weight and floor are variables held by bounds, so both solves
+        share one NLP."""
         b, new = self._method_block(("optimal",))
+        active = self._active()
+        n = range(len(active))
+        even = self.corner is not None
         if new:
-            two = len(self.dirs) == 2
-            b.total = pyo.Var(range(len(self.dirs)), bounds=(LOG_FLOOR if two else None, None), initialize=1.0)
-            b.sum = pyo.Constraint(
-                range(len(self.dirs)), rule=lambda b, k: b.total[k] == sum(self._active()[k][1][u] for u in self.free)
-            )
-            tie = TIE_BREAK / 2 * sum(g[u] ** 2 for _, g in self._active() for u in self.free)
-            b.obj = pyo.Objective(
-                expr=self._main([b.total[k] for k in range(len(self.dirs))]) - tie, sense=pyo.maximize
-            )
-        for k, (_, g) in enumerate(self._active()):
+            two = len(active) == 2
+            b.total = pyo.Var(n, bounds=(LOG_FLOOR if two else None, None), initialize=1.0)
+            b.sum = pyo.Constraint(n, rule=lambda b, k: b.total[k] == sum(active[k][1][u] for u in self.free))
+            main = self._main([b.total[k] for k in n])
+            tie = TIE_BREAK / 2 * sum(g[u] ** 2 for _, g in active for u in self.free)
+            if even:
+                b.w = pyo.Var(bounds=(1.0, 1.0), initialize=1.0)  # 1: the highest total; 0: the most even split
+                b.floor_at = pyo.Var(bounds=(-1e6, -1e6), initialize=-1e6)
+                b.floor = pyo.Constraint(expr=b.total[0] >= b.floor_at)
+                short = sum((float(self.P.cap[u]) - g[u]) ** 2 for _, g in active for u in self.free) / 2
+                b.obj = pyo.Objective(expr=main - b.w * tie - (1 - b.w) * short, sense=pyo.maximize)
+            else:
+                b.obj = pyo.Objective(expr=main - tie, sense=pyo.maximize)
+        for k, (_, g) in enumerate(active):
             b.total[k].set_value(max(LOG_FLOOR, sum(pyo.value(g[u]) for u in self.free)))
-        return self._solve(warm=not new)
+        if even:
+            w, floor = (0.0, self.best_total - EVEN_WITHIN_W / self.P.net.s_base_va) if self.evening else (1.0, -1e6)
+            for var, x in ((b.w, w), (b.floor_at, floor)):
+                var.setlb(x), var.setub(x), var.set_value(x)
+        res = self._solve(warm=self.evening or not new)
+        if res.ok and not self.evening:
+            self.best_total = pyo.value(b.total[0])
+        return res
 
     def _fair(self) -> Result:
+        if self._one_point():
+            return self._level_on_power_flow("fair")
+        return self._fair_nlp()
+
+    def _fair_nlp(self) -> Result:
         """Equal levels, raised by holding users at their capacity as the level reaches it."""
+        self.level = None
         P = self.P
         active = self._active()
         free = {k: list(self.free) for k in range(len(active))}
@@ -416,6 +466,12 @@ class _Run:
                 return res
 
     def _proportional(self) -> Result:
+        if self._one_point():
+            return self._level_on_power_flow("proportional")
+        return self._proportional_nlp()
+
+    def _proportional_nlp(self) -> Result:
+        self.level = None
         P = self.P
         active = self._active()
         b, new = self._method_block(("proportional",))
@@ -494,6 +550,56 @@ class _Run:
         if new:
             b.obj = pyo.Objective(expr=0.0)
         return self._solve()
+
+    # -------------------------------------------------------------- one level on one point
+    def _one_point(self) -> bool:
+        """One operating point and one direction (the corner guarantee before any other scenario):
+        a shared level is then a scalar search on the power flow."""
+        return self.corner is not None and len(self.blocks) == 1 and len(self.dirs) == 1
+
+    def _level_on_power_flow(self, name: str) -> Result:
+        """The fair or proportional set at the one point, its level bisected on the model's power
+        flow; the NLP's when the levels that hold are not one interval from zero."""
+        t0 = time.perf_counter()
+        found = self._highest_level(name)
+        if found is None:
+            return getattr(self, f"_{name}_nlp")()
+        self.level = found
+        _, g = self._active()[0]
+        for u in self.free:
+            g[u].set_value(float(found.shares[u]))
+        initialise(self.blocks[0], self.P.net, found.v, found.s)
+        res = Result(
+            Status.optimal,
+            f"Level_Found: the highest {name} level that holds on the model's power flow, bisected to {LEVEL_TOL:g} pu",
+            seconds=time.perf_counter() - t0,
+        )
+        self.runs.append(res)
+        return res
+
+    def _highest_level(self, name: str) -> Level | None:
+        """The highest fair or proportional level at the corner, on the model's power flow (None:
+        the levels that hold are not one interval from zero)."""
+        P, d = self.P, self.dirs[0]
+        cap = np.where(P.part, P.cap, 0.0)
+        if name == "fair":
+            shares, top = (lambda x: np.minimum(x, cap)), float(cap.max())
+        else:
+            shares, top = (lambda x: x * cap), 1.0
+        t = np.full(len(cap), self.corner)
+        zero = np.zeros(len(cap))
+
+        def powers(g: np.ndarray) -> np.ndarray:
+            lo, hi = self.box_pu(g, zero) if d is Direction.import_ else self.box_pu(zero, g)
+            return box_powers(lo, hi, P.tan_phi, t)
+
+        return highest_level(P.points, powers, shares, top)
+
+    def _fair_start(self, otherwise: np.ndarray) -> np.ndarray:
+        """The fair set at the corner, a unique point, where the optimal set's solve starts;
+        `otherwise` when the levels that hold are not one interval from zero."""
+        found = self._highest_level("fair") if self.free else None
+        return otherwise if found is None else found.shares
 
     # -------------------------------------------------------------- results
     def envelope_sets(self, t0: float) -> list[EnvelopeSet]:
@@ -597,6 +703,8 @@ class _Run:
         """The limit that stops each end-user short of its capacity in each direction: the limit
         constraint (in any scenario) with the largest multiplier times sensitivity to that user's
         guaranteed power; for the shared-level methods, to the level the user is held at."""
+        if self.level is not None:
+            return self._level_binding(gi, ge)
         P, m = self.P, self.m
         lim, net = P.points.lim, P.net
         n_u = len(net.users)
@@ -643,6 +751,33 @@ class _Run:
                     out[d][name] = _binding(P, k, self._side_at(s, k), self.points[s].label)
         return out
 
+    def _level_binding(self, gi: np.ndarray, ge: np.ndarray) -> dict[Direction, dict[str, Binding]]:
+        """`binding` for a level bisected on the power flow: the limit that breaks first above it
+        (of equivalent limits, the first)."""
+        P, lim = self.P, self.P.points.lim
+        stop = None
+        if self.level.above is not None:
+            excess, v = self.level.above
+            broken = np.clip(excess, 0.0, None)
+            rows, weight = _merge_equivalent(P, v, broken / broken.max(), np.arange(len(lim)))
+            k = int(rows[np.argmax(weight[rows])])
+            mag = lim.magnitudes(v)[k]
+            side = "lower" if lim.kind[k] == VOLTAGE and mag < lim.lower[k] else "upper"
+            stop = _binding(P, k, side, self.points[0].label)
+        out: dict[Direction, dict[str, Binding]] = {}
+        for d, g in ((Direction.import_, gi), (Direction.export, ge)):
+            out[d] = {}
+            for u, name in enumerate(P.net.users):
+                if not P.part[u]:
+                    out[d][name] = Binding("firm", "firm")
+                elif d not in self.dirs:
+                    out[d][name] = Binding("none", "not in this guarantee")
+                elif g[u] >= P.cap[u] - 1e-6 or stop is None:
+                    out[d][name] = Binding("capacity", "capacity")
+                else:
+                    out[d][name] = stop
+        return out
+
     def _side_at(self, s: int, k: int) -> str:
         b = self.blocks[s]
         if k in b.lim_lower and abs(self.m.dual.get(b.lim_lower[k], 0.0)) > abs(self.m.dual.get(b.lim_upper[k], 0.0)):
@@ -686,6 +821,55 @@ class _Run:
                 f"{len(bad)} limit(s){where}, first {bad[0]} (voltage limits {self.P.options.limits.describe()})"
             )
         return f"no {names} envelope exists: Ipopt found the limits infeasible"
+
+
+@dataclass(frozen=True)
+class Level:
+    """The highest shared level that holds on the model's power flow, and the state there."""
+
+    x: float  # the level (pu, or a fraction for a proportional level)
+    shares: np.ndarray  # every user's envelope at it (pu of active power)
+    s: np.ndarray  # every user's power at the point (pu, complex, consumption +)
+    v: np.ndarray  # node voltages (pu)
+    above: tuple[np.ndarray, np.ndarray] | None  # (excess, voltages) just above: None if the top holds
+
+
+def highest_level(pm: PointModel, powers, shares, top: float) -> Level | None:
+    """The highest level x in [0, top] at which every limit holds on the model's power flow, the
+    users' envelopes `shares(x)` (pu) giving their powers `powers(shares)` (pu, complex), to
+    LEVEL_TOL: LEVEL_GRID levels per step, one batched power flow each. None when the levels that
+    hold are not one interval from zero (some level breaks a limit and a higher one does not)."""
+
+    def holds(xs: np.ndarray):
+        s = np.array([powers(shares(x)) for x in xs])
+        i, _, conv = pm.solve(s)
+        excess = pm.lim.excess_of(np.abs(pm.quantities(i)))
+        ok = conv & (excess.max(axis=1, initial=-np.inf) <= 0)
+        return ok, s, i, excess
+
+    def state(s: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return pm.pf.v_noload - pm.ze @ i
+
+    xs = np.linspace(0.0, top, LEVEL_GRID + 1)
+    ok, s, i, excess = holds(xs)
+    if ok.all():
+        return Level(top, shares(top), s[-1], state(s[-1], i[-1]), None)
+    k = int(np.argmin(ok))  # the first level that breaks a limit
+    if k == 0 or ok[k:].any():
+        return None
+    lo, hi = (xs[k - 1], s[k - 1], i[k - 1]), (xs[k], excess[k], s[k], i[k])
+    while hi[0] - lo[0] > LEVEL_TOL:
+        xs = np.linspace(lo[0], hi[0], LEVEL_GRID + 1)[1:-1]
+        ok, s, i, excess = holds(xs)
+        k = int(np.argmin(ok)) if not ok.all() else len(xs)
+        if ok[k:].any():
+            return None
+        if k > 0:
+            lo = (xs[k - 1], s[k - 1], i[k - 1])
+        if k < len(xs):
+            hi = (xs[k], excess[k], s[k], i[k])
+    x, s_lo, i_lo = lo
+    return Level(float(x), shares(x), s_lo, state(s_lo, i_lo), (hi[1], state(hi[2], hi[3])))
 
 
 def _merge_equivalent(P: EnvelopeProblem, v: np.ndarray, dual: np.ndarray, held) -> tuple[np.ndarray, np.ndarray]:
