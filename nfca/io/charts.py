@@ -262,7 +262,7 @@ def participation_bars(points: pd.DataFrame, direction: str, caption: str = "") 
                 "colour": METHOD_COLOURS.get(m, "#777777"),
                 "values": _values(np.where(bad, np.nan, per["mean_kw"])),
                 "notes": [
-                    "" if b or t != t else f"total {t:.1f} kW, lowest {lo:.2f} kW" + ("" if v else ", NOT verified")
+                    "" if b or pd.isna(t) else f"total {t:.1f} kW, lowest {lo:.2f} kW" + ("" if v else ", NOT verified")
                     for b, t, lo, v in zip(bad, per["total_kw"], per["min_kw"], per["verified"].fillna(False))
                 ],
                 "gaps": [f"no envelope: {r}" if b else "" for b, r in zip(bad, per["reason"].fillna(""))],
