@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from nfca.engine import read_feeder
+from nfca.engine import powerflows, read_feeder
 from nfca.errors import FeederError
 from nfca.model.ratings import AmpacityRules
 from tests.feeder_texts import IEEE_EULV, export_text, four_wire_kron_text, three_wire_text, write_dss
@@ -236,3 +236,26 @@ def test_power_flows_set_all_loads_at_once_as_one_at_a_time(tmp_path, feeder):
     assert got["iterations"][0] == got["iterations"][1] and max(got["iterations"][0]) > 2
     assert got["v"] <= 1e-9 and got["amps"] <= 1e-9 and got["i_tr"] <= 1e-9
     assert got["zero_amps_equal"]
+
+
+def test_power_flow_cases_are_read_by_load_name_whatever_their_order(it_feeder):
+    """Cases name their loads in any order, any subset, any case: each load gets its own power
+    (the engine looks a run of cases naming the same loads up once)."""
+    feeder = read_feeder(it_feeder)
+    names = [u.name for u in feeder.end_users]
+    power = {n: (1.0 + k, 0.1 * k) for k, n in enumerate(names)}
+    forward = dict(power)
+    backward = {n: power[n] for n in reversed(names)}
+    upper = {n.upper(): pq for n, pq in power.items()}
+    some = {names[0]: (6.0, 0.0)}
+    flows = powerflows(feeder, [forward, backward, forward, upper, some, {}])
+    v = [np.array(f.voltages.values) for f in flows]
+
+    def same(a, b):  # each solve starts from the last one's voltages: equal to the 1e-10 pu tolerance
+        return np.allclose(a, b, rtol=0, atol=1e-6)
+
+    assert same(v[0], v[1]) and same(v[0], v[2]) and same(v[0], v[3])
+    alone = powerflows(feeder, [some])[0]
+    assert same(v[4], np.array(alone.voltages.values)) and not same(v[4], v[0]) and not same(v[5], v[4])
+    with pytest.raises(FeederError, match="Load.nobody is not in"):
+        powerflows(feeder, [forward, {"nobody": (1.0, 0.0)}])

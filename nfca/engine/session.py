@@ -108,12 +108,12 @@ class Engine:
         )
         where = {n: i for i, n in enumerate(layout.loads)}
         kw_kvar = np.repeat(base[None, :, :], len(cases), axis=0)
+        names, rows = None, None
         for c, loads in enumerate(cases):
-            for name, pq in loads.items():
-                j = where.get(name, where.get(name.lower()))
-                if j is None:
-                    raise FeederError(f"Load.{name} is not in {feeder.path}")
-                kw_kvar[c, j] = pq
+            if (keys := tuple(loads)) != names:  # cases of one box name the same loads: look them up once
+                names, rows = keys, [_row(where, name, feeder) for name in keys]
+            if rows:
+                kw_kvar[c, rows] = list(loads.values())
         conv, iters, v, amps, i_tr = self._ask(("powerflows", kw_kvar, source_pu), "solving a power flow")
         return [layout.flow(conv[c], iters[c], v[c], amps[c], i_tr[c]) for c in range(len(cases))]
 
@@ -129,6 +129,15 @@ class Engine:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def _row(where: dict[str, int], name: str, feeder: Feeder) -> int:
+    j = where.get(name)
+    if j is None:
+        j = where.get(name.lower())
+    if j is None:
+        raise FeederError(f"Load.{name} is not in {feeder.path}")
+    return j
 
 
 _engines: dict[str, Engine] = {}  # feeder path -> its engine, most recently used last
