@@ -807,6 +807,8 @@ class _Batch:
     def set(self, prop: str, values: np.ndarray) -> None:
         """Set property `prop` of the batch's elements, in batch order."""
         values = np.ascontiguousarray(values, dtype=float)
+        if values.shape != (self._count,):  # the C side reads one value per element, unchecked
+            raise ValueError(f"{len(values)} values for {self._count} {self._cls.decode()}s")
         lib = self._lib
         lib.Batch_Float64ArrayS(
             self._pointer,

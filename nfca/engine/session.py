@@ -41,7 +41,9 @@ class Engine:
         up_r, up_w = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "nfca.engine.worker", str(down_r), str(up_w)],
+                # -P: not the current folder first on sys.path (a folder holding an `nfca` package,
+                # e.g. an unpacked feeder archive, would run its code in the engine)
+                [sys.executable, "-P", "-m", "nfca.engine.worker", str(down_r), str(up_w)],
                 pass_fds=(down_r, up_w),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
