@@ -290,6 +290,22 @@ def test_the_engine_runs_no_code_from_the_current_folder(tmp_path, monkeypatch):
     assert not marker.exists()
 
 
+def test_a_closed_engine_leaves_no_working_folder(tmp_path, monkeypatch):
+    """An engine asked to stop removes its private working folder (it used to be killed, and
+    every run left an nfca-engine-* folder in the temporary directory)."""
+    from nfca.engine import close_all
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    close_all()
+    monkeypatch.setenv("TMPDIR", str(temp))  # where the engines started from now make their folder
+    feeder = read_feeder(write_dss(tmp_path, _kron(n=2)))
+    assert powerflows(feeder, [{}])[0].converged
+    assert [p.name.startswith("nfca-engine-") for p in temp.iterdir()] == [True]
+    close_all()
+    assert list(temp.iterdir()) == []
+
+
 def test_a_process_keeps_few_engines(tmp_path):
     """Reading many feeders (and failing on some) keeps at most MAX_ENGINES engines and one spare."""
     from nfca.engine import prestart, session

@@ -123,14 +123,19 @@ class Engine:
         return self.process.poll() is None
 
     def close(self) -> None:
+        """Stop the engine: it sees its pipe closed, removes its working folder and exits (killed
+        if it has not within CLOSE_WAIT_S, e.g. still solving; killed, it leaves the folder)."""
         for conn in (self._send, self._recv):
             try:
                 conn.close()
             except OSError:
                 pass
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            try:
+                self.process.wait(timeout=CLOSE_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def _row(where: dict[str, int], name: str, feeder: Feeder) -> int:
@@ -142,6 +147,7 @@ def _row(where: dict[str, int], name: str, feeder: Feeder) -> int:
     return j
 
 
+CLOSE_WAIT_S = 1.0
 _engines: dict[str, Engine] = {}  # feeder path -> its engine, most recently used last
 _spare: list[Engine] = []
 
