@@ -56,7 +56,7 @@ POLICY_FAILED = 8  # `nfca activations`: the activation policy is not met (READM
 
 
 class Format(str, Enum):
-    """Output formats of `nfca envelopes` (html: report.html)."""
+    """Output formats of the study commands (html: report.html; gpkg: `nfca envelopes` and `batch` only)."""
 
     csv = "csv"
     json = "json"
@@ -748,6 +748,7 @@ def activations(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-activations"),
+    fmt: Formats = DEFAULT_FORMATS,  # noqa: B006 (Typer shows it; never mutated)
     envelopes_dir: Annotated[
         Path | None,
         typer.Option(
@@ -769,7 +770,9 @@ def activations(
 ) -> None:
     """When NFCAs must be activated over the profiles, how often and how long, and the energy curtailed
     under static and dynamic limits; checks a temporary-activation policy (count and duration caps).
-    Exit code 8 when the policy is not met or an activation leaves a limit violated."""
+    Writes activations.csv, curtailment.csv, intervals.csv, activations.json and report.html to OUT
+    (activations.png too with --format png). Exit code 8 when the policy is not met or an
+    activation leaves a limit violated."""
     from nfca import engine
     from nfca.studies.activations import ActivationPolicy, analyse, read_dynamic, write_activations
 
@@ -814,7 +817,7 @@ def activations(
             provenance=study.provenance([feeder, study.capacities, _file(study.participants), _file(profiles)]),
         )
         progress("writing outputs")
-        files = write_activations(result, folder)
+        files = write_activations(result, folder, tuple(x.value for x in fmt))
     s = result.summary
     pol = s["policy"]
     unresolved = {
@@ -985,15 +988,17 @@ def sweep_participation(
     output: OutputArgs,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("nfca-sweep"),
     step: Annotated[int, typer.Option(help="Step in the number of participants.")] = 5,
+    fmt: Formats = DEFAULT_FORMATS,  # noqa: B006 (Typer shows it; never mutated)
 ) -> None:
     """Guaranteed power against the number of NFCA end-users (seed Fig 5-4). End-users join in one
     seeded random order (--seed), so --participants is refused. Points where no envelope exists
-    are marked infeasible (gaps in the figure)."""
+    are marked infeasible (gaps in the charts). Writes participation.csv, participation.json and
+    report.html to OUT (participation.png too with --format png)."""
     from nfca import engine
 
     engine.prestart()
-    from nfca.io import plots
-    from nfca.io.outputs import run_folder, write_csv, write_json
+    from nfca.io.outputs import run_folder, write_participation
+    from nfca.studies.envelopes import ParticipationSweep
     from nfca.studies.envelopes import sweep_participation as sweep
 
     if step < 1:
@@ -1011,39 +1016,8 @@ def sweep_participation(
         counts = sorted({n, *range(step, n + 1, step)})
         with output.progress(len(counts) * len(study.method) * len(study.direction)) as progress:
             df = sweep(f, counts, study.methods, study.directions, opts, study.seed, progress=progress)
-        write_csv(folder / "participation.csv", df)
-        from nfca.studies.envelopes import firm_rule
-
-        title = (
-            f"{f.name}: limits {opts.limits.describe()}, end-users join in random order (seed {study.seed});\n"
-            f"non-participants at {firm_rule(opts, f)}"
-        )
-        plots.participation_sweep(df, folder / "participation.png", title)
-        from nfca.io.report import table_html, write_page
-        from nfca.studies.envelopes import options_summary
-
-        summary = {
-            "feeder": f.name,
-            "path": str(feeder),
-            "end_users": n,
-            "options": options_summary(opts, f),
-            "provenance": study.provenance([feeder, study.capacities]),
-            "points": df.to_dict(orient="records"),
-        }
-        write_json(folder / "participation.json", summary)
-        write_page(
-            folder / "report.html",
-            f"Guaranteed power against participation: {f.name}",
-            title.replace("\n", " "),
-            [
-                (
-                    "Points (mean guaranteed kW per participant; infeasible: no envelope exists, the reason says why)",
-                    table_html(df, "points"),
-                )
-            ],
-            [folder / "participation.png"],
-            summary,
-        )
+        result = ParticipationSweep(f, opts, study.seed, df, str(feeder), study.provenance([feeder, study.capacities]))
+        write_participation(result, folder, tuple(x.value for x in fmt))
 
     def table(s: dict):
         from rich.table import Table
@@ -1055,7 +1029,7 @@ def sweep_participation(
             t.add_row(*[f"{x:.2f}" if isinstance(x, float) else str(x) for x in r])
         return t
 
-    output.results(summary, table)
+    output.results(result.summary, table)
 
 
 @app.command()

@@ -24,3 +24,28 @@ def opendss_redirect(master: Path) -> None:
         dss.Text.Command(f'Redirect "{master.resolve()}"')
     finally:
         os.chdir(cwd)
+
+
+def report_data(page: Path) -> dict:
+    """The data a report.html embeds and draws from (its charts' specs, its map)."""
+    import json
+
+    text = Path(page).read_text()
+    return json.loads(text.split('id="nfca-data">', 1)[1].split("</script>", 1)[0])
+
+
+def plotting_modules_after(args: list[str]):
+    """Run the CLI with `args` in a fresh interpreter; the plotting libraries (matplotlib,
+    geopandas) it imported, as printed: "[]" for none. The run must succeed (exit 0, or 8:
+    `nfca activations`' policy not met, every output written)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    assert e.code in (None, 0, 8), e.code\n"
+        "print(sorted(m for m in ('matplotlib', 'geopandas') if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip().splitlines()[-1]

@@ -18,6 +18,7 @@ from nfca.studies.activations import ActivationPolicy, analyse
 from nfca.studies.dynamic import STATIC, run_dynamic, write_dynamic
 from nfca.studies.profiles import Profiles, load_profiles, read_csv
 from tests.feeder_texts import IEEE_EULV, four_wire_kron_text, write_dss
+from tests.helpers import plotting_modules_after, report_data
 
 NON = ("u2", "u6", "t4")  # non-participants: held at their forecast
 LEVELS = [0.3, 1.5, -6.0, -6.0, 1.5, 8.5]  # kW per single-phase user (x3 for three-phase ones)
@@ -305,10 +306,43 @@ def test_cli_dynamic_envelopes_and_activations(case, tmp_path):
     events = pd.read_csv(out / "activations.csv")
     assert len(events) == 2
     assert "policy NOT met" in (out / "report.html").read_text()
-    for name in ("curtailment.csv", "intervals.csv", "activations.json", "activations.png", "report.html"):
+    for name in ("curtailment.csv", "intervals.csv", "activations.json", "report.html"):
         assert (out / name).stat().st_size > 0
+    assert not list(out.glob("*.png"))  # the PNG only with --format png: report.html draws the chart
+    # the page's chart holds intervals.csv's numbers, the activations of activations.csv shaded
+    (chart,) = report_data(out / "report.html")["charts"]
+    intervals = pd.read_csv(out / "intervals.csv")
+    hours = (pd.to_datetime(intervals["timestamp"]) - START) / pd.Timedelta(hours=1)
+    assert chart["x"] == pytest.approx(hours.tolist()) and chart["end"] == pytest.approx(1.5)
+    lines = {ln["label"].split(":")[0]: ln["values"] for p in chart["panels"] for ln in p["lines"]}
+    for column, label in [
+        ("consumption_kw", "consumption (kW)"),
+        ("firm_v_max_pu", "highest end-user voltage (pu)"),
+        ("firm_v_min_pu", "lowest end-user voltage (pu)"),
+        ("firm_max_loading_pct", "max loading (%)"),
+        ("curtailed_static_fair_kw", "static fair (kW)"),
+        ("curtailed_dynamic_optimal_kw", "dynamic optimal (kW)"),
+    ]:
+        assert lines[label] == pytest.approx(intervals[column].tolist(), abs=1e-3), column
+    assert lines["generation (kW, negative)"] == pytest.approx((-intervals["generation_kw"]).tolist(), abs=1e-3)
+    spans = [
+        [(pd.Timestamp(a) - START) / pd.Timedelta(hours=1), (pd.Timestamp(b) - START) / pd.Timedelta(hours=1)]
+        for a, b in zip(events["start"], events["end"])
+    ]
+    assert chart["spans"] == spans == [[0.5, 1.0], [1.25, 1.5]]  # quarter hours: exact
     res = runner.invoke(app, ["envelopes", str(case["path"]), *args, "--resolution", "7min", "--out", str(out)])
     assert res.exit_code == 2 and "whole multiple" in res.output
+
+
+def test_activations_load_matplotlib_only_for_png(case, tmp_path):
+    """The default outputs (csv, json, html) never import matplotlib; --format png writes
+    activations.png (and only the files asked for)."""
+    args = ["activations", str(case["path"]), "--profiles", str(case["csv"]), "--method", "fair", "--workers", "1"]
+    args += ["--participants", _participants_csv(case, tmp_path), "--quiet"]
+    assert plotting_modules_after([*args, "--out", str(tmp_path / "lean")]) == "[]"
+    assert (tmp_path / "lean" / "report.html").exists() and not list((tmp_path / "lean").glob("*.png"))
+    assert plotting_modules_after([*args, "--out", str(tmp_path / "png"), "--format", "png"]) == "['matplotlib']"
+    assert sorted(p.name for p in (tmp_path / "png").iterdir() if not p.name.startswith(".")) == ["activations.png"]
 
 
 def test_activations_reuse_an_earlier_run(case, tmp_path):

@@ -35,6 +35,24 @@ def _values(x) -> list[float | None]:
     return [None if v is None or not math.isfinite(float(v)) else round(float(v), 4) for v in x]
 
 
+def _hours(timestamps) -> tuple[pd.Timestamp, np.ndarray, float]:
+    """The first timestamp, every timestamp in hours from it, and the interval (h)."""
+    stamps = pd.to_datetime(pd.Series(timestamps))
+    t0 = stamps.min()
+    hours = ((stamps - t0) / pd.Timedelta(hours=1)).to_numpy()
+    return t0, hours, float(hours[1] - hours[0]) if len(hours) > 1 else 1.0
+
+
+def _grouped(values: np.ndarray, group: int, how) -> list:
+    """`values` in groups of `group` consecutive intervals, each reduced by `how` (np.nanmin...)."""
+    pad = (-len(values)) % group
+    with warnings.catch_warnings():  # a group with no value at all stays a gap
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _values(
+            how(np.concatenate([np.asarray(values, float), np.full(pad, np.nan)]).reshape(-1, group), axis=1)
+        )
+
+
 def page_size(methods: int) -> int:
     """Bars per panel: about `PAGE` end-users, fewer when many methods share a slot."""
     return PAGE if methods <= 2 else max(12, 2 * PAGE // methods)
@@ -157,21 +175,12 @@ def envelope_timeseries(table: pd.DataFrame, direction: str, caption: str = "", 
     part = table[table["participant"].astype(bool) & (table["direction"] == direction)]
     dyn = part[part["timestamp"] != "static"]
     static = part[part["timestamp"] == "static"]
-    stamps = pd.to_datetime(pd.Series(dyn["timestamp"].unique()))
-    t0 = stamps.min()
-    hours = ((stamps - t0) / pd.Timedelta(hours=1)).to_numpy()
-    step = float(hours[1] - hours[0]) if len(hours) > 1 else 1.0
+    t0, hours, step = _hours(dyn["timestamp"].unique())
     group = max(1, math.ceil(len(hours) / MAX_STEPS))
     users = part.drop_duplicates("end_user").sort_values(["distance_m", "end_user"])["end_user"].tolist()
     shown = users[:max_users]
     methods = list(dict.fromkeys(part["method"]))
     sign = 1.0 if direction == "import" else -1.0
-
-    def grouped(values: np.ndarray, how) -> list:
-        pad = (-len(values)) % group
-        with warnings.catch_warnings():  # a group with no envelope at all stays a gap
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return _values(how(np.concatenate([values, np.full(pad, np.nan)]).reshape(-1, group), axis=1))
 
     ordered = dyn.sort_values("timestamp", kind="stable")
     kw = {key: g["guaranteed_kw"].to_numpy(float) for key, g in ordered.groupby(["end_user", "method"], sort=False)}
@@ -185,7 +194,7 @@ def envelope_timeseries(table: pd.DataFrame, direction: str, caption: str = "", 
             {
                 "label": f"dynamic {m} (kW)",
                 "colour": METHOD_COLOURS.get(m, "#777777"),
-                "values": grouped(kw[(user, m)], np.nanmin),
+                "values": _grouped(kw[(user, m)], group, np.nanmin),
             }
             for m in methods
         ]
@@ -205,7 +214,7 @@ def envelope_timeseries(table: pd.DataFrame, direction: str, caption: str = "", 
                 "title": user,
                 "lines": lines,
                 "hlines": hlines,
-                "area": grouped(np.clip(sign * forecast[user], 0, None), np.nanmax),
+                "area": _grouped(np.clip(sign * forecast[user], 0, None), group, np.nanmax),
             }
         )
     legend = [
@@ -233,4 +242,166 @@ def envelope_timeseries(table: pd.DataFrame, direction: str, caption: str = "", 
         "area_colour": FORECAST_FILL,
         "panels": panels,
         "legend": legend,
+    }
+
+
+def participation_bars(points: pd.DataFrame, direction: str, caption: str = "") -> dict:
+    """Mean guaranteed power per participant against the number of participants, a bar per
+    method (seed Fig 5-4, `sweep_participation`'s points). A point where no envelope exists is a
+    gap marked x (its reason on hover), never a zero."""
+    df = points[points["direction"] == direction]
+    counts = sorted(set(df["participants"]))
+    methods = list(dict.fromkeys(df["method"]))
+    series = []
+    for m in methods:
+        per = df[df["method"] == m].set_index("participants").reindex(counts)
+        bad = (per["status"] == "infeasible").to_numpy()
+        series.append(
+            {
+                "label": f"{m} (kW per participant)",
+                "colour": METHOD_COLOURS.get(m, "#777777"),
+                "values": _values(np.where(bad, np.nan, per["mean_kw"])),
+                "notes": [
+                    "" if b or pd.isna(t) else f"total {t:.1f} kW, lowest {lo:.2f} kW" + ("" if v else ", NOT verified")
+                    for b, t, lo, v in zip(bad, per["total_kw"], per["min_kw"], per["verified"].fillna(False))
+                ],
+                "gaps": [f"no envelope: {r}" if b else "" for b, r in zip(bad, per["reason"].fillna(""))],
+            }
+        )
+    return {
+        "kind": "bars",
+        "id": f"participation-{direction}",
+        "title": f"Guaranteed {direction} against participation ({', '.join(methods)})",
+        "caption": caption,
+        "categories": [str(k) for k in counts],
+        "page": page_size(len(methods)),
+        "ylabel": f"mean {direction} per participant (kW)",
+        "xlabel": "number of end-users with an NFCA",
+        "gap_label": "no envelope exists (hover for why)",
+        "series": series,
+    }
+
+
+def participation_charts(points: pd.DataFrame, caption: str = "") -> list[dict]:
+    """The sweep's charts: one per direction."""
+    return [participation_bars(points, d, caption) for d in ("import", "export") if d in set(points["direction"])]
+
+
+def _range(lo: float, hi: float) -> list[float]:
+    """A panel's y range: [lo, hi] with a margin, never empty."""
+    lo, hi = float(lo), float(hi)
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return [round(lo - pad if lo else 0.0, 4), round(hi + pad, 4)]
+
+
+def activation_timeline(
+    intervals: pd.DataFrame, events: pd.DataFrame, summary: dict, vmin_pu: float, vmax_pu: float
+) -> dict:
+    """NFCA activations over the horizon (seed section 3.5.1), panels one under the other on one
+    time axis: the end-users' total consumption and generation, the firm operation's voltage
+    extremes and loading against the limits, and the power curtailed per method under static
+    (dashed) and dynamic limits; the activations shaded in every panel. Beyond `MAX_STEPS`
+    intervals each step is the extreme of several."""
+    t0, hours, step = _hours(intervals["timestamp"])
+    group = max(1, math.ceil(len(hours) / MAX_STEPS))
+
+    def line(label: str, colour: str, values, how=np.nanmax, dash: bool = False) -> dict:
+        out = {"label": label, "colour": colour, "values": _grouped(np.asarray(values, float), group, how)}
+        return {**out, "dash": True} if dash else out
+
+    def key(items: list[dict]) -> list[dict]:
+        return [{"label": x["label"], "colour": x["colour"], "line": True, "dash": x.get("dash", False)} for x in items]
+
+    cons = intervals["consumption_kw"].to_numpy(float)
+    gen = -intervals["generation_kw"].to_numpy(float)
+    v_hi, v_lo = intervals["firm_v_max_pu"].to_numpy(float), intervals["firm_v_min_pu"].to_numpy(float)
+    loading = intervals["firm_max_loading_pct"].to_numpy(float)
+    power = [line("consumption (kW)", "#c0392b", cons), line("generation (kW, negative)", "#e0a000", gen, np.nanmin)]
+    volts = [
+        line("highest end-user voltage (pu)", "#7b3294", v_hi),
+        line("lowest end-user voltage (pu)", "#e66101", v_lo, np.nanmin),
+    ]
+    limit = {"colour": "#555555", "dash": True}
+    curtailed, peak = [], 0.0
+    for col in [c for c in intervals.columns if c.startswith("curtailed_")]:
+        _, lim, method, _ = col.split("_")
+        kwh = summary["curtailed_kwh"][method][lim]
+        curtailed.append(
+            line(
+                f"{lim} {method} (kW): {kwh:.1f} kWh",
+                METHOD_COLOURS.get(method, "#777777"),
+                intervals[col],
+                dash=lim == "static",
+            )
+        )
+        peak = max(peak, float(intervals[col].max()))
+    panels = [
+        {
+            "title": "End-users' total consumption and generation",
+            "ylabel": "total (kW)",
+            "range": _range(min(0.0, gen.min(initial=0.0)), max(0.0, cons.max(initial=0.0))),
+            "lines": power,
+            "hlines": [{"label": "0 kW", "colour": "#999999", "value": 0.0}],
+            "legend": key(power),
+        },
+        {
+            "title": "Voltage extremes of the firm operation (everyone at its profile)",
+            "ylabel": "voltage (pu)",
+            "range": _range(min(vmin_pu, v_lo.min(initial=vmin_pu)), max(vmax_pu, v_hi.max(initial=vmax_pu))),
+            "lines": volts,
+            "hlines": [
+                {"label": f"lower limit {vmin_pu:.2f} pu", "value": round(vmin_pu, 4), **limit},
+                {"label": f"upper limit {vmax_pu:.2f} pu", "value": round(vmax_pu, 4), **limit},
+            ],
+            "legend": [*key(volts), {"label": "voltage limits", "line": True, **limit}],
+        },
+        {
+            "title": "Highest line or transformer loading of the firm operation",
+            "ylabel": "loading (%)",
+            "range": _range(0.0, max(100.0, loading.max(initial=0.0))),
+            "lines": [line("max loading (%)", "#2c7fb8", loading)],
+            "hlines": [{"label": "rating 100 %", "value": 100.0, **limit}],
+            "legend": [
+                *key([{"label": "max loading (%)", "colour": "#2c7fb8"}]),
+                {"label": "rating", "line": True, **limit},
+            ],
+        },
+        {
+            "title": "Power curtailed when activated (static limits dashed; energy over the horizon)",
+            "ylabel": "curtailed (kW)",
+            "range": _range(0.0, peak),
+            "lines": curtailed,
+            "hlines": [],
+            "legend": key(curtailed),
+        },
+    ]
+    spans = [
+        [round(float(a), 4), round(float(b), 4)]
+        for a, b in zip(
+            (pd.to_datetime(events["start"]) - t0) / pd.Timedelta(hours=1),
+            (pd.to_datetime(events["end"]) - t0) / pd.Timedelta(hours=1),
+        )
+    ]
+    pol = summary["policy"]
+    cap = (
+        f"{pol['max_count']} activation(s) of at most {pol['max_duration_min']:g} min"
+        if pol["max_count"] is not None and pol["max_duration_min"] is not None
+        else "no cap"
+    )
+    grouping = f"; each step the extreme of {group} intervals" if group > 1 else ""
+    return {
+        "kind": "steps",
+        "id": "activations",
+        "title": f"Activations over the horizon: {pol['activations']} activation(s), longest {pol['longest_min']:g} min",
+        "caption": f"{summary['feeder']}: {summary['participants']} participants; policy {cap}: "
+        f"{'met' if pol['satisfied'] else 'NOT met'}; limits {vmin_pu:.2f}-{vmax_pu:.2f} pu{grouping}.",
+        "xlabel": f"hours from {t0:%Y-%m-%d %H:%M}",
+        "columns": 1,
+        "panel_height": 140,
+        "x": _values(hours[::group]),
+        "end": round(float(hours[-1] + step), 4) if len(hours) else 1.0,
+        "spans": spans,
+        "span_colour": "#f4a6a6",
+        "panels": panels,
+        "legend": [{"label": "activation: the firm operation breaks a limit", "colour": "#f4a6a6"}],
     }

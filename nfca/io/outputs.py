@@ -40,6 +40,7 @@ __all__ = [
     "write_text",
     "write_tables",
     "write_study",
+    "write_participation",
     "atomic_path",
 ]
 
@@ -225,3 +226,40 @@ def write_study(study, out: Path, formats: tuple[str, ...] = DEFAULT_FORMATS, cr
 
         written.append(write_report(study, table, out / "report.html"))
     return written + write_tables(study, out, table, tuple(f for f in formats if f == "json"))
+
+
+def write_participation(sweep, out: Path, formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Path]:
+    """Write a participation sweep (`nfca.studies.envelopes.ParticipationSweep`): participation.csv,
+    participation.json, report.html (its charts drawn in the page) and, with "png" in `formats`,
+    participation.png. Returns the files written."""
+    out = prepare_dir(out)
+    df, summary, title = sweep.points, sweep.summary, sweep.description
+    written = []
+    if "csv" in formats:
+        written.append(write_csv(out / "participation.csv", df))
+    if "json" in formats:
+        written.append(write_json(out / "participation.json", summary))
+    if "png" in formats:  # the report draws its own charts: matplotlib only for the PNG file
+        from nfca.io import plots
+
+        written.append(plots.participation_sweep(df, out / "participation.png", title.replace("; ", ";\n", 1)))
+    if "html" in formats:
+        from nfca.io.charts import participation_charts
+        from nfca.io.report import table_html, write_page
+
+        written.append(
+            write_page(
+                out / "report.html",
+                f"Guaranteed power against participation: {sweep.feeder.name}",
+                title,
+                [
+                    (
+                        "Points (mean guaranteed kW per participant; infeasible: no envelope exists, the reason says why)",
+                        table_html(df, "points"),
+                    )
+                ],
+                participation_charts(df, title),
+                summary,
+            )
+        )
+    return written

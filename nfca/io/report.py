@@ -43,6 +43,7 @@ svg.chart{width:100%;height:auto;display:block}svg.chart text{font-family:inheri
 .chart-figure figcaption span{color:#555}.chart-legend{flex-wrap:wrap;margin:2px 0 0 60px}
 .swatch{display:inline-block;width:14px;height:10px;border:1px solid #999;vertical-align:middle}
 .swatch.line{height:0;border-width:2px 0 0 0;border-style:solid}.swatch.line.dashed{border-style:dashed}
+.swatch.mark{border:none;width:auto;height:auto;font-weight:bold;color:#555}
 """
 
 JS = Path(__file__).with_name("js")  # the report's scripts: the map and the charts
@@ -441,17 +442,25 @@ def write_page(
     title: str,
     lead: str,
     sections: list[tuple[str, str]],
-    figures: list[Path] = (),
+    charts: list[dict] = (),
     summary: dict | None = None,
 ) -> Path:
     """A self-contained report page for the other commands (activations, sweep-participation):
-    a header, sections of HTML (heading, body), the figures embedded and the provenance."""
-    figs = _figures(figures)
+    a header, sections of HTML (heading, body), the charts (`nfca.io.charts` specs, drawn in the
+    page) and the provenance."""
     body = "".join(f"<section><h2>{_esc(h)}</h2>{html_}</section>" for h, html_ in sections)
+    figs = (
+        '<section><h2>Charts</h2><p>Hover a bar, a line or a shaded span for what it is.</p><div id="charts"></div></section>'
+        if charts
+        else ""
+    )
     prov = f"<section><h2>Provenance</h2>{_provenance(summary)}</section>" if summary else ""
     text = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>nfca report: {_esc(title)}</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>nfca report: {_esc(title)}</title><style>{STYLE}</style></head>
 <body><header><h1>{_esc(title)}</h1><p>{_esc(lead)}</p></header>
-<main>{body}<section><h2>Figures</h2>{figs or "<p>none</p>"}</section>{prov}</main></body></html>
+<main>{body}{figs}{prov}</main>
+{_data_and_scripts({"charts": list(charts)})}
+</body></html>
 """
     return write_text(target, text)

@@ -372,23 +372,40 @@ def read_dynamic(folder: Path, feeder, profiles, options, methods=None) -> Store
     return StoredDynamic(feeder, options, profiles, part, tuple(chains), bool(summary.get("verified", False)))
 
 
-def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
+def write_activations(study: ActivationStudy, out: Path, formats: tuple[str, ...] | None = None) -> list[Path]:
     """activations.csv (one row per activation), curtailment.csv (per end-user), intervals.csv,
-    activations.json (summary and policy check) and activations.png."""
-    from nfca.io import plots
-    from nfca.io.outputs import prepare_dir, write_csv, write_json
-    from nfca.io.report import table_html, write_page
+    activations.json (summary and policy check), report.html (its charts drawn in the page) and,
+    with "png" in `formats` (default `nfca.io.outputs.DEFAULT_FORMATS`), activations.png.
+    Returns the files written."""
+    from nfca.io.outputs import DEFAULT_FORMATS, prepare_dir, write_csv, write_json
 
+    formats = DEFAULT_FORMATS if formats is None else formats
     out = prepare_dir(out)
     intervals, events, s = study.intervals_table(), study.events_table(), study.summary
-    figure = plots.activations(
-        intervals,
-        events,
-        s,
-        out / "activations.png",
-        study.dynamic.options.limits.vmin_pu,
-        study.dynamic.options.limits.vmax_pu,
-    )
+    vmin, vmax = study.dynamic.options.limits.vmin_pu, study.dynamic.options.limits.vmax_pu
+    written = []
+    if "csv" in formats:
+        written += [
+            write_csv(out / "activations.csv", events),
+            write_csv(out / "curtailment.csv", study.users_table()),
+            write_csv(out / "intervals.csv", intervals),
+        ]
+    if "json" in formats:
+        written.append(write_json(out / "activations.json", s))
+    if "png" in formats:  # the report draws its own charts: matplotlib only for the PNG file
+        from nfca.io import plots
+
+        written.append(plots.activations(intervals, events, s, out / "activations.png", vmin, vmax))
+    if "html" in formats:
+        written.append(_write_report(study, intervals, events, out / "report.html"))
+    return written
+
+
+def _write_report(study: ActivationStudy, intervals: pd.DataFrame, events: pd.DataFrame, target: Path) -> Path:
+    from nfca.io.charts import activation_timeline
+    from nfca.io.report import table_html, write_page
+
+    s, limits = study.summary, study.dynamic.options.limits
     pol = s["policy"]
     curtailed = pd.DataFrame(
         [
@@ -407,8 +424,8 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
         f"{'met' if pol['satisfied'] else 'NOT met'}. Participants' energy: {s['participant_consumption_kwh']:.1f} "
         f"kWh consumed, {s['participant_generation_kwh']:.1f} kWh generated."
     )
-    page = write_page(
-        out / "report.html",
+    return write_page(
+        target,
         f"NFCA activations: {s['feeder']}",
         lead,
         [
@@ -418,14 +435,6 @@ def write_activations(study: ActivationStudy, out: Path) -> list[Path]:
             ),
             ("Activations", table_html(events, "activations")),
         ],
-        [figure],
+        [activation_timeline(intervals, events, s, limits.vmin_pu, limits.vmax_pu)],
         s,
     )
-    return [
-        write_csv(out / "activations.csv", events),
-        write_csv(out / "curtailment.csv", study.users_table()),
-        write_csv(out / "intervals.csv", intervals),
-        write_json(out / "activations.json", s),
-        figure,
-        page,
-    ]

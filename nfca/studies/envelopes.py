@@ -407,3 +407,35 @@ def sweep_participation(
     return df.sort_values(
         ["participants", "direction", "method"], key=lambda c: c.map(order_key) if c.name == "method" else c
     ).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ParticipationSweep:
+    """`sweep_participation`'s points with what produced them (participation.json is `summary`)."""
+
+    feeder: Feeder
+    options: EnvelopeOptions
+    seed: int
+    points: pd.DataFrame
+    path: str = ""
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        """Feeder, limits, join order and the non-participants' values, under the charts."""
+        return (
+            f"{self.feeder.name}: limits {self.options.limits.describe()}, end-users join in random order "
+            f"(seed {self.seed}); non-participants at {firm_rule(self.options, self.feeder)}"
+        )
+
+    @cached_property
+    def summary(self) -> dict:
+        """participation.json: the feeder, options, provenance and every point."""
+        return {
+            "feeder": self.feeder.name,
+            "path": self.path,
+            "end_users": len(self.feeder.end_users),
+            "options": options_summary(self.options, self.feeder),
+            "provenance": self.provenance,
+            "points": self.points.to_dict(orient="records"),
+        }

@@ -126,3 +126,75 @@ def test_chart_caption_names_the_feeder_participation_limits_and_guarantee():
     assert chart_caption(summary) == (
         "f1: 3 of 5 end-users with an NFCA, limits 0.90 pu to 253 V, source 1.05 pu; guarantee: corner"
     )
+
+
+def test_sweep_and_activation_charts_are_drawn(tmp_path, browser):
+    """The pages of `sweep-participation` and `activations` draw their charts from the data they
+    embed: a bar per point with an envelope, an x (hover: why) where none exists, and the
+    activations' panels with each activation shaded; no console error."""
+    import pandas as pd
+    from selenium.webdriver.common.by import By
+
+    from nfca.io import charts
+    from nfca.io.report import write_page
+
+    points = pd.DataFrame(
+        {
+            "participants": [5, 5, 10, 10] * 2,
+            "direction": ["import"] * 4 + ["export"] * 4,
+            "method": ["optimal", "fair"] * 4,
+            "status": ["infeasible", "infeasible", "optimal", "optimal"] * 2,
+            "total_kw": [None, None, 60.0, 41.0] * 2,
+            "mean_kw": [None, None, 6.0, 4.1] * 2,
+            "min_kw": [None, None, 5.0, 4.1] * 2,
+            "verified": [False, False, True, True] * 2,
+            "reason": ["firm connections alone overload line l3", "firm connections alone overload line l3", "", ""]
+            * 2,
+        }
+    )
+    stamps = pd.date_range("2024-05-15", periods=8, freq="15min").astype(str)
+    intervals = pd.DataFrame(
+        {
+            "timestamp": stamps,
+            "consumption_kw": [5.0, 6, 7, 8, 9, 8, 7, 6],
+            "generation_kw": [0.0, 10, 30, 40, 30, 10, 0, 0],
+            "firm_v_min_pu": [1.0] * 8,
+            "firm_v_max_pu": [1.05, 1.08, 1.12, 1.13, 1.11, 1.07, 1.05, 1.04],
+            "firm_max_loading_pct": [20.0, 30, 60, 70, 60, 30, 20, 20],
+            "curtailed_dynamic_fair_kw": [0.0, 0, 4, 6, 3, 0, 0, 0],
+            "curtailed_static_fair_kw": [0.0, 0, 5, 7, 4, 0, 0, 0],
+        }
+    )
+    events = pd.DataFrame({"start": [stamps[2]], "end": [stamps[5]]})
+    summary = {
+        "feeder": "f1",
+        "participants": 3,
+        "curtailed_kwh": {"fair": {"dynamic": 3.25, "static": 4.0}},
+        "policy": {"max_count": 10, "max_duration_min": 60.0, "activations": 1, "longest_min": 45.0, "satisfied": True},
+    }
+    page = write_page(
+        tmp_path / "report.html",
+        "both",
+        "the sweep's and the activations' charts",
+        [],
+        [*charts.participation_charts(points), charts.activation_timeline(intervals, events, summary, 0.9, 1.1)],
+    )
+    browser.get(page.as_uri())
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    for d in ("import", "export"):
+        bars = browser.find_elements(By.CSS_SELECTOR, f"#participation-{d} rect.chart-bar")
+        assert sorted((b.get_attribute("data-category"), b.get_attribute("data-series")) for b in bars) == [
+            ("10", "fair (kW per participant)"),
+            ("10", "optimal (kW per participant)"),
+        ]
+        gaps = browser.find_elements(By.CSS_SELECTOR, f"#participation-{d} text.gap")
+        assert [g.get_attribute("data-category") for g in gaps] == ["5", "5"]
+        assert "overload line l3" in gaps[0].find_element(By.TAG_NAME, "title").get_attribute("textContent")
+    panels = browser.find_elements(By.CSS_SELECTOR, "#activations g.panel")
+    assert len(panels) == 4
+    for p in panels:  # the one activation shaded in every panel, 30 of the 120 minutes wide
+        (span,) = p.find_elements(By.CSS_SELECTOR, "rect.span")
+        frame = float(p.find_elements(By.TAG_NAME, "rect")[-1].get_attribute("width"))
+        assert float(span.get_attribute("width")) == pytest.approx(frame * 45 / 120, rel=1e-6)
+    ARTEFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTEFACTS / "sweep_activations.png"))
