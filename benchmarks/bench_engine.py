@@ -2,12 +2,17 @@
 
 On the IEEE European LV feeder (906 buses, 55 loads): the sanitiser alone; read + compile in
 process against through the engine process (its start included); one power flow per request and
-20 per request, in process against through the pipe. Run: `python benchmarks/bench_engine.py`.
-The machine is shared: compare the ratios within one run.
+20 per request, in process against through the pipe. Then the engine's own cost of a power flow
+(`Flows.solve`, in process) against the way it was solved before 2026-11-30 (each changed load set
+by name, one `Loads.Name`/`kW`/`kvar` call at a time; `AllBusVolts`/`AllCurrents` read as Python
+lists), the two interleaved on the same cases, on the IEEE feeder and on each `--feeder` given
+(e.g. a Sibelga-style feeder from `nfca feeders sibelga`). Run: `python benchmarks/bench_engine.py
+[--feeder PATH ...]`. The machine is shared: compare the ratios within one run.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -29,7 +34,55 @@ def _median(fn, n: int = 7) -> float:
     return statistics.median(times)
 
 
+def _one_at_a_time(dss, flows, kw_kvar: np.ndarray) -> None:
+    """The power flows as `Flows.solve` ran them before: changed loads set one call at a time,
+    the arrays read as lists (the reference of the per-flow comparison; results are the same)."""
+    now = np.array([[dss.Loads.kW(), dss.Loads.kvar()] for _ in [dss.Loads.Name(n) for n in flows.layout.loads]])
+    amps = np.zeros(flows.n_keys)
+    for case in kw_kvar:
+        for j in np.flatnonzero(np.any(case != now, axis=1)):
+            dss.Loads.Name(flows.layout.loads[j])
+            dss.Loads.kW(case[j, 0])
+            dss.Loads.kvar(case[j, 1])
+            now[j] = case[j]
+        dss.Solution.Solve()
+        dss.Solution.Converged(), dss.Solution.Iterations()
+        np.asarray(dss.Circuit.AllBusVolts()).view(complex)
+        currents = np.asarray(dss.PDElements.AllCurrents()).view(complex)
+        np.maximum.at(amps, flows.owner, np.abs(currents[flows.pos]))
+        currents[flows.tr_pos]
+
+
+def per_flow(dss, path: Path, n_cases: int = 100, rounds: int = 7) -> None:
+    """Engine time per power flow, before (one load at a time) against now (`Flows.solve`)."""
+    from nfca.engine import opendss
+
+    opendss.compile_feeder(dss, path, path)
+    feeder = opendss.read_feeder(dss, path)
+    flows = opendss.Flows(dss, feeder)
+    rng = np.random.default_rng(0)
+    n = len(flows.layout.loads)
+    # verification-like cases: every end-user at a level of its own, no reactive power
+    cases = np.stack([np.column_stack([rng.uniform(-5, 5, n), np.zeros(n)]) for _ in range(n_cases)])
+    before, now = [], []
+    for _ in range(rounds):  # interleaved: the machine's drift hits both alike
+        for fn, times in ((lambda: _one_at_a_time(dss, flows, cases), before), (lambda: flows.solve(cases, None), now)):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) / n_cases)
+    ratios = sorted(b / a for a, b in zip(before, now))
+    b, a = statistics.median(before), statistics.median(now)
+    print(
+        f"  {path.parent.name}/{path.name} ({n} loads, {len(flows.layout.nodes)} nodes): per flow "
+        f"{1e3 * b:.3f} ms one load at a time, {1e3 * a:.3f} ms now (x{a / b:.2f}; "
+        f"pairs x{ratios[0]:.2f}-x{ratios[-1]:.2f}, median of {rounds} x {n_cases} flows)"
+    )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feeder", type=Path, action="append", default=[], help="more feeders for the per-flow A/B")
+    args = parser.parse_args()
     import opendssdirect
 
     from nfca import engine
@@ -86,6 +139,9 @@ def main() -> None:
         f"(x{batch_child / batch_in:.2f})"
     )
     engine.close_all()
+    print("engine time per power flow, in process (Flows.solve against the former one-load-at-a-time loop):")
+    for path in [IEEE, *args.feeder]:
+        per_flow(dss, path.resolve())
 
 
 if __name__ == "__main__":

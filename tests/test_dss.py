@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from nfca.engine import read_feeder
+from nfca.engine import powerflows, read_feeder
 from nfca.errors import FeederError
 from nfca.model.ratings import AmpacityRules
-from tests.feeder_texts import export_text, four_wire_kron_text, three_wire_text, write_dss
+from tests.feeder_texts import IEEE_EULV, export_text, four_wire_kron_text, three_wire_text, write_dss
 
 
 def test_three_wire_feeder_end_users(it_feeder):
@@ -144,3 +148,114 @@ def test_defaulted_capacities_are_counted_and_big_loads_warned(tmp_path):
     assert "Load.shop: 1200 kW" in warning.message
     given = _export(tmp_path, "given.dss", voltage_bases=True, xfkva=True)
     assert not [n for n in given.notices if n.kind.startswith("capacity")]
+
+
+# ----------------------------------------------------------------------------- power flows
+
+_ONE_AT_A_TIME = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from nfca.engine import opendss
+
+master, work = Path(sys.argv[1]), Path(sys.argv[2])
+dss = opendss.start(work)
+
+
+def compiled():
+    opendss.compile_feeder(dss, master, master)
+    feeder = opendss.read_feeder(dss, master)
+    return feeder, opendss.Flows(dss, feeder)
+
+
+feeder, flows = compiled()
+names = flows.layout.loads
+base = np.array([[u.p_kw, u.q_kvar] for u in feeder.end_users])
+rng = np.random.default_rng(7)
+cases = [base]  # the file's own loads first: nothing changes, some loads keep their pf
+for _ in range(6):
+    case = base.copy()
+    pick = rng.random(len(names)) < 0.7
+    case[pick, 0] = rng.uniform(-8.0, 6.0, pick.sum())
+    case[pick, 1] = rng.uniform(-1.0, 2.0, pick.sum())
+    cases.append(case)
+cases.append(base)
+cases = np.stack(cases)
+
+# the reference: each changed load set by name, one call per value, arrays read as lists
+now, ref = base.copy(), []
+for case in cases:
+    for j in np.flatnonzero(np.any(case != now, axis=1)):
+        dss.Loads.Name(names[j])
+        dss.Loads.kW(case[j, 0])
+        dss.Loads.kvar(case[j, 1])
+    now = case.copy()
+    dss.Solution.Solve()
+    ref.append((dss.Circuit.AllBusVolts(), dss.PDElements.AllCurrents(), dss.Solution.Iterations()))
+
+feeder, flows = compiled()  # the same history of solves from a fresh compile
+conv, iters, v, amps, i_tr = flows.solve(cases, None)
+v_ref = np.array([np.asarray(r[0]).view(complex) for r in ref])
+i_ref = np.array([np.asarray(r[1]).view(complex) for r in ref])
+amps_ref = np.zeros_like(amps)
+for c in range(len(cases)):
+    np.maximum.at(amps_ref[c], flows.owner, np.abs(i_ref[c][flows.pos]))
+print(json.dumps({
+    "loads": len(names),
+    "converged": bool(conv.all()),
+    "iterations": [iters.tolist(), [r[2] for r in ref]],
+    "v": float(np.max(np.abs(v - v_ref) / np.abs(v_ref).clip(1e-300))),
+    "amps": float(np.max(np.abs(amps - amps_ref) / np.abs(amps_ref).clip(1e-300), initial=0.0)),
+    "i_tr": float(np.max(np.abs(i_tr - i_ref[:, flows.tr_pos]) / np.abs(i_ref[:, flows.tr_pos]).clip(1e-300))),
+    "zero_amps_equal": bool(np.array_equal(amps == 0, amps_ref == 0)),
+}))
+"""
+
+
+@pytest.mark.parametrize("feeder", ["three_wire", "four_wire_kron", "ieee_eulv"])
+def test_power_flows_set_all_loads_at_once_as_one_at_a_time(tmp_path, feeder):
+    """The engine sets every load's kW and kvar of a case in two batch calls and reads the arrays
+    as numpy: the voltages, line loadings and transformer currents are those of setting each load
+    by name, one call at a time (what OpenDSS's classic API does), to 1e-9 relative."""
+    if feeder == "ieee_eulv":
+        master = IEEE_EULV
+    else:
+        text = three_wire_text() if feeder == "three_wire" else four_wire_kron_text()
+        master = write_dss(tmp_path, text)
+    work = tmp_path / "work"
+    work.mkdir()
+    run = subprocess.run(  # OpenDSS locked down in its own process, as in the engine
+        [sys.executable, "-c", _ONE_AT_A_TIME, str(master.resolve()), str(work)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["loads"] > 5 and got["converged"]
+    assert got["iterations"][0] == got["iterations"][1] and max(got["iterations"][0]) > 2
+    assert got["v"] <= 1e-9 and got["amps"] <= 1e-9 and got["i_tr"] <= 1e-9
+    assert got["zero_amps_equal"]
+
+
+def test_power_flow_cases_are_read_by_load_name_whatever_their_order(it_feeder):
+    """Cases name their loads in any order, any subset, any case: each load gets its own power
+    (the engine looks a run of cases naming the same loads up once)."""
+    feeder = read_feeder(it_feeder)
+    names = [u.name for u in feeder.end_users]
+    power = {n: (1.0 + k, 0.1 * k) for k, n in enumerate(names)}
+    forward = dict(power)
+    backward = {n: power[n] for n in reversed(names)}
+    upper = {n.upper(): pq for n, pq in power.items()}
+    some = {names[0]: (6.0, 0.0)}
+    flows = powerflows(feeder, [forward, backward, forward, upper, some, {}])
+    v = [np.array(f.voltages.values) for f in flows]
+
+    def same(a, b):  # each solve starts from the last one's voltages: equal to the 1e-10 pu tolerance
+        return np.allclose(a, b, rtol=0, atol=1e-6)
+
+    assert same(v[0], v[1]) and same(v[0], v[2]) and same(v[0], v[3])
+    alone = powerflows(feeder, [some])[0]
+    assert same(v[4], np.array(alone.voltages.values)) and not same(v[4], v[0]) and not same(v[5], v[4])
+    with pytest.raises(FeederError, match="Load.nobody is not in"):
+        powerflows(feeder, [forward, {"nobody": (1.0, 0.0)}])

@@ -270,6 +270,42 @@ def test_an_engine_crash_is_one_line_naming_the_feeder(tmp_path, monkeypatch):
     assert powerflows(f, [{}])[0].converged  # a dead engine is replaced, the feeder compiled again
 
 
+def test_the_engine_runs_no_code_from_the_current_folder(tmp_path, monkeypatch):
+    """Run from a folder that holds an `nfca` package (an unpacked archive, say), the engine still
+    runs the installed nfca: the current folder is not put first on its sys.path (`python -P`)."""
+    from nfca.engine import close_all
+
+    marker = tmp_path / "ran"
+    for sub in ("nfca", "nfca/engine"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "__init__.py").write_text("")
+    (tmp_path / "nfca" / "engine" / "worker.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    feeder = write_dss(tmp_path, _kron(n=2))
+    close_all()  # engines started elsewhere would not show it
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert powerflows(read_feeder(feeder), [{}])[0].converged
+    finally:
+        close_all()
+    assert not marker.exists()
+
+
+def test_a_closed_engine_leaves_no_working_folder(tmp_path, monkeypatch):
+    """An engine asked to stop removes its private working folder (it used to be killed, and
+    every run left an nfca-engine-* folder in the temporary directory)."""
+    from nfca.engine import close_all
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    close_all()
+    monkeypatch.setenv("TMPDIR", str(temp))  # where the engines started from now make their folder
+    feeder = read_feeder(write_dss(tmp_path, _kron(n=2)))
+    assert powerflows(feeder, [{}])[0].converged
+    assert [p.name.startswith("nfca-engine-") for p in temp.iterdir()] == [True]
+    close_all()
+    assert list(temp.iterdir()) == []
+
+
 def test_a_process_keeps_few_engines(tmp_path):
     """Reading many feeders (and failing on some) keeps at most MAX_ENGINES engines and one spare."""
     from nfca.engine import prestart, session

@@ -720,7 +720,7 @@ class Flows:
             dss.Loads.Model(1)
             dss.Loads.Vminpu(0.5)
             dss.Loads.Vmaxpu(1.5)
-        self.kw_kvar = np.array([[u.p_kw, u.q_kvar] for u in feeder.end_users], dtype=float).reshape(-1, 2)
+        self.load_index = _class_index(dss, "Load", loads)
         dss.Vsources.Name(feeder.source.name.split(".", 1)[1])
         self.source_pu = dss.Vsources.PU()
         dss.Text.Command("Set Tolerance=1e-10")
@@ -756,22 +756,73 @@ class Flows:
         v = np.zeros((n, len(self.layout.nodes)), dtype=complex)
         amps = np.zeros((n, self.n_keys))
         i_tr = np.zeros((n, len(self.tr_pos)), dtype=complex)
-        for c in range(n):
-            for j in np.flatnonzero(np.any(kw_kvar[c] != self.kw_kvar, axis=1)):
-                dss.Loads.Name(self.layout.loads[j])
-                dss.Loads.kW(kw_kvar[c, j, 0])
-                dss.Loads.kvar(kw_kvar[c, j, 1])
-                self.kw_kvar[j] = kw_kvar[c, j]
-            try:
-                dss.Solution.Solve()
-            except Exception as exc:
-                raise SolverError(f"OpenDSS power flow failed: {_clean(exc)}") from None
-            conv[c], iters[c] = dss.Solution.Converged(), dss.Solution.Iterations()
-            v[c] = np.asarray(dss.Circuit.AllBusVolts()).view(complex)
-            currents = np.asarray(dss.PDElements.AllCurrents()).view(complex)
-            np.maximum.at(amps[c], self.owner, np.abs(currents[self.pos]))
-            i_tr[c] = currents[self.tr_pos]
+        circuit = dss.to_dss_python().ActiveCircuit  # DSS-Python: arrays come as numpy, not as lists
+        with _Batch(dss, "Load", self.load_index) as batch:
+            for c in range(n):
+                batch.set("kW", kw_kvar[c, :, 0])
+                batch.set("kvar", kw_kvar[c, :, 1])
+                try:
+                    dss.Solution.Solve()
+                except Exception as exc:
+                    raise SolverError(f"OpenDSS power flow failed: {_clean(exc)}") from None
+                conv[c], iters[c] = dss.Solution.Converged(), dss.Solution.Iterations()
+                v[c] = circuit.AllBusVolts.view(complex)
+                currents = circuit.PDElements.AllCurrents.view(complex)
+                np.maximum.at(amps[c], self.owner, np.abs(currents[self.pos]))
+                i_tr[c] = currents[self.tr_pos]
         return conv, iters, v, amps, i_tr
+
+
+def _class_index(dss, cls: str, names: tuple[str, ...]) -> np.ndarray:
+    """Each named element's 1-based position in OpenDSS's list of its class (for `_Batch`)."""
+    dss.Circuit.SetActiveClass(cls)
+    position = {name.lower(): i for i, name in enumerate(dss.ActiveClass.AllNames(), 1)}
+    return np.array([position[name.lower()] for name in names], dtype=np.int32)
+
+
+class _Batch:
+    """Elements of one class as a DSS C-API batch, so that one call sets a property of all of them
+    (e.g. every load's kW for one power flow, instead of a Name/kW/kvar call per load).
+
+    Values are set with the `AvoidFullRecalc` flag, which makes them exactly what the classic
+    `Loads.kW`/`Loads.kvar` setters do (no rebuild of the admittance matrix), so the power flows
+    are the same to the bit. A batch holds pointers into the compiled circuit: it lives for one
+    request (`with`), never across a recompile.
+    """
+
+    def __init__(self, dss, cls: str, index: np.ndarray):
+        self._lib, self._ffi = dss.dss.dss_lib, dss.dss.dss_ffi
+        self._cls, self._index = cls.encode(), np.ascontiguousarray(index, dtype=np.int32)
+
+    def __enter__(self) -> _Batch:
+        lib, ffi = self._lib, self._ffi
+        pointer, dims = ffi.new("void***"), ffi.new("int32_t[4]")
+        lib.Batch_CreateByIndexS(pointer, dims, self._cls, ffi.from_buffer("int32_t[]", self._index), len(self._index))
+        self._pointer, self._count = pointer[0], dims[0]
+        if self._count != len(self._index):
+            self.__exit__()
+            raise SolverError(f"OpenDSS holds {self._count} of the {len(self._index)} {self._cls.decode()}s solved")
+        return self
+
+    def set(self, prop: str, values: np.ndarray) -> None:
+        """Set property `prop` of the batch's elements, in batch order."""
+        values = np.ascontiguousarray(values, dtype=float)
+        if values.shape != (self._count,):  # the C side reads one value per element, unchecked
+            raise ValueError(f"{len(values)} values for {self._count} {self._cls.decode()}s")
+        lib = self._lib
+        lib.Batch_Float64ArrayS(
+            self._pointer,
+            self._count,
+            prop.encode(),
+            lib.BatchOperation_Set,
+            self._ffi.from_buffer("double[]", values),
+            lib.SetterFlags_AvoidFullRecalc,
+        )
+
+    def __exit__(self, *exc) -> None:
+        if self._pointer != self._ffi.NULL:
+            self._lib.Batch_Dispose(self._pointer)
+            self._pointer = self._ffi.NULL
 
 
 def _current_layout(dss) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str, int]], list[int]]:

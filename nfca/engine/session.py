@@ -41,7 +41,9 @@ class Engine:
         up_r, up_w = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "nfca.engine.worker", str(down_r), str(up_w)],
+                # -P: not the current folder first on sys.path (a folder holding an `nfca` package,
+                # e.g. an unpacked feeder archive, would run its code in the engine)
+                [sys.executable, "-P", "-m", "nfca.engine.worker", str(down_r), str(up_w)],
                 pass_fds=(down_r, up_w),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -108,12 +110,12 @@ class Engine:
         )
         where = {n: i for i, n in enumerate(layout.loads)}
         kw_kvar = np.repeat(base[None, :, :], len(cases), axis=0)
+        names, rows = None, None
         for c, loads in enumerate(cases):
-            for name, pq in loads.items():
-                j = where.get(name, where.get(name.lower()))
-                if j is None:
-                    raise FeederError(f"Load.{name} is not in {feeder.path}")
-                kw_kvar[c, j] = pq
+            if (keys := tuple(loads)) != names:  # cases of one box name the same loads: look them up once
+                names, rows = keys, [_row(where, name, feeder) for name in keys]
+            if rows:
+                kw_kvar[c, rows] = list(loads.values())
         conv, iters, v, amps, i_tr = self._ask(("powerflows", kw_kvar, source_pu), "solving a power flow")
         return [layout.flow(conv[c], iters[c], v[c], amps[c], i_tr[c]) for c in range(len(cases))]
 
@@ -121,16 +123,31 @@ class Engine:
         return self.process.poll() is None
 
     def close(self) -> None:
+        """Stop the engine: it sees its pipe closed, removes its working folder and exits (killed
+        if it has not within CLOSE_WAIT_S, e.g. still solving; killed, it leaves the folder)."""
         for conn in (self._send, self._recv):
             try:
                 conn.close()
             except OSError:
                 pass
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            try:
+                self.process.wait(timeout=CLOSE_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
+def _row(where: dict[str, int], name: str, feeder: Feeder) -> int:
+    j = where.get(name)
+    if j is None:
+        j = where.get(name.lower())
+    if j is None:
+        raise FeederError(f"Load.{name} is not in {feeder.path}")
+    return j
+
+
+CLOSE_WAIT_S = 1.0
 _engines: dict[str, Engine] = {}  # feeder path -> its engine, most recently used last
 _spare: list[Engine] = []
 

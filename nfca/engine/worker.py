@@ -48,6 +48,7 @@ def serve(requests: Connection, replies: Connection) -> None:
             try:
                 if request[0] == "read":
                     _, path, absolute, default_kva, ampacity = request
+                    flows = None  # its batches point into the circuit about to be cleared
                     opendss.compile_feeder(dss, Path(absolute), Path(path))
                     feeder = opendss.read_feeder(dss, Path(path), default_kva, ampacity)
                     shapes = opendss.load_shapes(dss)
