@@ -292,8 +292,10 @@ class _Run:
         return rows[reach_up | reach_lo]
 
     # -------------------------------------------------------------- solving
-    def _solve(self, warm: bool = False) -> Result:
-        res = self.solver.solve(self.user_options or None, infeasible_is_final=self._proved_infeasible, warm=warm)
+    def _solve(self, warm: bool = False, stage: str = "") -> Result:
+        res = self.solver.solve(
+            self.user_options or None, infeasible_is_final=self._proved_infeasible, warm=warm, stage=stage
+        )
         self.runs.append(res)
         return res
 
@@ -418,7 +420,9 @@ class _Run:
             w, floor = (0.0, self.best_total - EVEN_WITHIN_W / self.P.net.s_base_va) if self.evening else (1.0, -1e6)
             for var, x in ((b.w, w), (b.floor_at, floor)):
                 var.setlb(x), var.setub(x), var.set_value(x)
-        res = self._solve(warm=self.evening or not new)
+        # the highest total starts from its own last multipliers (a day's previous interval), the
+        # most even split from the highest total's just found
+        res = self._solve(warm=self.evening or not new, stage="" if self.evening else "total")
         if res.ok and not self.evening:
             self.best_total = pyo.value(b.total[0])
         return res

@@ -277,11 +277,11 @@ class PersistentIpopt:
         self.m = m
         self.nlp = None
         self.builds = 0
-        self._last = None  # (x, multipliers) of the last successful solve of this NLP
+        self._last: dict = {}  # per stage ("": the latest): (x, multipliers) of its last successful solve
 
     def invalidate(self) -> None:
         self.nlp = None
-        self._last = None
+        self._last = {}
 
     def solve(
         self,
@@ -289,9 +289,11 @@ class PersistentIpopt:
         retry: bool = True,
         infeasible_is_final: Callable[[], bool] | None = None,
         warm: bool = False,
+        stage: str = "",
     ) -> Result:
-        """Solve from the model's current values (warm: from the last solution's multipliers too,
-        when the NLP is unchanged). On failure, retry once from the same start with a monotone
+        """Solve from the model's current values (warm: from the multipliers of the last solution
+        too, when the NLP is unchanged). A problem solved in stages with other objectives names
+        them: a named `stage` starts from its own last solution's multipliers, "" from the latest. On failure, retry once from the same start with a monotone
         barrier and up to 3000 iterations; an infeasible verdict is retried too unless
         `infeasible_is_final()` says it is proved. The solution is loaded into the model (values,
         the `dual` suffix)."""
@@ -311,8 +313,9 @@ class PersistentIpopt:
         x0 = np.clip(x0, lb, ub)
         attempts = []
         res, out = None, None
-        if warm and self._last is not None:
-            _, lam, zl, zu = self._last
+        last = self._last.get(stage)
+        if warm and last is not None:
+            _, lam, zl, zu = last
             res, out = self.session.solve(x0, {**WARM_OPTIONS, **user}, lb, ub, (lam, zl, zu))
             attempts.append((f"warm start from the previous solution's multipliers, {describe_options(user)}", res))
         if res is None or not res.ok:
@@ -330,5 +333,5 @@ class PersistentIpopt:
             self.nlp.set_primals(x)
             self.nlp.set_duals(lam)
             self.nlp.load_state_into_pyomo(bound_multipliers=(zl, zu))
-            self._last = out
+            self._last[stage] = self._last[""] = out
         return replace(res, attempts=tuple(attempts))
