@@ -420,9 +420,9 @@ class _Run:
             w, floor = (0.0, self.best_total - EVEN_WITHIN_W / self.P.net.s_base_va) if self.evening else (1.0, -1e6)
             for var, x in ((b.w, w), (b.floor_at, floor)):
                 var.setlb(x), var.setub(x), var.set_value(x)
-        # the highest total starts from its own last multipliers (a day's previous interval), the
+        # each stage starts from its own last multipliers (a day's previous interval), the first
         # most even split from the highest total's just found
-        res = self._solve(warm=self.evening or not new, stage="" if self.evening else "total")
+        res = self._solve(warm=self.evening or not new, stage="even" if self.evening else "total")
         if res.ok and not self.evening:
             self.best_total = pyo.value(b.total[0])
         return res

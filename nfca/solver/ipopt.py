@@ -293,7 +293,7 @@ class PersistentIpopt:
     ) -> Result:
         """Solve from the model's current values (warm: from the multipliers of the last solution
         too, when the NLP is unchanged). A problem solved in stages with other objectives names
-        them: a named `stage` starts from its own last solution's multipliers, "" from the latest. On failure, retry once from the same start with a monotone
+        them: a stage starts from its own last solution's multipliers, else from the latest's. On failure, retry once from the same start with a monotone
         barrier and up to 3000 iterations; an infeasible verdict is retried too unless
         `infeasible_is_final()` says it is proved. The solution is loaded into the model (values,
         the `dual` suffix)."""
@@ -313,7 +313,7 @@ class PersistentIpopt:
         x0 = np.clip(x0, lb, ub)
         attempts = []
         res, out = None, None
-        last = self._last.get(stage)
+        last = self._last.get(stage) or self._last.get("")
         if warm and last is not None:
             _, lam, zl, zu = last
             res, out = self.session.solve(x0, {**WARM_OPTIONS, **user}, lb, ub, (lam, zl, zu))
