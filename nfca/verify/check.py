@@ -98,7 +98,7 @@ def verify_many(
         audit = box.sample(n_audit, options.audit_seed + k) if n_audit else []
         plans.append((box, promised, audit, sets[0].guarantee is not Guarantee.corner))
     loads = [box.loads(p) for box, promised, audit, _ in plans for p in promised + audit]
-    checks = iter([_check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)])
+    checks = iter(_checks(feeder, powerflows(feeder, loads, options.source_pu), options))
     out = []
     for _box, promised, audit, audit_fails in plans:
         got = [next(checks) for _ in promised + audit]
@@ -158,7 +158,7 @@ def verify_points(
     feeder: Feeder, loads: list[dict[str, tuple[float, float]]], options: EnvelopeOptions, labels: list[str]
 ) -> Verification:
     """Verify given operating points (kW, kvar per end-user); every one is part of the promise."""
-    checks = [_check(feeder, pf, options) for pf in powerflows(feeder, loads, options.source_pu)]
+    checks = _checks(feeder, powerflows(feeder, loads, options.source_pu), options)
     return combine(checks, [], [Point(np.zeros(0), x) for x in labels])
 
 
@@ -257,7 +257,7 @@ def _layout(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> _Layout:
 
 def check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Verification:
     """Compare one OpenDSS solution with the limits."""
-    c = _check(feeder, pf, options)
+    c = _checks(feeder, [pf], options)[0]
     return _verification([c], c.violations, c.verified, 1, 0, 0)
 
 
@@ -281,39 +281,53 @@ class Checked:
         return self.converged and not self.violations
 
 
-def _check(feeder: Feeder, pf: PowerFlow, options: EnvelopeOptions) -> Checked:
+def _checks(feeder: Feeder, pfs: list[PowerFlow], options: EnvelopeOptions) -> list[Checked]:
+    """Each power flow against the limits: the arrays of all of them at once (one layout, one
+    compile), the violations' text only for the points that break a limit."""
+    if not pfs:
+        return []
+    lay = _layout(feeder, pfs[0], options)
+    if any(_layout(feeder, pf, options) is not lay for pf in pfs[1:]):
+        return [c for pf in pfs for c in _checks(feeder, [pf], options)]
     limits = options.limits
-    v_tol, loading_tol = limits.v_tol_pu, limits.loading_tol_pct
-    lay = _layout(feeder, pf, options)
-    v = np.append(np.asarray(pf.voltages.values), 0.0)
-    mag = np.abs(v[lay.plus] - v[lay.minus]) / lay.nominal
-    violations = [
-        f"voltage at {lay.labels[k]} {mag[k]:.4f} pu"
-        for k in np.flatnonzero((mag < lay.lo - v_tol) | (mag > lay.hi + v_tol))
-    ]
-    umin, umax = np.minimum.reduceat(mag, lay.first), np.maximum.reduceat(mag, lay.first)
-    vn = np.abs(v[lay.n_pos])
-    vn_lim = limits.v_neutral_max_v
-    if vn_lim is not None:
-        violations += [
-            f"neutral voltage at {lay.n_label[k]} {vn[k]:.3f} V"
-            for k in np.flatnonzero(vn > vn_lim + v_tol * lay.n_base)
-        ]
-    line_pct = 100 * np.asarray(pf.line_amps.values)[lay.line_pos] / lay.ampacity
-    el_pct = 100 * np.asarray(pf.element_amps.values)[lay.el_pos] / lay.rating
-    violations += [
-        f"line {lay.lines[k]} loaded {line_pct[k]:.2f} %" for k in np.flatnonzero(line_pct > 100 + loading_tol)
-    ]
-    violations += [f"{lay.elements[k]} loaded {el_pct[k]:.2f} %" for k in np.flatnonzero(el_pct > 100 + loading_tol)]
-    if not pf.converged:
-        violations.insert(0, "OpenDSS power flow did not converge")
+    v_tol, loading_tol, vn_lim = limits.v_tol_pu, limits.loading_tol_pct, limits.v_neutral_max_v
+    v = np.array([np.append(np.asarray(pf.voltages.values), 0.0) for pf in pfs])
+    mag = np.abs(v[:, lay.plus] - v[:, lay.minus]) / lay.nominal
+    umin, umax = np.minimum.reduceat(mag, lay.first, axis=1), np.maximum.reduceat(mag, lay.first, axis=1)
+    vn = np.abs(v[:, lay.n_pos])
+    line_pct = 100 * np.array([np.asarray(pf.line_amps.values)[lay.line_pos] for pf in pfs]) / lay.ampacity
+    el_pct = 100 * np.array([np.asarray(pf.element_amps.values)[lay.el_pos] for pf in pfs]) / lay.rating
+    v_bad = (mag < lay.lo - v_tol) | (mag > lay.hi + v_tol)
+    vn_bad = vn > vn_lim + v_tol * lay.n_base if vn_lim is not None else np.zeros_like(vn, dtype=bool)
+    line_bad, el_bad = line_pct > 100 + loading_tol, el_pct > 100 + loading_tol
     margins = {
-        "voltage_low_pu": float(np.min(mag - lay.lo)),
-        "voltage_high_pu": float(np.min(lay.hi - mag)),
-        "current_pct": float(100 - line_pct.max(initial=0.0)),
-        "rating_pct": float(100 - el_pct.max(initial=0.0)),
+        "voltage_low_pu": np.min(mag - lay.lo, axis=1),
+        "voltage_high_pu": np.min(lay.hi - mag, axis=1),
+        "current_pct": 100 - line_pct.max(axis=1, initial=0.0),
+        "rating_pct": 100 - el_pct.max(axis=1, initial=0.0),
     }
-    vn_max = float(vn.max(initial=0.0))
+    vn_max = vn.max(axis=1, initial=0.0)
     if vn_lim is not None:
-        margins["neutral_v"] = float(vn_lim - vn_max)
-    return Checked(lay, bool(pf.converged), tuple(violations), umin, umax, line_pct, el_pct, vn_max, margins)
+        margins["neutral_v"] = vn_lim - vn_max
+    out = []
+    for j, pf in enumerate(pfs):
+        violations = [f"voltage at {lay.labels[k]} {mag[j, k]:.4f} pu" for k in np.flatnonzero(v_bad[j])]
+        violations += [f"neutral voltage at {lay.n_label[k]} {vn[j, k]:.3f} V" for k in np.flatnonzero(vn_bad[j])]
+        violations += [f"line {lay.lines[k]} loaded {line_pct[j, k]:.2f} %" for k in np.flatnonzero(line_bad[j])]
+        violations += [f"{lay.elements[k]} loaded {el_pct[j, k]:.2f} %" for k in np.flatnonzero(el_bad[j])]
+        if not pf.converged:
+            violations.insert(0, "OpenDSS power flow did not converge")
+        out.append(
+            Checked(
+                lay,
+                bool(pf.converged),
+                tuple(violations),
+                umin[j],
+                umax[j],
+                line_pct[j],
+                el_pct[j],
+                float(vn_max[j]),
+                {key: float(x[j]) for key, x in margins.items()},
+            )
+        )
+    return out
