@@ -131,7 +131,12 @@ SET_SUMMARY = _cols(
     ("jain_index", "", "float", "Jain's fairness index of the participants' envelopes (1 when all are equal)"),
     ("solver_status", "", "str", "Ipopt's outcome, normalised (optimal, acceptable, infeasible, ...)"),
     ("iterations", "", "int", "Ipopt iterations"),
-    ("solves", "", "int", "Ipopt solves (progressive filling and retries take several)"),
+    (
+        "solves",
+        "",
+        "int",
+        "Ipopt solves (progressive filling, retries and the corner's most even optimal split take several; a level bisected on the power flow counts one, with 0 iterations)",
+    ),
     ("seconds", "s", "float", "time to compute the set"),
     ("v_min_pu", "pu", "float", "lowest end-user voltage in the OpenDSS verification"),
     ("v_max_pu", "pu", "float", "highest end-user voltage in the OpenDSS verification"),
