@@ -842,38 +842,41 @@ def highest_level(pm: PointModel, powers, shares, top: float) -> Level | None:
     """The highest level x in [0, top] at which every limit holds on the model's power flow, the
     users' envelopes `shares(x)` (pu) giving their powers `powers(shares)` (pu, complex), to
     LEVEL_TOL: LEVEL_GRID levels per step, one batched power flow each. None when the levels that
-    hold are not one interval from zero (some level breaks a limit and a higher one does not)."""
+    hold are not one interval from zero (some level breaks a limit and a higher one does not), or
+    when just above the highest the power flow has no solution (no limit to name: the NLP decides)."""
 
     def holds(xs: np.ndarray):
         s = np.array([powers(shares(x)) for x in xs])
         i, _, conv = pm.solve(s)
         excess = pm.lim.excess_of(np.abs(pm.quantities(i)))
         ok = conv & (excess.max(axis=1, initial=-np.inf) <= 0)
-        return ok, s, i, excess
+        return ok, conv, s, i, excess
 
-    def state(s: np.ndarray, i: np.ndarray) -> np.ndarray:
+    def state(i: np.ndarray) -> np.ndarray:
         return pm.pf.v_noload - pm.ze @ i
 
     xs = np.linspace(0.0, top, LEVEL_GRID + 1)
-    ok, s, i, excess = holds(xs)
+    ok, conv, s, i, excess = holds(xs)
     if ok.all():
-        return Level(top, shares(top), s[-1], state(s[-1], i[-1]), None)
+        return Level(top, shares(top), s[-1], state(i[-1]), None)
     k = int(np.argmin(ok))  # the first level that breaks a limit
     if k == 0 or ok[k:].any():
         return None
-    lo, hi = (xs[k - 1], s[k - 1], i[k - 1]), (xs[k], excess[k], s[k], i[k])
+    lo, hi = (xs[k - 1], s[k - 1], i[k - 1]), (xs[k], excess[k], conv[k], i[k])
     while hi[0] - lo[0] > LEVEL_TOL:
         xs = np.linspace(lo[0], hi[0], LEVEL_GRID + 1)[1:-1]
-        ok, s, i, excess = holds(xs)
+        ok, conv, s, i, excess = holds(xs)
         k = int(np.argmin(ok)) if not ok.all() else len(xs)
         if ok[k:].any():
             return None
         if k > 0:
             lo = (xs[k - 1], s[k - 1], i[k - 1])
         if k < len(xs):
-            hi = (xs[k], excess[k], s[k], i[k])
+            hi = (xs[k], excess[k], conv[k], i[k])
+    if not hi[2]:
+        return None
     x, s_lo, i_lo = lo
-    return Level(float(x), shares(x), s_lo, state(s_lo, i_lo), (hi[1], state(hi[2], hi[3])))
+    return Level(float(x), shares(x), s_lo, state(i_lo), (hi[1], state(hi[3])))
 
 
 def _merge_equivalent(P: EnvelopeProblem, v: np.ndarray, dual: np.ndarray, held) -> tuple[np.ndarray, np.ndarray]:
