@@ -739,12 +739,8 @@ class _Run:
             level_users = [u for u in self.free if g[u] < P.cap[u] - 1e-6]
             common = per_user[:, level_users].sum(axis=1) if shared and level_users else None
             for u, name in enumerate(net.users):
-                if not P.part[u]:
-                    out[d][name] = Binding("firm", "firm")
-                elif d not in self.dirs:
-                    out[d][name] = Binding("none", "not in this guarantee")
-                elif g[u] >= P.cap[u] - 1e-6:
-                    out[d][name] = Binding("capacity", "capacity")
+                if held := self._held_by(u, d, g):
+                    out[d][name] = held
                 else:
                     col = common if common is not None else per_user[:, u]
                     k = int(np.argmax(col))
@@ -765,22 +761,23 @@ class _Run:
             broken = np.clip(excess, 0.0, None)
             rows, weight = _merge_equivalent(P, v, broken / broken.max(), np.arange(len(lim)))
             k = int(rows[np.argmax(weight[rows])])
-            mag = lim.magnitudes(v)[k]
-            side = "lower" if lim.kind[k] == VOLTAGE and mag < lim.lower[k] else "upper"
-            stop = _binding(P, k, side, self.points[0].label)
-        out: dict[Direction, dict[str, Binding]] = {}
-        for d, g in ((Direction.import_, gi), (Direction.export, ge)):
-            out[d] = {}
-            for u, name in enumerate(P.net.users):
-                if not P.part[u]:
-                    out[d][name] = Binding("firm", "firm")
-                elif d not in self.dirs:
-                    out[d][name] = Binding("none", "not in this guarantee")
-                elif g[u] >= P.cap[u] - 1e-6 or stop is None:
-                    out[d][name] = Binding("capacity", "capacity")
-                else:
-                    out[d][name] = stop
-        return out
+            stop = _binding(P, k, _side(lim, k, lim.magnitudes(v)[k]), self.points[0].label)
+        capacity = Binding("capacity", "capacity")
+        return {
+            d: {name: self._held_by(u, d, g) or stop or capacity for u, name in enumerate(P.net.users)}
+            for d, g in ((Direction.import_, gi), (Direction.export, ge))
+        }
+
+    def _held_by(self, u: int, d: Direction, g: np.ndarray) -> Binding | None:
+        """What holds end-user u in direction d when no limit does: its firm connection, the
+        guarantee not covering d, or its capacity (at envelopes `g`); None otherwise."""
+        if not self.P.part[u]:
+            return Binding("firm", "firm")
+        if d not in self.dirs:
+            return Binding("none", "not in this guarantee")
+        if g[u] >= self.P.cap[u] - 1e-6:
+            return Binding("capacity", "capacity")
+        return None
 
     def _side_at(self, s: int, k: int) -> str:
         b = self.blocks[s]
@@ -808,8 +805,7 @@ class _Run:
                 ]
             mag = lim.magnitudes(v)
             for k in np.flatnonzero(ex > 0):
-                side = "lower" if lim.kind[k] == VOLTAGE and mag[k] < lim.lower[k] else "upper"
-                what = lim.describe(k, side)
+                what = lim.describe(k, _side(lim, k, mag[k]))
                 value = lim.value_text(k, mag[k])
                 if not any(x.startswith(what) for x in bad):
                     bad.append(f"{what} at {value}")
@@ -903,6 +899,11 @@ def _merge_equivalent(P: EnvelopeProblem, v: np.ndarray, dual: np.ndarray, held)
                 dual[k] = 0.0
                 break
     return np.flatnonzero(dual > 1e-9), dual
+
+
+def _side(lim, k: int, mag: float) -> str:
+    """Which bound of limit k a magnitude `mag` breaks or meets: a voltage's lower, else upper."""
+    return "lower" if lim.kind[k] == VOLTAGE and mag < lim.lower[k] else "upper"
 
 
 def _label(P: EnvelopeProblem, c: Candidate) -> str:
