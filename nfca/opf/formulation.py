@@ -174,7 +174,8 @@ def initialise(b: pyo.Block, net: PuNetwork, v: np.ndarray, s_user: np.ndarray) 
 
 def voltages(b: pyo.Block, net: PuNetwork) -> np.ndarray:
     """Solved node voltages (pu, complex)."""
-    return np.array([pyo.value(b.vr[i]) + 1j * pyo.value(b.vi[i]) for i in range(net.n)])
+    vr = np.fromiter((v.value for v in b.vr.values()), float, net.n)
+    return vr + 1j * np.fromiter((v.value for v in b.vi.values()), float, net.n)
 
 
 def user_powers(b: pyo.Block, net: PuNetwork) -> np.ndarray:
