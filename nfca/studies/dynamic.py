@@ -128,6 +128,11 @@ class DynamicStudy:
         return worst_case(self.profiles, Direction(direction))
 
     def to_dataframe(self) -> pd.DataFrame:
+        """envelopes.csv (`nfca.io.schema.DYNAMIC_ENVELOPES`; a copy of `_table`)."""
+        return self._table.copy()
+
+    @cached_property
+    def _table(self) -> pd.DataFrame:
         """envelopes.csv (`nfca.io.schema.DYNAMIC_ENVELOPES`): a `timestamp` column (`static` for
         the static rows) before the columns of `nfca envelopes`, and each end-user's `forecast_kw`
         (net, consumption +) in that interval; static rows carry each end-user's extreme forecast
@@ -162,7 +167,7 @@ class DynamicStudy:
 
         part = sorted(self.participants)
         p = self.profiles
-        table = self.to_dataframe()
+        table = self._table
         static_rows = table[table["timestamp"] == STATIC]
         out: dict = {
             "feeder": self.feeder.name,
