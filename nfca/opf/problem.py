@@ -89,6 +89,7 @@ class EnvelopeProblem:
         self.part = np.array([n in self.participants for n in self.net.users])
         users = self.model_feeder.end_user
         self.firm = np.array([firm_kw(users[n], o) * 1e3 / self.net.s_base_va for n in self.net.users])
+        self.levels: dict[tuple, Level | None] = {}  # `_Run._highest_level` by what it depends on
 
     # ------------------------------------------------------------------ public
     def solve(
@@ -585,6 +586,9 @@ class _Run:
         """The highest fair or proportional level at the corner, on the model's power flow (None:
         the levels that hold are not one interval from zero)."""
         P, d = self.P, self.dirs[0]
+        key = (name, d, self.corner, self.np_lo.tobytes(), self.np_hi.tobytes())
+        if key in P.levels:  # e.g. the fair set, then the optimal set that starts from it
+            return P.levels[key]
         cap = np.where(P.part, P.cap, 0.0)
         if name == "fair":
             shares, top = (lambda x: np.minimum(x, cap)), float(cap.max())
@@ -597,7 +601,8 @@ class _Run:
             lo, hi = self.box_pu(g, zero) if d is Direction.import_ else self.box_pu(zero, g)
             return box_powers(lo, hi, P.tan_phi, t)
 
-        return highest_level(P.points, powers, shares, top)
+        P.levels[key] = highest_level(P.points, powers, shares, top)
+        return P.levels[key]
 
     def _fair_start(self, otherwise: np.ndarray) -> np.ndarray:
         """The fair set at the corner, a unique point, where the optimal set's solve starts;
