@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from nfca.engine import read, read_feeder
-from nfca.errors import InputError
+from nfca.errors import InputError, NfcaError
 from nfca.model.envelope import EnvelopeOptions
 from nfca.opf.problem import EnvelopeProblem
 from nfca.studies.activations import ActivationPolicy, analyse
@@ -176,6 +176,31 @@ def test_persistent_chain_matches_a_fresh_solve_per_interval(case):
                 got = study.chain(method, d).dynamic[k]
                 for u in part:
                     assert got.guaranteed_kw[u] == pytest.approx(ref.guaranteed_kw[u], abs=3e-3), (method, d, k, u)
+
+
+def test_the_chains_do_not_depend_on_the_number_of_processes(case):
+    """With 2 processes this one computes chains too, taking the next as it frees up: every
+    envelope, binding limit and verification is the one computed in a single process."""
+    prof = Profiles(case["profiles"].kw.iloc[1:4], pd.Timedelta("15min"), "three intervals")
+    opts = EnvelopeOptions(guarantee="corner")
+    one, two = (run_dynamic(case["feeder"], prof, options=opts, participants=case["part"], workers=w) for w in (1, 2))
+    assert two.workers == 2 and len(two.chains) == 4
+    pd.testing.assert_frame_equal(one.to_dataframe(), two.to_dataframe())
+
+
+def test_a_failed_chain_is_reported_as_in_one_process(case):
+    """Of several failed chains, the first in the order of work is raised, whichever process
+    finished first (non-participants far beyond the limits: no envelope in either direction)."""
+    heavy = case["profiles"].kw.iloc[:2].copy()
+    heavy[list(NON)] = 60.0
+    prof = Profiles(heavy, pd.Timedelta("15min"), "heavy")
+    opts = EnvelopeOptions(guarantee="corner")
+    messages = []
+    for w in (1, 2):
+        with pytest.raises(NfcaError) as err:
+            run_dynamic(case["feeder"], prof, ["fair"], options=opts, participants=case["part"], workers=w)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
 
 
 def test_everyone_participating_means_dynamic_equals_static(case):

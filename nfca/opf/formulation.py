@@ -154,10 +154,11 @@ def add_limit_rows(b: pyo.Block, lim: LimitMap, rows) -> None:
 def initialise(b: pyo.Block, net: PuNetwork, v: np.ndarray, s_user: np.ndarray) -> None:
     """Set every variable of a block from node voltages `v` and end-user powers `s_user` (pu):
     voltages, end-user powers and leg currents. A solve then starts from a state that depends
-    only on these, whatever was solved before."""
-    for i, x in enumerate(v):
-        b.vr[i].set_value(float(x.real))
-        b.vi[i].set_value(float(x.imag))
+    only on these, whatever was solved before. (Values are not checked against bounds: a start
+    may lie outside them, and a day sets every block's values hundreds of times.)"""
+    for x, vr, vi in zip(np.asarray(v).tolist(), b.vr.values(), b.vi.values()):
+        vr.set_value(x.real, skip_validation=True)
+        vi.set_value(x.imag, skip_validation=True)
     ve = np.append(v, 0.0)  # index -1 (earth) reads 0
     for u, s in enumerate(s_user):
         if not b.p[u].fixed:
@@ -168,13 +169,14 @@ def initialise(b: pyo.Block, net: PuNetwork, v: np.ndarray, s_user: np.ndarray) 
         p, q = net.user_legs[u][k]
         dv = ve[p] - ve[q]
         i = np.conj(s_user[u] / len(net.user_legs[u]) / dv) if abs(dv) > 0 else 0.0
-        b.lr[u, k].set_value(float(np.real(i)))
-        b.li[u, k].set_value(float(np.imag(i)))
+        b.lr[u, k].set_value(float(np.real(i)), skip_validation=True)
+        b.li[u, k].set_value(float(np.imag(i)), skip_validation=True)
 
 
 def voltages(b: pyo.Block, net: PuNetwork) -> np.ndarray:
     """Solved node voltages (pu, complex)."""
-    return np.array([pyo.value(b.vr[i]) + 1j * pyo.value(b.vi[i]) for i in range(net.n)])
+    vr = np.fromiter((v.value for v in b.vr.values()), float, net.n)
+    return vr + 1j * np.fromiter((v.value for v in b.vi.values()), float, net.n)
 
 
 def user_powers(b: pyo.Block, net: PuNetwork) -> np.ndarray:

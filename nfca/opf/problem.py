@@ -906,18 +906,19 @@ def _merge_equivalent(P: EnvelopeProblem, v: np.ndarray, dual: np.ndarray, held)
     at_bound = held[(mag[held] >= lim.upper[held] * (1 - 1e-7)) | (dual[held] > 1e-9)]
     grad = P.points.gradient(v, at_bound)
     dual = dual.copy()
+    up, at = lim.upper[at_bound], mag[at_bound]
     for i, k in enumerate(at_bound):
-        for j in range(i):
-            r = at_bound[j]
-            same = (
-                lim.upper[r] == lim.upper[k]
-                and abs(mag[r] - mag[k]) <= 1e-7 * lim.upper[k]
-                and np.allclose(grad[j], grad[i], rtol=1e-6, atol=1e-9 * np.abs(grad[i]).max())
-            )
-            if same:
-                dual[r] += dual[k]
-                dual[k] = 0.0
-                break
+        # the first earlier limit of the same rating and magnitude whose sensitivities are those
+        # of k (np.allclose(grad[j], grad[i], rtol=1e-6, atol=1e-9 max|grad[i]|), all j at once)
+        near = np.flatnonzero((up[:i] == up[i]) & (np.abs(at[:i] - at[i]) <= 1e-7 * up[i]))
+        if not len(near):
+            continue
+        atol = 1e-9 * np.abs(grad[i]).max()
+        same = np.all(np.abs(grad[near] - grad[i]) <= atol + 1e-6 * np.abs(grad[i]), axis=1)
+        if same.any():
+            r = at_bound[near[np.argmax(same)]]
+            dual[r] += dual[k]
+            dual[k] = 0.0
     return np.flatnonzero(dual > 1e-9), dual
 
 

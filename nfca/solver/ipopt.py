@@ -19,6 +19,7 @@ from nfca.solver import lean_pyomo, one_blas_thread
 
 lean_pyomo()
 import pyomo.environ as pyo  # noqa: E402
+from pyomo.core.base.suffix import active_import_suffix_generator  # noqa: E402
 
 from nfca.solver.status import Result, Status  # noqa: E402
 
@@ -308,6 +309,7 @@ class PersistentIpopt:
             with _quiet_pyomo():
                 self.nlp = PyomoNLP(self.m)
             self.vars = self.nlp.get_pyomo_variables()
+            self.constraints = self.nlp.get_pyomo_constraints()
             self.session = IpoptSession(self.nlp)
             self.builds += 1
         user = dict(options or {})
@@ -337,6 +339,17 @@ class PersistentIpopt:
             x, lam, zl, zu = out
             self.nlp.set_primals(x)
             self.nlp.set_duals(lam)
-            self.nlp.load_state_into_pyomo(bound_multipliers=(zl, zu))
+            self._load(x, lam)
             self._last[stage] = self._last[""] = out
         return replace(res, attempts=tuple(attempts))
+
+    def _load(self, x: np.ndarray, lam: np.ndarray) -> None:
+        """The solution into the model: variable values and the `dual` suffix (what PyNumero's
+        `load_state_into_pyomo` does, without revalidating each value against its bounds: about
+        a tenth of the time, a day makes hundreds of solves)."""
+        for var, value in zip(self.vars, x):
+            var.set_value(value, skip_validation=True)
+        duals = dict(active_import_suffix_generator(self.m)).get("dual")
+        if duals is not None:
+            duals.clear()
+            duals.update(zip(self.constraints, lam))

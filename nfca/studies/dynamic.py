@@ -31,6 +31,7 @@ box's corners and worst vertices; the study's audit points are spread over the i
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -127,6 +128,11 @@ class DynamicStudy:
         return worst_case(self.profiles, Direction(direction))
 
     def to_dataframe(self) -> pd.DataFrame:
+        """envelopes.csv (`nfca.io.schema.DYNAMIC_ENVELOPES`; a copy of `_table`)."""
+        return self._table.copy()
+
+    @cached_property
+    def _table(self) -> pd.DataFrame:
         """envelopes.csv (`nfca.io.schema.DYNAMIC_ENVELOPES`): a `timestamp` column (`static` for
         the static rows) before the columns of `nfca envelopes`, and each end-user's `forecast_kw`
         (net, consumption +) in that interval; static rows carry each end-user's extreme forecast
@@ -161,7 +167,7 @@ class DynamicStudy:
 
         part = sorted(self.participants)
         p = self.profiles
-        table = self.to_dataframe()
+        table = self._table
         static_rows = table[table["timestamp"] == STATIC]
         out: dict = {
             "feeder": self.feeder.name,
@@ -256,11 +262,7 @@ def run_dynamic(
     args = [(feeder, options, chosen, m, d, profiles) for m, d in order]
     if progress:
         progress(f"{len(jobs)} envelope series x {len(profiles)} intervals in {workers} process(es)")
-    if workers == 1:
-        results = [_run_chain(*a) for a in args]
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(_run_chain_packed, args))
+    results = _run_chains(args, workers)
     wanted = [(Method(m), d) for d in directions for m in methods]
     chains = sorted((c for r in results for c in r), key=lambda c: wanted.index((c.method, c.direction)))
     study = DynamicStudy(feeder, options, profiles, chosen, tuple(chains), workers, time.perf_counter() - t0)
@@ -274,6 +276,51 @@ def run_dynamic(
                             f"at {profiles.timestamps[k]}: {v.violations[0]}; nothing was written"
                         )
     return study
+
+
+def _run_chains(args: list[tuple], workers: int) -> list[list[ChainResult]]:
+    """`_run_chain` of every job, in `workers` processes: this one and workers - 1 spawned, each
+    taking the next job in the given order as it frees up (this process takes the first, while
+    the others start). A chain's result does not depend on the process that computes it; of
+    failed jobs, the first in the given order is raised, as by `pool.map`."""
+    if workers == 1:
+        return [_run_chain(*a) for a in args]
+    results: list = [None] * len(args)
+    jobs = iter(range(len(args)))
+    lock = threading.Lock()
+    failed: dict[int, BaseException] = {}
+
+    def take() -> int | None:
+        with lock:  # nothing more after an interrupt
+            return None if any(not isinstance(e, Exception) for e in failed.values()) else next(jobs, None)
+
+    def run(one: Callable[[tuple], list[ChainResult]]) -> None:
+        while (k := take()) is not None:
+            try:
+                results[k] = one(args[k])
+            except BaseException as exc:  # handed to the caller once every process has stopped
+                failed[k] = exc
+
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=get_context("spawn")) as pool:
+        helpers = [
+            threading.Thread(target=run, args=(lambda a: pool.submit(_run_chain_packed, a).result(),), daemon=True)
+            for _ in range(workers - 1)
+        ]
+        with lock:  # this process takes the first job, the spawned ones start meanwhile
+            for t in helpers:
+                t.start()
+            first = next(jobs)
+        try:
+            results[first] = _run_chain(*args[first])
+        except BaseException as exc:
+            failed[first] = exc
+        run(lambda a: _run_chain(*a))
+        for t in helpers:
+            t.join()
+    if failed:
+        stop = [e for e in failed.values() if not isinstance(e, Exception)]
+        raise stop[0] if stop else failed[min(failed)]
+    return results
 
 
 def _run_chain_packed(a: tuple) -> list[ChainResult]:
