@@ -353,6 +353,12 @@ class StudyArgs:
             self.ampacity_rules(),
         )
 
+    def prestart(self, path: Path) -> None:
+        """Start reading the feeder in an OpenDSS engine now: it compiles while the rest is imported."""
+        from nfca import engine
+
+        engine.prestart(path, self.default_capacity, self.ampacity_rules())
+
     def ampacity_rules(self):
         """--ampacity and --default-ampacity as the reader's ampacity rules."""
         from nfca.model.ratings import AmpacityRules, read_ampacity_table
@@ -566,9 +572,7 @@ def envelopes(
     Writes envelopes.csv, summary.json, envelopes.gpkg (with bus coordinates) and report.html
     to OUT (the PNG figures too with --format png); prints the results table (or --json) on stdout. Exit code 3 when some
     method or direction has no envelope (the others are written)."""
-    from nfca import engine
-
-    engine.prestart()  # OpenDSS loads in its own process while the rest is imported
+    study.prestart(feeder)  # OpenDSS reads it in its own process while the rest is imported
     _check_workers(workers)
     if crs is not None:
         from nfca.io.geo import parse_crs
@@ -773,11 +777,9 @@ def activations(
     Writes activations.csv, curtailment.csv, intervals.csv, activations.json and report.html to OUT
     (activations.png too with --format png). Exit code 8 when the policy is not met or an
     activation leaves a limit violated."""
-    from nfca import engine
-    from nfca.studies.activations import ActivationPolicy, analyse, read_dynamic, write_activations
-
-    engine.prestart()
+    study.prestart(feeder)
     from nfca.io.outputs import run_folder
+    from nfca.studies.activations import ActivationPolicy, analyse, read_dynamic, write_activations
     from nfca.studies.dynamic import run_dynamic
     from nfca.studies.profiles import load_profiles, parse_resolution
 
@@ -994,9 +996,7 @@ def sweep_participation(
     seeded random order (--seed), so --participants is refused. Points where no envelope exists
     are marked infeasible (gaps in the charts). Writes participation.csv, participation.json and
     report.html to OUT (participation.png too with --format png)."""
-    from nfca import engine
-
-    engine.prestart()
+    study.prestart(feeder)
     from nfca.io.outputs import run_folder, write_participation
     from nfca.studies.envelopes import ParticipationSweep
     from nfca.studies.envelopes import sweep_participation as sweep

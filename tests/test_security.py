@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -319,6 +320,37 @@ def test_a_process_keeps_few_engines(tmp_path):
             read(write_dss(folder, _kron("Show voltages", n=2), "Bad.dss"))
     alive = [e for e in [*session._engines.values(), *session._spare] if e.alive()]
     assert len(alive) <= session.MAX_ENGINES + 1
+
+
+def test_a_read_started_early_is_the_read_asked_for(tmp_path):
+    """`prestart(path)` starts reading while the caller imports; `read` takes that reply only when
+    it asks for the same file and options, and a started read of another file, or of a file that
+    cannot be read, changes nothing in what `read` returns or raises."""
+    from nfca.engine import close_all, prestart, session
+
+    def _same(a, b) -> bool:
+        return pickle.dumps(a) == pickle.dumps(b)
+
+    good = write_dss(tmp_path, _kron(n=2))
+    other = write_dss(tmp_path, _kron(n=3), "Other.dss")
+    bad = write_dss(tmp_path, _kron("Show voltages", n=2), "Bad.dss")
+    close_all()
+    fresh = read_feeder(good)
+    close_all()
+    prestart(good)
+    started = session._spare[-1]
+    assert _same(read_feeder(good), fresh)
+    assert session._engines[session._key(good)] is started  # the engine that began it, no other
+    close_all()
+    prestart(other)  # not what read asks for: its reply is dropped
+    assert _same(read_feeder(good), fresh)
+    assert len(read_feeder(other).lines) != len(fresh.lines)  # the other file's own feeder
+    close_all()
+    prestart(bad)
+    with pytest.raises(FeederError, match="shows or plots"):
+        read_feeder(bad)
+    assert _same(read_feeder(good), fresh)  # the engine that refused the file reads the next one
+    close_all()
 
 
 def test_power_flows_use_the_feeder_given_not_the_file(tmp_path):

@@ -11,6 +11,7 @@ of an envelope costs about what it costs in-process.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,27 +56,40 @@ class Engine:
         self._send = Connection(down_w, readable=False)
         self._recv = Connection(up_r, writable=False)
         self._ready = False
+        self._pending: tuple | None = None  # a read asked for by `start_read`, its reply not taken
         self.path = ""
         self.feeder: Feeder | None = None
         self.layout: FlowLayout | None = None
 
     def _ask(self, request: tuple, doing: str):
+        self._post(request, doing)
+        return self._answer(doing)
+
+    def _post(self, request: tuple, doing: str) -> None:
+        try:
+            self._send.send(request)  # taken up once the engine is ready
+        except (EOFError, OSError):
+            raise self._crashed(doing) from None
+
+    def _answer(self, doing: str):
         try:
             if not self._ready:
                 self._recv.recv()
                 self._ready = True
-            self._send.send(request)
             reply = self._recv.recv()
         except (EOFError, OSError):
-            raise FeederError(
-                f"{self.path}: the OpenDSS engine crashed while {doing} ({self._death()}); "
-                "the feeder file is not usable as it is"
-            ) from None
+            raise self._crashed(doing) from None
         if reply[0] == "ok":
             return reply[1]
         if reply[0] == "error":
             raise getattr(errors, reply[1], errors.NfcaError)(reply[2])
         raise RuntimeError(f"in the OpenDSS engine: {reply[1]}: {reply[2]}")
+
+    def _crashed(self, doing: str) -> FeederError:
+        return FeederError(
+            f"{self.path}: the OpenDSS engine crashed while {doing} ({self._death()}); "
+            "the feeder file is not usable as it is"
+        )
 
     def _death(self) -> str:
         try:
@@ -90,13 +104,28 @@ class Engine:
                 return f"killed by signal {-code}"
         return f"exit status {code}"
 
-    def read(self, path: str, default_capacity_kva: float, ampacity: AmpacityRules | None) -> tuple[Feeder, LoadShapes]:
+    def start_read(self, path: str, default_capacity_kva: float, ampacity: AmpacityRules | None) -> None:
+        """Ask the engine to read a feeder and go on: `read` with the same arguments takes the reply."""
+        self._pending = self._read_request(path, default_capacity_kva, ampacity)
         self.path = path
-        feeder, shapes, self.layout = self._ask(
-            ("read", path, os.path.abspath(path), default_capacity_kva, ampacity), "reading the feeder"
-        )
+        self._post(self._pending, "reading the feeder")
+
+    def read(self, path: str, default_capacity_kva: float, ampacity: AmpacityRules | None) -> tuple[Feeder, LoadShapes]:
+        request, pending = self._read_request(path, default_capacity_kva, ampacity), self._pending
+        self._pending = None
+        if pending is not None and pending != request:  # another read was started: drop its reply
+            with contextlib.suppress(errors.NfcaError, RuntimeError):
+                self._answer("reading the feeder")
+        self.path = path
+        if pending != request:
+            self._post(request, "reading the feeder")
+        feeder, shapes, self.layout = self._answer("reading the feeder")
         self.feeder, self.shapes = feeder, shapes
         return feeder, shapes
+
+    @staticmethod
+    def _read_request(path: str, default_capacity_kva: float, ampacity: AmpacityRules | None) -> tuple:
+        return ("read", path, os.path.abspath(path), default_capacity_kva, ampacity)
 
     def powerflows(
         self, feeder: Feeder, cases: list[dict[str, tuple[float, float]]], source_pu: float | None
@@ -152,10 +181,17 @@ _engines: dict[str, Engine] = {}  # feeder path -> its engine, most recently use
 _spare: list[Engine] = []
 
 
-def prestart() -> None:
-    """Start an engine now, so that OpenDSS loads while the caller does other work."""
+def prestart(
+    path: Path | str | None = None,
+    default_capacity_kva: float = DEFAULT_CAPACITY_KVA,
+    ampacity: AmpacityRules | None = AmpacityRules(),
+) -> None:
+    """Start an engine now, so that OpenDSS loads while the caller does other work; with `path`,
+    the engine starts reading that feeder too, and `read` with the same arguments takes it."""
     if not _spare:
         _spare.append(Engine())
+    if path is not None and Path(path).is_file() and _spare[-1]._pending is None:
+        _spare[-1].start_read(str(path), default_capacity_kva, ampacity)
 
 
 def read(
@@ -183,7 +219,13 @@ def read(
     except OSError as exc:
         raise FeederError(f"{path}: the feeder file cannot be read ({exc.strerror or exc})") from None
     key = _key(path)
-    engine = _engines.pop(key, None) or (_spare.pop() if _spare else None)
+    request = Engine._read_request(str(path), default_capacity_kva, ampacity)
+    started = next((e for e in _spare if e._pending == request), None)  # `prestart` began this read
+    if started is not None:
+        _spare.remove(started)
+        if key in _engines:
+            _engines.pop(key).close()
+    engine = started or _engines.pop(key, None) or (_spare.pop() if _spare else None)
     if engine is None and len(_engines) >= MAX_ENGINES:  # reuse the least recently used one
         engine = _engines.pop(next(iter(_engines)))
     if engine is None or not engine.alive():

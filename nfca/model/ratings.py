@@ -14,8 +14,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from nfca.errors import FeederError, InputError
 from nfca.notices import Notice
 
@@ -140,6 +138,8 @@ def read_ampacity_table(path: Path | str, default_a: float | None = None) -> Amp
     Line codes the feeder does not use are ignored (the table can be a cable catalogue); a line
     the feeder does not have is an error when the feeder is read.
     """
+    import pandas as pd  # here: the engine seam imports this module, and pandas is slow to load
+
     path = Path(path)
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyomo.environ as pyo
@@ -53,6 +53,8 @@ from nfca.solver import PersistentIpopt, Result, Status
 
 TIE_BREAK = 1e-5
 EVEN_WITHIN_W = 0.5  # the optimal set: the most even of the allocations within this of the highest total
+EVEN_MAX_ITER = 300  # Ipopt iterations for the most even split (one attempt); beyond, the highest total's split
+NOT_EVENED = "the most even split was not found: the highest total's split is published"
 MAX_ROUNDS = 12  # constraint-generation rounds before giving up
 PER_ROUND = 12  # vertices added per round at most (the worst first)
 EXCESS_TOL = 1e-7  # a vertex breaking a limit by less than this (fraction) is within it
@@ -89,6 +91,7 @@ class EnvelopeProblem:
         self.part = np.array([n in self.participants for n in self.net.users])
         users = self.model_feeder.end_user
         self.firm = np.array([firm_kw(users[n], o) * 1e3 / self.net.s_base_va for n in self.net.users])
+        self.levels: dict[tuple, Level | None] = {}  # `_Run._highest_level` by what it depends on
 
     # ------------------------------------------------------------------ public
     def solve(
@@ -168,6 +171,7 @@ class _Run:
         self.level: Level | None = None  # the shared level, when bisected on the power flow
         self.evening = False  # optimal: solving for the most even split (the highest total holds)
         self.best_total: float | None = None  # optimal under the corner: the highest total (pu)
+        self.best: Result | None = None  # and its solve
         start = {d: np.where(P.part, START * P.cap, 0.0) for d in dirs}  # the start, and the scenarios' flows at it
         if method is Method.optimal and self.corner is not None:
             start = {d: self._fair_start(start[d]) for d in dirs}
@@ -292,9 +296,13 @@ class _Run:
         return rows[reach_up | reach_lo]
 
     # -------------------------------------------------------------- solving
-    def _solve(self, warm: bool = False, stage: str = "") -> Result:
+    def _solve(self, warm: bool = False, stage: str = "", retry: bool = True, options: dict | None = None) -> Result:
         res = self.solver.solve(
-            self.user_options or None, infeasible_is_final=self._proved_infeasible, warm=warm, stage=stage
+            {**(options or {}), **self.user_options} or None,
+            retry=retry,
+            infeasible_is_final=self._proved_infeasible,
+            warm=warm,
+            stage=stage,
         )
         self.runs.append(res)
         return res
@@ -321,6 +329,8 @@ class _Run:
             new = self._violated()
             if not new:
                 if self.method is Method.optimal and self.corner is not None and self.free and not self.evening:
+                    if res.status is not Status.optimal:  # a total only "acceptable" is no floor to hold
+                        return replace(res, message=f"{res.message}; {NOT_EVENED}")
                     self.evening = True
                     continue
                 return res
@@ -422,10 +432,16 @@ class _Run:
                 var.setlb(x), var.setub(x), var.set_value(x)
         # each stage starts from its own last multipliers (a day's previous interval), the first
         # most even split from the highest total's just found
-        res = self._solve(warm=self.evening or not new, stage="even" if self.evening else "total")
-        if res.ok and not self.evening:
-            self.best_total = pyo.value(b.total[0])
-        return res
+        if not self.evening:
+            res = self._solve(warm=not new, stage="total")
+            if res.ok:
+                self.best_total, self.best = pyo.value(b.total[0]), res
+            return res
+        # a refinement: when it fails, the model still holds the highest total's solution, which stands
+        res = self._solve(warm=True, stage="even", retry=False, options={"max_iter": EVEN_MAX_ITER})
+        if res.ok:
+            return res
+        return replace(self.best, message=f"{self.best.message}; {NOT_EVENED} ({res.status.value})")
 
     def _fair(self) -> Result:
         if self._one_point():
@@ -585,6 +601,9 @@ class _Run:
         """The highest fair or proportional level at the corner, on the model's power flow (None:
         the levels that hold are not one interval from zero)."""
         P, d = self.P, self.dirs[0]
+        key = (name, d, self.corner, self.np_lo.tobytes(), self.np_hi.tobytes())
+        if key in P.levels:  # e.g. the fair set, then the optimal set that starts from it
+            return P.levels[key]
         cap = np.where(P.part, P.cap, 0.0)
         if name == "fair":
             shares, top = (lambda x: np.minimum(x, cap)), float(cap.max())
@@ -597,7 +616,8 @@ class _Run:
             lo, hi = self.box_pu(g, zero) if d is Direction.import_ else self.box_pu(zero, g)
             return box_powers(lo, hi, P.tan_phi, t)
 
-        return highest_level(P.points, powers, shares, top)
+        P.levels[key] = highest_level(P.points, powers, shares, top)
+        return P.levels[key]
 
     def _fair_start(self, otherwise: np.ndarray) -> np.ndarray:
         """The fair set at the corner, a unique point, where the optimal set's solve starts;

@@ -23,12 +23,24 @@ __all__ = ["Status", "Result", *_IPOPT]
 def lean_pyomo() -> None:
     """Call before Pyomo loads: Pyomo's optional-dependency hook imports scipy.stats, integrate and
     spatial (~0.5 s, a third of a small feeder's run) whenever anything imports scipy after it;
-    nfca uses scipy.sparse only, and scipy loads its other submodules on first use anyway."""
+    nfca uses scipy.sparse only, and scipy loads its other submodules on first use anyway.
+
+    Off Windows, it also tells Pyomo that the Windows C runtimes are absent before it looks for
+    them: the first in-memory NLP of a process otherwise searches for ten of them by name, which
+    starts about 30 compiler and ldconfig processes (~0.2 s). There, `os.environ` is the C
+    library's environment, the one Pyomo would reach through those runtimes."""
+    import sys
+
     from pyomo.common import dependencies
+    from pyomo.common.env import CtypesEnviron
 
     flag = getattr(dependencies, "scipy_available", None)
     if flag is not None and hasattr(flag, "_callback"):
         flag._callback = None
+    if not sys.platform.startswith("win"):
+        for dll in getattr(CtypesEnviron, "DLLs", ()):
+            if getattr(dll, "_loaded", False) is None:  # not looked for yet
+                dll._loaded = False
 
 
 def one_blas_thread() -> None:

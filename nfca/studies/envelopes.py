@@ -197,36 +197,41 @@ def run_envelopes(
     check_voltage_limits(feeder, options.limits)
     problem = EnvelopeProblem(feeder, options, participants)
     box = options.guarantee is Guarantee.box
-    envs, vers, infeasible = [], [], {}
-    with Verifier(feeder, options) as verifier:  # OpenDSS checks one method while the next one solves
-        for m in methods:
-            sets = []
+    asked, infeasible = [(m.value, d.value) for m in methods for d in directions], {}
+    # optimal, the longest to solve, last: OpenDSS checks the others while it solves
+    with Verifier(feeder, options) as verifier:  # (in its own process, on the other core)
+        for m in sorted(methods, key=lambda m: m is Method.optimal):
             for d in [None] if box else directions:
                 what = f"{m.value} {d.value if d else 'import and export'}"
                 if progress:
                     progress(what)
                 try:
-                    sets += problem.solve(m, d)
+                    sets = problem.solve(m, d)
                 except InfeasibleError as exc:
                     for dd in [d] if d else directions:
                         infeasible[(m.value, dd.value)] = str(exc)
-            # verified together when promised together (a box's two directions), else one set at a
-            # time: a set's verified voltages must not depend on which other directions were asked for
-            for group in [[e] for e in sets] if options.guarantee is not Guarantee.box else ([sets] if sets else []):
-                if progress:
-                    progress(f"verifying {_what(group)} with OpenDSS")
-                verifier.submit(group)
-        for group, ver in verifier.results():
-            if require_verified and not ver.verified:
-                raise VerificationError(
-                    f"the {_what(group)} envelopes failed OpenDSS verification: {ver.violations[0]}; nothing was written"
-                )
-            envs += group
-            vers += [ver] * len(group)
+                    continue
+                # verified together when promised together (a box's two directions), else one set at a
+                # time: a set's verified voltages must not depend on which other directions were asked for
+                for group in ([sets] if sets else []) if box else [[e] for e in sets]:
+                    if progress:
+                        progress(f"verifying {_what(group)} with OpenDSS")
+                    verifier.submit(group)
+        checked = sorted(verifier.results(), key=lambda gv: asked.index(_key(gv[0][0])))  # in the order asked
+    for group, ver in checked:
+        if require_verified and not ver.verified:
+            raise VerificationError(
+                f"the {_what(group)} envelopes failed OpenDSS verification: {ver.violations[0]}; nothing was written"
+            )
+    envs = tuple(e for group, _ in checked for e in group)
+    vers = tuple(ver for group, ver in checked for _ in group)
+    infeasible = dict(sorted(infeasible.items(), key=lambda kv: asked.index(kv[0])))
     chosen = frozenset(u.name for u in feeder.end_users) if participants is None else frozenset(participants)
-    return Study(
-        feeder, options, tuple(envs), tuple(vers), time.perf_counter() - t0, participants=chosen, infeasible=infeasible
-    )
+    return Study(feeder, options, envs, vers, time.perf_counter() - t0, participants=chosen, infeasible=infeasible)
+
+
+def _key(e: EnvelopeSet) -> tuple[str, str]:
+    return e.method.value, e.direction.value
 
 
 def _what(group: list[EnvelopeSet]) -> str:
