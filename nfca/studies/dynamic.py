@@ -34,7 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from multiprocessing import get_context
@@ -76,7 +76,7 @@ class ChainResult:
     skipped: int  # of them, every participant at capacity (power flow), not optimised
     iterations: int
     seconds: float
-    timing: dict  # seconds of the dynamic solves, the static solves and the verification after them; static rounds
+    timing: dict  # seconds of the dynamic solves, the static solves and the verification; static rounds
 
     @property
     def verified(self) -> bool:
@@ -370,33 +370,28 @@ def _run_chain(
         iterations += sum(r.iterations for r in run.runs)
         dynamic.append(sets)
     t_static = time.perf_counter()
+    static_run = _HorizonRun(
+        problem,
+        method,
+        options.guarantee,
+        dirs,
+        firms,
+        labels,
+        first=int(np.argmin([sum(e.total_kw for e in sets) for sets in dynamic])),
+    )
+    try:
+        static = static_run.envelope_sets(time.perf_counter())
+    except (InfeasibleError, SolverError) as exc:
+        raise type(exc)(f"static {method.value} envelopes: {exc}") from None
+    t_verify = time.perf_counter()
     n_audit = options.audit_points
     per = -(-n_audit // len(firms)) if n_audit else 0  # the audit spread over the distinct situations
-    # OpenDSS (the engine's process) verifies the dynamic sets while this one computes the static
-    # set; the static sets' audit seeds follow the dynamic ones' (groups len(firms), len(firms) + 1, ...)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nfca-verify") as verifying:
-        dynamic_checked = verifying.submit(verify_many, feeder, dynamic, options, per)
-        static_run = _HorizonRun(
-            problem,
-            method,
-            options.guarantee,
-            dirs,
-            firms,
-            labels,
-            first=int(np.argmin([sum(e.total_kw for e in sets) for sets in dynamic])),
-        )
-        try:
-            static = static_run.envelope_sets(time.perf_counter())
-        except (InfeasibleError, SolverError) as exc:
-            raise type(exc)(f"static {method.value} envelopes: {exc}") from None
-        t_verify = time.perf_counter()
-        static_at = [
-            [replace(e, firm_kw=firm, worst_points=tuple(static_run.worst_points_at(k))) for e in static]
-            for k, firm in enumerate(firms)
-        ]
-        vers = [_compact(v) for v in dynamic_checked.result()]  # the engine serves one request at a time
-    after = replace(options, audit_seed=options.audit_seed + len(firms))
-    static_vers = [_compact(v) for v in verify_many(feeder, static_at, after, audit_points=per)]
+    static_at = [
+        [replace(e, firm_kw=firm, worst_points=tuple(static_run.worst_points_at(k))) for e in static]
+        for k, firm in enumerate(firms)
+    ]
+    checked = [_compact(v) for v in verify_many(feeder, dynamic + static_at, options, audit_points=per)]
+    vers, static_vers = checked[: len(firms)], checked[len(firms) :]
     timing = {
         "dynamic_s": round(t_static - t_dyn, 3),
         "static_s": round(t_verify - t_static, 3),
