@@ -14,6 +14,7 @@ that. Medians over `--runs`; the machine is shared, so read the ratios, not the 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def main() -> None:
     a = ap.parse_args()
     from tests.feeder_texts import four_wire_kron_text, write_dss
 
-    print(machine())
+    print(machine(), f"| load average {os.getloadavg()[0]:.2f} at start")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         small = write_dss(tmp, four_wire_kron_text(n_segments=2))
