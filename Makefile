@@ -25,7 +25,7 @@ test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 bench: setup
-	$(PY) benchmarks/run.py envelopes reduction scaling
+	$(PY) benchmarks/run.py envelopes reduction scaling cli
 
 clean:
 	rm -rf results .pytest_cache

@@ -118,12 +118,22 @@ def bench_scaling() -> None:
     run_sizes((55, 110), ("corner", "box"))
 
 
+def bench_cli() -> None:
+    """Issue 16 items 1 and 3: whole commands (`benchmarks/bench_cli.py`; `--ref` there compares
+    with an earlier checkout), fair against a plain OpenDSS bisection process."""
+    sys.argv = [sys.argv[0], "--runs", "3"]
+    from bench_cli import main
+
+    main()
+
+
 GROUPS = {
     "envelopes": bench_envelopes,
     "reduction": bench_reduction,
     "powerflow": bench_powerflow,
     "batch": bench_batch,
     "scaling": bench_scaling,
+    "cli": bench_cli,
 }
 
 if __name__ == "__main__":

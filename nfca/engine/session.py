@@ -11,7 +11,6 @@ of an envelope costs about what it costs in-process.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import signal
 import subprocess
@@ -111,14 +110,13 @@ class Engine:
         self._post(self._pending, "reading the feeder")
 
     def read(self, path: str, default_capacity_kva: float, ampacity: AmpacityRules | None) -> tuple[Feeder, LoadShapes]:
-        request, pending = self._read_request(path, default_capacity_kva, ampacity), self._pending
-        self._pending = None
-        if pending is not None and pending != request:  # another read was started: drop its reply
-            with contextlib.suppress(errors.NfcaError, RuntimeError):
-                self._answer("reading the feeder")
+        """Read a feeder, or take the reply of the same read begun by `start_read` (never another:
+        `session.read` closes an engine that began one)."""
+        request = self._read_request(path, default_capacity_kva, ampacity)
         self.path = path
-        if pending != request:
+        if self._pending != request:
             self._post(request, "reading the feeder")
+        self._pending = None
         feeder, shapes, self.layout = self._answer("reading the feeder")
         self.feeder, self.shapes = feeder, shapes
         return feeder, shapes
@@ -226,6 +224,9 @@ def read(
         if key in _engines:
             _engines.pop(key).close()
     engine = started or _engines.pop(key, None) or (_spare.pop() if _spare else None)
+    if engine is not None and engine._pending not in (None, request):
+        engine.close()  # it began reading another file: that reply, or that file's crash, is not ours
+        engine = None
     if engine is None and len(_engines) >= MAX_ENGINES:  # reuse the least recently used one
         engine = _engines.pop(next(iter(_engines)))
     if engine is None or not engine.alive():

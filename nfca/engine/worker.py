@@ -71,6 +71,9 @@ def serve(requests: Connection, replies: Connection) -> None:
 
 def main() -> None:
     _die_with_parent()
+    # pandas is not needed here: opendssdirect loads it only for its optional DataFrame helpers
+    # (0.16 s of every engine's start-up, and less code in the locked-down process)
+    sys.modules.setdefault("pandas", None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     requests = Connection(int(sys.argv[1]), writable=False)

@@ -130,6 +130,12 @@ SET_SUMMARY = _cols(
     ("max_kw", "kW", "float", "largest participant envelope"),
     ("jain_index", "", "float", "Jain's fairness index of the participants' envelopes (1 when all are equal)"),
     ("solver_status", "", "str", "Ipopt's outcome, normalised (optimal, acceptable, infeasible, ...)"),
+    (
+        "solver_message",
+        "",
+        "str",
+        "what the solver said, in its words and nfca's (e.g. that the most even optimal split was not found under the corner and the highest total's split is published)",
+    ),
     ("iterations", "", "int", "Ipopt iterations"),
     (
         "solves",
@@ -329,6 +335,7 @@ def set_summary(env, verifications, rows: pd.DataFrame) -> dict:
         "max_kw": round(float(max(g)), 3) if g else 0.0,
         "jain_index": round(jain_index(g), 6),
         "solver_status": str(env.result.status.value if hasattr(env.result.status, "value") else env.result.status),
+        "solver_message": env.result.message,
         "iterations": int(env.iterations),
         "solves": int(env.solves),
         "seconds": round(float(env.seconds), 3),

@@ -53,7 +53,10 @@ from nfca.solver import PersistentIpopt, Result, Status
 
 TIE_BREAK = 1e-5
 EVEN_WITHIN_W = 0.5  # the optimal set: the most even of the allocations within this of the highest total
-EVEN_MAX_ITER = 300  # Ipopt iterations for the most even split (one attempt); beyond, the highest total's split
+# Ipopt iterations for the most even split (one attempt); beyond, the highest total's split. The
+# 49 Sibelga feeders and IEEE take at most 69, IEEE with 110 end-users 108; with 220 it does not
+# converge in 300 (benchmarks/README.md, round 6)
+EVEN_MAX_ITER = 150
 NOT_EVENED = "the most even split was not found: the highest total's split is published"
 MAX_ROUNDS = 12  # constraint-generation rounds before giving up
 PER_ROUND = 12  # vertices added per round at most (the worst first)
@@ -117,6 +120,11 @@ class EnvelopeProblem:
         else:
             dirs = (Direction(direction),)
         t0 = time.perf_counter()
+        if method in (Method.fair, Method.proportional) and guarantee is Guarantee.corner:
+            light = _Run(self, method, guarantee, dirs, firm_kw, model=False)
+            sets = light.level_sets(t0) if light._one_point() else None
+            if sets is not None:  # one level at one point, found on the power flow: no NLP to build
+                return sets
         run = _Run(self, method, guarantee, dirs, firm_kw)
         return run.envelope_sets(t0)
 
@@ -155,6 +163,7 @@ class _Run:
         guarantee: Guarantee,
         dirs: tuple[Direction, ...],
         firm_kw: dict[str, float] | None,
+        model: bool = True,
     ):
         self.P, self.method, self.guarantee, self.dirs, self.firm_kw = problem, method, guarantee, dirs, firm_kw
         P = problem
@@ -163,15 +172,23 @@ class _Run:
         self.user_options = dict(P.options.ipopt_options)
         self.runs: list[Result] = []
         self._final_infeasible: bool | None = None
+        self.level: Level | None = None  # the shared level, when bisected on the power flow
+        self.evening = False  # optimal: solving for the most even split (the highest total holds)
+        self.best_total: float | None = None  # optimal under the corner: the highest total (pu)
+        self.best: Result | None = None  # and its solve
+        self.last_search: list[Candidate] | None = None  # each limit's worst vertex at the last solution
+        self.blocks: list[pyo.Block] = []
+        self.points: list[Point] = []
+        self.block_ranges: list[tuple[np.ndarray, np.ndarray]] = []  # non-participants' range per scenario
+        self.m: pyo.ConcreteModel | None = None
+        if not model:  # `level_sets`: a level searched on the power flow, no NLP
+            self.points = self._initial_points()
+            return
         m = self.m = pyo.ConcreteModel(name=P.net.feeder.name)
         m.U = pyo.RangeSet(0, len(P.net.users) - 1)
         # guaranteed import and export (pu of active power); an inactive direction is fixed at 0
         m.gi = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
         m.ge = pyo.Var(m.U, bounds=lambda m, u: (0.0, float(P.cap[u])), initialize=0.0)
-        self.level: Level | None = None  # the shared level, when bisected on the power flow
-        self.evening = False  # optimal: solving for the most even split (the highest total holds)
-        self.best_total: float | None = None  # optimal under the corner: the highest total (pu)
-        self.best: Result | None = None  # and its solve
         start = {d: np.where(P.part, START * P.cap, 0.0) for d in dirs}  # the start, and the scenarios' flows at it
         if method is Method.optimal and self.corner is not None:
             start = {d: self._fair_start(start[d]) for d in dirs}
@@ -185,10 +202,6 @@ class _Run:
         m.method = pyo.Block()
         self.solver = PersistentIpopt(m)
         self._method_key = None  # what the method block was built for
-        self.last_search: list[Candidate] | None = None  # each limit's worst vertex at the last solution
-        self.blocks: list[pyo.Block] = []
-        self.points: list[Point] = []
-        self.block_ranges: list[tuple[np.ndarray, np.ndarray]] = []  # non-participants' range per scenario
         for point in self._initial_points():
             self._add(point)
 
@@ -218,6 +231,9 @@ class _Run:
 
     def envelopes_pu(self) -> tuple[np.ndarray, np.ndarray]:
         m = self.m
+        if m is None:  # a level found on the power flow, without the NLP
+            zero = np.zeros(len(self.P.net.users))
+            return (self.level.shares, zero) if self.dirs[0] is Direction.import_ else (zero, self.level.shares)
         gi = np.array([max(0.0, pyo.value(m.gi[u])) for u in m.U])
         ge = np.array([max(0.0, pyo.value(m.ge[u])) for u in m.U])
         return gi, ge
@@ -575,7 +591,7 @@ class _Run:
     def _one_point(self) -> bool:
         """One operating point and one direction (the corner guarantee before any other scenario):
         a shared level is then a scalar search on the power flow."""
-        return self.corner is not None and len(self.blocks) == 1 and len(self.dirs) == 1
+        return self.corner is not None and len(self.points) == 1 and len(self.dirs) == 1
 
     def _level_on_power_flow(self, name: str) -> Result:
         """The fair or proportional set at the one point, its level bisected on the model's power
@@ -584,11 +600,14 @@ class _Run:
         found = self._highest_level(name)
         if found is None:
             return getattr(self, f"_{name}_nlp")()
-        self.level = found
         _, g = self._active()[0]
         for u in self.free:
             g[u].set_value(float(found.shares[u]))
         initialise(self.blocks[0], self.P.net, found.v, found.s)
+        return self._level_found(name, found, t0)
+
+    def _level_found(self, name: str, found: Level, t0: float) -> Result:
+        self.level = found
         res = Result(
             Status.optimal,
             f"Level_Found: the highest {name} level that holds on the model's power flow, bisected to {LEVEL_TOL:g} pu",
@@ -596,6 +615,17 @@ class _Run:
         )
         self.runs.append(res)
         return res
+
+    def level_sets(self, t0: float) -> list[EnvelopeSet] | None:
+        """A run built with `model=False`: the fair or proportional set from the level on the
+        power flow, without building the NLP; None when the NLP must decide (a full run then)."""
+        t1 = time.perf_counter()
+        found = self._highest_level(self.method.value) if self.free else None
+        if found is None:
+            return None
+        res = self._level_found(self.method.value, found, t1)
+        gi, ge = self.envelopes_pu()
+        return self._sets(gi, ge, res, self.binding(gi, ge), t0)
 
     def _highest_level(self, name: str) -> Level | None:
         """The highest fair or proportional level at the corner, on the model's power flow (None:

@@ -108,7 +108,7 @@ def verify_many(
 
 class Verifier:
     """`verify` of groups of sets one after another on a background thread, in the order given:
-    OpenDSS runs in its own process (the other core) on one method's sets while the caller
+    OpenDSS runs in its own process (the other core) on the sets solved so far while the caller
     solves the next. Use it as a context manager: nothing else may use the feeder's engine
     until it is closed, and closing (on an error too) waits for the group being verified."""
 
