@@ -203,6 +203,18 @@ def write_tables(study, out: Path, table: pd.DataFrame, formats: tuple[str, ...]
     return written
 
 
+def load_writers(formats: tuple[str, ...]) -> None:
+    """Import what the writers of `formats` use (geopandas for gpkg, matplotlib for png, the
+    report's page code for html), so that it loads while the process would otherwise wait."""
+    if "gpkg" in formats:
+        import geopandas  # noqa: F401
+        import pyogrio  # noqa: F401
+    if "png" in formats:
+        from nfca.io import plots  # noqa: F401
+    if "html" in formats:
+        from nfca.io import charts, report  # noqa: F401
+
+
 def write_study(study, out: Path, formats: tuple[str, ...] = DEFAULT_FORMATS, crs: str | None = None) -> list[Path]:
     """Write an envelope study's outputs (`formats` of FORMATS); returns the files written.
 
