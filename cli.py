@@ -607,7 +607,7 @@ def envelopes(
             opts,
             chosen,
             progress=lambda s: progress(s if s.startswith("verifying") else f"solving {s}"),
-            while_verifying=lambda: load_writers(formats),
+            while_verifying=lambda: load_writers(formats, f),
         )
         if not result.envelopes:  # no set has an envelope: say why, write nothing
             raise InfeasibleError(next(iter(result.infeasible.values())))

@@ -203,10 +203,13 @@ def write_tables(study, out: Path, table: pd.DataFrame, formats: tuple[str, ...]
     return written
 
 
-def load_writers(formats: tuple[str, ...]) -> None:
-    """Import what the writers of `formats` use (geopandas for gpkg, matplotlib for png, the
-    report's page code for html), so that it loads while the process would otherwise wait."""
-    if "gpkg" in formats:
+def load_writers(formats: tuple[str, ...], feeder) -> None:
+    """Import what the writers of `formats` use for `feeder` (geopandas for a GeoPackage, which
+    needs coordinates; matplotlib for png; the report's page code for html), so that it loads
+    while the process would otherwise wait."""
+    from nfca.io.geo import has_coordinates
+
+    if "gpkg" in formats and has_coordinates(feeder):
         import geopandas  # noqa: F401
         import pyogrio  # noqa: F401
     if "png" in formats:
