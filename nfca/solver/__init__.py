@@ -57,6 +57,7 @@ def few_collections() -> None:
     import gc
 
     gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])
+    atexit.unregister(gc.freeze)  # once, however often it is called (the CLI's tests run many commands)
     atexit.register(gc.freeze)
 
 
