@@ -202,7 +202,8 @@ def read_feeder(
     buses = _read_buses(dss)
     source = _read_source(dss, names)
     earthing = {n for n in names if n.lower().startswith("line.") and _is_earthing_line(dss, n)}
-    read = [_read_line(dss, n) for n in names if n.lower().startswith("line.") and n not in earthing]
+    set_in_file = {cls: _as_set(dss, cls) for cls in ("Line", "LineCode")}
+    read = [_read_line(dss, n, set_in_file) for n in names if n.lower().startswith("line.") and n not in earthing]
     amps, said = resolve_ampacities([r for _, r in read], ampacity or AmpacityRules(required=False))
     lines = tuple(replace(line, ampacity_a=amps[line.name]) for line, _ in read)
     notices += list(said) + _length_notices(read)
@@ -407,8 +408,9 @@ def _read_source(dss, names: list[str]) -> Source:
     return Source(full, _split_bus(bus_names[0]), nodes, e, y, pu)
 
 
-def _read_line(dss, full: str) -> tuple[Line, LineRating]:
-    """The line (ampacity left to `resolve_ampacities`) and what the file says of its rating."""
+def _read_line(dss, full: str, set_in_file: dict[str, dict[str, dict]]) -> tuple[Line, LineRating]:
+    """The line (ampacity left to `resolve_ampacities`) and what the file says of its rating
+    (`set_in_file`: `_as_set` of lines and line codes)."""
     dss.Circuit.SetActiveElement(full)
     name = full.split(".", 1)[1]
     bus_names = dss.CktElement.BusNames()
@@ -430,7 +432,7 @@ def _read_line(dss, full: str) -> tuple[Line, LineRating]:
             f"{full}: resistance must be positive (a zero or negative R, R1 or R0 in the line or its line code)"
         )
     amps = dss.Lines.NormAmps()
-    given = amps > 0 and _ampacity_given(dss, full)
+    given = amps > 0 and _ampacity_given(dss, full, set_in_file)
     code = dss.Lines.LineCode().lower()
     switch = bool(dss.Lines.IsSwitch())  # switches are not rated
     length, units = dss.Lines.Length(), _length_units(dss, name, code)
@@ -476,17 +478,27 @@ def _length_notices(read: list[tuple[Line, LineRating]]) -> list[Notice]:
     ]
 
 
-def _ampacity_given(dss, full: str) -> bool:
+def _as_set(dss, cls: str) -> dict[str, dict]:
+    """Each element of class `cls` by lower-case name: the properties the file set, in the order
+    set (`Element.ToJSON` of each, in one call for the class)."""
+    import json
+
+    dss.Circuit.SetActiveClass(cls)
+    out: dict[str, dict] = {}
+    for element in json.loads(dss.ActiveClass.ToJSON()):
+        out.setdefault(element["Name"].lower(), element)
+    return out
+
+
+def _ampacity_given(dss, full: str, set_in_file: dict[str, dict[str, dict]]) -> bool:
     """Whether the active line's normamps comes from the feeder file rather than OpenDSS's default.
 
     OpenDSS gives every line and line code 400 A unless told otherwise. Lines built from a line
     geometry or wire data take their ratings from those, and switches are not rated: both pass.
     """
-    import json
-
     if dss.Lines.IsSwitch():
         return True
-    line = json.loads(dss.Element.ToJSON())
+    line = set_in_file["Line"][full.split(".", 1)[1].lower()]
     keys = list(line)
     if any(k in line for k in ("Geometry", "Spacing", "Wires", "CNCables", "TSCables")):
         return True
@@ -495,9 +507,11 @@ def _ampacity_given(dss, full: str) -> bool:
         return "NormAmps" in line
     if "NormAmps" in keys and "EmergAmps" in keys and keys.index("NormAmps") > keys.index("EmergAmps"):
         return True  # set on the line after its line code (the code sets NormAmps, then EmergAmps)
+    if "NormAmps" in set_in_file["LineCode"].get(code.lower(), {}):
+        return True
     amps = dss.Lines.NormAmps()
     dss.LineCodes.Name(code)
-    given = "NormAmps" in json.loads(dss.Element.ToJSON()) or dss.LineCodes.NormAmps() != amps
+    given = dss.LineCodes.NormAmps() != amps
     dss.Circuit.SetActiveElement(full)  # the line again, for the caller
     dss.Lines.Name(full.split(".", 1)[1])
     return given
