@@ -150,6 +150,12 @@ def _cmatrix(flat: list[float]) -> np.ndarray:
     return (a[0::2] + 1j * a[1::2]).reshape(n, n)
 
 
+def _cmatrices(flat: np.ndarray) -> np.ndarray:
+    """`_cmatrix` of each row of `flat` (OpenDSS's interleaved re, im), as a stack."""
+    n = int(round(math.sqrt(flat.shape[1] // 2)))
+    return (flat[:, 0::2] + 1j * flat[:, 1::2]).reshape(-1, n, n)
+
+
 def _split_bus(spec: str) -> str:
     return spec.split(".")[0].lower()
 
@@ -203,7 +209,7 @@ def read_feeder(
     source = _read_source(dss, names)
     earthing = {n for n in names if n.lower().startswith("line.") and _is_earthing_line(dss, n)}
     set_in_file = {cls: _as_set(dss, cls) for cls in ("Line", "LineCode")}
-    read = [_read_line(dss, n, set_in_file) for n in names if n.lower().startswith("line.") and n not in earthing]
+    read = _read_lines(dss, [n for n in names if n.lower().startswith("line.") and n not in earthing], set_in_file)
     amps, said = resolve_ampacities([r for _, r in read], ampacity or AmpacityRules(required=False))
     lines = tuple(replace(line, ampacity_a=amps[line.name]) for line, _ in read)
     notices += list(said) + _length_notices(read)
@@ -408,26 +414,72 @@ def _read_source(dss, names: list[str]) -> Source:
     return Source(full, _split_bus(bus_names[0]), nodes, e, y, pu)
 
 
-def _read_line(dss, full: str, set_in_file: dict[str, dict[str, dict]]) -> tuple[Line, LineRating]:
-    """The line (ampacity left to `resolve_ampacities`) and what the file says of its rating
-    (`set_in_file`: `_as_set` of lines and line codes)."""
-    dss.Circuit.SetActiveElement(full)
+def _read_lines(dss, fulls: list[str], set_in_file: dict[str, dict[str, dict]]) -> list[tuple[Line, LineRating]]:
+    """Each line (ampacity left to `resolve_ampacities`) and what the file says of its rating
+    (`set_in_file`: `_as_set` of lines and line codes); the first line at fault, in file order,
+    raises. The impedances are inverted and checked a stack at a time (one numpy call for all the
+    lines of one conductor count, the same numbers as one call per line)."""
+    seen, element = [], dss.CktElement
+    for full in fulls:
+        dss.Circuit.SetActiveElement(full)
+        seen.append((element.BusNames(), element.NodeOrder(), element.NumConductors(), element.YPrim()))
+    y: list = [None] * len(seen)
+    z: list = [None] * len(seen)  # None: not inverted yet (inverted on its own, below)
+    lowest: list = [None] * len(seen)  # the least eigenvalue of the resistance part of z
+    for n, size in sorted({(s[2], len(s[3])) for s in seen}):
+        ix = [i for i, s in enumerate(seen) if (s[2], len(s[3])) == (n, size)]
+        if size != 8 * n * n:  # not 2n x 2n conductors: read on its own (and refused there)
+            for i in ix:
+                y[i] = _cmatrix(seen[i][3])
+            continue
+        ys = _cmatrices(np.array([seen[i][3] for i in ix], dtype=float))
+        for i, yi in zip(ix, ys):
+            y[i] = yi
+        finite = np.isfinite(ys).all(axis=(1, 2))
+        ok = [i for i, f in zip(ix, finite) if f]
+        if not ok:
+            continue
+        try:
+            zs = -np.linalg.inv(ys[finite][:, :n, n:])
+            low = np.linalg.eigvalsh((zs + zs.conj().transpose(0, 2, 1)) / 2).min(axis=1)
+        except np.linalg.LinAlgError:  # one of them is singular: each line is inverted on its own
+            continue
+        for i, zi, li in zip(ok, zs, low):
+            z[i], lowest[i] = zi, li
+    return [_read_line(dss, full, *seen[i][:3], y[i], z[i], lowest[i], set_in_file) for i, full in enumerate(fulls)]
+
+
+def _read_line(
+    dss,
+    full: str,
+    bus_names: list[str],
+    order: list[int],
+    n: int,
+    y: np.ndarray,
+    z: np.ndarray | None,
+    lowest: float | None,
+    set_in_file: dict[str, dict[str, dict]],
+) -> tuple[Line, LineRating]:
+    """One line of `_read_lines`, its primitive admittance `y` read; `z` and the `lowest`
+    eigenvalue of its resistance part computed there, or None if its stack could not be."""
     name = full.split(".", 1)[1]
-    bus_names = dss.CktElement.BusNames()
-    order = list(dss.CktElement.NodeOrder())
-    n = dss.CktElement.NumConductors()
-    y = _cmatrix(dss.CktElement.YPrim())
     dss.Lines.Name(name)
     if dss.Lines.Length() <= 0:
         raise FeederError(f"{full}: length must be positive, got {dss.Lines.Length()}")
     if not np.all(np.isfinite(y)):
         raise FeederError(f"{full}: zero impedance (check its line code, R and X)")
     y12 = y[:n, n:]
-    try:
-        z = -np.linalg.inv(y12)
-    except np.linalg.LinAlgError:
-        raise FeederError(f"{full}: zero or singular impedance matrix") from None
-    if np.any(np.diag(z).real <= 0) or np.linalg.eigvalsh((z + z.conj().T) / 2).min() <= 0:
+    if z is None:
+        try:
+            z = -np.linalg.inv(y12)
+        except np.linalg.LinAlgError:
+            raise FeederError(f"{full}: zero or singular impedance matrix") from None
+    else:
+        z = z.copy()
+    if (
+        np.any(np.diag(z).real <= 0)
+        or (lowest if lowest is not None else np.linalg.eigvalsh((z + z.conj().T) / 2).min()) <= 0
+    ):
         raise FeederError(
             f"{full}: resistance must be positive (a zero or negative R, R1 or R0 in the line or its line code)"
         )
@@ -436,6 +488,7 @@ def _read_line(dss, full: str, set_in_file: dict[str, dict[str, dict]]) -> tuple
     code = dss.Lines.LineCode().lower()
     switch = bool(dss.Lines.IsSwitch())  # switches are not rated
     length, units = dss.Lines.Length(), _length_units(dss, name, code)
+    order = list(order)
     line = Line(
         name=name,
         bus_from=_split_bus(bus_names[0]),
