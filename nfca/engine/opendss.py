@@ -194,7 +194,8 @@ def read_feeder(
     )
     _check_supported(dss, names)
     _check_numbers(dss, names)
-    _check_source_kv(dss, names)
+    terminals = _line_terminals(dss, names)
+    _check_source_kv(dss, names, terminals)
     bases = _bus_bases(dss)
     # Bases from OpenDSS's own list (the file sets none) would be silently wrong (0.48 kV
     # for a 0.416 kV grid): infer them as the file would have set them. Bases the file sets
@@ -207,9 +208,9 @@ def read_feeder(
         dss.Text.Command("CalcVoltageBases")
     buses = _read_buses(dss)
     source = _read_source(dss, names)
-    earthing = {n for n in names if n.lower().startswith("line.") and _is_earthing_line(dss, n)}
+    earthing = {n for n, (_, order, nc) in terminals.items() if _is_earthing(order, nc)}
     set_in_file = {cls: _as_set(dss, cls) for cls in ("Line", "LineCode")}
-    read = _read_lines(dss, [n for n in names if n.lower().startswith("line.") and n not in earthing], set_in_file)
+    read = _read_lines(dss, {n: t for n, t in terminals.items() if n not in earthing}, set_in_file)
     amps, said = resolve_ampacities([r for _, r in read], ampacity or AmpacityRules(required=False))
     lines = tuple(replace(line, ampacity_a=amps[line.name]) for line, _ in read)
     notices += list(said) + _length_notices(read)
@@ -308,21 +309,30 @@ def _infer_voltage_bases(dss, names: list[str]) -> Notice:
     )
 
 
-def _check_source_kv(dss, names: list[str]) -> None:
+def _line_terminals(dss, names: list[str]) -> dict[str, tuple[list[str], list[int], int]]:
+    """Each line's bus names, node order and number of conductors (per end), read once."""
+    element, out = dss.CktElement, {}
+    for full in names:
+        if full.lower().startswith("line."):
+            dss.Circuit.SetActiveElement(full)
+            out[full] = (element.BusNames(), list(element.NodeOrder()), element.NumConductors())
+    return out
+
+
+def _check_source_kv(dss, names: list[str], terminals: dict[str, tuple[list[str], list[int], int]]) -> None:
     """Refuse a source whose kV differs by more than 5 % from the transformer winding it feeds
-    (e.g. OpenDSS's default 115 kV left above a 22 kV winding: every voltage below is wrong)."""
+    (e.g. OpenDSS's default 115 kV left above a 22 kV winding: every voltage below is wrong);
+    `terminals`: `_line_terminals`."""
     src = next(n for n in names if n.lower().startswith("vsource."))
     dss.Vsources.Name(src.split(".", 1)[1])
     src_kv = dss.Vsources.BasekV()
     dss.Circuit.SetActiveElement(src)
     fed = {_split_bus(dss.CktElement.BusNames()[0])}
     links: dict[str, set[str]] = {}
-    for full in names:  # galvanic links: lines (a winding is a boundary)
-        if full.lower().startswith("line."):
-            dss.Circuit.SetActiveElement(full)
-            a, b = (_split_bus(x) for x in dss.CktElement.BusNames()[:2])
-            links.setdefault(a, set()).add(b)
-            links.setdefault(b, set()).add(a)
+    for bus_names, _, _ in terminals.values():  # galvanic links: lines (a winding is a boundary)
+        a, b = (_split_bus(x) for x in bus_names[:2])
+        links.setdefault(a, set()).add(b)
+        links.setdefault(b, set()).add(a)
     todo = list(fed)
     while todo:
         for nxt in links.get(todo.pop(), ()):
@@ -414,39 +424,60 @@ def _read_source(dss, names: list[str]) -> Source:
     return Source(full, _split_bus(bus_names[0]), nodes, e, y, pu)
 
 
-def _read_lines(dss, fulls: list[str], set_in_file: dict[str, dict[str, dict]]) -> list[tuple[Line, LineRating]]:
-    """Each line (ampacity left to `resolve_ampacities`) and what the file says of its rating
-    (`set_in_file`: `_as_set` of lines and line codes); the first line at fault, in file order,
-    raises. The impedances are inverted and checked a stack at a time (one numpy call for all the
-    lines of one conductor count, the same numbers as one call per line)."""
-    seen, element = [], dss.CktElement
+def _read_lines(
+    dss, terminals: dict[str, tuple[list[str], list[int], int]], set_in_file: dict[str, dict[str, dict]]
+) -> list[tuple[Line, LineRating]]:
+    """Each line of `terminals` (`_line_terminals`) with its ampacity left to `resolve_ampacities`,
+    and what the file says of its rating (`set_in_file`: `_as_set` of lines and line codes); the
+    first line at fault, in file order, raises.
+
+    The matrices are inverted and checked a stack at a time (one numpy call for all the lines of
+    one conductor count; the same numbers as one call per line).
+    """
+    fulls = list(terminals)
+    yprims = []
     for full in fulls:
         dss.Circuit.SetActiveElement(full)
-        seen.append((element.BusNames(), element.NodeOrder(), element.NumConductors(), element.YPrim()))
-    y: list = [None] * len(seen)
-    z: list = [None] * len(seen)  # None: not inverted yet (inverted on its own, below)
-    lowest: list = [None] * len(seen)  # the least eigenvalue of the resistance part of z
-    for n, size in sorted({(s[2], len(s[3])) for s in seen}):
-        ix = [i for i, s in enumerate(seen) if (s[2], len(s[3])) == (n, size)]
+        yprims.append(dss.CktElement.YPrim())
+    found: list = [None] * len(fulls)  # per line: (y, y_shunt, z, whether its resistance is positive)
+    for n, size in sorted({(terminals[f][2], len(y)) for f, y in zip(fulls, yprims)}):
+        ix = [i for i, (f, y) in enumerate(zip(fulls, yprims)) if (terminals[f][2], len(y)) == (n, size)]
         if size != 8 * n * n:  # not 2n x 2n conductors: read on its own (and refused there)
-            for i in ix:
-                y[i] = _cmatrix(seen[i][3])
             continue
-        ys = _cmatrices(np.array([seen[i][3] for i in ix], dtype=float))
-        for i, yi in zip(ix, ys):
-            y[i] = yi
-        finite = np.isfinite(ys).all(axis=(1, 2))
-        ok = [i for i, f in zip(ix, finite) if f]
-        if not ok:
-            continue
+        ys = _cmatrices(np.array([yprims[i] for i in ix], dtype=float))
+        ok = np.isfinite(ys).all(axis=(1, 2))
         try:
-            zs = -np.linalg.inv(ys[finite][:, :n, n:])
-            low = np.linalg.eigvalsh((zs + zs.conj().transpose(0, 2, 1)) / 2).min(axis=1)
-        except np.linalg.LinAlgError:  # one of them is singular: each line is inverted on its own
+            zs = -np.linalg.inv(ys[ok][:, :n, n:])
+            positive = ~(np.diagonal(zs, axis1=1, axis2=2).real <= 0).any(axis=1)
+            positive[positive] = (
+                np.linalg.eigvalsh((zs[positive] + zs[positive].conj().transpose(0, 2, 1)) / 2).min(axis=1) > 0
+            )
+        except np.linalg.LinAlgError:  # one of them is singular: each line is read on its own
             continue
-        for i, zi, li in zip(ok, zs, low):
-            z[i], lowest[i] = zi, li
-    return [_read_line(dss, full, *seen[i][:3], y[i], z[i], lowest[i], set_in_file) for i, full in enumerate(fulls)]
+        shunts = 2 * (ys[:, :n, :n] + ys[:, :n, n:])
+        for i, y, shunt in zip(ix, ys, shunts):
+            found[i] = (y, shunt, None, None)
+        for i, z, pos in zip(np.asarray(ix)[ok], zs, positive):
+            found[i] = (found[i][0], found[i][1], z.copy(), bool(pos))
+    return [
+        _read_line(dss, full, *terminals[full], found[i] or _impedances(yprims[i], terminals[full][2]), set_in_file)
+        for i, full in enumerate(fulls)
+    ]
+
+
+def _impedances(yprim, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool | None]:
+    """One line's (y, y_shunt, z, whether its resistance is positive), as `_read_lines` finds a
+    stack's; z None when y is not finite, raise FeederError when singular."""
+    y = _cmatrix(yprim)
+    y12 = y[:n, n:]
+    if not np.all(np.isfinite(y)):
+        return y, 2 * (y[:n, :n] + y12), None, None
+    try:
+        z = -np.linalg.inv(y12)
+    except np.linalg.LinAlgError:
+        return y, 2 * (y[:n, :n] + y12), None, False
+    positive = not (np.any(np.diag(z).real <= 0) or np.linalg.eigvalsh((z + z.conj().T) / 2).min() <= 0)
+    return y, 2 * (y[:n, :n] + y12), z, positive
 
 
 def _read_line(
@@ -455,31 +486,20 @@ def _read_line(
     bus_names: list[str],
     order: list[int],
     n: int,
-    y: np.ndarray,
-    z: np.ndarray | None,
-    lowest: float | None,
+    impedances: tuple[np.ndarray, np.ndarray, np.ndarray | None, bool | None],
     set_in_file: dict[str, dict[str, dict]],
 ) -> tuple[Line, LineRating]:
-    """One line of `_read_lines`, its primitive admittance `y` read; `z` and the `lowest`
-    eigenvalue of its resistance part computed there, or None if its stack could not be."""
+    """One line of `_read_lines`, its `impedances` computed (`_impedances`)."""
+    y, y_shunt, z, positive = impedances
     name = full.split(".", 1)[1]
     dss.Lines.Name(name)
     if dss.Lines.Length() <= 0:
         raise FeederError(f"{full}: length must be positive, got {dss.Lines.Length()}")
-    if not np.all(np.isfinite(y)):
+    if positive is None:
         raise FeederError(f"{full}: zero impedance (check its line code, R and X)")
-    y12 = y[:n, n:]
     if z is None:
-        try:
-            z = -np.linalg.inv(y12)
-        except np.linalg.LinAlgError:
-            raise FeederError(f"{full}: zero or singular impedance matrix") from None
-    else:
-        z = z.copy()
-    if (
-        np.any(np.diag(z).real <= 0)
-        or (lowest if lowest is not None else np.linalg.eigvalsh((z + z.conj().T) / 2).min()) <= 0
-    ):
+        raise FeederError(f"{full}: zero or singular impedance matrix")
+    if not positive:
         raise FeederError(
             f"{full}: resistance must be positive (a zero or negative R, R1 or R0 in the line or its line code)"
         )
@@ -488,7 +508,6 @@ def _read_line(
     code = dss.Lines.LineCode().lower()
     switch = bool(dss.Lines.IsSwitch())  # switches are not rated
     length, units = dss.Lines.Length(), _length_units(dss, name, code)
-    order = list(order)
     line = Line(
         name=name,
         bus_from=_split_bus(bus_names[0]),
@@ -496,7 +515,7 @@ def _read_line(
         nodes_from=tuple(order[:n]),
         nodes_to=tuple(order[n:]),
         z_ohm=z,
-        y_shunt_s=2 * (y[:n, :n] + y12),
+        y_shunt_s=y_shunt,
         length_m=length * _UNIT_M.get(units, 1.0),
         ampacity_a=math.inf,
         linecode=code,
@@ -570,14 +589,12 @@ def _ampacity_given(dss, full: str, set_in_file: dict[str, dict[str, dict]]) -> 
     return given
 
 
-def _is_earthing_line(dss, full: str) -> bool:
-    """A line with every conductor of one end on node 0: an earth electrode or earthing resistance.
+def _is_earthing(order: list[int], n: int) -> bool:
+    """Whether a line (node `order`, `n` conductors per end) has every conductor of one end on
+    node 0: an earth electrode or earthing resistance.
 
     It is not a branch of the feeder's tree; it is read like a reactor, by its primitive admittance.
     """
-    dss.Circuit.SetActiveElement(full)
-    order = list(dss.CktElement.NodeOrder())
-    n = dss.CktElement.NumConductors()
     return all(x == EARTH for x in order[n:]) or all(x == EARTH for x in order[:n])
 
 
