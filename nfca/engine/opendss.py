@@ -449,9 +449,8 @@ def _read_lines(
         try:
             zs = -np.linalg.inv(ys[ok][:, :n, n:])
             positive = ~(np.diagonal(zs, axis1=1, axis2=2).real <= 0).any(axis=1)
-            positive[positive] = (
-                np.linalg.eigvalsh((zs[positive] + zs[positive].conj().transpose(0, 2, 1)) / 2).min(axis=1) > 0
-            )
+            herm = (zs[positive] + zs[positive].conj().transpose(0, 2, 1)) / 2
+            positive[positive] = ~(np.linalg.eigvalsh(herm).min(axis=1) <= 0)  # as `_impedances` (NaN passes)
         except np.linalg.LinAlgError:  # one of them is singular: each line is read on its own
             continue
         shunts = 2 * (ys[:, :n, :n] + ys[:, :n, n:])
