@@ -175,6 +175,9 @@ def main(
 ) -> None:
     """Options of every command: --debug, --version."""
     DEBUG["on"] = debug
+    from nfca.solver import few_collections
+
+    few_collections()
 
 
 FeederArg = Annotated[Path, typer.Argument(help="OpenDSS feeder file (Master.dss).", show_default=False)]
@@ -582,7 +585,7 @@ def envelopes(
         from nfca.studies.profiles import parse_resolution
 
         parse_resolution(resolution)
-    from nfca.io.outputs import run_folder, write_study
+    from nfca.io.outputs import load_writers, run_folder, write_study
     from nfca.studies.envelopes import run_envelopes
 
     opts = study.envelope_options()
@@ -604,6 +607,7 @@ def envelopes(
             opts,
             chosen,
             progress=lambda s: progress(s if s.startswith("verifying") else f"solving {s}"),
+            while_verifying=lambda: load_writers(formats, f),
         )
         if not result.envelopes:  # no set has an envelope: say why, write nothing
             raise InfeasibleError(next(iter(result.infeasible.values())))

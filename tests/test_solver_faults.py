@@ -174,13 +174,13 @@ def test_an_infeasible_verdict_that_persists_is_a_solver_failure(small, tmp_path
 
 def test_an_envelope_that_fails_verification_is_not_written(small, tmp_path, monkeypatch):
     checks = importlib.import_module("nfca.verify.check")  # the module: nfca.verify.check names the function
-    real = checks.verify
+    real = checks._solve
 
-    def inflated(feeder, envs, options, *args):  # publish twice what the model proved: OpenDSS must object
-        envs = [dataclasses.replace(e, guaranteed_kw={k: 2 * v for k, v in e.guaranteed_kw.items()}) for e in envs]
-        return real(feeder, envs, options, *args)
+    def inflated(feeder, groups, options, *args):  # publish twice what the model proved: OpenDSS must object
+        twice = [[dataclasses.replace(e, guaranteed_kw={k: 2 * v for k, v in e.guaranteed_kw.items()}) for e in g] for g in groups]
+        return real(feeder, twice, options, *args)
 
-    monkeypatch.setattr(checks, "verify", inflated)  # what run_envelopes' Verifier calls
+    monkeypatch.setattr(checks, "_solve", inflated)  # what run_envelopes' Verifier calls for each set's power flows
     out = tmp_path / "out"
     res = _envelopes(small, out)
     assert res.exit_code == 5, res.output

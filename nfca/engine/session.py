@@ -39,7 +39,7 @@ class Engine:
 
     def __init__(self) -> None:
         down_r, down_w = os.pipe()
-        up_r, up_w = os.pipe()
+        up_r, up_w = _wide_pipe()
         try:
             self.process = subprocess.Popen(
                 # -P: not the current folder first on sys.path (a folder holding an `nfca` package,
@@ -164,6 +164,27 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+PIPE_BYTES = 1 << 20  # Linux's largest pipe buffer for an unprivileged process (pipe-max-size)
+
+
+def _wide_pipe() -> tuple[int, int]:
+    """A pipe for the engine's replies with a `PIPE_BYTES` buffer where the system allows it.
+
+    A verification's reply is about 10 MB of voltages and currents. Through the default 64 kB
+    buffer the caller reads it in ~160 pieces, and after each read its thread must take the
+    interpreter lock back: with another thread busy (a solve beside a background verification)
+    each costs up to a switch interval (5 ms), 0.26 s of flows became about 1 s. Ten pieces
+    keep it near 0.3 s. Elsewhere, or when the system refuses, the pipe keeps its size."""
+    r, w = os.pipe()
+    try:
+        import fcntl
+
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):  # not Linux; or over the user's pipe allowance
+        pass
+    return r, w
 
 
 def _row(where: dict[str, int], name: str, feeder: Feeder) -> int:

@@ -203,6 +203,21 @@ def write_tables(study, out: Path, table: pd.DataFrame, formats: tuple[str, ...]
     return written
 
 
+def load_writers(formats: tuple[str, ...], feeder) -> None:
+    """Import what the writers of `formats` use for `feeder` (geopandas for a GeoPackage, which
+    needs coordinates; matplotlib for png; the report's page code for html), so that it loads
+    while the process would otherwise wait."""
+    from nfca.io.geo import has_coordinates
+
+    if "gpkg" in formats and has_coordinates(feeder):
+        import geopandas  # noqa: F401
+        import pyogrio  # noqa: F401
+    if "png" in formats:
+        from nfca.io import plots  # noqa: F401
+    if "html" in formats:
+        from nfca.io import charts, report  # noqa: F401
+
+
 def write_study(study, out: Path, formats: tuple[str, ...] = DEFAULT_FORMATS, crs: str | None = None) -> list[Path]:
     """Write an envelope study's outputs (`formats` of FORMATS); returns the files written.
 

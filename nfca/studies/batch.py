@@ -198,6 +198,9 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_exit)
     from nfca import engine
+    from nfca.solver import few_collections
+
+    few_collections()
 
     engine.prestart()  # OpenDSS loads while the worker imports the optimisation
     if sys.platform.startswith("linux"):

@@ -50,6 +50,7 @@ from nfca.model.network import Feeder
 from nfca.model.voltages import check_voltage_limits
 from nfca.opf.problem import EXCESS_TOL, PER_ROUND, EnvelopeProblem, _label, _Run
 from nfca.opf.worstcase import box_powers, worst_vertices
+from nfca.solver import few_collections
 from nfca.studies.envelopes import one_direction_box
 from nfca.studies.profiles import Profiles
 from nfca.verify import Verification, verify_many
@@ -301,7 +302,9 @@ def _run_chains(args: list[tuple], workers: int) -> list[list[ChainResult]]:
             except BaseException as exc:  # handed to the caller once every process has stopped
                 failed[k] = exc
 
-    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers - 1, mp_context=get_context("spawn"), initializer=few_collections
+    ) as pool:
         helpers = [
             threading.Thread(target=run, args=(lambda a: pool.submit(_run_chain_packed, a).result(),), daemon=True)
             for _ in range(workers - 1)

@@ -186,10 +186,14 @@ def run_envelopes(
     participants: frozenset[str] | None = None,
     progress: Callable[[str], None] | None = None,
     require_verified: bool = True,
+    while_verifying: Callable[[], object] | None = None,
 ) -> Study:
     """Solve every method (and direction), verify each set by OpenDSS over the box it promises;
     raise VerificationError if any fails. A set that has no envelope (the non-participants alone
-    break a limit) is recorded in `Study.infeasible`, the others are still computed."""
+    break a limit) is recorded in `Study.infeasible`, the others are still computed.
+
+    `while_verifying` is called once every set is solved, while OpenDSS still verifies the last
+    ones in its own process: work for this process to do meanwhile (the CLI loads its writers)."""
     t0 = time.perf_counter()
     methods = [Method(m) for m in methods]
     directions = [Direction(d) for d in directions]
@@ -217,6 +221,8 @@ def run_envelopes(
                     if progress:
                         progress(f"verifying {_what(group)} with OpenDSS")
                     verifier.submit(group)
+        if while_verifying is not None:
+            while_verifying()
         checked = sorted(verifier.results(), key=lambda gv: asked.index(_key(gv[0][0])))  # in the order asked
     for group, ver in checked:
         if require_verified and not ver.verified:

@@ -90,32 +90,55 @@ def verify_many(
     feeder: Feeder, groups: list[list[EnvelopeSet]], options: EnvelopeOptions, audit_points: int | None = None
 ) -> list[Verification]:
     """`verify` for many groups of sets (e.g. every interval of a day) with one OpenDSS compile."""
+    return _conclude(feeder, options, _solve(feeder, groups, options, audit_points))
+
+
+@dataclass(frozen=True)
+class _Solved:
+    """The OpenDSS power flows of groups of sets, not yet compared with the limits."""
+
+    plans: list[tuple[list[Point], list[Point], bool]]  # per group: promised points, audit points, audit fails
+    flows: list[PowerFlow]  # the groups' points in order
+
+
+def _solve(
+    feeder: Feeder, groups: list[list[EnvelopeSet]], options: EnvelopeOptions, audit_points: int | None
+) -> _Solved:
     n_audit = options.audit_points if audit_points is None else audit_points
-    plans = []
+    plans, loads = [], []
     for k, sets in enumerate(groups):
         box = promised_box(feeder, sets, options)
         promised = promised_points(box, sets)
         audit = box.sample(n_audit, options.audit_seed + k) if n_audit else []
-        plans.append((box, promised, audit, sets[0].guarantee is not Guarantee.corner))
-    loads = [box.loads(p) for box, promised, audit, _ in plans for p in promised + audit]
-    checks = iter(_checks(feeder, powerflows(feeder, loads, options.source_pu), options))
+        plans.append((promised, audit, sets[0].guarantee is not Guarantee.corner))
+        loads += [box.loads(p) for p in promised + audit]
+    return _Solved(plans, powerflows(feeder, loads, options.source_pu))
+
+
+def _conclude(feeder: Feeder, options: EnvelopeOptions, solved: _Solved) -> list[Verification]:
+    checks = iter(_checks(feeder, solved.flows, options))
     out = []
-    for _box, promised, audit, audit_fails in plans:
+    for promised, audit, audit_fails in solved.plans:
         got = [next(checks) for _ in promised + audit]
         out.append(combine(got[: len(promised)], got[len(promised) :], promised + audit, audit_fails))
     return out
 
 
 class Verifier:
-    """`verify` of groups of sets one after another on a background thread, in the order given:
-    OpenDSS runs in its own process (the other core) on the sets solved so far while the caller
-    solves the next. Use it as a context manager: nothing else may use the feeder's engine
-    until it is closed, and closing (on an error too) waits for the group being verified."""
+    """`verify` of groups of sets one after another, in the order given: OpenDSS runs in its own
+    process (the other core) on the sets solved so far while the caller solves the next. Use it
+    as a context manager: nothing else may use the feeder's engine until it is closed, and
+    closing (on an error too) waits for the group being verified.
+
+    A background thread only waits for the engine's power flows; the flows are compared with
+    the limits in `results()`, on the caller's thread. That comparison is many numpy operations,
+    each of which lets go of the interpreter lock: done beside a busy solve, each would wait up
+    to a switch interval (5 ms) to take it back (0.006 s of checks became 0.9 s)."""
 
     def __init__(self, feeder: Feeder, options: EnvelopeOptions):
         self.feeder, self.options = feeder, options
         self._groups: queue.SimpleQueue = queue.SimpleQueue()
-        self._done: list[tuple[list[EnvelopeSet], Verification | None, BaseException | None]] = []
+        self._done: list[tuple[list[EnvelopeSet], _Solved | None, BaseException | None]] = []
         self._stop = False
         self._thread = threading.Thread(target=self._work, name="nfca-verify", daemon=True)
         self._thread.start()
@@ -132,7 +155,7 @@ class Verifier:
     def _work(self) -> None:
         while (group := self._groups.get()) is not None and not self._stop:
             try:
-                self._done.append((group, verify(self.feeder, group, self.options), None))
+                self._done.append((group, _solve(self.feeder, [group], self.options, None), None))
             except BaseException as exc:  # handed to the caller by results()
                 self._done.append((group, None, exc))
 
@@ -141,10 +164,10 @@ class Verifier:
         error raised by one is raised here)."""
         self._groups.put(None)
         self._thread.join()
-        for group, ver, exc in self._done:
+        for group, solved, exc in self._done:
             if exc is not None:
                 raise exc
-            yield group, ver
+            yield group, _conclude(self.feeder, self.options, solved)[0]
 
     def close(self) -> None:
         """Drop the groups not started and wait for the one being verified: the engine is then
