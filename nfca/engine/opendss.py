@@ -150,6 +150,12 @@ def _cmatrix(flat: list[float]) -> np.ndarray:
     return (a[0::2] + 1j * a[1::2]).reshape(n, n)
 
 
+def _cmatrices(flat: np.ndarray) -> np.ndarray:
+    """`_cmatrix` of each row of `flat` (OpenDSS's interleaved re, im), as a stack."""
+    n = int(round(math.sqrt(flat.shape[1] // 2)))
+    return (flat[:, 0::2] + 1j * flat[:, 1::2]).reshape(-1, n, n)
+
+
 def _split_bus(spec: str) -> str:
     return spec.split(".")[0].lower()
 
@@ -188,7 +194,8 @@ def read_feeder(
     )
     _check_supported(dss, names)
     _check_numbers(dss, names)
-    _check_source_kv(dss, names)
+    terminals = _line_terminals(dss, names)
+    _check_source_kv(dss, names, terminals)
     bases = _bus_bases(dss)
     # Bases from OpenDSS's own list (the file sets none) would be silently wrong (0.48 kV
     # for a 0.416 kV grid): infer them as the file would have set them. Bases the file sets
@@ -201,8 +208,9 @@ def read_feeder(
         dss.Text.Command("CalcVoltageBases")
     buses = _read_buses(dss)
     source = _read_source(dss, names)
-    earthing = {n for n in names if n.lower().startswith("line.") and _is_earthing_line(dss, n)}
-    read = [_read_line(dss, n) for n in names if n.lower().startswith("line.") and n not in earthing]
+    earthing = {n for n, (_, order, nc) in terminals.items() if _is_earthing(order, nc)}
+    set_in_file = {cls: _as_set(dss, cls) for cls in ("Line", "LineCode")}
+    read = _read_lines(dss, {n: t for n, t in terminals.items() if n not in earthing}, set_in_file)
     amps, said = resolve_ampacities([r for _, r in read], ampacity or AmpacityRules(required=False))
     lines = tuple(replace(line, ampacity_a=amps[line.name]) for line, _ in read)
     notices += list(said) + _length_notices(read)
@@ -301,21 +309,30 @@ def _infer_voltage_bases(dss, names: list[str]) -> Notice:
     )
 
 
-def _check_source_kv(dss, names: list[str]) -> None:
+def _line_terminals(dss, names: list[str]) -> dict[str, tuple[list[str], list[int], int]]:
+    """Each line's bus names, node order and number of conductors (per end), read once."""
+    element, out = dss.CktElement, {}
+    for full in names:
+        if full.lower().startswith("line."):
+            dss.Circuit.SetActiveElement(full)
+            out[full] = (element.BusNames(), list(element.NodeOrder()), element.NumConductors())
+    return out
+
+
+def _check_source_kv(dss, names: list[str], terminals: dict[str, tuple[list[str], list[int], int]]) -> None:
     """Refuse a source whose kV differs by more than 5 % from the transformer winding it feeds
-    (e.g. OpenDSS's default 115 kV left above a 22 kV winding: every voltage below is wrong)."""
+    (e.g. OpenDSS's default 115 kV left above a 22 kV winding: every voltage below is wrong);
+    `terminals`: `_line_terminals`."""
     src = next(n for n in names if n.lower().startswith("vsource."))
     dss.Vsources.Name(src.split(".", 1)[1])
     src_kv = dss.Vsources.BasekV()
     dss.Circuit.SetActiveElement(src)
     fed = {_split_bus(dss.CktElement.BusNames()[0])}
     links: dict[str, set[str]] = {}
-    for full in names:  # galvanic links: lines (a winding is a boundary)
-        if full.lower().startswith("line."):
-            dss.Circuit.SetActiveElement(full)
-            a, b = (_split_bus(x) for x in dss.CktElement.BusNames()[:2])
-            links.setdefault(a, set()).add(b)
-            links.setdefault(b, set()).add(a)
+    for bus_names, _, _ in terminals.values():  # galvanic links: lines (a winding is a boundary)
+        a, b = (_split_bus(x) for x in bus_names[:2])
+        links.setdefault(a, set()).add(b)
+        links.setdefault(b, set()).add(a)
     todo = list(fed)
     while todo:
         for nxt in links.get(todo.pop(), ()):
@@ -407,30 +424,86 @@ def _read_source(dss, names: list[str]) -> Source:
     return Source(full, _split_bus(bus_names[0]), nodes, e, y, pu)
 
 
-def _read_line(dss, full: str) -> tuple[Line, LineRating]:
-    """The line (ampacity left to `resolve_ampacities`) and what the file says of its rating."""
-    dss.Circuit.SetActiveElement(full)
-    name = full.split(".", 1)[1]
-    bus_names = dss.CktElement.BusNames()
-    order = list(dss.CktElement.NodeOrder())
-    n = dss.CktElement.NumConductors()
-    y = _cmatrix(dss.CktElement.YPrim())
-    dss.Lines.Name(name)
-    if dss.Lines.Length() <= 0:
-        raise FeederError(f"{full}: length must be positive, got {dss.Lines.Length()}")
-    if not np.all(np.isfinite(y)):
-        raise FeederError(f"{full}: zero impedance (check its line code, R and X)")
+def _read_lines(
+    dss, terminals: dict[str, tuple[list[str], list[int], int]], set_in_file: dict[str, dict[str, dict]]
+) -> list[tuple[Line, LineRating]]:
+    """Each line of `terminals` (`_line_terminals`) with its ampacity left to `resolve_ampacities`,
+    and what the file says of its rating (`set_in_file`: `_as_set` of lines and line codes); the
+    first line at fault, in file order, raises.
+
+    The matrices are inverted and checked a stack at a time (one numpy call for all the lines of
+    one conductor count; the same numbers as one call per line).
+    """
+    fulls = list(terminals)
+    yprims = []
+    for full in fulls:
+        dss.Circuit.SetActiveElement(full)
+        yprims.append(dss.CktElement.YPrim())
+    found: list = [None] * len(fulls)  # per line: (y, y_shunt, z, whether its resistance is positive)
+    for n, size in sorted({(terminals[f][2], len(y)) for f, y in zip(fulls, yprims)}):
+        ix = [i for i, (f, y) in enumerate(zip(fulls, yprims)) if (terminals[f][2], len(y)) == (n, size)]
+        if size != 8 * n * n:  # not 2n x 2n conductors: read on its own (and refused there)
+            continue
+        ys = _cmatrices(np.array([yprims[i] for i in ix], dtype=float))
+        ok = np.isfinite(ys).all(axis=(1, 2))
+        try:
+            zs = -np.linalg.inv(ys[ok][:, :n, n:])
+            positive = ~(np.diagonal(zs, axis1=1, axis2=2).real <= 0).any(axis=1)
+            herm = (zs[positive] + zs[positive].conj().transpose(0, 2, 1)) / 2
+            positive[positive] = ~(np.linalg.eigvalsh(herm).min(axis=1) <= 0)  # as `_impedances` (NaN passes)
+        except np.linalg.LinAlgError:  # one of them is singular: each line is read on its own
+            continue
+        shunts = 2 * (ys[:, :n, :n] + ys[:, :n, n:])
+        for i, y, shunt in zip(ix, ys, shunts):
+            found[i] = (y, shunt, None, None)
+        for i, z, pos in zip(np.asarray(ix)[ok], zs, positive):
+            found[i] = (found[i][0], found[i][1], z.copy(), bool(pos))
+    return [
+        _read_line(dss, full, *terminals[full], found[i] or _impedances(yprims[i], terminals[full][2]), set_in_file)
+        for i, full in enumerate(fulls)
+    ]
+
+
+def _impedances(yprim, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool | None]:
+    """One line's (y, y_shunt, z, whether its resistance is positive), as `_read_lines` finds a
+    stack's; z None when y is not finite, raise FeederError when singular."""
+    y = _cmatrix(yprim)
     y12 = y[:n, n:]
+    if not np.all(np.isfinite(y)):
+        return y, 2 * (y[:n, :n] + y12), None, None
     try:
         z = -np.linalg.inv(y12)
     except np.linalg.LinAlgError:
-        raise FeederError(f"{full}: zero or singular impedance matrix") from None
-    if np.any(np.diag(z).real <= 0) or np.linalg.eigvalsh((z + z.conj().T) / 2).min() <= 0:
+        return y, 2 * (y[:n, :n] + y12), None, False
+    positive = not (np.any(np.diag(z).real <= 0) or np.linalg.eigvalsh((z + z.conj().T) / 2).min() <= 0)
+    return y, 2 * (y[:n, :n] + y12), z, positive
+
+
+def _read_line(
+    dss,
+    full: str,
+    bus_names: list[str],
+    order: list[int],
+    n: int,
+    impedances: tuple[np.ndarray, np.ndarray, np.ndarray | None, bool | None],
+    set_in_file: dict[str, dict[str, dict]],
+) -> tuple[Line, LineRating]:
+    """One line of `_read_lines`, its `impedances` computed (`_impedances`)."""
+    y, y_shunt, z, positive = impedances
+    name = full.split(".", 1)[1]
+    dss.Lines.Name(name)
+    if dss.Lines.Length() <= 0:
+        raise FeederError(f"{full}: length must be positive, got {dss.Lines.Length()}")
+    if positive is None:
+        raise FeederError(f"{full}: zero impedance (check its line code, R and X)")
+    if z is None:
+        raise FeederError(f"{full}: zero or singular impedance matrix")
+    if not positive:
         raise FeederError(
             f"{full}: resistance must be positive (a zero or negative R, R1 or R0 in the line or its line code)"
         )
     amps = dss.Lines.NormAmps()
-    given = amps > 0 and _ampacity_given(dss, full)
+    given = amps > 0 and _ampacity_given(dss, full, set_in_file)
     code = dss.Lines.LineCode().lower()
     switch = bool(dss.Lines.IsSwitch())  # switches are not rated
     length, units = dss.Lines.Length(), _length_units(dss, name, code)
@@ -441,7 +514,7 @@ def _read_line(dss, full: str) -> tuple[Line, LineRating]:
         nodes_from=tuple(order[:n]),
         nodes_to=tuple(order[n:]),
         z_ohm=z,
-        y_shunt_s=2 * (y[:n, :n] + y12),
+        y_shunt_s=y_shunt,
         length_m=length * _UNIT_M.get(units, 1.0),
         ampacity_a=math.inf,
         linecode=code,
@@ -476,17 +549,27 @@ def _length_notices(read: list[tuple[Line, LineRating]]) -> list[Notice]:
     ]
 
 
-def _ampacity_given(dss, full: str) -> bool:
+def _as_set(dss, cls: str) -> dict[str, dict]:
+    """Each element of class `cls` by lower-case name: the properties the file set, in the order
+    set (`Element.ToJSON` of each, in one call for the class)."""
+    import json
+
+    dss.Circuit.SetActiveClass(cls)
+    out: dict[str, dict] = {}
+    for element in json.loads(dss.ActiveClass.ToJSON()):
+        out.setdefault(element["Name"].lower(), element)
+    return out
+
+
+def _ampacity_given(dss, full: str, set_in_file: dict[str, dict[str, dict]]) -> bool:
     """Whether the active line's normamps comes from the feeder file rather than OpenDSS's default.
 
     OpenDSS gives every line and line code 400 A unless told otherwise. Lines built from a line
     geometry or wire data take their ratings from those, and switches are not rated: both pass.
     """
-    import json
-
     if dss.Lines.IsSwitch():
         return True
-    line = json.loads(dss.Element.ToJSON())
+    line = set_in_file["Line"][full.split(".", 1)[1].lower()]
     keys = list(line)
     if any(k in line for k in ("Geometry", "Spacing", "Wires", "CNCables", "TSCables")):
         return True
@@ -495,22 +578,22 @@ def _ampacity_given(dss, full: str) -> bool:
         return "NormAmps" in line
     if "NormAmps" in keys and "EmergAmps" in keys and keys.index("NormAmps") > keys.index("EmergAmps"):
         return True  # set on the line after its line code (the code sets NormAmps, then EmergAmps)
+    if "NormAmps" in set_in_file["LineCode"].get(code.lower(), {}):
+        return True
     amps = dss.Lines.NormAmps()
     dss.LineCodes.Name(code)
-    given = "NormAmps" in json.loads(dss.Element.ToJSON()) or dss.LineCodes.NormAmps() != amps
+    given = dss.LineCodes.NormAmps() != amps
     dss.Circuit.SetActiveElement(full)  # the line again, for the caller
     dss.Lines.Name(full.split(".", 1)[1])
     return given
 
 
-def _is_earthing_line(dss, full: str) -> bool:
-    """A line with every conductor of one end on node 0: an earth electrode or earthing resistance.
+def _is_earthing(order: list[int], n: int) -> bool:
+    """Whether a line (node `order`, `n` conductors per end) has every conductor of one end on
+    node 0: an earth electrode or earthing resistance.
 
     It is not a branch of the feeder's tree; it is read like a reactor, by its primitive admittance.
     """
-    dss.Circuit.SetActiveElement(full)
-    order = list(dss.CktElement.NodeOrder())
-    n = dss.CktElement.NumConductors()
     return all(x == EARTH for x in order[n:]) or all(x == EARTH for x in order[:n])
 
 

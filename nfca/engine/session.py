@@ -5,7 +5,8 @@ compiles a feeder once and then serves every power flow on it; a process keeps a
 A crash of OpenDSS (a segmentation fault on a malformed file) ends that child only and becomes
 a one-line FeederError naming the feeder. Requests and replies are pickled over a pipe; power
 flows travel as numpy arrays (one request for a whole list of cases), so that the verification
-of an envelope costs about what it costs in-process.
+of an envelope costs about what it costs in-process. An engine lives as long as this process,
+whichever thread started it (a verification thread may), and exits soon after it dies.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Engine:
             self.process = subprocess.Popen(
                 # -P: not the current folder first on sys.path (a folder holding an `nfca` package,
                 # e.g. an unpacked feeder archive, would run its code in the engine)
-                [sys.executable, "-P", "-m", "nfca.engine.worker", str(down_r), str(up_w)],
+                [sys.executable, "-P", "-m", "nfca.engine.worker", str(down_r), str(up_w), str(os.getpid())],
                 pass_fds=(down_r, up_w),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

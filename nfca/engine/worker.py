@@ -1,10 +1,15 @@
-"""The OpenDSS engine process: `python -m nfca.engine.worker READ_FD WRITE_FD`.
+"""The OpenDSS engine process: `python -m nfca.engine.worker READ_FD WRITE_FD PARENT_PID`.
 
 It compiles one feeder once and answers requests on a pipe (pickled tuples, see
 `nfca.engine.session`): `("read", path, default_capacity_kva, ampacity)` and `("powerflows", kw_kvar,
-source_pu)`. A crash of OpenDSS kills this process only; the caller reports it. It dies with its
-parent (Linux: PR_SET_PDEATHSIG), ignores Ctrl-C (the parent stops it), and works in a private
-temporary folder that it removes on exit.
+source_pu)`. A crash of OpenDSS kills this process only; the caller reports it. It ignores Ctrl-C
+(the parent stops it) and works in a private temporary folder that it removes on exit.
+
+It lives as long as its parent process, whichever of the parent's threads started it, and exits
+within `WATCH_S` of the parent's death, removing its folder, even in the middle of a long OpenDSS
+call: a thread of its own watches the parent (OpenDSS's C calls release the GIL). Linux's
+PR_SET_PDEATHSIG is not used: it fires when the parent *thread* ends, so an engine started by a
+short-lived thread (a verification thread, say) would be killed with it.
 """
 
 from __future__ import annotations
@@ -14,28 +19,32 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+WATCH_S = 0.2  # how often the engine checks that its parent process is alive
 
-def _die_with_parent() -> None:
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        import ctypes
 
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
+def _exit_with_parent(parent: int, workdir: Path) -> None:
+    """Exit (removing `workdir`) as soon as the process `parent` is no longer this one's parent:
+    it died, and this process was handed to another (init, or a subreaper)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_S)
+        shutil.rmtree(workdir, ignore_errors=True)
         os._exit(1)
 
+    threading.Thread(target=watch, name="nfca-engine-parent", daemon=True).start()
 
-def serve(requests: Connection, replies: Connection) -> None:
+
+def serve(requests: Connection, replies: Connection, workdir: Path) -> None:
+    """Answer requests until the pipe closes; then remove `workdir` (the private folder)."""
     from nfca.engine import opendss
     from nfca.errors import NfcaError
 
-    workdir = Path(tempfile.mkdtemp(prefix="nfca-engine-"))
     try:
         dss = opendss.start(workdir)
         replies.send(("ready",))
@@ -70,7 +79,8 @@ def serve(requests: Connection, replies: Connection) -> None:
 
 
 def main() -> None:
-    _die_with_parent()
+    workdir = Path(tempfile.mkdtemp(prefix="nfca-engine-"))
+    _exit_with_parent(int(sys.argv[3]), workdir)
     # pandas is not needed here: opendssdirect loads it only for its optional DataFrame helpers
     # (0.16 s of every engine's start-up, and less code in the locked-down process)
     sys.modules.setdefault("pandas", None)
@@ -79,7 +89,7 @@ def main() -> None:
     requests = Connection(int(sys.argv[1]), writable=False)
     replies = Connection(int(sys.argv[2]), readable=False)
     try:
-        serve(requests, replies)
+        serve(requests, replies, workdir)
     except (BrokenPipeError, EOFError):
         pass
 

@@ -333,6 +333,19 @@ def _label(element) -> str:
 EARTHED_S = 1e-4
 
 
+def _branch_admittances(feeder: Feeder) -> list[tuple[list[tuple[str, int]], np.ndarray]]:
+    """Every branch's terminals (bus, node) and primitive admittance: lines, elements, the source."""
+    branches = []
+    for line in feeder.lines:
+        terms = [(line.bus_from, n) for n in line.nodes_from] + [(line.bus_to, n) for n in line.nodes_to]
+        ys, yh = np.linalg.inv(line.z_ohm), line.y_shunt_s / 2
+        branches.append((terms, np.block([[ys + yh, -ys], [-ys, ys + yh]])))
+    branches += [(list(el.terminals), el.y_s) for el in feeder.elements]
+    src = feeder.source
+    branches.append(([(src.bus, n) for n in src.nodes], src.y_s))
+    return branches
+
+
 def check_earthing(feeder: Feeder, earthed_s: float = EARTHED_S) -> None:
     """Raise FeederError naming a neutral conductor that has no path to earth (a floating neutral).
 
@@ -359,30 +372,26 @@ def check_earthing(feeder: Feeder, earthed_s: float = EARTHED_S) -> None:
         for i in ids[1:]:
             root[find(i)] = ids[0]
 
-    branches: list[tuple[list[tuple[str, int]], np.ndarray]] = []  # (terminals, admittance)
     for line in feeder.lines:
-        terms = [(line.bus_from, n) for n in line.nodes_from] + [(line.bus_to, n) for n in line.nodes_to]
-        ys, yh = np.linalg.inv(line.z_ohm), line.y_shunt_s / 2
-        branches.append((terms, np.block([[ys + yh, -ys], [-ys, ys + yh]])))
         for a, b in zip(line.nodes_from, line.nodes_to):
             union([(line.bus_from, a), (line.bus_to, b)])
     for el in feeder.elements:
-        branches.append((list(el.terminals), el.y_s))
         per_bus: dict[str, list[tuple[str, int]]] = {}
         for t in el.terminals:  # a transformer's windings are on different buses and not galvanic
             per_bus.setdefault(t[0] if el.kind == "transformer" else "", []).append(t)
         for group in per_bus.values():
             union(group)
     src = feeder.source
-    branches.append(([(src.bus, n) for n in src.nodes], src.y_s))
     union([(src.bus, n) for n in src.nodes])
 
     group_of = np.array([find(i) for i in range(len(nodes))])
+    branches = None  # built when a group has a neutral conductor (a three-wire feeder needs none)
     for g in np.unique(group_of):
         members = np.flatnonzero(group_of == g)
         neutrals = [nodes[i] for i in members if nodes[i][1] >= 4]
         if not neutrals:
             continue
+        branches = branches or _branch_admittances(feeder)
         # Current leaving every conductor when the group's voltages rise by 1 V together: within
         # the group the lines carry none, so what leaves goes to earth (or to another group).
         out = np.zeros(len(nodes), dtype=complex)
