@@ -177,7 +177,10 @@ def test_an_envelope_that_fails_verification_is_not_written(small, tmp_path, mon
     real = checks._solve
 
     def inflated(feeder, groups, options, *args):  # publish twice what the model proved: OpenDSS must object
-        twice = [[dataclasses.replace(e, guaranteed_kw={k: 2 * v for k, v in e.guaranteed_kw.items()}) for e in g] for g in groups]
+        twice = [
+            [dataclasses.replace(e, guaranteed_kw={k: 2 * v for k, v in e.guaranteed_kw.items()}) for e in g]
+            for g in groups
+        ]
         return real(feeder, twice, options, *args)
 
     monkeypatch.setattr(checks, "_solve", inflated)  # what run_envelopes' Verifier calls for each set's power flows

@@ -21,11 +21,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from nfca.errors import OutputError
 from nfca.io.atomic import atomic_path, write_text
+
+if TYPE_CHECKING:  # pandas loads with the tables, not before the solves
+    import pandas as pd
 
 FORMATS = ("csv", "json", "gpkg", "png", "html")
 DEFAULT_FORMATS = ("csv", "json", "gpkg", "html")  # PNG figures (matplotlib) only when asked
@@ -207,6 +209,8 @@ def load_writers(formats: tuple[str, ...], feeder) -> None:
     """Import what the writers of `formats` use for `feeder` (geopandas for a GeoPackage, which
     needs coordinates; matplotlib for png; the report's page code for html), so that it loads
     while the process would otherwise wait."""
+    import pandas  # noqa: F401  (every writer's tables)
+
     from nfca.io.geo import has_coordinates
 
     if "gpkg" in formats and has_coordinates(feeder):

@@ -14,11 +14,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from nfca.errors import InputError
 from nfca.model.envelope import firm_kw
+
+if TYPE_CHECKING:  # pandas loads with the first table, not before the solves
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,8 @@ def names(columns: Iterable[Column]) -> list[str]:
 
 def frame(rows: list[dict] | pd.DataFrame, columns: tuple[Column, ...]) -> pd.DataFrame:
     """Rows as a DataFrame with exactly `columns`, in order (missing ones empty)."""
+    import pandas as pd
+
     df = pd.DataFrame(rows)
     for c in columns:
         if c.name not in df.columns:
@@ -242,6 +246,8 @@ def frame(rows: list[dict] | pd.DataFrame, columns: tuple[Column, ...]) -> pd.Da
 
 def describe(columns: tuple[Column, ...] = ENVELOPES) -> pd.DataFrame:
     """The schema as a table (column, unit, dtype, description), e.g. for a data dictionary."""
+    import pandas as pd
+
     return pd.DataFrame([{f.name: getattr(c, f.name) for f in fields(Column)} for c in columns])
 
 
@@ -460,6 +466,8 @@ def read_envelopes(path: Path | str) -> pd.DataFrame:
 
     Raises InputError naming the file and the problem. Rows of infeasible sets (status
     `infeasible`) are dropped: they carry no envelope."""
+    import pandas as pd
+
     path = Path(path)
     try:
         df = pd.read_csv(

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from nfca.errors import InfeasibleError, InputError, VerificationError
 from nfca.io import schema
@@ -24,8 +24,10 @@ from nfca.model.ratings import AmpacityRules
 from nfca.model.voltages import check_voltage_limits, rated_voltage_notices, voltage_limits_v
 from nfca.notices import Notice
 from nfca.opf.problem import EnvelopeProblem
-from nfca.studies.profiles import read_table
 from nfca.verify import Verification, Verifier
+
+if TYPE_CHECKING:  # pandas loads with the first table, not before the solves
+    import pandas as pd
 
 COLUMNS = schema.names(schema.ENVELOPES)  # envelopes.csv
 
@@ -311,6 +313,10 @@ def _for_feeder(df: pd.DataFrame, feeder_name: str | None) -> pd.DataFrame:
 
 def _read_names(path: Path, column: str, feeder_name: str | None = None) -> list[str]:
     """End-user names as written (`NA`, `null`, `None`, `nan` are names), lower case."""
+    import pandas as pd
+
+    from nfca.studies.profiles import read_table
+
     df = _for_feeder(read_table(path), feeder_name)
     names = df[column] if column in df.columns else pd.Series([df.columns[0], *df.iloc[:, 0]], dtype=str)
     return [s.strip().lower() for s in names if s.strip()]
@@ -321,6 +327,10 @@ def with_capacities(feeder: Feeder, csv: Path, feeder_name: str | None = None) -
     as a non-participant, kW) from a CSV with column end_user and either or both of these; an
     empty cell keeps the feeder's value. With a `feeder` column, only `feeder_name`'s rows.
     Names are read as written (`NA`, `null` are names); values must be finite (at most 1e5)."""
+    import pandas as pd
+
+    from nfca.studies.profiles import read_table
+
     df = _for_feeder(read_table(csv), feeder_name)
     if "end_user" not in df.columns or not {"capacity_kva", "firm_kw"} & set(df.columns):
         raise InputError(f"{csv}: needs columns end_user and capacity_kva (and/or firm_kw)")
@@ -413,6 +423,8 @@ def sweep_participation(
                     "reason": "",
                 }
             )
+    import pandas as pd
+
     order_key = {(m.value if isinstance(m, Method) else m): i for i, m in enumerate(methods)}
     df = pd.DataFrame(rows)
     return df.sort_values(
