@@ -31,9 +31,10 @@ IEEE = ROOT / "feeders" / "ieee_eulv" / "Master.dss"
 
 
 def nfca(tree: Path) -> list[str]:
-    """The `nfca` command of a source tree, run by this interpreter (its dependencies)."""
+    """The `nfca` command of a source tree, run by this interpreter (its dependencies); the tree
+    also on PYTHONPATH, so that the OpenDSS engine it starts is that tree's too."""
     code = f"import sys; sys.path.insert(0, {str(tree)!r}); sys.argv[0] = 'nfca'; from cli import app; app()"
-    return [sys.executable, "-P", "-c", code]
+    return ["env", f"PYTHONPATH={tree}", sys.executable, "-P", "-c", code]
 
 
 def wall(cmd: list[str], cwd: Path) -> float:
