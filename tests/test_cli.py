@@ -40,6 +40,18 @@ def test_default_outputs_load_no_plotting_library(it_feeder, tmp_path, command, 
     assert not (tmp_path / "png" / "report.html").exists()
 
 
+def test_the_solve_path_does_not_load_pandas():
+    """What `nfca envelopes` imports before it solves (the command, the study, the writers'
+    module) leaves pandas to be loaded while OpenDSS verifies (0.15 s of every run)."""
+    import subprocess
+    import sys
+
+    code = "import sys, cli, nfca.io.outputs, nfca.studies.envelopes; print('pandas' in sys.modules)"
+    run = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
+
+
 def test_envelopes_writes_verified_outputs(it_feeder, tmp_path):
     out = tmp_path / "out"
     res = runner.invoke(
