@@ -6,6 +6,7 @@ on sampled days and extrapolated.
     .venv/bin/python benchmarks/bench_dynamic.py            # the day through the CLI, both guarantees
     .venv/bin/python benchmarks/bench_dynamic.py --library  # also the library's breakdown per chain
     .venv/bin/python benchmarks/bench_dynamic.py --year 7   # a year, from 7 sampled days (library)
+    .venv/bin/python benchmarks/bench_dynamic.py --guarantee corner   # one guarantee only
 
 Half the end-users take an NFCA (`--participants 0.5 --seed 0`: 28 of 55), the others are held at
 their forecast (feeders/ieee_eulv/profiles_15min.csv; for the year, `feeders.ieee_eulv_profiles`
@@ -134,15 +135,22 @@ def year(days: int, guarantee: str) -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--library", action="store_true", help="also the library's breakdown per chain")
+    ap.add_argument("--year", type=int, metavar="DAYS", help="a year, extrapolated from DAYS sampled days (library)")
+    ap.add_argument("--guarantee", choices=["corner", "box"], action="append", help="default: both")
+    a = ap.parse_args()
+    guarantees = a.guarantee or ["corner", "box"]
     print(machine())
-    args = sys.argv[1:]
-    if "--year" in args:
-        n = int(args[args.index("--year") + 1])
-        for g in ("corner", "box"):
-            year(n, g)
+    if a.year:
+        for g in guarantees:
+            year(a.year, g)
     else:
-        walls = {g: cli(g) for g in ("corner", "box")}
-        print(f"box / corner wall: {walls['box'] / walls['corner']:.2f}")
-        if "--library" in args:
-            for g in ("corner", "box"):
+        walls = {g: cli(g) for g in guarantees}
+        if len(walls) == 2:
+            print(f"box / corner wall: {walls['box'] / walls['corner']:.2f}")
+        if a.library:
+            for g in guarantees:
                 library(g)
