@@ -754,34 +754,39 @@ class _Run:
 
     # -------------------------------------------------------------- reporting
     def binding(self, gi: np.ndarray, ge: np.ndarray) -> dict[Direction, dict[str, Binding]]:
-        """The limit that stops each end-user short of its capacity in each direction: the limit
-        constraint (in any scenario) with the largest multiplier times sensitivity to that user's
-        guaranteed power; for the shared-level methods, to the level the user is held at."""
+        """The limit that stops each end-user short of its capacity in each of the run's
+        directions: the limit constraint (in any scenario) with the largest multiplier times
+        sensitivity to that user's guaranteed power; for the shared-level methods, to the level
+        the user is held at."""
         if self.level is not None:
             return self._level_binding(gi, ge)
         P, m = self.P, self.m
         lim, net = P.points.lim, P.net
         n_u = len(net.users)
         shared = self.method in (Method.fair, Method.proportional, Method.maxmin)
+        active = []  # per scenario with a binding limit: its limits' multipliers and gradients
+        for s, b in enumerate(self.blocks):
+            dual = np.zeros(len(lim))
+            for k in b.limit_rows:
+                dual[k] = max(
+                    abs(m.dual.get(b.lim_upper[k], 0.0)),
+                    abs(m.dual.get(b.lim_lower[k], 0.0)) if k in b.lim_lower else 0.0,
+                )
+            if not np.any(dual > 1e-9):
+                continue
+            v = voltages(b, net)
+            rows, dual = _merge_equivalent(P, v, dual, sorted(b.limit_rows))
+            grad = P.points.gradient(v, rows)  # d|Q| ~ Re(G conj(ds))
+            active.append((s, rows, dual, grad, lim.magnitudes(v)[rows]))
         out: dict[Direction, dict[str, Binding]] = {}
         for d, g in ((Direction.import_, gi), (Direction.export, ge)):
+            if d not in self.dirs:
+                continue
             score = np.zeros((len(self.blocks), len(lim), n_u))
-            for s, b in enumerate(self.blocks):
-                dual = np.zeros(len(lim))
-                for k in b.limit_rows:
-                    dual[k] = max(
-                        abs(m.dual.get(b.lim_upper[k], 0.0)),
-                        abs(m.dual.get(b.lim_lower[k], 0.0)) if k in b.lim_lower else 0.0,
-                    )
-                if not np.any(dual > 1e-9):
-                    continue
-                v = voltages(b, net)
-                rows, dual = _merge_equivalent(P, v, dual, sorted(b.limit_rows))
-                grad = P.points.gradient(v, rows)  # d|Q| ~ Re(G conj(ds))
+            for s, rows, dual, grad, mag in active:
                 t = self.points[s].t
                 ds = (t * (1 + 1j * P.tan_phi)) if d is Direction.import_ else ((1 - t) * (-1 + 1j * P.tan_phi))
                 sens = np.abs(np.real(grad * np.conj(ds)[None, :]))
-                mag = lim.magnitudes(v)[rows]
                 score[s, rows, :] = dual[rows, None] * 2 * mag[:, None] * sens
             per_user = score.max(axis=0)  # (limit, user)
             where = score.argmax(axis=0)
