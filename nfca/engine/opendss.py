@@ -440,8 +440,10 @@ def _read_lines(
         dss.Circuit.SetActiveElement(full)
         yprims.append(dss.CktElement.YPrim())
     found: list = [None] * len(fulls)  # per line: (y, y_shunt, z, whether its resistance is positive)
-    for n, size in sorted({(terminals[f][2], len(y)) for f, y in zip(fulls, yprims)}):
-        ix = [i for i, (f, y) in enumerate(zip(fulls, yprims)) if (terminals[f][2], len(y)) == (n, size)]
+    stacks: dict[tuple[int, int], list[int]] = {}  # (conductors, YPrim length) -> the lines of that shape
+    for i, (f, y) in enumerate(zip(fulls, yprims)):
+        stacks.setdefault((terminals[f][2], len(y)), []).append(i)
+    for (n, size), ix in sorted(stacks.items()):
         if size != 8 * n * n:  # not 2n x 2n conductors: read on its own (and refused there)
             continue
         ys = _cmatrices(np.array([yprims[i] for i in ix], dtype=float))

@@ -29,6 +29,8 @@ from nfca.io.atomic import atomic_path, write_text
 if TYPE_CHECKING:  # pandas loads with the tables, not before the solves
     import pandas as pd
 
+    from nfca.model.network import Feeder
+
 FORMATS = ("csv", "json", "gpkg", "png", "html")
 DEFAULT_FORMATS = ("csv", "json", "gpkg", "html")  # PNG figures (matplotlib) only when asked
 __all__ = [
@@ -205,7 +207,7 @@ def write_tables(study, out: Path, table: pd.DataFrame, formats: tuple[str, ...]
     return written
 
 
-def load_writers(formats: tuple[str, ...], feeder) -> None:
+def load_writers(formats: tuple[str, ...], feeder: Feeder) -> None:
     """Import what the writers of `formats` use for `feeder` (geopandas for a GeoPackage, which
     needs coordinates; matplotlib for png; the report's page code for html), so that it loads
     while the process would otherwise wait."""
