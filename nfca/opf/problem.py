@@ -57,6 +57,12 @@ EVEN_WITHIN_W = 0.5  # the optimal set: the most even of the allocations within 
 # 49 Sibelga feeders and IEEE take at most 69, IEEE with 110 end-users 108; with 220 it does not
 # converge in 300 (benchmarks/README.md, round 6)
 EVEN_MAX_ITER = 150
+# The corner's highest total: when Ipopt's adaptive barrier stalls near the optimum and falls back
+# to its monotone mode, that mode starts at 1 % of the average complementarity instead of 80 %, so
+# the nearly converged point is not pushed back into the interior (lv27's export: 95 -> 71
+# iterations). Not for the most even split (lv37's would end "acceptable") nor the box (1-3 W
+# less on the feeders tried); benchmarks/README.md, round 8
+HIGHEST_TOTAL_IPOPT = {"adaptive_mu_monotone_init_factor": 0.01}
 NOT_EVENED = "the most even split was not found: the highest total's split is published"
 MAX_ROUNDS = 12  # constraint-generation rounds before giving up
 PER_ROUND = 12  # vertices added per round at most (the worst first)
@@ -449,7 +455,7 @@ class _Run:
         # each stage starts from its own last multipliers (a day's previous interval), the first
         # most even split from the highest total's just found
         if not self.evening:
-            res = self._solve(warm=not new, stage="total")
+            res = self._solve(warm=not new, stage="total", options=HIGHEST_TOTAL_IPOPT if even else None)
             if res.ok:
                 self.best_total, self.best = pyo.value(b.total[0]), res
             return res
