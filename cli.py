@@ -9,6 +9,15 @@ field there and use it in `StudyArgs.envelope_options()` or `StudyArgs.read()`.
 
 from __future__ import annotations
 
+import sys
+
+if sys.argv[1:2] in (["envelopes"], ["activations"]):
+    # OpenDSS starts loading in its own process now, beside the imports below; the feeder is
+    # sent to it once the arguments are parsed (`StudyArgs.prestart`)
+    from nfca import engine as _engine
+
+    _engine.prestart()
+
 import dataclasses
 import errno
 import functools
@@ -16,7 +25,6 @@ import inspect
 import math
 import re
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -13,6 +13,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -299,7 +300,7 @@ def test_a_closed_engine_leaves_no_working_folder(tmp_path, monkeypatch):
     temp = tmp_path / "tmp"
     temp.mkdir()
     close_all()
-    monkeypatch.setenv("TMPDIR", str(temp))  # where the engines started from now make their folder
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the engines started from now make their folder
     feeder = read_feeder(write_dss(tmp_path, _kron(n=2)))
     assert powerflows(feeder, [{}])[0].converged
     assert [p.name.startswith("nfca-engine-") for p in temp.iterdir()] == [True]

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,18 +40,33 @@ class Engine:
     its place: a fresh circuit, the same process)."""
 
     def __init__(self) -> None:
+        # the engine's private working folder: made here, so that it is removed here too once
+        # the engine is gone, however it ended (the engine removes it itself when it can)
+        self.workdir = tempfile.mkdtemp(prefix="nfca-engine-")
         down_r, down_w = os.pipe()
         up_r, up_w = _wide_pipe()
         try:
             self.process = subprocess.Popen(
                 # -P: not the current folder first on sys.path (a folder holding an `nfca` package,
                 # e.g. an unpacked feeder archive, would run its code in the engine)
-                [sys.executable, "-P", "-m", "nfca.engine.worker", str(down_r), str(up_w), str(os.getpid())],
+                [
+                    sys.executable,
+                    "-P",
+                    "-m",
+                    "nfca.engine.worker",
+                    str(down_r),
+                    str(up_w),
+                    str(os.getpid()),
+                    self.workdir,
+                ],
                 pass_fds=(down_r, up_w),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        except BaseException:
+            os.rmdir(self.workdir)
+            raise
         finally:
             os.close(down_r)
             os.close(up_w)
@@ -97,6 +114,7 @@ class Engine:
         except subprocess.TimeoutExpired:
             self.close()
             return "it stopped answering"
+        shutil.rmtree(self.workdir, ignore_errors=True)  # a crashed engine could not remove it
         if code < 0:
             try:
                 return f"killed by {signal.Signals(-code).name}"
@@ -151,19 +169,23 @@ class Engine:
         return self.process.poll() is None
 
     def close(self) -> None:
-        """Stop the engine: it sees its pipe closed, removes its working folder and exits (killed
-        if it has not within CLOSE_WAIT_S, e.g. still solving; killed, it leaves the folder)."""
+        """Stop the engine: it sees its pipe closed, removes its working folder and exits. One
+        never asked anything (a spare, perhaps still starting) is killed at once, one still busy
+        after CLOSE_WAIT_S too; either way its folder is removed once it has ended."""
         for conn in (self._send, self._recv):
             try:
                 conn.close()
             except OSError:
                 pass
         if self.process.poll() is None:
+            if not self._ready and self._pending is None and self.feeder is None:
+                self.process.kill()  # nothing to finish: an exit need not wait for its start-up
             try:
                 self.process.wait(timeout=CLOSE_WAIT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 PIPE_BYTES = 1 << 20  # Linux's largest pipe buffer for an unprivileged process (pipe-max-size)

@@ -1,9 +1,10 @@
-"""The OpenDSS engine process: `python -m nfca.engine.worker READ_FD WRITE_FD PARENT_PID`.
+"""The OpenDSS engine process: `python -m nfca.engine.worker READ_FD WRITE_FD PARENT_PID WORKDIR`.
 
 It compiles one feeder once and answers requests on a pipe (pickled tuples, see
 `nfca.engine.session`): `("read", path, default_capacity_kva, ampacity)` and `("powerflows", kw_kvar,
 source_pu)`. A crash of OpenDSS kills this process only; the caller reports it. It ignores Ctrl-C
-(the parent stops it) and works in a private temporary folder that it removes on exit.
+(the parent stops it) and works in the private folder WORKDIR, made by its caller, which it
+removes on exit (the caller removes it too once this process has ended, however it ended).
 
 It lives as long as its parent process, whichever of the parent's threads started it, and exits
 within `WATCH_S` of the parent's death, removing its folder, even in the middle of a long OpenDSS
@@ -18,7 +19,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -79,7 +79,7 @@ def serve(requests: Connection, replies: Connection, workdir: Path) -> None:
 
 
 def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="nfca-engine-"))
+    workdir = Path(sys.argv[4])  # made private (mode 700) by the caller, who removes it too
     _exit_with_parent(int(sys.argv[3]), workdir)
     # pandas is not needed here: opendssdirect loads it only for its optional DataFrame helpers
     # (0.16 s of every engine's start-up, and less code in the locked-down process)

@@ -90,3 +90,49 @@ def test_an_engine_exits_when_its_parent_process_is_killed(tmp_path):
             if not _gone(engine):
                 os.kill(engine, signal.SIGKILL)
             parent.kill()
+
+
+def test_an_engine_leaves_no_folder_however_it_ends(tmp_path, monkeypatch):
+    """Its private working folder is gone once it has ended: closed before it was asked anything
+    (the spare `nfca envelopes` starts before parsing its arguments, when they only ask for help),
+    closed after its work, or crashed (OpenDSS killed by SIGSEGV, as a malformed file would)."""
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where this process makes engine folders
+    path = write_dss(tmp_path, four_wire_kron_text())
+    spare = session.Engine()
+    assert [p.name.startswith("nfca-engine-") for p in temp.iterdir()] == [True]
+    spare.close()
+    assert spare.process.poll() is not None and list(temp.iterdir()) == []
+
+    worked = session.Engine()
+    worked.read(str(path), 9.2, None)
+    worked.close()
+    assert worked.process.returncode == 0 and list(temp.iterdir()) == []  # it ended by itself
+
+    crashed = session.Engine()
+    crashed.read(str(path), 9.2, None)
+    crashed.process.send_signal(signal.SIGSEGV)
+    try:
+        crashed.read(str(path), 9.2, None)
+    except Exception as exc:
+        assert "the OpenDSS engine crashed" in str(exc)
+    else:
+        raise AssertionError("a read from a crashed engine must fail")
+    assert list(temp.iterdir()) == []
+    crashed.close()
+
+
+def test_nfca_envelopes_help_leaves_no_engine_behind(tmp_path):
+    """`nfca envelopes` starts its engine before parsing its arguments; a command that ends at
+    once (its help) stops it and removes its folder."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    nfca = Path(sys.executable).with_name("nfca")
+    res = subprocess.run(
+        [str(nfca), "envelopes", "--help"], capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temp)}
+    )
+    assert res.returncode == 0 and "--guarantee" in res.stdout
+    assert list(temp.iterdir()) == []
