@@ -39,17 +39,20 @@ import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import pyomo.environ as pyo
+from pyomo.common.dependencies import attempt_import
 
 from nfca.errors import InfeasibleError, InputError, SolverError
 from nfca.model.box import Guarantee, Point
 from nfca.model.envelope import Binding, Direction, EnvelopeOptions, EnvelopeSet, Method, firm_kw
 from nfca.model.network import Feeder
 from nfca.model.reduction import kron_reduce, reduce_feeder
-from nfca.opf.formulation import add_limit_rows, constraint_limits, initialise, network_block, voltages
 from nfca.opf.network import VOLTAGE, per_unit
 from nfca.opf.worstcase import Candidate, PointModel, box_powers, worst_vertices
-from nfca.solver import PersistentIpopt, Result, Status
+from nfca.solver import Result, Status
+
+# Pyomo (and the formulation, below) load with the first model: a level found on the model's own
+# power flow (fair and proportional under the corner) needs neither, 0.15 s of a fair run's imports
+pyo, _ = attempt_import("pyomo.environ")
 
 TIE_BREAK = 1e-5
 EVEN_WITHIN_W = 0.5  # the optimal set: the most even of the allocations within this of the highest total
@@ -206,6 +209,8 @@ class _Run:
                     var.setub(0.0)  # held by bounds, not fixed: the NLP keeps its structure
         m.dual = pyo.Suffix(direction=pyo.Suffix.IMPORT)
         m.method = pyo.Block()
+        from nfca.solver import PersistentIpopt
+
         self.solver = PersistentIpopt(m)
         self._method_key = None  # what the method block was built for
         for point in self._initial_points():
@@ -254,6 +259,8 @@ class _Run:
     def _add(self, point: Point, ranges: tuple | None = None) -> None:
         """A copy of the network at `point` of the box (non-participants in `ranges`, default the
         run's), linked to the envelope variables."""
+        from nfca.opf.formulation import constraint_limits, network_block
+
         P, m = self.P, self.m
         net, t = P.net, point.t
         ranges = ranges if ranges is not None else (self.np_lo, self.np_hi)
@@ -368,6 +375,8 @@ class _Run:
     def _add_near_rows(self) -> bool:
         """Add to each scenario the limits it does not hold yet but comes near at its solution;
         True if one of them is broken (the solve must be repeated)."""
+        from nfca.opf.formulation import add_limit_rows, voltages
+
         lim = self.P.points.lim
         broken = False
         for b in self.blocks:
@@ -609,6 +618,8 @@ class _Run:
         _, g = self._active()[0]
         for u in self.free:
             g[u].set_value(float(found.shares[u]))
+        from nfca.opf.formulation import initialise
+
         initialise(self.blocks[0], self.P.net, found.v, found.s)
         return self._level_found(name, found, t0)
 
@@ -766,6 +777,8 @@ class _Run:
         the user is held at."""
         if self.level is not None:
             return self._level_binding(gi, ge)
+        from nfca.opf.formulation import voltages
+
         P, m = self.P, self.m
         lim, net = P.points.lim, P.net
         n_u = len(net.users)
