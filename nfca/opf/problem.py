@@ -50,8 +50,9 @@ from nfca.opf.network import VOLTAGE, per_unit
 from nfca.opf.worstcase import Candidate, PointModel, box_powers, worst_vertices
 from nfca.solver import Result, Status
 
-# Pyomo (and the formulation, below) load with the first model: a level found on the model's own
-# power flow (fair and proportional under the corner) needs neither, 0.15 s of a fair run's imports
+# Pyomo (and the formulation, imported where a model is built) load with the first model: a level
+# found on the model's own power flow (fair and proportional under the corner) needs neither
+# (0.10 s less import for a fair run; benchmarks/README.md, round 8)
 pyo, _ = attempt_import("pyomo.environ")
 
 TIE_BREAK = 1e-5
